@@ -1,0 +1,1 @@
+"""Serverless WebSocket pipeline: API Gateway -> VTL -> Kinesis -> enhanced fan-out consumers."""

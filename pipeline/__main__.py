@@ -1,0 +1,46 @@
+"""``python -m pipeline <command>``: the project's command line.
+
+Each command lives in its own module, which exposes
+``add_arguments(parser: argparse.ArgumentParser, command: str) -> None`` and
+``run(args: argparse.Namespace) -> int`` (``args.command`` names the command). This file only
+dispatches, so commands are added without touching each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from types import ModuleType
+
+# command -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "local": ("pipeline.local.cli", "run the synthesized pipeline on 127.0.0.1 (the local twin)"),
+    "publish": ("pipeline.publish", "put server-side messages for a room on the stream"),
+    "new-consumer": ("pipeline.scaffold", "create a consumer microservice and register it"),
+    "remove-consumer": ("pipeline.scaffold", "unregister a consumer and delete its files"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    modules: dict[str, ModuleType] = {}
+    for name, (module_name, help_text) in COMMANDS.items():
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        module.add_arguments(command_parser, name)
+        modules[name] = module
+    args = parser.parse_args(argv)
+    if args.command not in modules:
+        parser.error(f"{args.command}: not available in this build")
+    return int(modules[args.command].run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""The one place consumers are declared.
+
+Adding a microservice is one entry in ``CONSUMERS`` plus its folder ``consumers/<name>/``
+(``handler.py`` and ``settings.json``). The CDK stack, the local twin (through the synthesized
+template) and ``python -m pipeline new-consumer`` all read this module.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CONSUMERS_DIR = PROJECT_ROOT / "consumers"
+
+# A Kinesis stream allows at most 20 registered (enhanced fan-out) consumers.
+# https://docs.aws.amazon.com/streams/latest/dev/service-sizes-and-limits.html
+MAX_STREAM_CONSUMERS = 20
+
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{1,30}$")
+ROUTE_PATTERN = re.compile(r"^(\$disconnect|\$default|[A-Za-z][A-Za-z0-9_.-]{0,63})$")
+
+# --- registry: one entry per consumer, in deployment order -----------------------------------
+CONSUMERS: tuple[str, ...] = (
+    "echo",
+    "chat",
+    "fallback",
+    "broadcast",
+)
+# --- end of registry ---------------------------------------------------------------------------
+
+RosterAccess = Literal["none", "read", "readwrite"]
+StartingPosition = Literal["LATEST", "TRIM_HORIZON"]
+
+
+class RegistryError(ValueError):
+    """A consumer's declaration is invalid."""
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """One microservice: what it is subscribed to and how its event source mapping behaves."""
+
+    name: str
+    routes: tuple[str, ...]
+    partition_key_prefix: str | None = None
+    batch_size: int = 100
+    max_batching_window_seconds: int = 0
+    starting_position: StartingPosition = "LATEST"
+    parallelization_factor: int = 1
+    retry_attempts: int = 3
+    max_record_age_seconds: int = 3600
+    timeout_seconds: int = 30
+    memory_mb: int = 256
+    roster: RosterAccess = "none"
+    description: str = ""
+
+    @property
+    def directory(self) -> Path:
+        return CONSUMERS_DIR / self.name
+
+    @property
+    def api_routes(self) -> tuple[str, ...]:
+        """Custom route keys this consumer adds to the API ($default/$disconnect always exist)."""
+        return tuple(r for r in self.routes if not r.startswith("$"))
+
+
+_SETTING_KEYS = {
+    "routes": "routes",
+    "partitionKeyPrefix": "partition_key_prefix",
+    "batchSize": "batch_size",
+    "maxBatchingWindowSeconds": "max_batching_window_seconds",
+    "startingPosition": "starting_position",
+    "parallelizationFactor": "parallelization_factor",
+    "retryAttempts": "retry_attempts",
+    "maxRecordAgeSeconds": "max_record_age_seconds",
+    "timeoutSeconds": "timeout_seconds",
+    "memoryMb": "memory_mb",
+    "roster": "roster",
+    "description": "description",
+}
+
+
+def load_spec(name: str, consumers_dir: Path = CONSUMERS_DIR) -> ConsumerSpec:
+    """Read ``consumers/<name>/settings.json`` into a validated spec."""
+    if not NAME_PATTERN.match(name):
+        raise RegistryError(f"invalid consumer name {name!r}: use {NAME_PATTERN.pattern}")
+    path = consumers_dir / name / "settings.json"
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise RegistryError(f"consumer {name!r} has no {path}") from exc
+    unknown = set(raw) - set(_SETTING_KEYS)
+    if unknown:
+        raise RegistryError(f"{path}: unknown settings {sorted(unknown)}")
+    kwargs: dict[str, object] = {_SETTING_KEYS[k]: v for k, v in raw.items()}
+    kwargs["routes"] = tuple(kwargs.get("routes", ()))  # type: ignore[arg-type]
+    spec = ConsumerSpec(name=name, **kwargs)  # type: ignore[arg-type]
+    _validate(spec, path)
+    return spec
+
+
+def _validate(spec: ConsumerSpec, path: Path) -> None:
+    for route in spec.routes:
+        if not ROUTE_PATTERN.match(route):
+            raise RegistryError(f"{path}: invalid route {route!r}")
+    if not spec.routes and not spec.partition_key_prefix:
+        raise RegistryError(f"{path}: a consumer needs routes or a partitionKeyPrefix")
+    if not 1 <= spec.batch_size <= 10_000:
+        raise RegistryError(f"{path}: batchSize must be 1..10000")
+    if not 0 <= spec.max_batching_window_seconds <= 300:
+        raise RegistryError(f"{path}: maxBatchingWindowSeconds must be 0..300")
+    if not 1 <= spec.parallelization_factor <= 10:
+        raise RegistryError(f"{path}: parallelizationFactor must be 1..10")
+    if not 0 <= spec.retry_attempts <= 10_000:
+        raise RegistryError(f"{path}: retryAttempts must be 0..10000 (finite)")
+    if not 60 <= spec.max_record_age_seconds <= 604_800:
+        raise RegistryError(f"{path}: maxRecordAgeSeconds must be 60..604800 (finite)")
+    if spec.starting_position not in ("LATEST", "TRIM_HORIZON"):
+        raise RegistryError(f"{path}: startingPosition must be LATEST or TRIM_HORIZON")
+    if spec.roster not in ("none", "read", "readwrite"):
+        raise RegistryError(f"{path}: roster must be none, read or readwrite")
+
+
+def load_all(
+    names: tuple[str, ...] = CONSUMERS, consumers_dir: Path = CONSUMERS_DIR
+) -> list[ConsumerSpec]:
+    """Every registered consumer, validated together (unique names and routes, <= 20)."""
+    if len(names) > MAX_STREAM_CONSUMERS:
+        raise RegistryError(
+            f"{len(names)} consumers declared; a Kinesis stream allows {MAX_STREAM_CONSUMERS}"
+        )
+    if len(set(names)) != len(names):
+        raise RegistryError("a consumer is registered twice")
+    specs = [load_spec(n, consumers_dir) for n in names]
+    owner: dict[str, str] = {}
+    for spec in specs:
+        for route in spec.routes:
+            if route == "$disconnect":
+                continue  # several consumers may react to disconnects
+            if route in owner:
+                raise RegistryError(
+                    f"route {route!r} is claimed by both {owner[route]!r} and {spec.name!r}"
+                )
+            owner[route] = spec.name
+    return specs
