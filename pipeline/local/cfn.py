@@ -1,0 +1,437 @@
+"""Resolve a synthesized CloudFormation template into the concrete resources the twin runs.
+
+Sans-I/O apart from :func:`load_template`: intrinsics (Ref, Fn::GetAtt, Fn::Join, Fn::Sub,
+Fn::Select, Fn::Split, Fn::If and conditions, Fn::FindInMap, Fn::Base64), pseudo parameters, and
+the Ref/GetAtt values CloudFormation documents per resource type
+(https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/intrinsic-function-reference-ref.html).
+Names are deterministic per (stack, logical id), so a restart reproduces them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REGION = "us-east-1"
+ACCOUNT_ID = "123456789012"
+PARTITION = "aws"
+URL_SUFFIX = "amazonaws.com"
+NO_VALUE = object()  # AWS::NoValue: the property is removed
+
+_SUB_VAR = re.compile(r"\$\{([^}]*)\}")
+# CloudFormation truncates generated names to the service's limit.
+_NAME_LIMITS = {
+    "AWS::Lambda::Function": 64,
+    "AWS::SQS::Queue": 80,
+    "AWS::IAM::Role": 64,
+    "AWS::Kinesis::Stream": 128,
+    "AWS::DynamoDB::Table": 255,
+}
+_NAME_PROPERTY = {
+    "AWS::Kinesis::Stream": "Name",
+    "AWS::Kinesis::StreamConsumer": "ConsumerName",
+    "AWS::DynamoDB::Table": "TableName",
+    "AWS::SQS::Queue": "QueueName",
+    "AWS::Lambda::Function": "FunctionName",
+    "AWS::Lambda::LayerVersion": "LayerName",
+    "AWS::IAM::Role": "RoleName",
+    "AWS::IAM::Policy": "PolicyName",
+    "AWS::ApiGatewayV2::Stage": "StageName",
+    "AWS::SecretsManager::Secret": "Name",
+    "AWS::Logs::LogGroup": "LogGroupName",
+}
+
+
+class CfnError(Exception):
+    """The template cannot be resolved (unknown logical id, malformed intrinsic, cycle)."""
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One resolved resource: ``ref`` is what ``Ref`` returns, ``attributes`` what GetAtt does."""
+
+    logical_id: str
+    type: str
+    properties: dict[str, Any]
+    metadata: dict[str, Any]
+    ref: str
+    attributes: dict[str, str]
+
+
+@dataclass
+class Stack:
+    """A resolved template: resources by logical id, outputs, and where assets live."""
+
+    name: str
+    assembly_dir: Path
+    resources: dict[str, Resource]
+    outputs: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def of_type(self, resource_type: str) -> list[Resource]:
+        """Every resource of a type, in template order."""
+        return [r for r in self.resources.values() if r.type == resource_type]
+
+    def by_ref(self, resource_type: str, ref_or_arn: str) -> Resource | None:
+        """The resource of a type whose Ref or any attribute equals ``ref_or_arn``."""
+        for res in self.of_type(resource_type):
+            if ref_or_arn == res.ref or ref_or_arn in res.attributes.values():
+                return res
+        return None
+
+    def asset_path(self, logical_id: str) -> Path | None:
+        """The local directory of a function's or layer's code asset (``aws:asset:path``)."""
+        res = self.resources[logical_id]
+        path = res.metadata.get("aws:asset:path")
+        if not isinstance(path, str):
+            return None
+        return (self.assembly_dir / path).resolve()
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        """``{logicalId: {"Type": ..., "Properties": ...}}``, the shape other parts consume."""
+        return {
+            lid: {"Type": r.type, "Properties": r.properties, "Ref": r.ref}
+            for lid, r in self.resources.items()
+        }
+
+
+def load_template(assembly_dir: Path, stack_name: str) -> dict[str, Any]:
+    """Read ``<assembly_dir>/<stack_name>.template.json``."""
+    path = assembly_dir / f"{stack_name}.template.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise CfnError(f"no template {path}: synthesize first (make synth)") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("Resources"), dict):
+        raise CfnError(f"{path} is not a CloudFormation template")
+    return data
+
+
+def _token(stack: str, logical_id: str, length: int, alphabet: str) -> str:
+    digest = hashlib.sha256(f"{stack}/{logical_id}".encode()).digest()
+    return "".join(alphabet[b % len(alphabet)] for b in digest[:length])
+
+
+_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+_LOWER = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def generated_name(stack: str, logical_id: str, resource_type: str) -> str:
+    """A CloudFormation-like physical name: ``<StackName>-<LogicalId>-<RANDOM>``."""
+    suffix = _token(stack, logical_id, 12, _UPPER)
+    limit = _NAME_LIMITS.get(resource_type, 128)
+    head = f"{stack}-{logical_id}"[: limit - len(suffix) - 1]
+    return f"{head}-{suffix}"
+
+
+class Resolver:
+    """Evaluates intrinsics against one template; resource identities are computed lazily."""
+
+    def __init__(
+        self,
+        template: Mapping[str, Any],
+        stack_name: str,
+        *,
+        region: str = REGION,
+        account_id: str = ACCOUNT_ID,
+        parameters: Mapping[str, str] | None = None,
+    ) -> None:
+        self.template = template
+        self.stack_name = stack_name
+        self.region = region
+        self.account_id = account_id
+        self.raw: dict[str, Any] = dict(template.get("Resources", {}))
+        self.parameters = dict(parameters or {})
+        self._identity: dict[str, tuple[str, dict[str, str]]] = {}
+        self._in_progress: set[str] = set()
+        self._conditions: dict[str, bool] = {}
+        self.warnings: list[str] = []
+
+    # --- pseudo parameters and parameters ----------------------------------------------------
+    def _pseudo(self, name: str) -> Any:
+        values: dict[str, Any] = {
+            "AWS::Region": self.region,
+            "AWS::AccountId": self.account_id,
+            "AWS::Partition": PARTITION,
+            "AWS::URLSuffix": URL_SUFFIX,
+            "AWS::StackName": self.stack_name,
+            "AWS::StackId": f"arn:{PARTITION}:cloudformation:{self.region}:{self.account_id}:"
+            f"stack/{self.stack_name}/{_token(self.stack_name, '', 8, _LOWER)}",
+            "AWS::NoValue": NO_VALUE,
+            "AWS::NotificationARNs": [],
+        }
+        if name not in values:
+            raise CfnError(f"unknown pseudo parameter {name}")
+        return values[name]
+
+    def _parameter(self, name: str) -> Any:
+        if name in self.parameters:
+            return self.parameters[name]
+        spec = self.template.get("Parameters", {}).get(name)
+        if spec is None:
+            raise CfnError(f"Ref to unknown logical id or parameter {name!r}")
+        if "Default" not in spec:
+            raise CfnError(f"parameter {name!r} has no Default and no value")
+        return spec["Default"]
+
+    # --- conditions ---------------------------------------------------------------------------
+    def condition(self, name: str) -> bool:
+        if name not in self._conditions:
+            spec = self.template.get("Conditions", {}).get(name)
+            if spec is None:
+                raise CfnError(f"unknown condition {name!r}")
+            self._conditions[name] = bool(self.resolve(spec))
+        return self._conditions[name]
+
+    # --- identities ---------------------------------------------------------------------------
+    def identity(self, logical_id: str) -> tuple[str, dict[str, str]]:
+        """(Ref value, GetAtt attributes) of a resource."""
+        if logical_id in self._identity:
+            return self._identity[logical_id]
+        if logical_id not in self.raw:
+            raise CfnError(f"unknown logical id {logical_id!r}")
+        if logical_id in self._in_progress:
+            raise CfnError(f"circular reference through {logical_id!r}")
+        self._in_progress.add(logical_id)
+        try:
+            spec = self.raw[logical_id]
+            rtype = str(spec.get("Type", ""))
+            props = spec.get("Properties", {}) or {}
+            name_key = _NAME_PROPERTY.get(rtype)
+            name = self.resolve(props[name_key]) if name_key and name_key in props else None
+            ident = _identity_for(self, logical_id, rtype, props, name)
+        finally:
+            self._in_progress.discard(logical_id)
+        self._identity[logical_id] = ident
+        return ident
+
+    def arn(self, service: str, resource: str, *, region: bool = True) -> str:
+        reg = self.region if region else ""
+        return f"arn:{PARTITION}:{service}:{reg}:{self.account_id}:{resource}"
+
+    # --- intrinsics ---------------------------------------------------------------------------
+    def resolve(self, value: Any) -> Any:
+        """Evaluate every intrinsic in ``value`` (dicts, lists and scalars)."""
+        if isinstance(value, list):
+            items = [self.resolve(v) for v in value]
+            return [v for v in items if v is not NO_VALUE]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            key, arg = next(iter(value.items()))
+            if key == "Ref" or key.startswith("Fn::") or key == "Condition":
+                return self._intrinsic(key, arg)
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            resolved = self.resolve(v)
+            if resolved is not NO_VALUE:
+                out[k] = resolved
+        return out
+
+    def _intrinsic(self, key: str, arg: Any) -> Any:
+        if key == "Ref":
+            if not isinstance(arg, str):
+                raise CfnError(f"Ref needs a string, got {arg!r}")
+            if arg.startswith("AWS::"):
+                return self._pseudo(arg)
+            if arg in self.raw:
+                return self.identity(arg)[0]
+            return self._parameter(arg)
+        if key == "Fn::GetAtt":
+            parts = arg.split(".", 1) if isinstance(arg, str) else self.resolve(arg)
+            if not isinstance(parts, list) or len(parts) != 2:
+                raise CfnError(f"malformed Fn::GetAtt {arg!r}")
+            return self._get_att(str(parts[0]), str(parts[1]))
+        if key == "Condition":
+            return self.condition(str(arg))
+        handler = _FUNCTIONS.get(key)
+        if handler is None:
+            raise CfnError(f"unsupported intrinsic {key}")
+        return handler(self, arg)
+
+    def _get_att(self, logical_id: str, attribute: str) -> str:
+        ref, attrs = self.identity(logical_id)
+        if attribute in attrs:
+            return attrs[attribute]
+        # An attribute the twin does not model: a stable placeholder, never a crash.
+        self.warnings.append(
+            f"Fn::GetAtt {logical_id}.{attribute}: not modelled for "
+            f"{self.raw[logical_id].get('Type')} (known: {sorted(attrs)})"
+        )
+        return f"{ref}.{attribute}"
+
+    def sub(self, text: str, variables: Mapping[str, Any]) -> str:
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name.startswith("!"):
+                return "${" + name[1:] + "}"  # ${!Literal} escapes
+            if name in variables:
+                return str(variables[name])
+            if "." in name and name.split(".", 1)[0] in self.raw:
+                lid, attr = name.split(".", 1)
+                return self._get_att(lid, attr)
+            return str(self._intrinsic("Ref", name))
+
+        return _SUB_VAR.sub(replace, text)
+
+
+def _fn_join(r: Resolver, arg: Any) -> str:
+    sep, items = arg
+    values = r.resolve(items)
+    return str(sep).join(str(v) for v in values)
+
+
+def _fn_sub(r: Resolver, arg: Any) -> str:
+    if isinstance(arg, str):
+        return r.sub(arg, {})
+    text, variables = arg
+    return r.sub(str(text), {k: r.resolve(v) for k, v in variables.items()})
+
+
+def _fn_select(r: Resolver, arg: Any) -> Any:
+    index, items = r.resolve(arg[0]), r.resolve(arg[1])
+    try:
+        return items[int(index)]
+    except (IndexError, ValueError, TypeError) as exc:
+        raise CfnError(f"Fn::Select index {index!r} out of range for {items!r}") from exc
+
+
+def _fn_split(r: Resolver, arg: Any) -> list[str]:
+    sep, text = arg
+    return str(r.resolve(text)).split(str(sep))
+
+
+def _fn_if(r: Resolver, arg: Any) -> Any:
+    name, when_true, when_false = arg
+    return r.resolve(when_true if r.condition(str(name)) else when_false)
+
+
+def _fn_equals(r: Resolver, arg: Any) -> bool:
+    a, b = r.resolve(arg[0]), r.resolve(arg[1])
+    return bool(a == b)
+
+
+def _fn_find_in_map(r: Resolver, arg: Any) -> Any:
+    name, top, second = (r.resolve(a) for a in arg[:3])
+    try:
+        return r.template["Mappings"][name][top][second]
+    except KeyError as exc:
+        raise CfnError(f"Fn::FindInMap {name}/{top}/{second} not found") from exc
+
+
+def _fn_base64(r: Resolver, arg: Any) -> str:
+    import base64
+
+    return base64.b64encode(str(r.resolve(arg)).encode()).decode()
+
+
+_FUNCTIONS: dict[str, Any] = {
+    "Fn::Join": _fn_join,
+    "Fn::Sub": _fn_sub,
+    "Fn::Select": _fn_select,
+    "Fn::Split": _fn_split,
+    "Fn::If": _fn_if,
+    "Fn::Equals": _fn_equals,
+    "Fn::And": lambda r, arg: all(bool(r.resolve(a)) for a in arg),
+    "Fn::Or": lambda r, arg: any(bool(r.resolve(a)) for a in arg),
+    "Fn::Not": lambda r, arg: not bool(r.resolve(arg[0])),
+    "Fn::FindInMap": _fn_find_in_map,
+    "Fn::Base64": _fn_base64,
+    "Fn::GetAZs": lambda r, arg: [f"{r.region}{z}" for z in "abcdef"],
+}
+
+
+def _identity_for(
+    r: Resolver, lid: str, rtype: str, props: Mapping[str, Any], name: Any
+) -> tuple[str, dict[str, str]]:
+    """Ref and attributes per type, as the CloudFormation resource reference documents them."""
+    stack = r.stack_name
+    physical = str(name) if name else generated_name(stack, lid, rtype)
+    short_id = _token(stack, lid, 10, _LOWER)
+    if rtype == "AWS::Kinesis::Stream":
+        return physical, {"Arn": r.arn("kinesis", f"stream/{physical}")}
+    if rtype == "AWS::Kinesis::StreamConsumer":
+        stream_arn = str(r.resolve(props.get("StreamARN", "")))
+        consumer = str(name) if name else lid
+        # moto's consumer ARN shape (AWS appends ":<creation epoch>"); one shape on both sides.
+        arn = f"{stream_arn}/consumer/{consumer}"
+        attrs = {"ConsumerARN": arn, "ConsumerName": consumer, "StreamARN": stream_arn,
+                 "ConsumerStatus": "ACTIVE", "ConsumerCreationTimestamp": "0"}
+        return arn, attrs
+    if rtype == "AWS::DynamoDB::Table":
+        arn = r.arn("dynamodb", f"table/{physical}")
+        return physical, {"Arn": arn, "StreamArn": f"{arn}/stream/1970-01-01T00:00:00.000"}
+    if rtype == "AWS::SQS::Queue":
+        if props.get("FifoQueue") and not name:
+            physical = physical[:75] + ".fifo"
+        url = f"https://sqs.{r.region}.{URL_SUFFIX}/{r.account_id}/{physical}"
+        return url, {"Arn": r.arn("sqs", physical), "QueueName": physical, "QueueUrl": url}
+    if rtype == "AWS::Lambda::Function":
+        return physical, {"Arn": r.arn("lambda", f"function:{physical}")}
+    if rtype == "AWS::Lambda::LayerVersion":
+        arn = r.arn("lambda", f"layer:{physical}:1")
+        return arn, {"LayerVersionArn": arn}
+    if rtype == "AWS::IAM::Role":
+        return physical, {"Arn": r.arn("iam", f"role/{physical}", region=False),
+                          "RoleId": "AROA" + _token(stack, lid, 17, _UPPER)}
+    if rtype == "AWS::ApiGatewayV2::Api":
+        proto = "wss" if props.get("ProtocolType") == "WEBSOCKET" else "https"
+        endpoint = f"{proto}://{short_id}.execute-api.{r.region}.{URL_SUFFIX}"
+        return short_id, {"ApiId": short_id, "ApiEndpoint": endpoint}
+    if rtype == "AWS::ApiGatewayV2::Stage":
+        return physical, {}
+    if rtype.startswith("AWS::ApiGatewayV2::"):
+        kind = rtype.rsplit("::", 1)[1]
+        return short_id[:7], {f"{kind}Id": short_id[:7]}
+    if rtype == "AWS::Lambda::EventSourceMapping":
+        uuid = hashlib.md5(f"{stack}/{lid}".encode()).hexdigest()
+        uid = f"{uuid[:8]}-{uuid[8:12]}-{uuid[12:16]}-{uuid[16:20]}-{uuid[20:]}"
+        return uid, {"Id": uid,
+                     "EventSourceMappingArn": r.arn("lambda", f"event-source-mapping:{uid}")}
+    if rtype == "AWS::SecretsManager::Secret":
+        arn = r.arn("secretsmanager", f"secret:{physical}-{_token(stack, lid, 6, _LOWER)}")
+        return arn, {"Id": arn}
+    if rtype == "AWS::Logs::LogGroup":
+        return physical, {"Arn": r.arn("logs", f"log-group:{physical}:*")}
+    if rtype == "AWS::KMS::Key":
+        key = hashlib.md5(f"{stack}/{lid}".encode()).hexdigest()
+        return key, {"Arn": r.arn("kms", f"key/{key}"), "KeyId": key}
+    service = rtype.split("::")[1].lower() if rtype.count("::") == 2 else "unknown"
+    return physical, {"Arn": r.arn(service, physical)}
+
+
+def resolve_stack(
+    template: Mapping[str, Any],
+    stack_name: str,
+    assembly_dir: Path,
+    *,
+    region: str = REGION,
+    account_id: str = ACCOUNT_ID,
+) -> Stack:
+    """Resolve every resource (skipping those whose Condition is false) and the outputs."""
+    resolver = Resolver(template, stack_name, region=region, account_id=account_id)
+    resources: dict[str, Resource] = {}
+    for lid, spec in resolver.raw.items():
+        if not isinstance(spec, dict) or "Type" not in spec:
+            raise CfnError(f"resource {lid!r} has no Type")
+        cond = spec.get("Condition")
+        if cond is not None and not resolver.condition(str(cond)):
+            continue
+        ref, attrs = resolver.identity(lid)
+        props = resolver.resolve(spec.get("Properties", {}) or {})
+        resources[lid] = Resource(
+            logical_id=lid, type=str(spec["Type"]), properties=props,
+            metadata=dict(spec.get("Metadata", {}) or {}), ref=ref, attributes=attrs,
+        )
+    outputs: dict[str, Any] = {}
+    for name, out in (template.get("Outputs") or {}).items():
+        cond = out.get("Condition")
+        if cond is None or resolver.condition(str(cond)):
+            outputs[name] = resolver.resolve(out.get("Value"))
+    return Stack(name=stack_name, assembly_dir=assembly_dir, resources=resources, outputs=outputs,
+                 warnings=resolver.warnings)
