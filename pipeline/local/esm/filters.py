@@ -1,0 +1,230 @@
+"""Lambda event filtering for Kinesis sources (EventBridge pattern syntax), pure functions.
+
+A record is kept when at least one filter matches (filters are OR'ed). The document a pattern
+sees is the record's ``kinesis`` metadata with ``data`` decoded as JSON. Data that is not valid
+JSON never matches a pattern that mentions ``data`` (not even ``exists: false``/``anything-but``):
+https://docs.aws.amazon.com/lambda/latest/dg/invocation-eventfiltering.html#filtering-kinesis
+Syntax: https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-event-patterns-content-based-filtering.html
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from typing import Any
+
+from .interfaces import StoredRecord
+
+_OPERATORS = frozenset(
+    {"prefix", "suffix", "anything-but", "numeric", "exists", "equals-ignore-case", "wildcard",
+     "cidr"}
+)
+_NUMERIC_OPS = frozenset({"<", "<=", "=", ">", ">="})
+
+
+class _Sentinel:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+MISSING = _Sentinel("MISSING")  # the field is absent
+UNPARSEABLE = _Sentinel("UNPARSEABLE")  # record data that is not JSON: matches nothing
+
+
+def filter_document(record: StoredRecord) -> dict[str, Any]:
+    """What a Kinesis filter pattern is evaluated against."""
+    try:
+        data: Any = json.loads(record.data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        data = UNPARSEABLE
+    return {
+        "kinesisSchemaVersion": "1.0",
+        "partitionKey": record.partition_key,
+        "sequenceNumber": record.sequence_number,
+        "approximateArrivalTimestamp": record.approximate_arrival_timestamp,
+        "data": data,
+    }
+
+
+def record_matches(filters: Iterable[Mapping[str, Any]], record: StoredRecord) -> bool:
+    """True when there are no filters or any filter matches the record."""
+    patterns = list(filters)
+    if not patterns:
+        return True
+    document = filter_document(record)
+    return any(matches(p, document) for p in patterns)
+
+
+def matches(pattern: Mapping[str, Any], document: Any) -> bool:
+    """EventBridge semantics: every key of the pattern must match (AND); ``$or`` is OR."""
+    for key, expected in pattern.items():
+        if key == "$or":
+            if not any(matches(branch, document) for branch in expected):
+                return False
+            continue
+        value = document.get(key, MISSING) if isinstance(document, Mapping) else MISSING
+        if isinstance(expected, Mapping):
+            if not _match_nested(expected, value):
+                return False
+        elif not any(_match_leaf(m, value) for m in expected):
+            return False
+    return True
+
+
+def _match_nested(pattern: Mapping[str, Any], value: Any) -> bool:
+    if value is UNPARSEABLE:
+        return False
+    if isinstance(value, list):
+        return any(_match_nested(pattern, v) for v in value)
+    return matches(pattern, value if isinstance(value, Mapping) else {})
+
+
+def _match_leaf(matcher: Any, value: Any) -> bool:
+    if value is UNPARSEABLE:
+        return False
+    if isinstance(matcher, Mapping) and "exists" in matcher:
+        return (value is not MISSING) == bool(matcher["exists"])
+    if value is MISSING:
+        return False
+    if isinstance(value, list):  # an array matches when any element matches
+        return any(_match_leaf(matcher, v) for v in value)
+    if not isinstance(matcher, Mapping):
+        return _equal(matcher, value)
+    ((op, arg),) = matcher.items()
+    if op == "anything-but":
+        return not _anything_but_hit(arg, value)
+    if op == "numeric":
+        return _numeric(arg, value)
+    if op == "cidr":
+        return _cidr(arg, value)
+    return isinstance(value, str) and _string_op(op, arg, value)
+
+
+def _equal(expected: Any, value: Any) -> bool:
+    if isinstance(expected, bool) or isinstance(value, bool) or expected is None or value is None:
+        return type(expected) is type(value) and expected == value
+    if isinstance(expected, int | float) and isinstance(value, int | float):
+        return float(expected) == float(value)
+    return isinstance(expected, str) and isinstance(value, str) and expected == value
+
+
+def _string_op(op: str, arg: Any, value: str) -> bool:
+    if op == "equals-ignore-case":
+        return value.casefold() == str(arg).casefold()
+    if op == "wildcard":
+        return _wildcard_regex(str(arg)).fullmatch(value) is not None
+    ignore_case = isinstance(arg, Mapping)
+    text = str(arg["equals-ignore-case"]) if ignore_case else str(arg)
+    subject = value.casefold() if ignore_case else value
+    text = text.casefold() if ignore_case else text
+    return subject.startswith(text) if op == "prefix" else subject.endswith(text)
+
+
+def _anything_but_hit(arg: Any, value: Any) -> bool:
+    """True when ``value`` is one of the excluded things."""
+    if isinstance(arg, Mapping):
+        ((op, inner),) = arg.items()
+        if not isinstance(value, str):
+            return False
+        options = inner if isinstance(inner, list) else [inner]
+        return any(_string_op(op, o, value) for o in options)
+    options = arg if isinstance(arg, list) else [arg]
+    return any(_equal(o, value) for o in options)
+
+
+def _numeric(arg: list[Any], value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    for i in range(0, len(arg), 2):
+        op, bound = arg[i], float(arg[i + 1])
+        ok = {
+            "<": value < bound, "<=": value <= bound, "=": value == bound,
+            ">": value > bound, ">=": value >= bound,
+        }[op]
+        if not ok:
+            return False
+    return True
+
+
+def _cidr(arg: str, value: Any) -> bool:
+    try:
+        return isinstance(value, str) and ipaddress.ip_address(value) in ipaddress.ip_network(arg)
+    except ValueError:
+        return False
+
+
+@lru_cache(maxsize=256)
+def _wildcard_regex(text: str) -> re.Pattern[str]:
+    parts = re.split(r"(?<!\\)\*", text)
+    return re.compile(".*".join(re.escape(p.replace("\\*", "*")) for p in parts), re.DOTALL)
+
+
+def validate_pattern(pattern: Any, *, _depth: int = 0) -> None:
+    """Raise ``ValueError`` with a clear message when ``pattern`` is not valid filter syntax."""
+    if not isinstance(pattern, Mapping) or not pattern:
+        raise ValueError(f"a filter pattern must be a non-empty JSON object: {pattern!r}")
+    if _depth > 20:
+        raise ValueError("filter pattern nested too deeply")
+    for key, expected in pattern.items():
+        if key == "$or":
+            if not isinstance(expected, list) or len(expected) < 2:
+                raise ValueError("$or takes a list of at least two patterns")
+            for branch in expected:
+                validate_pattern(branch, _depth=_depth + 1)
+        elif isinstance(expected, Mapping):
+            validate_pattern(expected, _depth=_depth + 1)
+        elif isinstance(expected, list) and expected:
+            for matcher in expected:
+                _validate_matcher(key, matcher)
+        else:
+            raise ValueError(f"{key!r}: a pattern value must be an object or a non-empty array")
+
+
+def _validate_matcher(key: str, matcher: Any) -> None:
+    if matcher is None or isinstance(matcher, str | int | float | bool):
+        return
+    if not isinstance(matcher, Mapping) or len(matcher) != 1:
+        raise ValueError(f"{key!r}: invalid matcher {matcher!r}")
+    ((op, arg),) = matcher.items()
+    if op not in _OPERATORS:
+        raise ValueError(f"{key!r}: unknown operator {op!r}")
+    if op == "exists" and not isinstance(arg, bool):
+        raise ValueError(f"{key!r}: exists takes true or false")
+    if op == "numeric":
+        if not isinstance(arg, list) or not arg or len(arg) % 2:
+            raise ValueError(f"{key!r}: numeric takes [op, number, ...]")
+        for i in range(0, len(arg), 2):
+            bound = arg[i + 1]
+            if arg[i] not in _NUMERIC_OPS or isinstance(bound, bool) or not isinstance(
+                bound, int | float
+            ):
+                raise ValueError(f"{key!r}: invalid numeric comparison {arg!r}")
+    if op in ("prefix", "suffix") and not (
+        isinstance(arg, str)
+        or (isinstance(arg, Mapping) and list(arg) == ["equals-ignore-case"]
+            and isinstance(arg["equals-ignore-case"], str))
+    ):
+        raise ValueError(f"{key!r}: {op} takes a string or {{equals-ignore-case: string}}")
+    if op in ("equals-ignore-case", "wildcard", "cidr") and not isinstance(arg, str):
+        raise ValueError(f"{key!r}: {op} takes a string")
+    if op == "cidr":
+        try:
+            ipaddress.ip_network(arg)
+        except ValueError as exc:
+            raise ValueError(f"{key!r}: invalid cidr {arg!r}") from exc
+    if op == "anything-but":
+        if isinstance(arg, Mapping):
+            if len(arg) != 1 or next(iter(arg)) not in ("prefix", "suffix", "equals-ignore-case",
+                                                          "wildcard"):
+                raise ValueError(f"{key!r}: invalid anything-but {arg!r}")
+        elif isinstance(arg, list):
+            if not all(v is None or isinstance(v, str | int | float) for v in arg):
+                raise ValueError(f"{key!r}: anything-but list takes literals")
+        elif not (arg is None or isinstance(arg, str | int | float)):
+            raise ValueError(f"{key!r}: invalid anything-but {arg!r}")

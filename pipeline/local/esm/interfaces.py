@@ -1,0 +1,78 @@
+"""What the engine needs from the rest of the twin: records in, invocations and failures out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    """One Kinesis record as stored on a shard (an aggregated KPL record is one record)."""
+
+    sequence_number: str
+    partition_key: str
+    data: bytes
+    approximate_arrival_timestamp: float  # epoch seconds
+    explicit_hash_key: str | None = None
+
+
+class ShardSource(Protocol):
+    """Read access to the stream; the orchestrator implements it over moto's Kinesis backend."""
+
+    def stream_arn_of(self, event_source_arn: str) -> str:
+        """The stream ARN of a stream ARN (itself) or of an enhanced fan-out consumer ARN."""
+        ...
+
+    def shard_ids(self, stream_arn: str) -> list[str]:
+        """The open shards of the stream, in order."""
+        ...
+
+    def read(
+        self,
+        stream_arn: str,
+        shard_id: str,
+        *,
+        after_sequence: str | None,
+        at_timestamp: float | None,
+        limit: int,
+    ) -> list[StoredRecord]:
+        """Up to ``limit`` records in sequence order, strictly after ``after_sequence``; else
+        from ``at_timestamp``; with both None, from TRIM_HORIZON."""
+        ...
+
+    def latest_sequence(self, stream_arn: str, shard_id: str) -> str | None:
+        """The sequence number of the newest record on the shard, None if it is empty."""
+        ...
+
+    async def wait_for_records(
+        self, stream_arn: str, shard_id: str, after_sequence: str | None, timeout_s: float
+    ) -> None:
+        """Return as soon as a record after ``after_sequence`` exists, or after ``timeout_s``."""
+        ...
+
+
+@dataclass(frozen=True)
+class InvokeResult:
+    """The outcome of one synchronous invocation.
+
+    ``ok`` False is a function error (unhandled exception, timeout, crashed worker); ``payload``
+    is the function's return value decoded from JSON (None for ``null``/no value).
+    """
+
+    ok: bool
+    payload: Any = None
+    error_type: str | None = None
+    error_message: str | None = None
+
+
+class Invoker(Protocol):
+    """Invokes a function synchronously (RequestResponse) with one event."""
+
+    async def invoke(self, function_name: str, event: dict[str, Any]) -> InvokeResult: ...
+
+
+class FailureSink(Protocol):
+    """The on-failure destination: SQS ``SendMessage`` with ``message`` as the JSON body."""
+
+    def send(self, destination_arn: str, message: dict[str, Any]) -> None: ...

@@ -1,0 +1,142 @@
+"""Failure semantics of Kinesis event source mappings, pure: what to do after an invocation.
+
+- A function error retries the whole batch, bounded by ``MaximumRetryAttempts`` (-1 = until the
+  record expires). With ``BisectBatchOnFunctionError`` the batch is split in two first, and
+  "splitting a batch does not count towards the retry quota":
+  https://docs.aws.amazon.com/lambda/latest/dg/kinesis-on-failure-destination.html
+- Records older than ``MaximumRecordAgeInSeconds`` are discarded before an invocation.
+- ``ReportBatchItemFailures``: the checkpoint moves to the lowest failed sequence number and the
+  records from there are retried; an empty/null/misnamed ``itemIdentifier`` fails the whole batch;
+  an empty or null list (or response) is a success. With bisect on, a partial response bisects
+  at the returned sequence number:
+  https://docs.aws.amazon.com/lambda/latest/dg/services-kinesis-batchfailurereporting.html
+  Twin choices where AWS is silent: an identifier not in the batch fails the whole batch; a
+  partial response naming the batch's first record makes no progress and is handled as a
+  function error (so it is bounded like one); a non-object response is a success.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .config import MappingConfig
+from .interfaces import InvokeResult, StoredRecord
+
+RETRY_EXHAUSTED = "RetryAttemptsExhausted"
+RECORD_AGE_EXCEEDED = "RecordAgeExceeded"
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """A batch to invoke, with what it has used of the retry quota."""
+
+    records: tuple[StoredRecord, ...]
+    retries: int = 0  # retries consumed (bisect splits do not count)
+    invokes: int = 0  # invocations of exactly this batch so far
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """An invocation classified: success, failure (whole batch) or partial (from an index)."""
+
+    kind: Literal["success", "failure", "partial"]
+    first_failed: int = 0  # partial: index of the lowest failed record
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Discard:
+    """Records given up on; the on-failure destination hears about them."""
+
+    records: tuple[StoredRecord, ...]
+    condition: str
+    invoke_count: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What follows an invocation."""
+
+    done: tuple[StoredRecord, ...] = ()  # processed; the checkpoint passes them
+    retry: tuple[WorkItem, ...] = ()  # to invoke next, in order, before newer records
+    discard: Discard | None = None
+    backoff: bool = False  # wait before the next attempt
+
+
+def classify(
+    result: InvokeResult, batch: Sequence[StoredRecord], *, report_batch_item_failures: bool
+) -> Outcome:
+    """Turn an invocation result into an :class:`Outcome`."""
+    if not result.ok:
+        return Outcome("failure", reason=f"{result.error_type}: {result.error_message}")
+    if not report_batch_item_failures:
+        return Outcome("success")
+    return parse_batch_item_failures(result.payload, [r.sequence_number for r in batch])
+
+
+def parse_batch_item_failures(payload: Any, sequence_numbers: Sequence[str]) -> Outcome:
+    """Read ``{"batchItemFailures": [{"itemIdentifier": seq}, ...]}`` against the batch."""
+    if not isinstance(payload, Mapping):
+        return Outcome("success")  # null/empty response (or not an object): nothing reported
+    failures = payload.get("batchItemFailures")
+    if failures is None:
+        return Outcome("success")
+    if not isinstance(failures, list):
+        return Outcome("failure", reason="batchItemFailures is not a list")
+    if not failures:
+        return Outcome("success")
+    index = {seq: i for i, seq in enumerate(sequence_numbers)}
+    lowest: int | None = None
+    for entry in failures:
+        identifier = entry.get("itemIdentifier") if isinstance(entry, Mapping) else None
+        if not isinstance(identifier, str) or not identifier:
+            return Outcome("failure", reason=f"malformed batch item failure {entry!r}")
+        if identifier not in index:
+            return Outcome("failure", reason=f"itemIdentifier {identifier!r} is not in the batch")
+        lowest = index[identifier] if lowest is None else min(lowest, index[identifier])
+    assert lowest is not None
+    return Outcome("partial", first_failed=lowest)
+
+
+def can_retry(retries_used: int, maximum_retry_attempts: int) -> bool:
+    return maximum_retry_attempts == -1 or retries_used < maximum_retry_attempts
+
+
+def decide(item: WorkItem, outcome: Outcome, config: MappingConfig) -> Decision:
+    """The next step after invoking ``item`` (whose ``invokes`` already counts this call)."""
+    records = item.records
+    if outcome.kind == "success":
+        return Decision(done=records)
+    if outcome.kind == "partial" and outcome.first_failed > 0:
+        done, rest = records[: outcome.first_failed], records[outcome.first_failed :]
+        if config.bisect_batch_on_function_error:
+            return Decision(done=done, retry=(WorkItem(rest, item.retries),))
+        if can_retry(item.retries, config.maximum_retry_attempts):
+            return Decision(done=done, retry=(WorkItem(rest, item.retries + 1),), backoff=True)
+        return Decision(done=done, discard=Discard(rest, RETRY_EXHAUSTED, item.invokes))
+    if config.bisect_batch_on_function_error and len(records) > 1:
+        middle = (len(records) + 1) // 2
+        halves = (WorkItem(records[:middle], item.retries), WorkItem(records[middle:], item.retries))
+        return Decision(retry=halves)
+    if can_retry(item.retries, config.maximum_retry_attempts):
+        return Decision(retry=(WorkItem(records, item.retries + 1, item.invokes),), backoff=True)
+    return Decision(discard=Discard(records, RETRY_EXHAUSTED, item.invokes))
+
+
+def split_expired(
+    item: WorkItem, now: float, maximum_record_age_s: int
+) -> tuple[tuple[StoredRecord, ...], WorkItem | None]:
+    """Records of ``item`` older than the maximum age, and what is left to invoke (or None)."""
+    if maximum_record_age_s < 0:
+        return (), item
+    expired = tuple(
+        r for r in item.records if now - r.approximate_arrival_timestamp > maximum_record_age_s
+    )
+    if not expired:
+        return (), item
+    keep = tuple(
+        r for r in item.records if now - r.approximate_arrival_timestamp <= maximum_record_age_s
+    )
+    return expired, (WorkItem(keep, item.retries, item.invokes) if keep else None)

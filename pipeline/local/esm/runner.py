@@ -1,0 +1,250 @@
+"""The asyncio layer: one reader per shard, ``ParallelizationFactor`` lanes per shard.
+
+The reader waits on the source (event-driven, no polling interval), filters, and routes each
+record to its lane by partition key; a lane batches, invokes, and applies the pure decisions of
+:mod:`.policy`. Lanes of one shard run concurrently; within a lane one batch is in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from .batching import Batcher, lane_of
+from .config import MappingConfig
+from .events import EventContext, arn_region_account, failure_record, function_arn, kinesis_event
+from .filters import record_matches
+from .interfaces import FailureSink, Invoker, InvokeResult, ShardSource, StoredRecord
+from .policy import RECORD_AGE_EXCEEDED, Discard, WorkItem, classify, decide, split_expired
+
+log = logging.getLogger(__name__)
+
+READ_LIMIT = 10_000  # GetRecords' maximum
+IDLE_WAIT_S = 1.0  # upper bound of one wait_for_records; records wake the reader earlier
+
+
+@dataclass
+class RunnerStats:
+    """Counters of one mapping (all shards), for logs, tests and benchmarks."""
+
+    records_read: int = 0
+    records_filtered_out: int = 0
+    records_processed: int = 0
+    invocations: int = 0
+    function_errors: int = 0
+    records_discarded: int = 0
+    failure_messages_sent: int = 0
+
+
+class EventSourceMappingRunner:
+    """Runs one event source mapping against a stream until stopped."""
+
+    def __init__(
+        self,
+        config: MappingConfig,
+        source: ShardSource,
+        invoker: Invoker,
+        sink: FailureSink,
+        *,
+        region: str = "us-east-1",
+        clock: Callable[[], float] = time.time,
+        invoke_identity_arn: str | None = None,
+        retry_backoff_s: float = 0.1,
+        max_backoff_s: float = 2.0,
+    ) -> None:
+        self.config = config
+        self.stats = RunnerStats()
+        self._source = source
+        self._invoker = invoker
+        self._sink = sink
+        self._region, self._account = arn_region_account(config.event_source_arn, region=region)
+        self._function_arn = function_arn(
+            config.function_name, region=self._region, account=self._account
+        )
+        self._identity = invoke_identity_arn or (
+            f"arn:aws:iam::{self._account}:role/{self._function_arn.split(':')[-1]}-role"
+        )
+        self._clock = clock
+        self._backoff_s = retry_backoff_s
+        self._max_backoff_s = max_backoff_s
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def running(self) -> bool:
+        return bool(self._tasks)
+
+    async def start(self) -> None:
+        """Position a reader on every shard (per ``StartingPosition``) and start; no-op when the
+        mapping is disabled or already running."""
+        if not self.config.enabled or self._tasks:
+            return
+        if self.config.tumbling_window_s:
+            log.warning("%s: TumblingWindowInSeconds is not emulated", self.config.uuid)
+        stream_arn = self._source.stream_arn_of(self.config.event_source_arn)
+        for shard_id in self._source.shard_ids(stream_arn):
+            ctx = EventContext(shard_id, stream_arn, self._region, self._identity)
+            shard = _Shard(self, ctx)
+            shard.position_at_start()
+            self._tasks.append(asyncio.create_task(shard.read_loop(), name=f"esm-read-{shard_id}"))
+            for lane in shard.lanes:
+                self._tasks.append(asyncio.create_task(lane.run(), name=f"esm-lane-{shard_id}"))
+
+    async def stop(self) -> None:
+        """Cancel readers and lanes (an in-flight invocation is abandoned) and wait for them."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # --- used by shards and lanes ---------------------------------------------------------
+
+    async def _invoke(self, records: tuple[StoredRecord, ...], ctx: EventContext) -> InvokeResult:
+        self.stats.invocations += 1
+        try:
+            result = await self._invoker.invoke(self.config.function_name,
+                                                kinesis_event(records, ctx))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a broken invoker must not kill the shard: a function error
+            log.exception("%s: invoker failed", self.config.uuid)
+            result = InvokeResult(False, None, type(exc).__name__, str(exc))
+        if not result.ok:
+            self.stats.function_errors += 1
+        return result
+
+    def _discard(self, discard: Discard, ctx: EventContext, last: InvokeResult | None) -> None:
+        self.stats.records_discarded += len(discard.records)
+        message = failure_record(
+            discard.records, ctx, function_arn=self._function_arn, condition=discard.condition,
+            invoke_count=discard.invoke_count, last_result=last, now=self._clock(),
+        )
+        destination = self.config.on_failure_destination_arn
+        if destination is None:
+            log.warning("%s: discarded records, no on-failure destination: %s",
+                        self.config.uuid, message)
+            return
+        try:
+            self._sink.send(destination, message)
+            self.stats.failure_messages_sent += 1
+        except Exception:
+            log.exception("%s: on-failure destination %s refused: %s",
+                          self.config.uuid, destination, message)
+
+    def _backoff(self, retries: int) -> float:
+        return float(min(self._max_backoff_s, self._backoff_s * 2 ** min(retries, 10)))
+
+
+class _Shard:
+    """The reader of one shard and its lanes."""
+
+    def __init__(self, runner: EventSourceMappingRunner, ctx: EventContext) -> None:
+        self.runner = runner
+        self.ctx = ctx
+        cfg = runner.config
+        self.drained = asyncio.Event()  # set whenever a lane takes a batch (backpressure)
+        self.lanes = [_Lane(runner, ctx, self.drained) for _ in range(cfg.parallelization_factor)]
+        self.high_water = max(4 * cfg.batch_size, 1000)
+        self.after: str | None = None
+        self.at_timestamp: float | None = None
+
+    def position_at_start(self) -> None:
+        cfg, src = self.runner.config, self.runner._source
+        if cfg.starting_position == "LATEST":
+            self.after = src.latest_sequence(self.ctx.stream_arn, self.ctx.shard_id)
+        elif cfg.starting_position == "AT_TIMESTAMP":
+            self.at_timestamp = cfg.starting_position_timestamp
+
+    async def read_loop(self) -> None:
+        runner, src, cfg = self.runner, self.runner._source, self.runner.config
+        while True:
+            while max(len(lane.batcher) for lane in self.lanes) >= self.high_water:
+                self.drained.clear()
+                await self.drained.wait()
+            try:
+                records = src.read(self.ctx.stream_arn, self.ctx.shard_id,
+                                   after_sequence=self.after, at_timestamp=self.at_timestamp,
+                                   limit=READ_LIMIT)
+            except Exception:
+                log.exception("%s: reading %s failed", cfg.uuid, self.ctx.shard_id)
+                await asyncio.sleep(runner._backoff(3))  # back off a failing source
+                continue
+            if not records:
+                if self.at_timestamp is not None:
+                    # Everything stored is older than the timestamp: continue from the newest.
+                    self.at_timestamp = None
+                    self.after = src.latest_sequence(self.ctx.stream_arn, self.ctx.shard_id)
+                await src.wait_for_records(self.ctx.stream_arn, self.ctx.shard_id, self.after,
+                                           IDLE_WAIT_S)
+                continue
+            self.after, self.at_timestamp = records[-1].sequence_number, None
+            runner.stats.records_read += len(records)
+            now = asyncio.get_running_loop().time()
+            for record in records:
+                if record_matches(cfg.filters, record):
+                    lane = self.lanes[lane_of(record.partition_key, len(self.lanes))]
+                    lane.add(record, now)
+                else:
+                    runner.stats.records_filtered_out += 1
+
+
+class _Lane:
+    """One ordered stream of batches: fresh records, plus retries/splits that go first."""
+
+    def __init__(
+        self, runner: EventSourceMappingRunner, ctx: EventContext, drained: asyncio.Event
+    ) -> None:
+        self.runner = runner
+        self.ctx = ctx
+        self.drained = drained
+        self.batcher = Batcher(runner.config.batch_size, runner.config.maximum_batching_window_s)
+        self.pending: deque[WorkItem] = deque()
+        self.arrived = asyncio.Event()
+
+    def add(self, record: StoredRecord, now: float) -> None:
+        self.batcher.add(record, now)
+        self.arrived.set()
+
+    async def run(self) -> None:
+        while True:
+            item = self.pending.popleft() if self.pending else await self._next_batch()
+            await self._process(item)
+
+    async def _next_batch(self) -> WorkItem:
+        loop = asyncio.get_running_loop()
+        while True:
+            now = loop.time()
+            wait = self.batcher.wait_time(now)
+            if wait == 0.0:
+                batch = self.batcher.take(now)
+                self.drained.set()
+                return WorkItem(tuple(batch))
+            self.arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.arrived.wait(), timeout=wait)
+
+    async def _process(self, item: WorkItem) -> None:
+        runner = self.runner
+        expired, remaining = split_expired(item, runner._clock(), runner.config.maximum_record_age_s)
+        if expired:
+            runner._discard(Discard(expired, RECORD_AGE_EXCEEDED, item.invokes), self.ctx, None)
+        if remaining is None:
+            return
+        item = replace(remaining, invokes=remaining.invokes + 1)
+        result = await runner._invoke(item.records, self.ctx)
+        outcome = classify(result, item.records,
+                           report_batch_item_failures=runner.config.report_batch_item_failures)
+        decision = decide(item, outcome, runner.config)
+        runner.stats.records_processed += len(decision.done)
+        if decision.discard is not None:
+            runner._discard(decision.discard, self.ctx, result)
+        self.pending.extendleft(reversed(decision.retry))
+        if decision.backoff and decision.retry:
+            # A deliberate retry delay (Lambda backs off between retries), not a wait for work.
+            await asyncio.sleep(runner._backoff(decision.retry[0].retries - 1))
