@@ -224,34 +224,34 @@ class ApiInput:
 
 
 class ApiUtil:
-    """``$util``: API Gateway's helper functions."""
+    """``$util``: API Gateway's helper functions (camelCase: the names templates call)."""
 
     @staticmethod
-    def escapeJavaScript(text: Any) -> str | None:  # noqa: N802 - the VTL name
+    def escapeJavaScript(text: Any) -> str | None:
         return None if text is None else escape_javascript(str(text))
 
     @staticmethod
-    def base64Encode(text: Any) -> str:  # noqa: N802
+    def base64Encode(text: Any) -> str:
         return base64.b64encode(str(text or "").encode()).decode("ascii")
 
     @staticmethod
-    def base64Decode(text: Any) -> str:  # noqa: N802
+    def base64Decode(text: Any) -> str:
         try:
             return base64.b64decode(str(text or ""), validate=False).decode("utf-8", "replace")
         except (binascii.Error, ValueError) as exc:
             raise VtlRenderError(f"$util.base64Decode: invalid input: {exc}") from exc
 
     @staticmethod
-    def urlEncode(text: Any) -> str:  # noqa: N802
+    def urlEncode(text: Any) -> str:
         # java.net.URLEncoder: space as "+", and only A-Za-z0-9 . - * _ left as they are.
         return urllib.parse.quote_plus(str(text or ""), safe="*")
 
     @staticmethod
-    def urlDecode(text: Any) -> str:  # noqa: N802
+    def urlDecode(text: Any) -> str:
         return urllib.parse.unquote_plus(str(text or ""))
 
     @staticmethod
-    def parseJson(text: Any) -> Any:  # noqa: N802
+    def parseJson(text: Any) -> Any:
         try:
             return json.loads(str(text))
         except ValueError as exc:

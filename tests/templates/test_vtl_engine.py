@@ -1,0 +1,90 @@
+"""The VTL engine: API Gateway's $util, $input and Java string methods on airspeed."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.local import vtl
+
+
+@pytest.mark.parametrize(
+    ("raw", "escaped"),
+    [
+        # Commons Lang 2 StringEscapeUtils javadoc and StringEscapeUtilsTest expectations.
+        ('He didn\'t say, "Stop!"', 'He didn\\\'t say, \\"Stop!\\"'),
+        (
+            "document.getElementById(\"test\").value = '<script>alert('aaa');</script>';",
+            "document.getElementById(\\\"test\\\").value = \\'<script>alert(\\'aaa\\');"
+            "<\\/script>\\';",
+        ),
+        ("\b\t\n\f\r", "\\b\\t\\n\\f\\r"),
+        ("\x00\x01\x1f", "\\u0000\\u0001\\u001F"),
+        ("\x7f", "\x7f"),
+        ("\x80\xe9\u00ff", "\\u0080\\u00E9\\u00FF"),
+        ("\u1234\uabcd\u2028", "\\u1234\\uABCD\\u2028"),
+        ("😀", "\\uD83D\\uDE00"),
+        ("a\\b/c", "a\\\\b\\/c"),
+        ("plain ASCII 0-9 ~!@#$%^&*()", "plain ASCII 0-9 ~!@#$%^&*()"),
+    ],
+)
+def test_escape_javascript_matches_commons_lang(raw: str, escaped: str) -> None:
+    assert vtl.escape_javascript(raw) == escaped
+
+
+def _render(template: str, body: str = "", **context: object) -> str:
+    return vtl.render(template, body=body, context=context, stage_variables={"env": "test"})
+
+
+def test_input_json_and_path_follow_the_jsonpath_subset() -> None:
+    body = '{"action":"echo","data":{"list":[10,{"k":"v"}],"s":"x\\"y"}}'
+    assert _render("$input.json('$.data.list')", body) == '[10,{"k":"v"}]'
+    assert _render("$input.json('$.data.list[1]')", body) == '{"k":"v"}'
+    assert _render("$input.path('$.action')", body) == "echo"
+    assert _render("$input.path('$.data.list[0]')", body) == "10"
+    assert _render("$input.path('$.data.s')", body) == 'x"y'
+    assert _render("$input.json('$.missing')", body) == ""
+    assert _render("#if($input.path('$.data.list').size() == 2)two#end", body) == "two"
+    assert _render("$input.json('$')", body) == body
+    assert _render("$input.body", body) == body
+
+
+def test_path_on_a_non_json_body_is_a_render_error() -> None:
+    with pytest.raises(vtl.VtlRenderError, match="not valid JSON"):
+        _render("$input.path('$.a')", "not json")
+
+
+def test_util_functions() -> None:
+    assert _render("$util.base64Encode('héllo')") == "aMOpbGxv"
+    assert _render("$util.base64Decode('aMOpbGxv')") == "héllo"
+    assert _render("$util.urlEncode('a b&c=d/é*')") == "a+b%26c%3Dd%2F%C3%A9*"
+    assert _render("$util.urlDecode('a+b%26c')") == "a b&c"
+    assert _render("$util.parseJson('{\"a\":[1,2]}').a.size()") == "2"
+    assert _render("$stageVariables.env") == "test"
+
+
+def test_context_values_and_absent_authorizer() -> None:
+    assert _render("$context.connectionId|$!{context.authorizer.principalId}|", connectionId="C=") \
+        == "C=||"
+
+
+def test_java_string_methods() -> None:
+    template = (
+        "#set($s = ' Hello, World ')"
+        "$s.trim().toLowerCase()|$s.replace('o', '0')|$s.replaceAll('(l+)', '[$1]')|"
+        "$s.split(',').size()|$s.indexOf('z')|$s.isEmpty()|$s.length()|$s.trim().endsWith('d')"
+    )
+    assert _render(template) == (
+        "hello, world| Hell0, W0rld | He[ll]o, Wor[l]d |2|-1|false|14|true"
+    )
+    # AWS's documented escapeJavaScript fix: the literal "\\'" is the Java regex backslash-quote.
+    assert _render("""$util.escapeJavaScript("it's").replaceAll("\\\\'", "'")""") == "it's"
+
+
+def test_templates_are_compiled_once() -> None:
+    text = "$context.routeKey #* cache probe *#"
+    assert vtl.compile_template(text) is vtl.compile_template(text)
+
+
+def test_syntax_error_is_a_vtl_error() -> None:
+    with pytest.raises(vtl.VtlSyntaxError):
+        _render("#if($a")
