@@ -1,0 +1,31 @@
+"""fallback ($default): answers what no route claims with an error frame, never an exception.
+
+- a JSON object (any ``action``, or none): ``unknown_action``, with ``"received"`` = the action
+  (``null`` when absent or not a string);
+- anything else (not JSON, or JSON that is not an object): ``invalid_frame``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.runtime import Envelope, HandlerContext, process_batch
+
+
+def record_handler(record: Envelope, ctx: HandlerContext) -> None:
+    if record.event_type != "MESSAGE" or not record.connection_id:
+        return  # only client frames have a sender to answer
+    frame = record.body_object()
+    if frame is None:
+        ctx.error(record, "invalid_frame",
+                  'frames must be JSON objects like {"action": "echo", "data": 1}')
+        return
+    action = frame.get("action")
+    received = action if isinstance(action, str) else None
+    shown = "no action" if received is None else f"action {received[:64]!r}"
+    ctx.error(record, "unknown_action", f"{shown} is not a known route",
+              received=received)
+
+
+def lambda_handler(event: dict[str, Any], context: Any) -> Any:
+    return process_batch(event, context, record_handler)

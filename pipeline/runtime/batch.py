@@ -1,0 +1,124 @@
+"""Batch processing with partial batch responses, per-key ordering and KPL de-aggregation.
+
+Built on Powertools' ``BatchProcessor(EventType.KinesisDataStreams)``, with two changes that
+Kinesis needs and Powertools does not do by itself:
+
+- Order per partition key. Powertools carries on after a failed record. Here, once a record
+  fails, every later record with the same partition key (= the same connection) is reported
+  failed *without being processed*, so nothing of that connection overtakes the failed frame;
+  Lambda retries from the lowest reported sequence number.
+  https://docs.aws.amazon.com/lambda/latest/dg/services-kinesis-batchfailurereporting.html
+- KPL aggregation. A Kinesis record may carry many user records; they are handled in order and
+  a failure fails the whole Kinesis record (its sequence number is the ``itemIdentifier``:
+  Lambda cannot checkpoint inside an aggregated record, so on retry the sub-records before the
+  failed one run again: at-least-once).
+
+Undecodable records (bad base64, corrupt KPL, not an envelope) follow ``undecodable``:
+``"report"`` (default) logs the whole record at ERROR with its sequence number, counts
+``RecordsUndecodable`` and treats it as processed: a retry cannot fix bytes already in the
+stream, and retrying would block the shard until the record expires. ``"fail"`` reports it
+failed instead (then the mapping's bounded retries and on-failure destination apply).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, Literal
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
+
+from . import observability as obs
+from .context import HandlerContext, now_ms
+from .envelope import Envelope
+from .exceptions import SkippedAfterFailure, UndecodableRecord
+from .records import decode_record
+
+RecordHandler = Callable[[Envelope, HandlerContext], None]
+UndecodablePolicy = Literal["report", "fail"]
+
+
+class OrderedKinesisProcessor(BatchProcessor):
+    """A Kinesis ``BatchProcessor`` that keeps per-key order and de-aggregates KPL records."""
+
+    def __init__(self, ctx: HandlerContext, undecodable: UndecodablePolicy = "report") -> None:
+        super().__init__(event_type=EventType.KinesisDataStreams,
+                         raise_on_entire_batch_failure=False)
+        self.ctx = ctx
+        self.undecodable = undecodable
+        self._failed_keys: set[str] = set()
+
+    def _prepare(self) -> None:
+        super()._prepare()  # type: ignore[no-untyped-call]
+        self._failed_keys = set()
+
+    def _process_record(self, record: dict[str, Any]) -> Any:
+        data = KinesisStreamRecord(record)
+        seq = data.kinesis.sequence_number
+        key = data.kinesis.partition_key
+        if key in self._failed_keys:
+            obs.count(obs.RECORDS_SKIPPED)
+            skipped = SkippedAfterFailure(seq, key)
+            return self.failure_handler(record=data, exception=(type(skipped), skipped, None))
+        try:
+            envelopes = decode_record(record)
+        except UndecodableRecord as exc:
+            obs.count(obs.RECORDS_UNDECODABLE)
+            self.ctx.logger.error("undecodable record", extra={
+                "sequenceNumber": seq, "reason": exc.reason, "policy": self.undecodable,
+                "record": record})
+            if self.undecodable == "fail":
+                self._failed_keys.add(key)
+                return self.failure_handler(record=data, exception=sys.exc_info())
+            return self.success_handler(record=data, result=None)
+        try:
+            for envelope in envelopes:
+                obs.count(obs.RECORDS_IN)
+                _observe_latency(envelope, self.ctx.started_ms)
+                self.handler(envelope, self.ctx)
+        except Exception:
+            self._failed_keys.add(key)
+            obs.count(obs.RECORDS_FAILED)
+            self.ctx.logger.exception("record failed", extra={
+                "sequenceNumber": seq, "partitionKey": key})
+            return self.failure_handler(record=data, exception=sys.exc_info())
+        return self.success_handler(record=data, result=None)
+
+
+def _observe_latency(envelope: Envelope, started_ms: int) -> None:
+    arrival = envelope.arrival_ms
+    if envelope.event_type != "SERVER":
+        obs.latency(obs.GATEWAY_TO_STREAM_MS, arrival - envelope.request_time_epoch)
+    obs.latency(obs.STREAM_TO_CONSUMER_MS, started_ms - arrival)
+
+
+def process_batch(
+    event: dict[str, Any],
+    lambda_context: Any,
+    record_handler: RecordHandler,
+    *,
+    undecodable: UndecodablePolicy = "report",
+    ctx: HandlerContext | None = None,
+) -> PartialItemFailureResponse:
+    """Run ``record_handler`` over a Lambda Kinesis event; returns the partial batch response."""
+    ctx = ctx or HandlerContext(lambda_context=lambda_context, started_ms=now_ms())
+    processor = OrderedKinesisProcessor(ctx, undecodable)
+    records = event.get("Records")
+    if not isinstance(records, list):
+        ctx.logger.error("not a Kinesis event: no Records list", extra={"event": event})
+        return {"batchItemFailures": []}
+    try:
+        with processor(records, record_handler):
+            processor.process()
+    finally:
+        obs.metrics.flush_metrics()
+    response = processor.response()
+    if response["batchItemFailures"]:
+        # Aggregated sub-records share a sequence number: report each Kinesis record once.
+        seen: dict[str, None] = {}
+        for item in response["batchItemFailures"]:
+            seen.setdefault(str(item["itemIdentifier"]), None)
+        response = {"batchItemFailures": [{"itemIdentifier": s} for s in seen]}
+    return response

@@ -1,0 +1,55 @@
+"""Errors raised by the consumer runtime.
+
+One base, :class:`PipelineRuntimeError`::
+
+    PipelineRuntimeError
+    ├── UndecodableRecord        a stream record that is not a valid (aggregated) envelope
+    ├── DeliveryError            a post to @connections failed for good (after bounded retries)
+    ├── RosterError              the roster table could not be read or written
+    └── SkippedAfterFailure      not processed: an earlier record of the same partition key failed
+"""
+
+from __future__ import annotations
+
+
+class PipelineRuntimeError(Exception):
+    """Base of every error the runtime raises on purpose."""
+
+
+class UndecodableRecord(PipelineRuntimeError):
+    """A Kinesis record that cannot be decoded into envelopes."""
+
+    def __init__(self, sequence_number: str, reason: str) -> None:
+        super().__init__(f"record {sequence_number}: {reason}")
+        self.sequence_number = sequence_number
+        self.reason = reason
+
+
+class DeliveryError(PipelineRuntimeError):
+    """A post to one or more connections failed after the bounded retries."""
+
+    def __init__(self, failed: dict[str, str]) -> None:
+        sample = ", ".join(f"{cid}: {why}" for cid, why in list(failed.items())[:5])
+        super().__init__(f"{len(failed)} post(s) failed: {sample}")
+        self.failed = failed
+
+
+class RosterError(PipelineRuntimeError):
+    """A roster read or write failed; ``code`` is the AWS error code when there is one."""
+
+    def __init__(self, operation: str, code: str, message: str) -> None:
+        super().__init__(f"{operation}: {code}: {message}")
+        self.operation = operation
+        self.code = code
+
+
+class SkippedAfterFailure(PipelineRuntimeError):
+    """Reported failed without being processed, to keep per-key order (retried later)."""
+
+    def __init__(self, sequence_number: str, partition_key: str) -> None:
+        super().__init__(
+            f"record {sequence_number} not processed: an earlier record of partition key "
+            f"{partition_key!r} failed in this batch"
+        )
+        self.sequence_number = sequence_number
+        self.partition_key = partition_key

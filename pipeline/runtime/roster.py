@@ -1,0 +1,183 @@
+"""The connection roster (DynamoDB; schema in docs/contracts.md).
+
+Items: ``CONN#<cid>/META`` (written by ``$connect``), and per membership two items,
+``CONN#<cid>/ROOM#<room>`` and ``ROOM#<room>/CONN#<cid>``, written and deleted together.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from .exceptions import PipelineRuntimeError, RosterError
+
+# Longer than the 2 h connection limit, like the $connect item (contracts: connect + 3 h).
+MEMBERSHIP_TTL_SECONDS = 3 * 3600
+BATCH_WRITE_MAX = 25  # BatchWriteItem limit
+_UNPROCESSED_ATTEMPTS = 8
+
+
+def _guard(operation: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except ClientError as exc:
+                err = exc.response.get("Error", {})
+                raise RosterError(operation, str(err.get("Code", "")), str(err.get("Message", "")))\
+                    from exc
+
+        call.__doc__ = fn.__doc__
+        return call
+
+    return wrap
+
+
+class Roster:
+    """Reads and writes the roster table through one shared low-level DynamoDB client."""
+
+    def __init__(self, table_name: str, *, client: Any = None) -> None:
+        self.table_name = table_name
+        self._ddb = client or boto3.client(
+            "dynamodb", config=Config(max_pool_connections=16, retries={"mode": "standard"})
+        )
+
+    @_guard("GetItem")
+    def connection(self, connection_id: str) -> dict[str, Any] | None:
+        """The connection's META item (plain values), or ``None`` when it is not in the roster."""
+        item = self._ddb.get_item(
+            TableName=self.table_name,
+            Key=_key(f"CONN#{connection_id}", "META"),
+            ConsistentRead=True,
+        ).get("Item")
+        return _plain(item) if item else None
+
+    @_guard("GetItem")
+    def is_member(self, connection_id: str, room: str) -> bool:
+        """Whether the connection is a member of the room."""
+        item = self._ddb.get_item(
+            TableName=self.table_name,
+            Key=_key(f"CONN#{connection_id}", f"ROOM#{room}"),
+            ConsistentRead=True,
+            ProjectionExpression="pk",
+        ).get("Item")
+        return item is not None
+
+    @_guard("TransactWriteItems")
+    def join(self, connection_id: str, room: str) -> None:
+        """Make the connection a member of the room (both items, atomically; idempotent)."""
+        now = int(time.time())
+        attrs = {
+            "room": {"S": room},
+            "connectionId": {"S": connection_id},
+            "joinedAt": {"N": str(now * 1000)},
+            "expiresAt": {"N": str(now + MEMBERSHIP_TTL_SECONDS)},
+        }
+        self._ddb.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": self.table_name,
+                         "Item": {**_key(f"CONN#{connection_id}", f"ROOM#{room}"), **attrs}}},
+                {"Put": {"TableName": self.table_name,
+                         "Item": {**_key(f"ROOM#{room}", f"CONN#{connection_id}"), **attrs}}},
+            ]
+        )
+
+    @_guard("TransactWriteItems")
+    def leave(self, connection_id: str, room: str) -> None:
+        """Remove the membership (both items, atomically; idempotent)."""
+        self._ddb.transact_write_items(
+            TransactItems=[
+                {"Delete": {"TableName": self.table_name,
+                            "Key": _key(f"CONN#{connection_id}", f"ROOM#{room}")}},
+                {"Delete": {"TableName": self.table_name,
+                            "Key": _key(f"ROOM#{room}", f"CONN#{connection_id}")}},
+            ]
+        )
+
+    def members(self, room: str) -> Iterator[str]:
+        """Connection ids of the room's members (one strongly consistent, paginated Query)."""
+        yield from (
+            _plain(item)["connectionId"]
+            for item in self._paginate("query", KeyConditionExpression="pk = :pk",
+                                       ExpressionAttributeValues={":pk": {"S": f"ROOM#{room}"}},
+                                       ConsistentRead=True)
+        )
+
+    def all_connections(self) -> Iterator[str]:
+        """Every connection id in the roster (paginated Scan of the META items)."""
+        for item in self._paginate("scan", FilterExpression="sk = :meta",
+                                   ExpressionAttributeValues={":meta": {"S": "META"}}):
+            yield str(item["pk"]["S"]).removeprefix("CONN#")
+
+    @_guard("BatchWriteItem")
+    def remove_connection(self, connection_id: str) -> int:
+        """Delete every item of the connection (META, its memberships, the room-side items).
+
+        Returns how many items were deleted (0 when the connection was not in the roster).
+        """
+        keys: list[dict[str, Any]] = []
+        for item in self._paginate("query", KeyConditionExpression="pk = :pk",
+                                   ExpressionAttributeValues={":pk": {"S": f"CONN#{connection_id}"}},
+                                   ConsistentRead=True, ProjectionExpression="pk, sk"):
+            sk = str(item["sk"]["S"])
+            keys.append(_key(f"CONN#{connection_id}", sk))
+            if sk.startswith("ROOM#"):
+                keys.append(_key(sk, f"CONN#{connection_id}"))
+        for start in range(0, len(keys), BATCH_WRITE_MAX):
+            self._batch_delete(keys[start:start + BATCH_WRITE_MAX])
+        return len(keys)
+
+    def _batch_delete(self, keys: list[dict[str, Any]]) -> None:
+        requests: list[dict[str, Any]] = [{"DeleteRequest": {"Key": k}} for k in keys]
+        for attempt in range(_UNPROCESSED_ATTEMPTS):
+            answer = self._ddb.batch_write_item(RequestItems={self.table_name: requests})
+            requests = answer.get("UnprocessedItems", {}).get(self.table_name, [])
+            if not requests:
+                return
+            time.sleep(min(1.0, 0.02 * 2**attempt))  # back off before resubmitting (AWS advice)
+        raise RosterError("BatchWriteItem", "UnprocessedItems",
+                          f"{len(requests)} deletes still unprocessed")
+
+    def _paginate(self, operation: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        try:
+            pages = self._ddb.get_paginator(operation).paginate(TableName=self.table_name, **kwargs)
+            for page in pages:
+                yield from page.get("Items", [])
+        except ClientError as exc:
+            err = exc.response.get("Error", {})
+            raise RosterError(operation, str(err.get("Code", "")), str(err.get("Message", "")))\
+                from exc
+
+
+def _key(pk: str, sk: str) -> dict[str, Any]:
+    return {"pk": {"S": pk}, "sk": {"S": sk}}
+
+
+def _plain(item: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, typed in item.items():
+        (kind, value), = typed.items()
+        out[name] = int(value) if kind == "N" and value.lstrip("-").isdigit() else value
+    return out
+
+
+_shared: dict[str, Roster] = {}
+_lock = threading.Lock()
+
+
+def roster(table_name: str | None = None) -> Roster:
+    """The container's roster for ``table_name`` (default env ``ROSTER_TABLE_NAME``)."""
+    name = table_name or os.environ.get("ROSTER_TABLE_NAME", "")
+    if not name:
+        raise PipelineRuntimeError("ROSTER_TABLE_NAME is not set")
+    with _lock:
+        if name not in _shared:
+            _shared[name] = Roster(name)
+        return _shared[name]
