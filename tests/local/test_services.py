@@ -1,0 +1,181 @@
+"""The twin's AWS services: boto3 over HTTP and the in-process doors share one state."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from botocore.exceptions import ClientError
+
+from pipeline.local import kinesis_store
+from pipeline.local.cfn import resolve_stack
+from pipeline.local.services import AwsServices, MotoShardSource, SqsFailureSink
+
+TEMPLATE: dict[str, Any] = {"Resources": {
+    "Stream": {"Type": "AWS::Kinesis::Stream", "Properties": {"ShardCount": 2}},
+    "Consumer": {"Type": "AWS::Kinesis::StreamConsumer", "Properties": {
+        "ConsumerName": "echo", "StreamARN": {"Fn::GetAtt": ["Stream", "Arn"]}}},
+    "Table": {"Type": "AWS::DynamoDB::Table", "Properties": {
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"},
+                      {"AttributeName": "sk", "KeyType": "RANGE"}],
+        "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"},
+                                 {"AttributeName": "sk", "AttributeType": "S"}],
+        "BillingMode": "PAY_PER_REQUEST",
+        "TimeToLiveSpecification": {"AttributeName": "expiresAt", "Enabled": True}}},
+    "Dlq": {"Type": "AWS::SQS::Queue", "Properties": {}},
+}}
+
+
+@pytest.fixture(scope="module")
+def services() -> Iterator[tuple[AwsServices, Any]]:
+    svc = AwsServices()
+    svc.start(0)
+    stack = resolve_stack(TEMPLATE, "SvcTest", Path("/nowhere"))
+    svc.provision(stack)
+    yield svc, stack
+    svc.stop()
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def test_boto3_over_http_sees_the_provisioned_stack(services: tuple[AwsServices, Any]) -> None:
+    svc, stack = services
+    stream = stack.resources["Stream"].ref
+    kinesis = svc.client("kinesis")
+    desc = kinesis.describe_stream(StreamName=stream)["StreamDescription"]
+    assert len(desc["Shards"]) == 2
+    consumers = kinesis.list_stream_consumers(StreamARN=desc["StreamARN"])["Consumers"]
+    assert [c["ConsumerARN"] for c in consumers] == [stack.resources["Consumer"].ref]
+    ddb = svc.client("dynamodb")
+    table = stack.resources["Table"].ref
+    ttl = ddb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+    assert ttl["AttributeName"] == "expiresAt"
+
+
+def test_in_process_put_is_readable_over_http(services: tuple[AwsServices, Any]) -> None:
+    svc, stack = services
+    stream = stack.resources["Stream"].ref
+    body = orjson.dumps({"StreamName": stream, "Data": _b64(b"hello"), "PartitionKey": "pk-1"})
+    resp = svc.call_aws("kinesis", "PutRecord", body, None)
+    assert resp.status == 200 and resp.error_type is None
+    out = orjson.loads(resp.body)
+    kinesis = svc.client("kinesis")
+    it = kinesis.get_shard_iterator(StreamName=stream, ShardId=out["ShardId"],
+                                    ShardIteratorType="AT_SEQUENCE_NUMBER",
+                                    StartingSequenceNumber=out["SequenceNumber"])
+    records = kinesis.get_records(ShardIterator=it["ShardIterator"])["Records"]
+    assert records[0]["Data"] == b"hello" and records[0]["PartitionKey"] == "pk-1"
+
+
+def test_aws_errors_come_back_as_responses(services: tuple[AwsServices, Any]) -> None:
+    svc, _ = services
+    body = orjson.dumps({"StreamName": "nope", "Data": _b64(b"x"), "PartitionKey": "k"})
+    resp = svc.call_aws("kinesis", "PutRecord", body, None)
+    assert (resp.status, resp.error_type) == (400, "ResourceNotFoundException")
+    resp = svc.call_aws("kinesis", "PutRecord", b"{not json", None)
+    assert (resp.status, resp.error_type) == (400, "SerializationException")
+    resp = svc.call_aws("dynamodb", "PutItem", orjson.dumps(
+        {"TableName": "missing", "Item": {"pk": {"S": "a"}}}), None)
+    assert resp.status == 400 and resp.error_type == "ResourceNotFoundException"
+    assert orjson.loads(resp.body)["__type"].endswith("ResourceNotFoundException")
+
+
+def test_dynamodb_put_item_in_process(services: tuple[AwsServices, Any]) -> None:
+    svc, stack = services
+    table = stack.resources["Table"].ref
+    item = {"pk": {"S": "CONN#a"}, "sk": {"S": "META"}, "expiresAt": {"N": "1"}}
+    resp = svc.call_aws("dynamodb", "PutItem", orjson.dumps({"TableName": table, "Item": item}), None)
+    assert resp.status == 200, resp.body
+    got = svc.client("dynamodb").get_item(TableName=table, Key={"pk": {"S": "CONN#a"},
+                                                                 "sk": {"S": "META"}})
+    assert got["Item"]["expiresAt"] == {"N": "1"}
+
+
+def test_explicit_hash_key_equal_to_ending_hash_key(services: tuple[AwsServices, Any]) -> None:
+    svc, stack = services
+    kinesis = svc.client("kinesis")
+    stream = stack.resources["Stream"].ref
+    shards = kinesis.list_shards(StreamName=stream)["Shards"]
+    for shard in shards:
+        end = shard["HashKeyRange"]["EndingHashKey"]
+        out = kinesis.put_record(StreamName=stream, Data=b"x", PartitionKey="k",
+                                 ExplicitHashKey=end)
+        assert out["ShardId"] == shard["ShardId"]
+
+
+def test_throughput_limit_per_shard(services: tuple[AwsServices, Any]) -> None:
+    svc, stack = services
+    stream = stack.resources["Stream"].ref
+    kinesis_store.set_limits(True)
+    try:
+        records = [{"Data": _b64(b"x"), "PartitionKey": "same",
+                    "ExplicitHashKey": "0"} for _ in range(500)]
+        body = orjson.dumps({"StreamName": stream, "Records": records})
+        codes: list[str] = []
+        for _ in range(3):
+            out = orjson.loads(svc.call_aws("kinesis", "PutRecords", body, None).body)
+            codes += [r.get("ErrorCode", "ok") for r in out["Records"]]
+        assert codes.count("ok") <= 1000
+        assert "ProvisionedThroughputExceededException" in codes
+        with pytest.raises(ClientError) as err:
+            svc.client("kinesis").put_record(StreamName=stream, Data=b"x", PartitionKey="k",
+                                             ExplicitHashKey="0")
+        assert err.value.response["Error"]["Code"] == "ProvisionedThroughputExceededException"
+    finally:
+        kinesis_store.set_limits(False)
+
+
+def test_limiter_window_slides() -> None:
+    limiter = kinesis_store.ShardLimiter()
+    assert all(limiter.admit(0.0, 10) for _ in range(1000))
+    assert not limiter.admit(0.5, 10)
+    assert limiter.admit(1.01, 10)
+    big = kinesis_store.ShardLimiter()
+    assert big.admit(0.0, 1024 * 1024)
+    assert not big.admit(0.1, 1)
+
+
+async def test_shard_source_wakes_on_http_put(services: tuple[AwsServices, Any]) -> None:
+    svc, stack = services
+    stream_arn = stack.resources["Stream"].attributes["Arn"]
+    source = MotoShardSource(svc, asyncio.get_running_loop())
+    try:
+        assert source.stream_arn_of(stack.resources["Consumer"].ref) == stream_arn
+        shard = source.shard_ids(stream_arn)[0]
+        last = source.latest_sequence(stream_arn, shard)
+        waiter = asyncio.ensure_future(source.wait_for_records(stream_arn, shard, last, 10.0))
+        await asyncio.sleep(0)  # let the waiter register before the put
+        started = time.monotonic()
+        await asyncio.to_thread(
+            svc.client("kinesis").put_record, StreamARN=stream_arn, Data=b"wake",
+            PartitionKey="p", ExplicitHashKey="0")
+        await asyncio.wait_for(waiter, 5.0)
+        assert time.monotonic() - started < 5.0
+        got = source.read(stream_arn, shard, after_sequence=last, at_timestamp=None, limit=10)
+        assert got[-1].data == b"wake" and got[-1].partition_key == "p"
+        assert abs(got[-1].approximate_arrival_timestamp - time.time()) < 30
+        # no record after the newest: the wait ends at its deadline
+        newest = source.latest_sequence(stream_arn, shard)
+        t0 = time.monotonic()
+        await source.wait_for_records(stream_arn, shard, newest, 0.05)
+        assert time.monotonic() - t0 >= 0.04
+    finally:
+        source.close()
+
+
+def test_failure_sink_sends_to_the_queue(services: tuple[AwsServices, Any]) -> None:
+    svc, stack = services
+    queue = stack.resources["Dlq"]
+    SqsFailureSink(svc).send(queue.attributes["Arn"], {"requestContext": {"condition": "x"}})
+    sqs = svc.client("sqs")
+    url = sqs.get_queue_url(QueueName=queue.attributes["QueueName"])["QueueUrl"]
+    msgs = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0)["Messages"]
+    assert orjson.loads(msgs[0]["Body"]) == {"requestContext": {"condition": "x"}}
