@@ -1,0 +1,83 @@
+"""``python -m loadtest [options]`` runs a load test; ``python -m loadtest merge`` merges reports.
+
+Exit codes: 0 ran (figures printed), 1 frames were lost or the target failed, 2 bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from loadtest.config import RunConfig, parse_run_args
+from loadtest.errors import ConfigError, LoadTestError
+from loadtest.report import Report, format_summary, merge
+from loadtest.runner import LoadRun, Publish
+
+
+def merge_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtest merge", description="Merge JSON reports exactly (HDR add)."
+    )
+    parser.add_argument("reports", nargs="+", type=Path)
+    parser.add_argument("-o", "--output", type=Path, help="write the merged report here")
+    parser.add_argument("--plot", type=Path, help="write a PNG of the merged report")
+    args = parser.parse_args(argv)
+    merged = merge([Report.read(p) for p in args.reports], [str(p) for p in args.reports])
+    print(format_summary(merged))
+    if args.output:
+        merged.write(args.output)
+    if args.plot:
+        from loadtest.plot import write_plot
+
+        write_plot(merged, args.plot)
+    return 0
+
+
+def run_main(cfg: RunConfig) -> int:
+    from loadtest.target import resolve
+
+    target = resolve(cfg)
+    try:
+        publish: Publish | None = None
+        if cfg.scenario == "broadcast":
+            from loadtest.publisher import make_publisher
+
+            publish = make_publisher(target.aws, cfg.stage)
+        print(f"{cfg.scenario}: {cfg.connections} connections, {cfg.rate:g}/s for "
+              f"{cfg.duration:g} s against {target.ws}", flush=True)  # fmt: skip
+        report = asyncio.run(LoadRun(cfg, target.ws, publish=publish).run())
+    finally:
+        target.stop()
+    print(format_summary(report))
+    if cfg.json_path:
+        report.write(cfg.json_path)
+        print(f"report: {cfg.json_path}")
+    if cfg.plot_path:
+        from loadtest.plot import write_plot
+
+        write_plot(report, cfg.plot_path)
+        print(f"plot:   {cfg.plot_path}")
+    failed = report.totals["lost"] or not report.totals["connectionsOpened"]
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        if argv[:1] == ["merge"]:
+            return merge_main(argv[1:])
+        return run_main(parse_run_args(argv))
+    except ConfigError as exc:
+        print(f"python -m loadtest: error: {exc}", file=sys.stderr)
+        return 2
+    except LoadTestError as exc:
+        print(f"python -m loadtest: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""Command line of ``python -m loadtest``: parsing and validation into a frozen :class:`RunConfig`."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+
+from loadtest.errors import ConfigError
+
+SCENARIOS = ("echo", "chat", "broadcast")
+# API Gateway WebSocket frames are at most 32 KB:
+# https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html#apigateway-execution-service-websocket-limits-table
+MAX_FRAME_BYTES = 32 * 1024
+MAX_CONNECTIONS = 20_000
+MAX_RATE = 100_000.0
+MAX_DURATION_S = 3600.0
+DEFAULT_TWIN_PORT = 8080
+DEFAULT_AWS_PORT = 4566
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one run needs. ``url`` None means: the local twin (started if none answers)."""
+
+    scenario: str = "echo"
+    url: str | None = None
+    stage: str = "dev"
+    connections: int = 10
+    ramp: float = 200.0
+    rate: float = 100.0
+    duration: float = 10.0
+    payload: int = 128
+    room_size: int = 5
+    drain: float = 5.0
+    connect_timeout: float = 10.0
+    headers: tuple[tuple[str, str], ...] = ()
+    query: tuple[tuple[str, str], ...] = ()
+    aws_endpoint: str | None = None
+    start_twin: bool = True
+    json_path: Path | None = None
+    plot_path: Path | None = None
+    progress: bool | None = None  # None: only when stdout is a terminal
+
+    def target_url(self, base: str) -> str:
+        """``base`` with the ``--query`` parameters appended (for a token on ``$connect``)."""
+        if not self.query:
+            return base
+        parts = urllib.parse.urlsplit(base)
+        query = urllib.parse.parse_qsl(parts.query) + list(self.query)
+        return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m loadtest",
+        description="Open-loop WebSocket latency load test (echo, chat or broadcast). "
+        "`python -m loadtest merge A.json B.json [-o OUT]` merges reports exactly.",
+    )
+    p.add_argument("--scenario", choices=SCENARIOS, default="echo")
+    p.add_argument("--url", help="ws:// or wss:// URL of a stage (default: the local twin)")
+    p.add_argument("--stage", default="dev", help="stage of the local twin (default dev)")
+    p.add_argument("-c", "--connections", type=int, default=10, help="connections (default 10)")
+    p.add_argument("--ramp", type=float, default=200.0, help="connections opened per second")
+    p.add_argument("-r", "--rate", type=float, default=100.0,
+                   help="aggregate frames/s (broadcast: publishes/s); default 100")
+    p.add_argument("-d", "--duration", type=float, default=10.0, help="seconds of sending")
+    p.add_argument("--payload", type=int, default=128, help="frame size in bytes (default 128)")
+    p.add_argument("--room-size", type=int, default=5, help="chat: members per room (default 5)")
+    p.add_argument("--drain", type=float, default=5.0, help="seconds to wait for late replies")
+    p.add_argument("--connect-timeout", type=float, default=10.0)
+    p.add_argument("--header", action="append", default=[], metavar="K:V",
+                   help="HTTP header on the $connect request (repeatable)")
+    p.add_argument("--query", action="append", default=[], metavar="k=v",
+                   help="query parameter on the $connect URL (repeatable)")
+    p.add_argument("--aws-endpoint", help="broadcast: AWS endpoint for publish (twin: its aws URL)")
+    p.add_argument("--no-start-twin", action="store_true",
+                   help="fail instead of starting a twin when none answers on 127.0.0.1:8080")
+    p.add_argument("--json", type=Path, help="write the JSON report (with HDR histograms) here")
+    p.add_argument("--plot", type=Path, help="write a PNG plot here")
+    prog = p.add_mutually_exclusive_group()
+    prog.add_argument("--progress", dest="progress", action="store_true", default=None)
+    prog.add_argument("--no-progress", dest="progress", action="store_false")
+    return p
+
+
+def _finite(option: str, value: float, low: float, high: float, low_inclusive: bool = False) -> None:
+    ok = math.isfinite(value) and (value >= low if low_inclusive else value > low) and value <= high
+    if not ok:
+        bound = "[" if low_inclusive else "("
+        raise ConfigError(option, f"{value} is outside {bound}{low:g}, {high:g}]")
+
+
+def _pairs(option: str, items: list[str], sep: str) -> tuple[tuple[str, str], ...]:
+    out = []
+    for item in items:
+        key, found, value = item.partition(sep)
+        if not found or not key.strip():
+            raise ConfigError(option, f"{item!r} is not of the form KEY{sep}VALUE")
+        out.append((key.strip(), value.strip() if sep == ":" else value))
+    return tuple(out)
+
+
+def parse_run_args(argv: list[str]) -> RunConfig:
+    """Parse and validate; raises :class:`ConfigError` with the flag and the reason."""
+    ns = build_parser().parse_args(argv)
+    if not 1 <= ns.connections <= MAX_CONNECTIONS:
+        raise ConfigError("--connections", f"{ns.connections} is outside [1, {MAX_CONNECTIONS}]")
+    _finite("--rate", ns.rate, 0, MAX_RATE)
+    _finite("--duration", ns.duration, 0, MAX_DURATION_S)
+    _finite("--ramp", ns.ramp, 0, 100_000)
+    _finite("--drain", ns.drain, 0, 600, low_inclusive=True)
+    _finite("--connect-timeout", ns.connect_timeout, 0, 120)
+    if not 0 <= ns.payload <= MAX_FRAME_BYTES:
+        raise ConfigError(
+            "--payload", f"{ns.payload} is outside [0, {MAX_FRAME_BYTES}] (API Gateway frame limit)"
+        )
+    if ns.scenario == "chat" and not 2 <= ns.room_size <= ns.connections:
+        raise ConfigError("--room-size", f"{ns.room_size} must be in [2, connections={ns.connections}]")
+    if ns.url is not None:
+        scheme = urllib.parse.urlsplit(ns.url).scheme
+        if scheme not in ("ws", "wss") or not urllib.parse.urlsplit(ns.url).hostname:
+            raise ConfigError("--url", f"{ns.url!r} is not a ws:// or wss:// URL")
+    return RunConfig(
+        scenario=ns.scenario,
+        url=ns.url,
+        stage=ns.stage,
+        connections=ns.connections,
+        ramp=ns.ramp,
+        rate=ns.rate,
+        duration=ns.duration,
+        payload=ns.payload,
+        room_size=ns.room_size,
+        drain=ns.drain,
+        connect_timeout=ns.connect_timeout,
+        headers=_pairs("--header", ns.header, ":"),
+        query=_pairs("--query", ns.query, "="),
+        aws_endpoint=ns.aws_endpoint,
+        start_twin=not ns.no_start_twin,
+        json_path=ns.json,
+        plot_path=ns.plot,
+        progress=ns.progress,
+    )
