@@ -1,0 +1,116 @@
+"""Lambda filter criteria on Kinesis records (EventBridge pattern syntax)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from pipeline.local.esm.filters import matches, record_matches, validate_pattern
+from pipeline.local.esm.interfaces import StoredRecord
+
+
+def rec(data: Any, key: str = "pk-1") -> StoredRecord:
+    raw = data if isinstance(data, bytes) else json.dumps(data).encode()
+    return StoredRecord("49000000000000000000000000000000000000000000000000000001", key, raw, 1.5)
+
+
+ENVELOPE = {
+    "routeKey": "echo", "eventType": "MESSAGE", "requestTimeEpoch": 1700000000123,
+    "stage": "dev", "sourceIp": "10.1.2.3", "tags": ["a", "b"], "nested": {"n": 5, "s": "Hello"},
+    "nothing": None, "flag": True,
+}
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        ({"data": {"routeKey": ["echo"]}}, True),
+        ({"data": {"routeKey": ["chat", "join"]}}, False),
+        ({"data": {"routeKey": [{"prefix": "ec"}]}}, True),
+        ({"data": {"routeKey": [{"prefix": {"equals-ignore-case": "EC"}}]}}, True),
+        ({"data": {"routeKey": [{"suffix": "ho"}]}}, True),
+        ({"data": {"routeKey": [{"suffix": {"equals-ignore-case": "HO"}}]}}, True),
+        ({"data": {"routeKey": [{"equals-ignore-case": "ECHO"}]}}, True),
+        ({"data": {"routeKey": [{"anything-but": ["chat", "send"]}]}}, True),
+        ({"data": {"routeKey": [{"anything-but": "echo"}]}}, False),
+        ({"data": {"routeKey": [{"anything-but": {"prefix": "ec"}}]}}, False),
+        ({"data": {"routeKey": [{"wildcard": "e*o"}]}}, True),
+        ({"data": {"routeKey": [{"wildcard": "e*x"}]}}, False),
+        ({"data": {"requestTimeEpoch": [{"numeric": [">", 0, "<=", 1700000000123]}]}}, True),
+        ({"data": {"requestTimeEpoch": [{"numeric": ["<", 100]}]}}, False),
+        ({"data": {"routeKey": [{"numeric": [">", 0]}]}}, False),  # numeric never matches text
+        ({"data": {"missing": [{"exists": False}]}}, True),
+        ({"data": {"routeKey": [{"exists": True}]}}, True),
+        ({"data": {"missing": [{"exists": True}]}}, False),
+        ({"data": {"missing": [{"anything-but": "x"}]}}, False),  # absent fields never match
+        ({"data": {"nothing": [None]}}, True),
+        ({"data": {"flag": [True]}}, True),
+        ({"data": {"flag": ["true"]}}, False),
+        ({"data": {"tags": ["b"]}}, True),  # an array matches when any element matches
+        ({"data": {"nested": {"n": [5]}}}, True),
+        ({"data": {"nested": {"n": [5.0], "s": [{"prefix": "He"}]}}}, True),
+        ({"data": {"nested": {"s": ["hello"]}}}, False),
+        ({"data": {"sourceIp": [{"cidr": "10.0.0.0/8"}]}}, True),
+        ({"data": {"$or": [{"routeKey": ["chat"]}, {"stage": ["dev"]}]}}, True),
+        ({"$or": [{"partitionKey": ["nope"]}, {"data": {"routeKey": ["nope"]}}]}, False),
+        ({"partitionKey": [{"prefix": "pk-"}]}, True),
+        ({"partitionKey": ["pk-1"], "data": {"routeKey": ["chat"]}}, False),  # AND of fields
+    ],
+)
+def test_pattern_kinds(pattern: dict[str, Any], expected: bool) -> None:
+    validate_pattern(pattern)
+    assert record_matches([pattern], rec(ENVELOPE)) is expected
+
+
+def test_filters_are_ored_and_no_filter_keeps_everything() -> None:
+    record = rec({"routeKey": "join"})
+    assert record_matches([], record)
+    assert record_matches([{"data": {"routeKey": ["echo"]}}, {"data": {"routeKey": ["join"]}}],
+                          record)
+    assert not record_matches([{"data": {"routeKey": ["echo"]}}], record)
+
+
+@pytest.mark.parametrize("data", [b"\x00\x01binary", b"not json {", b"\xff\xfe"])
+def test_non_json_data_never_matches_a_data_pattern(data: bytes) -> None:
+    record = rec(data, key="broadcast#lobby")
+    for pattern in (
+        {"data": {"routeKey": [{"exists": False}]}},
+        {"data": {"routeKey": [{"anything-but": "x"}]}},
+        {"data": [{"exists": True}]},
+    ):
+        assert not record_matches([pattern], record)
+    # Metadata patterns still work for such records (KPL-aggregated producers rely on this).
+    assert record_matches([{"partitionKey": [{"prefix": "broadcast#"}]}], record)
+
+
+def test_scalar_json_data_does_not_match_nested_pattern() -> None:
+    assert not record_matches([{"data": {"routeKey": ["echo"]}}], rec("echo"))
+    assert record_matches([{"data": ["echo"]}], rec("echo"))
+
+
+def test_matches_on_plain_documents() -> None:
+    assert matches({"a": {"b": [1]}}, {"a": [{"b": 2}, {"b": 1}]})
+    assert not matches({"a": {"b": [1]}}, {"a": "text"})
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        {},
+        {"data": "echo"},
+        {"data": {"routeKey": []}},
+        {"data": {"routeKey": [{"regex": "x"}]}},
+        {"data": {"n": [{"numeric": [">", "zero"]}]}},
+        {"data": {"n": [{"numeric": [">"]}]}},
+        {"data": {"n": [{"exists": "yes"}]}},
+        {"data": {"n": [{"prefix": 5}]}},
+        {"data": {"n": [{"cidr": "not-a-net"}]}},
+        {"$or": [{"a": ["b"]}]},
+        {"data": {"n": [{"prefix": "a", "suffix": "b"}]}},
+    ],
+)
+def test_invalid_patterns_are_refused_with_a_message(pattern: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=r"."):
+        validate_pattern(pattern)
