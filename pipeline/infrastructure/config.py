@@ -1,0 +1,73 @@
+"""The stack's settings, read once from the CDK context."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from pipeline.infrastructure import ConfigError
+
+AuthMode = Literal["none", "iam", "token"]
+AUTH_MODES: tuple[AuthMode, ...] = ("none", "iam", "token")
+STAGE_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+
+# Kinesis retention is 24 h .. 8760 h (365 days).
+# https://docs.aws.amazon.com/streams/latest/dev/kinesis-extended-retention.html
+MIN_RETENTION_HOURS = 24
+MAX_RETENTION_HOURS = 8760
+# A provisioned stream starts with at least one shard; keep a synth-time sanity bound.
+MAX_SHARDS = 500
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything the stack varies on. Built from CDK context with :meth:`from_context`."""
+
+    stage: str = "dev"
+    shards: int = 2
+    auth: AuthMode = "none"
+    retention_hours: int = 24
+    connection_ttl_seconds: int = 10800  # 3 h: longer than the 2 h connection limit
+    throttle_rate_limit: float = 1000.0
+    throttle_burst_limit: int = 2000
+
+    @property
+    def stack_name(self) -> str:
+        return f"WebSocketPipeline-{self.stage}"
+
+    @classmethod
+    def from_context(cls, get: Callable[[str], object]) -> PipelineConfig:
+        """Read ``stage``, ``shards``, ``auth``, ``retentionHours`` (``get`` returns None if unset)."""
+        stage = str(get("stage") or "dev")
+        if not STAGE_PATTERN.match(stage):
+            raise ConfigError("stage", stage, f"a name matching {STAGE_PATTERN.pattern}")
+        shards = _int(get("shards"), "shards", 2, 1, MAX_SHARDS)
+        retention = _int(
+            get("retentionHours"), "retentionHours", 24, MIN_RETENTION_HOURS, MAX_RETENTION_HOURS
+        )
+        auth_raw = get("auth")
+        auth = str(auth_raw) if auth_raw not in (None, "") else default_auth(stage)
+        if auth not in AUTH_MODES:
+            raise ConfigError("auth", auth, " | ".join(AUTH_MODES))
+        return cls(stage=stage, shards=shards, auth=auth, retention_hours=retention)
+
+
+def default_auth(stage: str) -> AuthMode:
+    """``token`` for prod, ``none`` for every other stage."""
+    return "token" if stage == "prod" else "none"
+
+
+def _int(raw: object, key: str, default: int, low: int, high: int) -> int:
+    if raw is None or raw == "":
+        return default
+    if isinstance(raw, bool):
+        raise ConfigError(key, raw, f"an integer {low}..{high}")
+    try:
+        value = int(str(raw))
+    except ValueError:
+        raise ConfigError(key, raw, f"an integer {low}..{high}") from None
+    if not low <= value <= high:
+        raise ConfigError(key, raw, f"an integer {low}..{high}")
+    return value

@@ -1,0 +1,145 @@
+"""ConsumerService: one microservice = enhanced fan-out consumer + Lambda + mapping + alarms."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_apigatewayv2 as apigwv2
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_kinesis as kinesis
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from pipeline.infrastructure.packaging import ASSET_EXCLUDES
+from pipeline.registry import ConsumerSpec
+
+RUNTIME = lambda_.Runtime.PYTHON_3_12  # the shared layer is built for CPython 3.12
+ARCHITECTURE = lambda_.Architecture.ARM_64
+METRICS_NAMESPACE = "WebSocketPipeline"
+ITERATOR_AGE_ALARM_MS = 60_000
+
+
+def consumer_filter(spec: ConsumerSpec) -> dict[str, object]:
+    """The mapping's one filter (docs/contracts.md): by routeKey, or by partition key prefix.
+
+    Filters on ``data`` only match JSON records; aggregated (KPL) records are not JSON, so their
+    consumers filter on metadata. https://docs.aws.amazon.com/lambda/latest/dg/with-kinesis-filtering.html
+    """
+    if spec.partition_key_prefix:
+        return dict(
+            lambda_.FilterCriteria.filter(
+                {"partitionKey": lambda_.FilterRule.begins_with(spec.partition_key_prefix)}
+            )
+        )
+    return dict(
+        lambda_.FilterCriteria.filter({"data": {"routeKey": lambda_.FilterRule.or_(*spec.routes)}})
+    )
+
+
+class ConsumerService(Construct):
+    """The function of ``consumers/<name>/`` attached to its own stream consumer."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        spec: ConsumerSpec,
+        stream: kinesis.IStream,
+        api: apigwv2.WebSocketApi,
+        connections_url: str,
+        table: dynamodb.ITableV2,
+        layer: lambda_.ILayerVersion,
+        stream_consumer_name: str,
+    ) -> None:
+        super().__init__(scope, id)
+        self.spec = spec
+        self.consumer = kinesis.StreamConsumer(
+            self, "StreamConsumer", stream=stream, stream_consumer_name=stream_consumer_name
+        )
+        environment = {
+            "STREAM_NAME": stream.stream_name,
+            "CONNECTIONS_ENDPOINT_URL": connections_url,
+            "POWERTOOLS_SERVICE_NAME": spec.name,
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            "LOG_LEVEL": "INFO",
+        }
+        if spec.roster != "none":
+            environment["ROSTER_TABLE_NAME"] = table.table_name
+        self.logs = logs.LogGroup(
+            self,
+            "Logs",
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            description=spec.description or f"{spec.name} consumer",
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler="handler.lambda_handler",
+            code=lambda_.Code.from_asset(str(spec.directory), exclude=ASSET_EXCLUDES),
+            layers=[layer],
+            environment=environment,
+            timeout=Duration.seconds(spec.timeout_seconds),
+            memory_size=spec.memory_mb,
+            log_group=self.logs,
+        )
+        self.dlq = sqs.Queue(
+            self,
+            "OnFailure",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        self.function.add_event_source(
+            sources.KinesisConsumerEventSource(
+                self.consumer,
+                starting_position=lambda_.StartingPosition[spec.starting_position],
+                batch_size=spec.batch_size,
+                max_batching_window=Duration.seconds(spec.max_batching_window_seconds),
+                parallelization_factor=spec.parallelization_factor,
+                report_batch_item_failures=True,
+                bisect_batch_on_error=True,
+                retry_attempts=spec.retry_attempts,
+                max_record_age=Duration.seconds(spec.max_record_age_seconds),
+                on_failure=sources.SqsDlq(self.dlq),
+                filters=[consumer_filter(spec)],
+            )
+        )
+        api.grant_manage_connections(self.function)
+        if spec.roster == "read":
+            table.grant_read_data(self.function)
+        elif spec.roster == "readwrite":
+            table.grant_read_write_data(self.function)
+        self._alarms()
+
+    def _alarms(self) -> None:
+        cloudwatch.Alarm(
+            self,
+            "IteratorAgeAlarm",
+            alarm_description=f"{self.spec.name}: records wait more than a minute on a shard",
+            metric=self.function.metric(
+                "IteratorAge", statistic="Maximum", period=Duration.minutes(1)
+            ),
+            threshold=ITERATOR_AGE_ALARM_MS,
+            evaluation_periods=5,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        cloudwatch.Alarm(
+            self,
+            "DeadLetterAlarm",
+            alarm_description=f"{self.spec.name}: records were sent to the on-failure queue",
+            metric=self.dlq.metric_approximate_number_of_messages_visible(
+                statistic="Maximum", period=Duration.minutes(1)
+            ),
+            threshold=0,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )

@@ -1,0 +1,99 @@
+"""cdk-nag (AwsSolutions) on every synth, and the acknowledged findings with their reasons."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from aws_cdk import Acknowledgment, Stage, Validations
+from cdk_nag import AwsSolutionsChecks
+from constructs import IConstruct
+
+if TYPE_CHECKING:
+    from aws_cdk import aws_lambda as lambda_
+
+    from pipeline.infrastructure.connect_auth import ConnectAuthorization
+    from pipeline.infrastructure.consumer_service import ConsumerService
+    from pipeline.infrastructure.websocket_ingress import WebSocketIngress
+
+BASIC_EXECUTION_ROLE = (
+    "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+    "AWSLambdaBasicExecutionRole]"
+)
+
+
+def enable_nag(app: Stage) -> None:
+    """Run AwsSolutionsChecks as a validation plugin: any unacknowledged finding fails the synth.
+
+    cdk-nag 3.x is a validation plugin, not an Aspect.
+    """
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+
+
+def acknowledge(scope: IConstruct, rule: str, reason: str) -> None:
+    """Acknowledge one finding (``Rule`` or ``Rule[Finding]``) on ``scope`` and below."""
+    Validations.of(scope).acknowledge(Acknowledgment(id=rule, reason=reason))
+
+
+def acknowledge_stack_findings(
+    *,
+    ingress: WebSocketIngress,
+    auth: ConnectAuthorization,
+    services: Sequence[ConsumerService],
+) -> None:
+    """Every accepted finding of the stack, each with a one-line reason."""
+    for route_key, route in ingress.routes.items():
+        if route_key != "$connect":
+            acknowledge(
+                route,
+                "AwsSolutions-APIG4",
+                "WebSocket APIs authorize once, on $connect; later frames ride that connection",
+            )
+        elif auth.mode == "none":
+            acknowledge(
+                route,
+                "AwsSolutions-APIG4",
+                "auth=none was chosen for this stage (dev default); prod defaults to auth=token",
+            )
+    for service in services:
+        _function_findings(service.function)
+        acknowledge(
+            service.function,
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:execute-api:<AWS::Region>:"
+            f"<AWS::AccountId>:<{_logical_id(ingress.api)}>/*/*/@connections/*]",
+            "grant_manage_connections: any connection id of this one API and its stages",
+        )
+        acknowledge(
+            service.dlq,
+            "AwsSolutions-SQS3",
+            "this queue is itself the on-failure destination (DLQ) of the event source mapping",
+        )
+    if auth.function is not None:
+        _function_findings(auth.function)
+    if auth.secret is not None:
+        acknowledge(
+            auth.secret,
+            "AwsSolutions-SMG4",
+            "HS256 signing key: rotating it would revoke every issued token; rotate by redeploy",
+        )
+
+
+def _function_findings(function: lambda_.Function) -> None:
+    acknowledge(
+        function,
+        BASIC_EXECUTION_ROLE,
+        "AWSLambdaBasicExecutionRole only allows writing the function's own CloudWatch logs",
+    )
+    acknowledge(
+        function,
+        "AwsSolutions-L1",
+        "Python 3.12 on purpose: the shared layer's wheels are built for cp312 (contracts.md)",
+    )
+
+
+def _logical_id(construct: IConstruct) -> str:
+    from aws_cdk import CfnElement, Stack
+
+    child = construct.node.default_child
+    assert isinstance(child, CfnElement)
+    return str(Stack.of(construct).resolve(child.logical_id))

@@ -1,0 +1,73 @@
+"""The stack: wires the constructs, grants and outputs. No resource is configured here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import CfnOutput, Stack
+from constructs import Construct
+
+from pipeline.infrastructure.config import PipelineConfig
+from pipeline.infrastructure.connect_auth import ConnectAuthorization
+from pipeline.infrastructure.connection_roster import ConnectionRoster
+from pipeline.infrastructure.consumer_service import ARCHITECTURE, RUNTIME, ConsumerService
+from pipeline.infrastructure.event_stream import EventStream
+from pipeline.infrastructure.nag import acknowledge_stack_findings
+from pipeline.infrastructure.runtime_layer import RuntimeLayer
+from pipeline.infrastructure.websocket_ingress import WebSocketIngress
+from pipeline.registry import ConsumerSpec
+
+
+class PipelineStack(Stack):
+    """``WebSocketPipeline-<stage>``: ingress -> stream -> one service per registered consumer."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        config: PipelineConfig,
+        consumers: Sequence[ConsumerSpec],
+    ) -> None:
+        super().__init__(
+            scope,
+            id,
+            description="Serverless WebSocket API: API Gateway -> VTL -> Kinesis -> Lambda consumers",
+        )
+        self.config = config
+        events = EventStream(
+            self, "EventStream", shards=config.shards, retention_hours=config.retention_hours
+        )
+        roster = ConnectionRoster(self, "ConnectionRoster")
+        auth = ConnectAuthorization(self, "ConnectAuthorization", mode=config.auth)
+        ingress = WebSocketIngress(
+            self,
+            "WebSocketIngress",
+            config=config,
+            stream=events.stream,
+            table=roster.table,
+            custom_routes=[route for spec in consumers for route in spec.api_routes],
+            connect_authorizer=auth.authorizer,
+        )
+        layer = RuntimeLayer(self, "RuntimeLayer", runtime=RUNTIME, architecture=ARCHITECTURE)
+        self.services = [
+            ConsumerService(
+                self,
+                f"Consumer-{spec.name}",
+                spec=spec,
+                stream=events.stream,
+                api=ingress.api,
+                connections_url=ingress.stage.callback_url,
+                table=roster.table,
+                layer=layer.layer,
+                stream_consumer_name=f"{id}-{spec.name}",
+            )
+            for spec in consumers
+        ]
+        CfnOutput(self, "WebSocketUrl", value=ingress.stage.url)
+        CfnOutput(self, "ConnectionsUrl", value=ingress.stage.callback_url)
+        CfnOutput(self, "StreamName", value=events.stream.stream_name)
+        CfnOutput(self, "RosterTableName", value=roster.table.table_name)
+        if auth.secret is not None:
+            CfnOutput(self, "TokenSecretArn", value=auth.secret.secret_arn)
+        acknowledge_stack_findings(ingress=ingress, auth=auth, services=self.services)

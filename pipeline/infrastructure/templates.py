@@ -1,0 +1,36 @@
+"""The integration request templates: read from ``integration_templates/``, placeholders filled.
+
+The files are the only copy (the local twin renders the same text from the synthesized template).
+Placeholders are ``@@NAME@@`` because ``${...}`` is VTL syntax.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from pipeline.infrastructure import TemplateError
+from pipeline.registry import PROJECT_ROOT
+
+TEMPLATES_DIR = PROJECT_ROOT / "integration_templates"
+CONNECT_TEMPLATE = "connect_put_item.vtl"
+STREAM_TEMPLATE = "stream_put_record.vtl"
+_PLACEHOLDER = re.compile(r"@@([A-Z][A-Z0-9_]*)@@")
+
+
+def render(name: str, values: Mapping[str, str], directory: Path = TEMPLATES_DIR) -> str:
+    """The template ``name`` with every ``@@KEY@@`` replaced by ``values[KEY]``.
+
+    Values may be CDK tokens (e.g. a table name); they are substituted as text and resolved
+    by CloudFormation. A placeholder without a value is an error, never left in the output.
+    """
+    path = directory / name
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TemplateError(str(path), "integration template is missing") from None
+    unknown = sorted(set(_PLACEHOLDER.findall(text)) - set(values))
+    if unknown:
+        raise TemplateError(str(path), f"no value for placeholders {unknown}")
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], text)

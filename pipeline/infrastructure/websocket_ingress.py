@@ -1,0 +1,170 @@
+"""WebSocketIngress: the WebSocket API, its VTL integrations (no Lambda), stage and access logs.
+
+``$connect`` writes the roster with DynamoDB ``PutItem``; ``$disconnect``, ``$default`` and every
+consumer route put the frame on the stream with Kinesis ``PutRecord`` (partition key
+``$context.connectionId``). Both are AWS (non-proxy) integrations rendered by the templates in
+``integration_templates/``; the integrations are built in :meth:`WebSocketIngress._integration`
+only, so integration/route responses (L1 ``CfnIntegrationResponse``/``CfnRouteResponse``) can be
+attached there later.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import jsii
+from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_apigatewayv2 as apigwv2
+from aws_cdk import aws_apigatewayv2_integrations as integrations
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kinesis as kinesis
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from pipeline.infrastructure.config import PipelineConfig
+from pipeline.infrastructure.templates import CONNECT_TEMPLATE, STREAM_TEMPLATE, render
+
+ROUTE_SELECTION_EXPRESSION = "$request.body.action"
+STREAM_ROUTES_ALWAYS = ("$disconnect", "$default")
+
+# WebSocket $context variables for access logs:
+# https://docs.aws.amazon.com/apigateway/latest/developerguide/websocket-api-logging.html
+ACCESS_LOG_FIELDS = {
+    "requestId": "$context.requestId",
+    "extendedRequestId": "$context.extendedRequestId",
+    "connectionId": "$context.connectionId",
+    "routeKey": "$context.routeKey",
+    "eventType": "$context.eventType",
+    "status": "$context.status",
+    "requestTime": "$context.requestTimeEpoch",
+    "sourceIp": "$context.identity.sourceIp",
+    "principal": "$context.authorizer.principalId",
+    "error": "$context.error.message",
+    "integrationStatus": "$context.integration.status",
+    "integrationError": "$context.integration.error",
+    "integrationErrorMessage": "$context.integrationErrorMessage",
+    "integrationLatency": "$context.integration.latency",
+}
+
+
+class WebSocketIngress(Construct):
+    """The API (route selection ``$request.body.action``), its routes, stage and credentials role."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        config: PipelineConfig,
+        stream: kinesis.IStream,
+        table: dynamodb.ITableV2,
+        custom_routes: Sequence[str],
+        connect_authorizer: apigwv2.IWebSocketRouteAuthorizer | None = None,
+    ) -> None:
+        super().__init__(scope, id)
+        region = Stack.of(self).region
+        self.role = iam.Role(
+            self,
+            "IntegrationRole",
+            assumed_by=iam.ServicePrincipal("apigateway.amazonaws.com"),
+            description="API Gateway integrations: PutRecord on the stream, PutItem on the roster",
+        )
+        # Exactly the two actions the templates call, on exactly these resources
+        # (grant_write would add PutRecords, ListShards, DescribeStreamSummary...).
+        self.role.add_to_policy(
+            iam.PolicyStatement(actions=["kinesis:PutRecord"], resources=[stream.stream_arn])
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(actions=["dynamodb:PutItem"], resources=[table.table_arn])
+        )
+        if stream.encryption_key is not None:
+            # Producers to a stream with a customer-managed key need GenerateDataKey on it
+            # (the aws/kinesis key needs nothing).
+            # https://docs.aws.amazon.com/streams/latest/dev/permissions-user-key-KMS.html
+            stream.encryption_key.grant(self.role, "kms:GenerateDataKey")
+
+        self.api = apigwv2.WebSocketApi(
+            self,
+            "Api",
+            api_name=f"{config.stack_name}-ws",
+            description="WebSocket front door: frames go to Kinesis through VTL, no Lambda",
+            route_selection_expression=ROUTE_SELECTION_EXPRESSION,
+        )
+        connect = self._integration(
+            "ConnectPutItem",
+            f"arn:aws:apigateway:{region}:dynamodb:action/PutItem",
+            render(
+                CONNECT_TEMPLATE,
+                {
+                    "TABLE_NAME": table.table_name,
+                    "CONNECTION_TTL_SECONDS": str(config.connection_ttl_seconds),
+                },
+            ),
+        )
+        self.routes: dict[str, apigwv2.WebSocketRoute] = {}
+        self.routes["$connect"] = self.api.add_route(
+            "$connect", integration=connect, authorizer=connect_authorizer
+        )
+        to_stream = self._integration(
+            "StreamPutRecord",
+            f"arn:aws:apigateway:{region}:kinesis:action/PutRecord",
+            render(STREAM_TEMPLATE, {"STREAM_NAME": stream.stream_name}),
+        )
+        self.stream_routes: tuple[str, ...] = (
+            *STREAM_ROUTES_ALWAYS,
+            *sorted(set(custom_routes) - set(STREAM_ROUTES_ALWAYS)),
+        )
+        for route in self.stream_routes:
+            self.routes[route] = self.api.add_route(route, integration=to_stream)
+
+        self.access_logs = logs.LogGroup(
+            self,
+            "AccessLogs",
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.stage = apigwv2.WebSocketStage(
+            self,
+            "Stage",
+            web_socket_api=self.api,
+            stage_name=config.stage,
+            auto_deploy=True,
+            throttle=apigwv2.ThrottleSettings(
+                rate_limit=config.throttle_rate_limit, burst_limit=config.throttle_burst_limit
+            ),
+            access_log_settings=_AccessLogSettings(self.access_logs),
+        )
+
+    def _integration(
+        self, id: str, uri: str, template: str
+    ) -> integrations.WebSocketAwsIntegration:
+        """One AWS integration with exactly one request template under ``$default``."""
+        return integrations.WebSocketAwsIntegration(
+            id,
+            integration_uri=uri,
+            integration_method="POST",
+            credentials_role=self.role,
+            request_templates={"$default": template},
+            template_selection_expression="\\$default",
+            passthrough_behavior=apigwv2.PassthroughBehavior.NEVER,
+        )
+
+
+@jsii.implements(apigwv2.IAccessLogSettings)
+class _AccessLogSettings:
+    """``IAccessLogSettings``: JSON lines into a CloudWatch log group."""
+
+    def __init__(self, log_group: logs.ILogGroup) -> None:
+        self._destination = apigwv2.LogGroupLogDestination(log_group)
+        self._format = apigw.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FIELDS))
+
+    @property
+    def destination(self) -> apigwv2.IAccessLogDestination:
+        return self._destination
+
+    @property
+    def format(self) -> apigw.AccessLogFormat:
+        return self._format
