@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -16,7 +17,7 @@ def test_due_times_are_a_fixed_evenly_spaced_timeline() -> None:
     t = Timeline(rate=200, duration=1, connections=7)
     dues = sorted(due for c in range(7) for _, due in t.frames_for(c))
     assert len(dues) == 200
-    gaps = {round(b - a, 9) for a, b in zip(dues, dues[1:], strict=False)}
+    gaps = {round(b - a, 9) for a, b in itertools.pairwise(dues)}
     assert gaps == {0.005}
     assert dues[0] == 0.0 and math.isclose(dues[-1], 0.995)
 
