@@ -46,15 +46,20 @@ class Twin:
     output: list[str]
 
 
-def start_twin(assembly: Path, *extra_args: str, stage: str = "dev") -> Twin:
-    """Start ``python -m pipeline local`` on free ports and wait for its ready line."""
+def start_twin(
+    assembly: Path, *extra_args: str, stage: str = "dev", cwd: Path = PROJECT_ROOT
+) -> Twin:
+    """Start ``python -m pipeline local`` on free ports and wait for its ready line.
+
+    ``cwd`` is the project whose ``pipeline`` package runs (a copy, in the scaffold test).
+    """
     cmd = [
         sys.executable, "-m", "pipeline", "local", "--no-synth", "--assembly", str(assembly),
         "--stage", stage, "--port", "0", "--aws-port", "0", *extra_args,
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        cmd, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
     output: list[str] = []
     ready: dict[str, str] = {}
