@@ -1,0 +1,253 @@
+"""Lambda workers: each function runs in long-lived child processes, like warm containers.
+
+:class:`Workers` is the twin's ``Invoker``: ``await workers.invoke(name_or_arn, event)``. A pool
+per function spawns up to ``max_concurrency`` processes on demand (one invocation at a time
+each, as in Lambda); the timeout kills and replaces the process; a dead process is a
+``Runtime.ExitError``. Error shapes follow the Lambda runtime:
+https://docs.aws.amazon.com/lambda/latest/dg/python-exceptions.html
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import re
+import struct
+import sys
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from pipeline.local.cfn import REGION, Stack
+from pipeline.local.esm.interfaces import InvokeResult
+
+WORKER_SCRIPT = Path(__file__).with_name("worker_main.py")
+_HEADER = struct.Struct(">I")
+INIT_TIMEOUT_S = 10.0
+_CONNECTIONS_URL = re.compile(
+    r"^https://[A-Za-z0-9]+\.execute-api\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?/(?P<stage>[^/]+)/?$"
+)
+# What a worker inherits from the twin's own environment; everything else is the template's.
+_INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT", "VIRTUAL_ENV")
+
+
+class WorkerError(Exception):
+    """A function cannot be invoked (unknown function, worker cannot start)."""
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """One Lambda function as the template declares it."""
+
+    name: str
+    arn: str
+    handler: str
+    code_dir: Path
+    layer_dirs: tuple[Path, ...] = ()
+    environment: Mapping[str, str] = field(default_factory=dict)
+    timeout_s: float = 3.0
+    memory_mb: int = 128
+
+
+def rewrite_environment(
+    variables: Mapping[str, Any], *, gateway_port: int, aws_url: str
+) -> dict[str, str]:
+    """The function's variables with execute-api URLs pointed at the local gateway."""
+    out: dict[str, str] = {}
+    for key, value in variables.items():
+        text = str(value)
+        match = _CONNECTIONS_URL.match(text)
+        out[key] = f"http://127.0.0.1:{gateway_port}/{match['stage']}" if match else text
+    return out
+
+
+def worker_environment(spec: FunctionSpec, aws_url: str) -> dict[str, str]:
+    """The complete environment of a worker process (no leakage between functions)."""
+    env = {k: os.environ[k] for k in _INHERITED if k in os.environ}
+    env.update({
+        "AWS_ENDPOINT_URL": aws_url,
+        "AWS_ACCESS_KEY_ID": "twin", "AWS_SECRET_ACCESS_KEY": "twin", "AWS_SESSION_TOKEN": "twin",
+        "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,
+        "AWS_LAMBDA_FUNCTION_NAME": spec.name,
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
+        "AWS_LAMBDA_FUNCTION_TIMEOUT": str(int(spec.timeout_s)),
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
+        "AWS_LAMBDA_LOG_STREAM_NAME": "twin",
+        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
+        "LAMBDA_TASK_ROOT": str(spec.code_dir),
+        "_HANDLER": spec.handler,
+        "TWIN_FUNCTION_ARN": spec.arn,
+        "TWIN_LAYER_PATHS": os.pathsep.join(str(p) for p in spec.layer_dirs),
+        "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
+    })
+    env.update(spec.environment)
+    return env
+
+
+def function_specs(stack: Stack, *, gateway_port: int, aws_url: str) -> list[FunctionSpec]:
+    """Every ``AWS::Lambda::Function`` with a local code asset and a Python handler."""
+    layers = {r.ref: stack.asset_path(r.logical_id) for r in
+              stack.of_type("AWS::Lambda::LayerVersion")}
+    specs = []
+    for res in stack.of_type("AWS::Lambda::Function"):
+        p = res.properties
+        code = stack.asset_path(res.logical_id)
+        if code is None or not str(p.get("Runtime", "python")).startswith("python"):
+            continue  # inline code, custom-resource providers, other runtimes: not run locally
+        layer_dirs = tuple(
+            path / "python" for arn in p.get("Layers", []) if (path := layers.get(arn))
+        )
+        variables = p.get("Environment", {}).get("Variables", {})
+        specs.append(FunctionSpec(
+            name=res.ref, arn=res.attributes["Arn"], handler=str(p.get("Handler", "")),
+            code_dir=code, layer_dirs=layer_dirs,
+            environment=rewrite_environment(variables, gateway_port=gateway_port, aws_url=aws_url),
+            timeout_s=float(p.get("Timeout", 3)), memory_mb=int(p.get("MemorySize", 128)),
+        ))
+    return specs
+
+
+class _Process:
+    """One worker process and its pipes."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    @classmethod
+    async def spawn(cls, spec: FunctionSpec, aws_url: str) -> _Process:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-X", "utf8", str(WORKER_SCRIPT),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            env=worker_environment(spec, aws_url), cwd=str(spec.code_dir),
+        )
+        worker = cls(proc)
+        try:  # Lambda's init phase has its own 10 s limit, outside the function timeout
+            await asyncio.wait_for(worker.receive(), INIT_TIMEOUT_S)
+        except (TimeoutError, asyncio.IncompleteReadError) as exc:
+            status = await worker.kill()
+            raise WorkerError(
+                f"{spec.name}: worker failed to initialize ({_exit_text(status)})"
+            ) from exc
+        return worker
+
+    async def receive(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        header = await self.proc.stdout.readexactly(_HEADER.size)
+        body = await self.proc.stdout.readexactly(_HEADER.unpack(header)[0])
+        reply: dict[str, Any] = orjson.loads(body)
+        return reply
+
+    async def call(self, request: bytes) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(_HEADER.pack(len(request)) + request)
+        await self.proc.stdin.drain()
+        return await self.receive()
+
+    async def kill(self) -> int:
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+        return await self.proc.wait()
+
+    async def close(self, grace_s: float = 2.0) -> None:
+        if self.proc.stdin is not None and not self.proc.stdin.is_closing():
+            self.proc.stdin.close()  # EOF: the worker returns from its loop
+        try:
+            await asyncio.wait_for(self.proc.wait(), grace_s)
+        except TimeoutError:
+            await self.kill()
+
+
+class FunctionPool:
+    """Warm workers of one function; at most ``max_concurrency`` invocations at once."""
+
+    def __init__(self, spec: FunctionSpec, aws_url: str, max_concurrency: int = 2) -> None:
+        self.spec = spec
+        self._aws_url = aws_url
+        self._idle: list[_Process] = []
+        self._busy = 0
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._ids = itertools.count()
+
+    async def warm(self) -> None:
+        """Start one worker ahead of the first invocation (imports happen now, not then)."""
+        if not self._idle:
+            self._idle.append(await _Process.spawn(self.spec, self._aws_url))
+
+    async def invoke(self, event: Any) -> InvokeResult:
+        async with self._slots:
+            worker = self._idle.pop() if self._idle else await _Process.spawn(
+                self.spec, self._aws_url)
+            request_id = str(uuid.uuid4())
+            deadline_ms = int((time.time() + self.spec.timeout_s) * 1000)
+            request = orjson.dumps({"event": event, "requestId": request_id,
+                                    "deadlineMs": deadline_ms})
+            try:
+                reply = await asyncio.wait_for(worker.call(request), self.spec.timeout_s)
+            except TimeoutError:
+                await worker.kill()
+                return _failure("Sandbox.Timedout",
+                                f"{request_id} Task timed out after {self.spec.timeout_s:.2f} "
+                                "seconds")
+            except (asyncio.IncompleteReadError, ConnectionError, BrokenPipeError):
+                status = await worker.kill()
+                return _failure("Runtime.ExitError",
+                                f"RequestId: {request_id} Error: Runtime exited with error: "
+                                f"{_exit_text(status)}")
+            self._idle.append(worker)
+        if reply.get("ok"):
+            return InvokeResult(ok=True, payload=reply.get("payload"))
+        error = reply.get("error") or {}
+        return InvokeResult(ok=False, payload=error, error_type=error.get("errorType"),
+                            error_message=error.get("errorMessage"))
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        await asyncio.gather(*(w.close() for w in idle))
+
+
+def _exit_text(status: int) -> str:
+    return f"signal: {-status}" if status < 0 else f"exit status {status}"
+
+
+def _failure(error_type: str, message: str) -> InvokeResult:
+    payload = {"errorMessage": message, "errorType": error_type, "stackTrace": []}
+    return InvokeResult(ok=False, payload=payload, error_type=error_type, error_message=message)
+
+
+class Workers:
+    """Every function of the stack, invocable by name or ARN (the ESM engine's ``Invoker``)."""
+
+    def __init__(self, specs: list[FunctionSpec], aws_url: str, *, max_concurrency: int = 2):
+        self._pools: dict[str, FunctionPool] = {}
+        for spec in specs:
+            pool = FunctionPool(spec, aws_url, max_concurrency)
+            self._pools[spec.name] = pool
+            self._pools[spec.arn] = pool
+
+    def pool(self, function: str) -> FunctionPool:
+        # a qualified ARN (":$LATEST") or a bare name both select the function
+        key = function.removesuffix(":$LATEST")
+        try:
+            return self._pools[key]
+        except KeyError:
+            raise WorkerError(f"Function not found: {function}") from None
+
+    async def start(self) -> None:
+        """Warm one worker per function, concurrently."""
+        await asyncio.gather(*(p.warm() for p in set(self._pools.values())))
+
+    async def invoke(self, function_name: str, event: dict[str, Any]) -> InvokeResult:
+        """Invoke synchronously (RequestResponse); function errors come back in the result."""
+        return await self.pool(function_name).invoke(event)
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(p.close() for p in set(self._pools.values())))

@@ -1,0 +1,149 @@
+"""Lambda workers with tiny handlers written to temporary directories."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.local.workers import FunctionSpec, WorkerError, Workers, rewrite_environment
+
+HANDLER = """
+import os, sys, time
+import shared_lib
+
+def lambda_handler(event, context):
+    action = event.get("do")
+    print("noise on stdout must not break the pipe")
+    if action == "raise":
+        raise ValueError("bad thing")
+    if action == "sleep":
+        time.sleep(event["s"])
+    if action == "exit":
+        os._exit(3)
+    if action == "unserializable":
+        return {1, 2}
+    return {
+        "event": event,
+        "env": {k: os.environ.get(k) for k in ("ONLY_A", "ONLY_B", "AWS_LAMBDA_FUNCTION_NAME",
+                "AWS_ENDPOINT_URL", "_HANDLER", "AWS_REGION", "AWS_LAMBDA_FUNCTION_TIMEOUT")},
+        "ctx": [context.aws_request_id, context.function_name, context.invoked_function_arn,
+                context.memory_limit_in_mb, context.get_remaining_time_in_millis()],
+        "lib": shared_lib.WHERE,
+        "pid": os.getpid(),
+    }
+"""
+
+
+def _function(tmp: Path, name: str, env: dict[str, str], timeout: float = 5.0) -> FunctionSpec:
+    code = tmp / name
+    code.mkdir()
+    (code / "handler.py").write_text(textwrap.dedent(HANDLER))
+    layer = tmp / f"{name}-layer" / "python"
+    layer.mkdir(parents=True)
+    (layer / "shared_lib.py").write_text("WHERE = 'layer'\n")
+    return FunctionSpec(
+        name=name, arn=f"arn:aws:lambda:us-east-1:123456789012:function:{name}",
+        handler="handler.lambda_handler", code_dir=code, layer_dirs=(layer,),
+        environment=env, timeout_s=timeout, memory_mb=256,
+    )
+
+
+@pytest.fixture
+async def workers(tmp_path: Path) -> AsyncIterator[Workers]:
+    specs = [
+        _function(tmp_path, "fa", {"ONLY_A": "a"}),
+        _function(tmp_path, "fb", {"ONLY_B": "b"}, timeout=1.0),
+    ]
+    running = Workers(specs, "http://127.0.0.1:1")
+    await running.start()
+    yield running
+    await running.stop()
+
+
+async def test_invoke_returns_payload_env_and_context(workers: Workers) -> None:
+    result = await workers.invoke("fa", {"x": [1, "two"]})
+    assert result.ok, result
+    out = result.payload
+    assert out["event"] == {"x": [1, "two"]}
+    assert out["env"] == {"ONLY_A": "a", "ONLY_B": None, "AWS_LAMBDA_FUNCTION_NAME": "fa",
+                          "AWS_ENDPOINT_URL": "http://127.0.0.1:1",
+                          "_HANDLER": "handler.lambda_handler", "AWS_REGION": "us-east-1",
+                          "AWS_LAMBDA_FUNCTION_TIMEOUT": "5"}
+    request_id, name, arn, memory, remaining = out["ctx"]
+    assert len(request_id) == 36 and name == "fa" and arn.endswith(":function:fa")
+    assert memory == 256 and 0 < remaining <= 5000
+    assert out["lib"] == "layer"
+    # env isolation: the other function sees only its own variables, and the twin's are absent
+    other = (await workers.invoke("arn:aws:lambda:us-east-1:123456789012:function:fb", {})).payload
+    assert other["env"]["ONLY_B"] == "b" and other["env"]["ONLY_A"] is None
+    assert other["pid"] != out["pid"]
+
+
+async def test_worker_stays_warm(workers: Workers) -> None:
+    first = await workers.invoke("fa", {})
+    second = await workers.invoke("fa", {})
+    assert first.payload["pid"] == second.payload["pid"]
+
+
+async def test_exception_has_lambda_error_shape(workers: Workers) -> None:
+    result = await workers.invoke("fa", {"do": "raise"})
+    assert not result.ok
+    assert result.error_type == "ValueError" and result.error_message == "bad thing"
+    assert set(result.payload) == {"errorMessage", "errorType", "stackTrace"}
+    assert any("handler.py" in line for line in result.payload["stackTrace"])
+
+
+async def test_unserializable_result_is_a_marshal_error(workers: Workers) -> None:
+    result = await workers.invoke("fa", {"do": "unserializable"})
+    assert not result.ok and result.error_type == "Runtime.MarshalError"
+
+
+async def test_timeout_kills_and_respawns(workers: Workers) -> None:
+    before = (await workers.invoke("fb", {})).payload["pid"]
+    result = await workers.invoke("fb", {"do": "sleep", "s": 30})
+    assert not result.ok and result.error_type == "Sandbox.Timedout"
+    assert result.error_message is not None
+    assert result.error_message.endswith("Task timed out after 1.00 seconds")
+    with pytest.raises(ProcessLookupError):
+        os.kill(before, 0)
+    after = await workers.invoke("fb", {})
+    assert after.ok and after.payload["pid"] != before
+
+
+async def test_crash_is_exit_error_and_respawns(workers: Workers) -> None:
+    result = await workers.invoke("fa", {"do": "exit"})
+    assert not result.ok and result.error_type == "Runtime.ExitError"
+    assert result.error_message is not None and "exit status 3" in result.error_message
+    assert (await workers.invoke("fa", {"ok": 1})).ok
+
+
+async def test_unknown_function_and_import_error(workers: Workers, tmp_path: Path) -> None:
+    with pytest.raises(WorkerError, match="Function not found: nope"):
+        await workers.invoke("nope", {})
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "handler.py").write_text("import does_not_exist\n")
+    spec = FunctionSpec(name="broken", arn="arn:x:broken", handler="handler.lambda_handler",
+                        code_dir=broken)
+    pool = Workers([spec], "http://127.0.0.1:1")
+    try:
+        result = await pool.invoke("broken", {})
+        assert not result.ok and result.error_type == "Runtime.ImportModuleError"
+        assert result.error_message is not None
+        assert "Unable to import module 'handler'" in result.error_message
+    finally:
+        await pool.stop()
+
+
+def test_connections_endpoint_is_rewritten() -> None:
+    env = rewrite_environment(
+        {"CONNECTIONS_ENDPOINT_URL": "https://abc123defg.execute-api.us-east-1.amazonaws.com/dev",
+         "OTHER": "https://example.com/dev", "N": 3},
+        gateway_port=8080, aws_url="http://127.0.0.1:4566",
+    )
+    assert env == {"CONNECTIONS_ENDPOINT_URL": "http://127.0.0.1:8080/dev",
+                   "OTHER": "https://example.com/dev", "N": "3"}
