@@ -1,0 +1,10 @@
+"""Fixtures: see tests/runtime/runtime_fixtures.py (shared with tests/consumers)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from runtime_fixtures import atconn, aws_env, connections, ctx, ddb, roster  # noqa: F401

@@ -1,0 +1,60 @@
+"""Roster access against moto DynamoDB with the schema of docs/contracts.md."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from runtime_fixtures import TABLE, all_items, put_meta
+
+from pipeline.runtime import Roster, RosterError
+
+
+def test_join_writes_both_items_and_leave_deletes_both(ddb: Any, roster: Roster) -> None:
+    roster.join("A", "lobby")
+    assert all_items(ddb) == [("CONN#A", "ROOM#lobby"), ("ROOM#lobby", "CONN#A")]
+    item = ddb.get_item(TableName=TABLE, Key={"pk": {"S": "ROOM#lobby"},
+                                              "sk": {"S": "CONN#A"}})["Item"]
+    assert item["room"]["S"] == "lobby" and item["connectionId"]["S"] == "A"
+    assert int(item["expiresAt"]["N"]) > int(item["joinedAt"]["N"]) // 1000
+    assert roster.is_member("A", "lobby")
+    roster.leave("A", "lobby")
+    roster.leave("A", "lobby")  # idempotent
+    assert all_items(ddb) == [] and not roster.is_member("A", "lobby")
+
+
+def test_members_and_all_connections(ddb: Any, roster: Roster) -> None:
+    for cid in ("A", "B", "C"):
+        put_meta(ddb, cid)
+    roster.join("A", "lobby")
+    roster.join("B", "lobby")
+    roster.join("C", "other")
+    assert sorted(roster.members("lobby")) == ["A", "B"]
+    assert list(roster.members("empty")) == []
+    assert sorted(roster.all_connections()) == ["A", "B", "C"]
+    assert roster.connection("A") == {
+        "pk": "CONN#A", "sk": "META", "connectionId": "A", "connectedAt": 1700000000000,
+        "sourceIp": "203.0.113.7", "principal": "", "expiresAt": 1700010800}
+    assert roster.connection("nobody") is None
+
+
+def test_remove_connection_deletes_every_item_of_it_and_nothing_else(
+    ddb: Any, roster: Roster
+) -> None:
+    put_meta(ddb, "A")
+    put_meta(ddb, "B")
+    for room in ("r1", "r2", "r3"):
+        roster.join("A", room)
+    roster.join("B", "r1")
+    assert roster.remove_connection("A") == 7  # META + 3 memberships x 2 items
+    assert all_items(ddb) == [("CONN#B", "META"), ("CONN#B", "ROOM#r1"), ("ROOM#r1", "CONN#B")]
+    assert roster.remove_connection("A") == 0
+
+
+def test_a_missing_table_is_a_roster_error_with_the_aws_code(ddb: Any) -> None:
+    with pytest.raises(RosterError) as info:
+        Roster("no-such-table", client=ddb).join("A", "lobby")
+    assert info.value.operation == "TransactWriteItems"
+    assert info.value.code == "ResourceNotFoundException"
+    with pytest.raises(RosterError):
+        list(Roster("no-such-table", client=ddb).members("lobby"))
