@@ -36,6 +36,7 @@ class Target:
 
     ws: str
     aws: str | None
+    connections: str | None = None  # the @connections URL as the twin announces it
     process: subprocess.Popen[str] | None = None
     output: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=200))
 
@@ -68,6 +69,7 @@ def start_twin(stage: str, args: tuple[str, ...] = (), timeout: float = TWIN_STA
             if line.startswith("TWIN-READY ") and not ready.is_set():
                 with_urls = json.loads(line.split(" ", 1)[1])
                 target.ws, target.aws = with_urls["ws"], with_urls.get("aws")
+                target.connections = with_urls.get("connections")
                 ready.set()
         ready.set()
 
@@ -85,7 +87,8 @@ def resolve(cfg: RunConfig, log: bool = True) -> Target:
         return Target(ws=cfg.url, aws=cfg.aws_endpoint)
     if port_answers(DEFAULT_TWIN_PORT):
         aws = cfg.aws_endpoint or f"http://127.0.0.1:{DEFAULT_AWS_PORT}"
-        return Target(ws=f"ws://127.0.0.1:{DEFAULT_TWIN_PORT}/{cfg.stage}", aws=aws)
+        base = f"127.0.0.1:{DEFAULT_TWIN_PORT}/{cfg.stage}"
+        return Target(ws=f"ws://{base}", aws=aws, connections=f"http://{base}/@connections")
     if not cfg.start_twin:
         raise TargetError(f"nothing answers on 127.0.0.1:{DEFAULT_TWIN_PORT} (--no-start-twin)")
     if log:

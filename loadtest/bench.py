@@ -1,0 +1,261 @@
+"""``python -m loadtest.bench``: the benchmark suite, every figure measured side by side in one run.
+
+Figures whose parts do not exist yet print ``n/a (missing)``; nothing here fails the run because
+another part is absent. Every measurement is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from websockets.asyncio.client import connect
+
+from loadtest import histo
+from loadtest.config import RunConfig
+from loadtest.runner import LoadRun
+from loadtest.target import Target, resolve
+
+SEQUENTIAL_FRAMES = 1000
+THROUGHPUT_RATES = (250, 500, 1000, 2000, 4000, 8000)
+THROUGHPUT_STEP_S = 3.0
+THROUGHPUT_BUDGET_S = 60.0
+THROUGHPUT_P99_LIMIT_MS = 1000.0
+REPLY_TIMEOUT_S = 5.0
+
+
+@dataclass
+class Row:
+    """One line of the table: the pipeline's figure, the baseline's, and their ratio."""
+
+    name: str
+    value: str
+    baseline: str = ""
+    ratio: str = ""
+
+
+def machine() -> dict[str, str]:
+    """Cores, CPU model and Python version (printed in the header)."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware")):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cores": str(os.cpu_count()),
+        "cpu": model,
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+    }
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.1f}x" if b > 0 else "-"
+
+
+# --- 1. sequential echo round trip ---------------------------------------------------------
+async def sequential_rtt(url: str, frames: int = SEQUENTIAL_FRAMES) -> dict[str, float]:
+    """One client, ``frames`` echo frames one after the other: p50/p99 round trip (ms)."""
+    hist = histo.new_histogram()
+    lost = 0
+    async with connect(url, ping_interval=None, compression=None, open_timeout=10) as ws:
+        for seq in range(frames):
+            frame = orjson.dumps({"action": "echo", "data": {"s": seq}}).decode()
+            t0 = time.perf_counter()
+            await ws.send(frame)
+            try:
+                async with asyncio.timeout(REPLY_TIMEOUT_S):
+                    while True:
+                        reply = orjson.loads(await ws.recv())
+                        data = reply.get("data") if isinstance(reply, dict) else None
+                        if isinstance(data, dict) and data.get("s") == seq:
+                            break
+            except TimeoutError:
+                lost += 1
+                if lost >= 3:
+                    break  # a target that stopped answering is not worth 5 s per frame
+                continue
+            histo.record_us(hist, (time.perf_counter() - t0) * 1e6)
+    p = histo.percentiles_ms(hist)
+    return {"p50": float(p["p50"]), "p99": float(p["p99"]), "count": float(p["count"]), "lost": lost}
+
+
+class BareEchoServer:
+    """``python -m loadtest.echo_server`` in its own process (as the twin is), for a fair baseline."""
+
+    def __enter__(self) -> str:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "loadtest.echo_server", "--port", "0"],
+            stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent,
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()  # the first line is the ready line (or EOF on failure)
+        if not line.startswith("ECHO-READY "):
+            self.proc.kill()
+            raise RuntimeError(f"bare echo server did not start: {line!r}")
+        return line.split()[1]
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+# --- 2. sustained throughput ---------------------------------------------------------------
+async def throughput_search(
+    url: str, budget_s: float = THROUGHPUT_BUDGET_S, rates: tuple[int, ...] = THROUGHPUT_RATES
+) -> tuple[float, list[str]]:
+    """Step the offered echo rate up until a step loses frames, errs or blows p99; bounded time."""
+    best, notes = 0.0, []
+    t0 = time.perf_counter()
+    for rate in rates:
+        if time.perf_counter() - t0 + THROUGHPUT_STEP_S * 2 > budget_s:
+            notes.append(f"stopped at the {budget_s:.0f} s budget")
+            break
+        cfg = RunConfig(connections=20, rate=rate, duration=THROUGHPUT_STEP_S, drain=3.0,
+                        payload=128, ramp=1000, progress=False)  # fmt: skip
+        report = await LoadRun(cfg, url, out=io.StringIO()).run()
+        p99 = float(histo.percentiles_ms(report.hist("latency"))["p99"])
+        t = report.totals
+        ok = t["lost"] == 0 and t["errorFrames"] == 0 and t["sent"] > 0 and p99 < THROUGHPUT_P99_LIMIT_MS
+        notes.append(f"{rate}/s: lost {t['lost']}, p99 {p99:.1f} ms -> {'ok' if ok else 'limit'}")
+        if not ok:
+            break
+        best = report.achieved()["receivedPerS"]
+    return best, notes
+
+
+# --- 3. broadcast fan-out (another part) -------------------------------------------------------
+def fanout(target: Target | None, connections: int = 1000) -> Row:
+    """``loadtest.bench_fanout.measure`` (docs/contracts.md): runtime vs sequential postToConnection."""
+    name = f"broadcast to {connections} connections"
+    try:
+        import importlib
+
+        mod = importlib.import_module("loadtest.bench_fanout")
+    except ModuleNotFoundError:
+        return Row(name, "n/a (missing)")
+    func: Callable[..., Any] | None = getattr(mod, "measure", None)
+    if func is None:
+        return Row(name, "n/a (bench_fanout.measure missing)")
+    import inspect
+
+    params = inspect.signature(func).parameters
+    offered: dict[str, object] = {"connections": connections}
+    if target is not None:
+        offered.update({"ws_url": target.ws, "aws_endpoint": target.aws or "",
+                        "connections_url": target.connections or ""})  # fmt: skip
+    kwargs = {k: v for k, v in offered.items() if k in params}
+    try:
+        result = func(**kwargs)
+        if asyncio.iscoroutine(result):
+            result = asyncio.run(result)
+    except Exception as exc:  # another part's failure is a figure, not a crash of the suite
+        return Row(name, f"n/a ({type(exc).__name__}: {exc})"[:60])
+    runtime_s = float(result.get("runtimeS", 0.0))
+    sequential_s = float(result.get("sequentialS", 0.0))
+    return Row(name, f"{runtime_s * 1000:.0f} ms (runtime)",
+               f"{sequential_s * 1000:.0f} ms (sequential)", _ratio(sequential_s, runtime_s))  # fmt: skip
+
+
+# --- 4. record decode ------------------------------------------------------------------------
+def decode_rows(records: int = 20_000) -> list[Row]:
+    """Runtime ``decode_record`` (plain and KPL-aggregated) vs stdlib ``json`` + base64."""
+    try:
+        from loadtest.bench_decode import measure_decode
+    except ModuleNotFoundError:
+        return [Row("record decode", "n/a (missing)")]
+    try:
+        result = measure_decode(records)
+    except ImportError:
+        return [Row("record decode", "n/a (pipeline.runtime missing)")]
+    rows = [
+        Row("record decode, plain JSON records", f"{result['runtime']:,.0f} rec/s",
+            f"{result['stdlib']:,.0f} rec/s (stdlib json)", _ratio(result["runtime"], result["stdlib"])),
+    ]  # fmt: skip
+    if "aggregated" in result:
+        rows.append(Row("record decode, KPL-aggregated (x100)", f"{result['aggregated']:,.0f} rec/s",
+                        f"{result['stdlib']:,.0f} rec/s (stdlib json)",
+                        _ratio(result["aggregated"], result["stdlib"])))  # fmt: skip
+    return rows
+
+
+# --- the suite ----------------------------------------------------------------------------------
+def run_suite(url: str | None, quick: bool) -> tuple[dict[str, str], list[Row], list[str]]:
+    frames = 200 if quick else SEQUENTIAL_FRAMES
+    rows: list[Row] = []
+    notes: list[str] = []
+    target: Target | None = None
+    try:
+        target = resolve(RunConfig(url=url), log=True)
+    except Exception as exc:  # the twin is another part: report, do not crash
+        notes.append(f"twin unavailable: {exc}".splitlines()[0])
+    try:
+        with BareEchoServer() as bare_url:
+            bare = asyncio.run(sequential_rtt(bare_url, frames))
+        twin = asyncio.run(sequential_rtt(target.ws, frames)) if target else None
+        for key in ("p50", "p99"):
+            value = f"{twin[key]:.2f} ms (twin)" if twin else "n/a (twin missing)"
+            rows.append(Row(f"echo RTT {key}, 1 client, {frames} sequential", value,
+                            f"{bare[key]:.2f} ms (bare ws)", _ratio(twin[key], bare[key]) if twin else ""))  # fmt: skip
+        if twin and twin["lost"]:
+            notes.append(f"sequential echo through the twin: {twin['lost']:.0f} replies timed out")
+        if target:
+            budget = 20.0 if quick else THROUGHPUT_BUDGET_S
+            best, steps = asyncio.run(throughput_search(target.ws, budget))
+            rows.append(Row("sustained echo throughput, zero loss", f"{best:,.0f} frames/s (twin)"))
+            notes.extend(steps)
+        else:
+            rows.append(Row("sustained echo throughput, zero loss", "n/a (twin missing)"))
+        rows.append(fanout(target))
+        rows.extend(decode_rows(5_000 if quick else 20_000))
+    finally:
+        if target is not None:
+            target.stop()
+    return machine(), rows, notes
+
+
+def format_table(info: dict[str, str], rows: list[Row], notes: list[str]) -> str:
+    head = (f"machine: {info['cores']} cores, {info['cpu']}, Python {info['python']}, "
+            f"{info['platform']}")  # fmt: skip
+    w = max(len(r.name) for r in rows) + 2
+    lines = [head, "", f"{'benchmark':<{w}}{'measured':<26}{'baseline':<34}ratio", "-" * (w + 66)]
+    lines += [f"{r.name:<{w}}{r.value:<26}{r.baseline:<34}{r.ratio}" for r in rows]
+    if notes:
+        lines += ["", *(f"  {n}" for n in notes)]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.bench", description=__doc__)
+    parser.add_argument("--url", help="ws:// URL of a running twin (default: 127.0.0.1:8080 or start one)")
+    parser.add_argument("--quick", action="store_true", help="fewer frames, 20 s throughput budget")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON")
+    args = parser.parse_args(argv)
+    info, rows, notes = run_suite(args.url, args.quick)
+    print(format_table(info, rows, notes))
+    if args.json:
+        args.json.write_text(json_dump(info, rows, notes))
+    return 0
+
+
+def json_dump(info: dict[str, str], rows: list[Row], notes: list[str]) -> str:
+    return orjson.dumps({"machine": info, "rows": [r.__dict__ for r in rows], "notes": notes},
+                        option=orjson.OPT_INDENT_2).decode()  # fmt: skip
+
+
+if __name__ == "__main__":
+    sys.exit(main())
