@@ -13,6 +13,11 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from pipeline.infrastructure.config import AuthMode
+from pipeline.infrastructure.lambda_defaults import (
+    ARCHITECTURE,
+    RUNTIME,
+    drop_redundant_role_dependency,
+)
 from pipeline.infrastructure.packaging import ASSET_EXCLUDES
 
 AUTHORIZER_CODE = Path(__file__).resolve().parent / "connect_authorizer"
@@ -46,8 +51,8 @@ class ConnectAuthorization(Construct):
             self,
             "Function",
             description="$connect authorizer: verifies the HS256 JWT",
-            runtime=lambda_.Runtime.PYTHON_3_12,
-            architecture=lambda_.Architecture.ARM_64,
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
             handler="handler.lambda_handler",
             code=lambda_.Code.from_asset(str(AUTHORIZER_CODE), exclude=ASSET_EXCLUDES),
             environment={"TOKEN_SECRET_ARN": self.secret.secret_arn},
@@ -61,6 +66,7 @@ class ConnectAuthorization(Construct):
             ),
         )
         self.secret.grant_read(self.function)
+        drop_redundant_role_dependency(self.function)
         # No identity source: the token may be in the query string OR the subprotocol header,
         # and API Gateway refuses (401) without invoking when a listed source is missing.
         self.authorizer = authorizers.WebSocketLambdaAuthorizer(

@@ -13,11 +13,14 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from pipeline.infrastructure.lambda_defaults import (
+    ARCHITECTURE,
+    RUNTIME,
+    drop_redundant_role_dependency,
+)
 from pipeline.infrastructure.packaging import ASSET_EXCLUDES
 from pipeline.registry import ConsumerSpec
 
-RUNTIME = lambda_.Runtime.PYTHON_3_12  # the shared layer is built for CPython 3.12
-ARCHITECTURE = lambda_.Architecture.ARM_64
 METRICS_NAMESPACE = "WebSocketPipeline"
 ITERATOR_AGE_ALARM_MS = 60_000
 
@@ -117,6 +120,7 @@ class ConsumerService(Construct):
         elif spec.roster == "readwrite":
             table.grant_read_write_data(self.function)
         self._alarms()
+        drop_redundant_role_dependency(self.function)
 
     def _alarms(self) -> None:
         cloudwatch.Alarm(
@@ -143,3 +147,4 @@ class ConsumerService(Construct):
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
+

@@ -10,8 +10,9 @@ from constructs import Construct
 from pipeline.infrastructure.config import PipelineConfig
 from pipeline.infrastructure.connect_auth import ConnectAuthorization
 from pipeline.infrastructure.connection_roster import ConnectionRoster
-from pipeline.infrastructure.consumer_service import ARCHITECTURE, RUNTIME, ConsumerService
+from pipeline.infrastructure.consumer_service import ConsumerService
 from pipeline.infrastructure.event_stream import EventStream
+from pipeline.infrastructure.lambda_defaults import ARCHITECTURE, RUNTIME
 from pipeline.infrastructure.nag import acknowledge_stack_findings
 from pipeline.infrastructure.runtime_layer import RuntimeLayer
 from pipeline.infrastructure.websocket_ingress import WebSocketIngress

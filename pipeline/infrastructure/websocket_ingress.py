@@ -126,6 +126,22 @@ class WebSocketIngress(Construct):
             retention=logs.RetentionDays.ONE_MONTH,
             removal_policy=RemovalPolicy.DESTROY,
         )
+        # Access logging needs API Gateway's account-wide CloudWatch role (one per region; the
+        # last stack to set it wins, which is harmless: every stage uses the same managed policy).
+        # https://docs.aws.amazon.com/apigateway/latest/developerguide/set-up-logging.html
+        self.logging_role = iam.Role(
+            self,
+            "CloudWatchRole",
+            assumed_by=iam.ServicePrincipal("apigateway.amazonaws.com"),
+            managed_policies=[
+                iam.ManagedPolicy.from_aws_managed_policy_name(
+                    "service-role/AmazonAPIGatewayPushToCloudWatchLogs"
+                )
+            ],
+        )
+        account = apigw.CfnAccount(
+            self, "Account", cloud_watch_role_arn=self.logging_role.role_arn
+        )
         self.stage = apigwv2.WebSocketStage(
             self,
             "Stage",
@@ -137,6 +153,7 @@ class WebSocketIngress(Construct):
             ),
             access_log_settings=_AccessLogSettings(self.access_logs),
         )
+        self.stage.node.add_dependency(account)
 
     def _integration(
         self, id: str, uri: str, template: str
