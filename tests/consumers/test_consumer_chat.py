@@ -1,0 +1,106 @@
+"""chat: join/leave/send per the protocol table, validation, and $disconnect clean-up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from connections_stub import AtConnections
+from consumer_loader import load_handler
+from kinesis_events import A, B, envelope, event, load
+from runtime_fixtures import all_items, put_meta
+
+from pipeline.runtime import HandlerContext, process_batch
+
+chat = load_handler("chat")
+C = "L0SOBcOFvHcCJkQ="
+
+
+def send(ctx: HandlerContext, *frames: tuple[str, dict[str, Any] | str]) -> dict[str, Any]:
+    items = []
+    for cid, frame in frames:
+        route = frame.get("action", "?") if isinstance(frame, dict) else "send"
+        items.append((cid, envelope(str(route), cid, frame)))
+    return dict(process_batch(event(*items), None, chat.record_handler, ctx=ctx))
+
+
+def test_the_fixture_conversation(atconn: AtConnections, ctx: HandlerContext, ddb: Any) -> None:
+    put_meta(ddb, A)
+    put_meta(ddb, B)
+    response = process_batch(load("kinesis_chat_batch"), None, chat.record_handler, ctx=ctx)
+    assert response == {"batchItemFailures": []}
+    assert atconn.received(A) == [
+        {"action": "joined", "room": "lobby"},
+        {"action": "message", "room": "lobby", "from": B, "text": "hi from B"},
+        {"action": "left", "room": "lobby"},
+    ]
+    assert atconn.received(B) == [
+        {"action": "joined", "room": "lobby"},
+        {"action": "message", "room": "lobby", "from": A, "text": "hi from A"},
+    ]
+    assert all_items(ddb) == [(f"CONN#{A}", "META")]  # A left; B disconnected: all gone
+
+
+def test_send_reaches_every_other_member_and_never_the_sender(
+    atconn: AtConnections, ctx: HandlerContext
+) -> None:
+    for cid in (A, B, C):
+        ctx.roster.join(cid, "room:1")
+    ctx.roster.join("outsider", "room:2")
+    send(ctx, (A, {"action": "send", "room": "room:1", "text": "x" * 4000}))
+    assert sorted(atconn.delivered_to()) == sorted([B, C])
+    assert atconn.received(B)[0] == {"action": "message", "room": "room:1", "from": A,
+                                     "text": "x" * 4000}
+
+
+@pytest.mark.parametrize("frame", [
+    {"action": "join"},
+    {"action": "join", "room": ""},
+    {"action": "join", "room": "r" * 65},
+    {"action": "leave", "room": "bad room"},
+    {"action": "join", "room": 7},
+    {"action": "send", "text": "hi"},
+    {"action": "send", "room": "lobby", "text": "x" * 4001},
+    {"action": "send", "room": "lobby", "text": {"no": 1}},
+    {"action": "send", "room": "lobby"},
+])
+def test_bad_input_gets_invalid_request_and_changes_nothing(
+    frame: dict[str, Any], atconn: AtConnections, ctx: HandlerContext, ddb: Any
+) -> None:
+    ctx.roster.join(A, "lobby")
+    ctx.roster.join(B, "lobby")
+    before = all_items(ddb)
+    assert send(ctx, (A, frame)) == {"batchItemFailures": []}
+    (reply,) = atconn.received(A)
+    assert reply["action"] == "error" and reply["error"] == "invalid_request"
+    assert isinstance(reply["message"], str) and reply["message"]
+    assert atconn.received(B) == [] and all_items(ddb) == before
+
+
+def test_sending_to_a_room_one_is_not_in_is_refused(
+    atconn: AtConnections, ctx: HandlerContext
+) -> None:
+    ctx.roster.join(B, "lobby")
+    send(ctx, (A, {"action": "send", "room": "lobby", "text": "let me in"}))
+    assert [r["error"] for r in atconn.received(A)] == ["not_a_member"]
+    assert atconn.received(B) == []
+
+
+def test_gone_members_are_pruned_while_the_others_get_the_message(
+    atconn: AtConnections, ctx: HandlerContext, ddb: Any
+) -> None:
+    for cid in (A, B, C):
+        put_meta(ddb, cid)
+        ctx.roster.join(cid, "lobby")
+    atconn.gone.add(C)
+    send(ctx, (A, {"action": "send", "room": "lobby", "text": "hi"}))
+    assert atconn.delivered_to() == [B]
+    assert sorted(ctx.roster.members("lobby")) == sorted([A, B])
+    assert not any(C in pk or C in sk for pk, sk in all_items(ddb))
+
+
+def test_join_and_leave_are_idempotent(atconn: AtConnections, ctx: HandlerContext) -> None:
+    send(ctx, (A, {"action": "join", "room": "r"}), (A, {"action": "join", "room": "r"}),
+         (A, {"action": "leave", "room": "r"}), (A, {"action": "leave", "room": "r"}))
+    assert [r["action"] for r in atconn.received(A)] == ["joined", "joined", "left", "left"]
+    assert list(ctx.roster.members("r")) == []
