@@ -81,7 +81,11 @@ class Project:
 
 def registered_names(source: str) -> tuple[str, ...]:
     """The ``CONSUMERS`` tuple of a registry module's source, without importing it."""
-    for node in ast.parse(source).body:
+    try:
+        body = ast.parse(source).body
+    except SyntaxError as exc:
+        raise ScaffoldError(f"pipeline/registry.py is not valid Python: {exc}") from exc
+    for node in body:
         targets: list[ast.expr]
         if isinstance(node, ast.AnnAssign):
             targets, value = [node.target], node.value

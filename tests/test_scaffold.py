@@ -155,6 +155,20 @@ def test_an_existing_folder_is_refused(project: Path, capsys: pytest.CaptureFixt
     assert snapshot(project) == before
 
 
+def test_a_broken_or_missing_project_is_refused(
+    project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(tmp_path / "empty", "new-consumer", "scores", "--route", "score") == 1
+    assert "is not a project: no pipeline/registry.py" in capsys.readouterr().err
+    registry_file = project / "pipeline" / "registry.py"
+    registry_file.write_text(registry_file.read_text().replace("CONSUMERS: tuple", "CONSUMERS tuple"))
+    before = snapshot(project)
+    assert cli(project, "new-consumer", "scores", "--route", "score") == 1
+    assert "pipeline/registry.py is not valid Python" in capsys.readouterr().err
+    assert cli(project, "remove-consumer", "echo", "--force") == 1
+    assert snapshot(project) == before
+
+
 def test_the_21st_consumer_is_refused(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     existing = len(registry_in(project))
     for i in range(registry.MAX_STREAM_CONSUMERS - existing):
