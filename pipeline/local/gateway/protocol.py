@@ -1,0 +1,240 @@
+"""The gateway's protocol logic, with no I/O: ids, route selection, $context, templates, errors.
+
+The aiohttp server (``server.py``) feeds it connections and frames and executes what it returns.
+Behaviour follows API Gateway WebSocket APIs:
+https://docs.aws.amazon.com/apigateway/latest/developerguide/websocket-api-develop-routes.html
+https://docs.aws.amazon.com/apigateway/latest/developerguide/websocket-api-mapping-template-reference.html
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, NewType
+
+import orjson
+
+from pipeline.local import vtl
+from pipeline.local.gateway.model import ApiModel, Route
+
+ConnectionId = NewType("ConnectionId", str)
+
+_ID_ALPHABET = string.ascii_letters + string.digits
+# Ids look like AWS's ("L0SM9cOFvHcCIhw="): 16 base64 characters, the last one "=" padding.
+# Ours avoid "+" and "/" so they never need URL escaping in an @connections path.
+ID_LENGTH = 16
+_SPECIAL_ROUTES = frozenset({"$connect", "$disconnect"})
+
+INTERNAL_ERROR = "Internal server error"
+FORBIDDEN = "Forbidden"
+
+
+def new_id() -> str:
+    """A fresh AWS-shaped id (connection, request, message)."""
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(ID_LENGTH - 1)) + "="
+
+
+def is_well_formed_id(value: str) -> bool:
+    """Whether *value* has the shape of a connection id (else @connections answers 400)."""
+    return (len(value) == ID_LENGTH and value.endswith("=")
+            and all(c in _ID_ALPHABET or c in "+/_-" for c in value[:-1]))
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def request_time(epoch_ms: int) -> str:
+    """``$context.requestTime``: CLF-formatted (dd/MMM/yyyy:HH:mm:ss +0000)."""
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
+
+
+def iso_time(epoch_ms: int) -> str:
+    """ISO 8601 as the @connections GetConnection answer carries it."""
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class Connection:
+    """One client connection, as the gateway sees it."""
+
+    connection_id: ConnectionId
+    connected_at_ms: int
+    source_ip: str
+    user_agent: str
+    domain_name: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    query: Mapping[str, str] = field(default_factory=dict)
+    authorizer: Mapping[str, Any] | None = None
+    last_active_ms: int = 0
+    disconnect_claimed: bool = False
+
+    def describe(self) -> bytes:
+        """The @connections GetConnection body (camelCase on the wire, as botocore's model says)."""
+        return orjson.dumps({
+            "connectedAt": iso_time(self.connected_at_ms),
+            "identity": {"sourceIp": self.source_ip, "userAgent": self.user_agent},
+            "lastActiveAt": iso_time(self.last_active_ms or self.connected_at_ms),
+        })
+
+
+@dataclass(frozen=True)
+class IntegrationCall:
+    """One AWS action to execute for a request."""
+
+    service: str
+    action: str
+    body: bytes
+    credentials_arn: str | None
+    route_key: str
+    request_id: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A frame the gateway itself sends to the client (an AWS error frame)."""
+
+    text: str
+
+
+def error_frame(message: str, connection_id: str, request_id: str) -> Reply:
+    """The frame API Gateway sends when it cannot route or integrate a message."""
+    return Reply(orjson.dumps(
+        {"message": message, "connectionId": connection_id, "requestId": request_id}
+    ).decode())
+
+
+def integration_failed(status: int, error_type: str | None) -> bool:
+    """Whether an AWS integration response counts as a failure (non-2xx or an error type)."""
+    return error_type is not None or not 200 <= status < 300
+
+
+class GatewayProtocol:
+    """Route selection, $context and request templates for one API stage."""
+
+    def __init__(self, api: ApiModel, *, clock_ms: Callable[[], int] = _now_ms) -> None:
+        self.api = api
+        self._clock_ms = clock_ms
+        expression = api.route_selection_expression
+        prefix = "$request.body."
+        if not expression.startswith(prefix):
+            # Only body-based selection is supported; everything then goes to $default.
+            self._selection_path: tuple[str, ...] = ()
+        else:
+            self._selection_path = tuple(expression[len(prefix):].split("."))
+        self._selectable = {k for k in api.routes if k not in _SPECIAL_ROUTES}
+
+    # --- connections ----------------------------------------------------------------------
+
+    def open(self, *, source_ip: str, user_agent: str, domain_name: str,
+             headers: Mapping[str, str] | None = None,
+             query: Mapping[str, str] | None = None) -> Connection:
+        """A new connection (not yet accepted: run :meth:`connect` first)."""
+        now = self._clock_ms()
+        return Connection(ConnectionId(new_id()), now, source_ip, user_agent, domain_name,
+                          dict(headers or {}), dict(query or {}), last_active_ms=now)
+
+    def connect(self, conn: Connection) -> IntegrationCall | None:
+        """The $connect integration call (None: no $connect integration, accept).
+
+        Raises :class:`vtl.VtlError` when the template fails (the upgrade is then refused).
+        """
+        route = self.api.route("$connect")
+        if route is None or route.integration is None:
+            return None
+        return self._call(conn, route, "CONNECT", body="", extra={})
+
+    def message(self, conn: Connection, text: str) -> IntegrationCall | Reply | None:
+        """What one client text frame does: an integration call, or an error frame."""
+        conn.last_active_ms = self._clock_ms()
+        route = self.api.route(self.select_route(text)) or self.api.route("$default")
+        request_id = new_id()
+        if route is None:
+            return error_frame(FORBIDDEN, conn.connection_id, request_id)
+        if route.integration is None:
+            return None
+        try:
+            return self._call(conn, route, "MESSAGE", body=text, extra={"messageId": new_id()},
+                              request_id=request_id)
+        except vtl.VtlError:
+            return error_frame(INTERNAL_ERROR, conn.connection_id, request_id)
+
+    def disconnect(self, conn: Connection, status_code: int, reason: str = "") -> (
+            IntegrationCall | None):
+        """The $disconnect call, at most once per connection (later calls return None)."""
+        if conn.disconnect_claimed:
+            return None
+        conn.disconnect_claimed = True
+        route = self.api.route("$disconnect")
+        if route is None or route.integration is None:
+            return None
+        try:
+            return self._call(conn, route, "DISCONNECT", body="", extra={
+                "disconnectStatusCode": status_code, "disconnectReason": reason})
+        except vtl.VtlError:
+            return None  # best effort, as in AWS
+
+    def select_route(self, text: str) -> str:
+        """The route key ``$request.body.<path>`` selects; ``$default`` when nothing matches."""
+        if not self._selection_path or not text.lstrip().startswith("{"):
+            return "$default"
+        try:
+            value: Any = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return "$default"
+        for key in self._selection_path:
+            if not isinstance(value, dict):
+                return "$default"
+            value = value.get(key)
+        if isinstance(value, str) and value in self._selectable:
+            return value
+        return "$default"
+
+    # --- context and templates ------------------------------------------------------------
+
+    def context(self, conn: Connection, route_key: str, event_type: str, request_id: str,
+                extra: Mapping[str, Any]) -> dict[str, Any]:
+        """``$context`` for one request."""
+        now = self._clock_ms()
+        ctx: dict[str, Any] = {
+            "apiId": self.api.api_id,
+            "connectionId": conn.connection_id,
+            "connectedAt": conn.connected_at_ms,
+            "domainName": conn.domain_name,
+            "eventType": event_type,
+            "extendedRequestId": request_id,
+            "identity": {"sourceIp": conn.source_ip, "userAgent": conn.user_agent},
+            "messageDirection": "IN",
+            "requestId": request_id,
+            "requestTime": request_time(now),
+            "requestTimeEpoch": now,
+            "routeKey": route_key,
+            "stage": self.api.stage,
+        }
+        if conn.authorizer is not None:
+            ctx["authorizer"] = dict(conn.authorizer)
+        ctx.update(extra)
+        return ctx
+
+    def _call(self, conn: Connection, route: Route, event_type: str, *, body: str,
+              extra: Mapping[str, Any], request_id: str | None = None) -> IntegrationCall:
+        integration = route.integration
+        assert integration is not None
+        request_id = request_id or new_id()
+        template = integration.request_template
+        if template is None:
+            if integration.passthrough_behavior == "NEVER":
+                # No template and passthrough NEVER: API Gateway rejects the request.
+                raise vtl.VtlRenderError("no request template and passthrough is NEVER")
+            return IntegrationCall(integration.service, integration.action, body.encode(),
+                                   integration.credentials_arn, route.route_key, request_id)
+        context = self.context(conn, route.route_key, event_type, request_id, extra)
+        params = {"header": dict(conn.headers), "querystring": dict(conn.query)}
+        rendered = vtl.render(template, body=body, context=context,
+                              stage_variables=self.api.stage_variables, params=params)
+        return IntegrationCall(integration.service, integration.action, rendered.encode(),
+                               integration.credentials_arn, route.route_key, request_id)

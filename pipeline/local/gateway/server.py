@@ -1,0 +1,271 @@
+"""The aiohttp server around :class:`GatewayProtocol`: WebSocket clients and @connections, one port.
+
+Close paths and the codes ``$disconnect`` reports (``$context.disconnectStatusCode``): the client's
+own close code (1005 when its close frame has none), 1006 when the network drops, 1001 for idle
+timeout, maximum connection duration and server stop, 1000 for DELETE @connections, 1009 for a
+message over 128 KB, 1007 for invalid UTF-8, 1003 for a binary frame (the API declares no binary
+media types). Every path delivers ``$disconnect`` exactly once, best effort (its failure is only
+logged, as AWS: https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-route-keys-connect-disconnect.html).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from pipeline.local import vtl
+from pipeline.local.gateway import AwsResponse, GatewayLimits, IntegrationBackend
+from pipeline.local.gateway.model import ApiModel
+from pipeline.local.gateway.protocol import (
+    INTERNAL_ERROR,
+    Connection,
+    GatewayProtocol,
+    IntegrationCall,
+    Reply,
+    error_frame,
+    integration_failed,
+    is_well_formed_id,
+)
+
+LOG = logging.getLogger(__name__)
+
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_UNSUPPORTED = 1003
+CLOSE_NO_STATUS = 1005
+CLOSE_ABNORMAL = 1006
+STOP_DEADLINE_S = 10.0
+DEFAULT_LIMITS = GatewayLimits()
+
+
+@dataclass(eq=False)
+class _Client:
+    conn: Connection
+    ws: web.WebSocketResponse
+    server_code: int | None = None  # set when the gateway closes
+    client_code: int | None = None  # set when the client's close frame arrives
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def closing(self) -> bool:
+        return self.server_code is not None or self.client_code is not None or self.ws.closed
+
+
+def _aws_error(status: int, error_type: str, message: str) -> web.Response:
+    """An error in the API Gateway management API wire format (boto3 reads x-amzn-ErrorType)."""
+    return web.Response(status=status, body=orjson.dumps({"message": message}),
+                        content_type="application/json",
+                        headers={"x-amzn-ErrorType": error_type})
+
+
+class Gateway:
+    """API Gateway WebSocket API stage on one local port."""
+
+    def __init__(self, api: ApiModel, backend: IntegrationBackend, *, stage: str,
+                 host: str = "127.0.0.1", port: int = 8080,
+                 limits: GatewayLimits = DEFAULT_LIMITS) -> None:
+        self.api = api
+        self.stage = stage
+        self.host = host
+        self.port = port
+        self.limits = limits
+        self._backend = backend
+        self._protocol = GatewayProtocol(api)
+        self._clients: dict[str, _Client] = {}
+        self._handlers: set[_Client] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def connection_ids(self) -> list[str]:
+        """The ids of the open connections."""
+        return list(self._clients)
+
+    async def start(self) -> int:
+        """Bind and serve; returns the actual port (port 0 picks a free one)."""
+        app = web.Application(client_max_size=4 * self.limits.max_message_bytes)
+        app.router.add_get("/{stage}", self._websocket)
+        app.router.add_route("*", "/{stage}/@connections/{connection_id}", self._connections)
+        app.router.add_route("*", "/{tail:.*}", self._forbidden)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        self.port = int(self._runner.addresses[0][1])
+        return self.port
+
+    async def stop(self) -> None:
+        """Close every client (1001 going away), deliver their $disconnect, stop listening."""
+        clients = list(self._handlers)
+        for client in clients:
+            self._close_later(client, CLOSE_GOING_AWAY, b"Going away")
+        if clients:
+            waits = [asyncio.ensure_future(c.done.wait()) for c in clients]
+            _, pending = await asyncio.wait(waits, timeout=STOP_DEADLINE_S)
+            for task in pending:
+                task.cancel()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # --- WebSocket clients ----------------------------------------------------------------
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        if request.match_info["stage"] != self.stage:
+            return _aws_error(403, "ForbiddenException", "Forbidden")
+        conn = self._protocol.open(
+            source_ip=request.remote or "", user_agent=request.headers.get("User-Agent", ""),
+            domain_name=request.host, headers=dict(request.headers), query=dict(request.query))
+        # $connect runs before the upgrade completes; a failure refuses it with the status AWS
+        # answers (https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-route-keys-connect-disconnect.html).
+        try:
+            call = self._protocol.connect(conn)
+        except vtl.VtlError as exc:
+            LOG.warning("$connect template failed: %s", exc)
+            return _aws_error(500, "InternalServerErrorException", INTERNAL_ERROR)
+        if call is not None and self._execute(call) is None:
+            return _aws_error(500, "InternalServerErrorException", INTERNAL_ERROR)
+        ws = web.WebSocketResponse(max_msg_size=self.limits.max_message_bytes, autoping=True)
+        try:
+            await ws.prepare(request)
+        except Exception:  # the upgrade itself failed (not a WebSocket request, peer gone)
+            conn.disconnect_claimed = True
+            raise
+        client = _Client(conn, ws)
+        self._clients[conn.connection_id] = client
+        self._handlers.add(client)
+        try:
+            await self._serve(client)
+        finally:
+            self._clients.pop(conn.connection_id, None)
+            self._disconnect(client)
+            self._handlers.discard(client)
+        return ws
+
+    async def _serve(self, client: _Client) -> None:
+        loop = asyncio.get_running_loop()
+        ws, limits = client.ws, self.limits
+        end_of_life = loop.time() + limits.max_connection_s
+        idle_until = loop.time() + limits.idle_timeout_s
+        while True:
+            remaining = min(idle_until, end_of_life) - loop.time()
+            if remaining <= 0:
+                await self._close(client, CLOSE_GOING_AWAY, b"Going away")
+                return
+            try:
+                msg = await ws.receive(timeout=remaining)
+            except TimeoutError:
+                continue
+            if msg.type is WSMsgType.TEXT:
+                idle_until = loop.time() + limits.idle_timeout_s
+                await self._frame(client, msg.data)
+            elif msg.type is WSMsgType.BINARY:
+                await self._close(client, CLOSE_UNSUPPORTED, b"Binary frames are not supported")
+                return
+            elif msg.type is WSMsgType.CLOSE:
+                client.client_code = int(msg.data) if msg.data else CLOSE_NO_STATUS
+                return
+            elif msg.type is WSMsgType.ERROR:
+                # aiohttp closed already: 1009 (too big), 1007 (invalid UTF-8) or a lost peer.
+                code = getattr(msg.data, "code", None)
+                if client.server_code is None and code not in (None, CLOSE_NORMAL):
+                    client.server_code = code
+                return
+            else:  # CLOSING / CLOSED: closed by us from another task, or the peer vanished
+                return
+
+    async def _frame(self, client: _Client, text: str) -> None:
+        outcome = self._protocol.message(client.conn, text)
+        if isinstance(outcome, IntegrationCall):
+            if self._execute(outcome) is None:
+                reply = error_frame(INTERNAL_ERROR, client.conn.connection_id, outcome.request_id)
+                await self._send(client, reply.text)
+        elif isinstance(outcome, Reply):
+            await self._send(client, outcome.text)
+
+    async def _send(self, client: _Client, data: str | bytes) -> bool:
+        if client.closing:
+            return False
+        try:
+            if isinstance(data, str):
+                await client.ws.send_str(data)
+            else:
+                await client.ws.send_bytes(data)
+        except (ConnectionError, RuntimeError):
+            return False
+        return True
+
+    def _execute(self, call: IntegrationCall) -> AwsResponse | None:
+        """Run one integration; None when it failed (AWS error, or the backend raised)."""
+        try:
+            response = self._backend.call_aws(call.service, call.action, call.body,
+                                              call.credentials_arn)
+        except Exception:
+            LOG.exception("integration %s:%s raised", call.service, call.action)
+            return None
+        if integration_failed(response.status, response.error_type):
+            LOG.info("integration %s:%s failed: %s %s", call.service, call.action,
+                     response.status, response.error_type)
+            return None
+        return response
+
+    def _disconnect(self, client: _Client) -> None:
+        code = client.server_code or client.client_code or CLOSE_ABNORMAL
+        call = self._protocol.disconnect(client.conn, code)
+        if call is not None:
+            self._execute(call)
+        client.done.set()
+
+    async def _close(self, client: _Client, code: int, message: bytes) -> None:
+        if client.server_code is None and client.client_code is None:
+            client.server_code = code
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await client.ws.close(code=code, message=message)
+
+    def _close_later(self, client: _Client, code: int, message: bytes) -> None:
+        if client.server_code is None and client.client_code is None:
+            client.server_code = code
+        task = asyncio.ensure_future(self._close(client, code, message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- @connections ---------------------------------------------------------------------
+    # https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-how-to-call-websocket-api-connections.html
+
+    async def _connections(self, request: web.Request) -> web.StreamResponse:
+        if request.match_info["stage"] != self.stage:
+            return _aws_error(403, "ForbiddenException", "Forbidden")
+        connection_id = request.match_info["connection_id"]
+        if request.method not in ("POST", "GET", "DELETE"):
+            return _aws_error(403, "ForbiddenException", "Forbidden")
+        if not is_well_formed_id(connection_id):
+            return _aws_error(400, "BadRequestException", f"Invalid connectionId: {connection_id}")
+        client = self._clients.get(connection_id)
+        if client is None or client.closing:
+            return _aws_error(410, "GoneException", "")
+        if request.method == "GET":
+            return web.Response(body=client.conn.describe(), content_type="application/json")
+        if request.method == "DELETE":
+            self._close_later(client, CLOSE_NORMAL, b"")
+            return web.Response(status=204)
+        limit = self.limits.max_message_bytes
+        if (request.content_length or 0) > limit:
+            return _aws_error(413, "PayloadTooLargeException", "Message too long")
+        data = await request.read()
+        if len(data) > limit:
+            return _aws_error(413, "PayloadTooLargeException", "Message too long")
+        try:
+            payload: str | bytes = data.decode("utf-8")
+        except UnicodeDecodeError:
+            payload = data
+        if not await self._send(client, payload):
+            return _aws_error(410, "GoneException", "")
+        return web.Response(status=200)
+
+    async def _forbidden(self, request: web.Request) -> web.StreamResponse:
+        return _aws_error(403, "ForbiddenException", "Forbidden")
