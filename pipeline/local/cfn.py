@@ -31,11 +31,13 @@ _NAME_LIMITS = {
     "AWS::IAM::Role": 64,
     "AWS::Kinesis::Stream": 128,
     "AWS::DynamoDB::Table": 255,
+    "AWS::DynamoDB::GlobalTable": 255,
 }
 _NAME_PROPERTY = {
     "AWS::Kinesis::Stream": "Name",
     "AWS::Kinesis::StreamConsumer": "ConsumerName",
     "AWS::DynamoDB::Table": "TableName",
+    "AWS::DynamoDB::GlobalTable": "TableName",
     "AWS::SQS::Queue": "QueueName",
     "AWS::Lambda::Function": "FunctionName",
     "AWS::Lambda::LayerVersion": "LayerName",
@@ -85,12 +87,39 @@ class Stack:
         return None
 
     def asset_path(self, logical_id: str) -> Path | None:
-        """The local directory of a function's or layer's code asset (``aws:asset:path``)."""
+        """The local directory of a function's or layer's code asset.
+
+        From the ``aws:asset:path`` metadata when CDK wrote it, else from the S3 object key
+        (``<hash>.zip``) through the assembly's asset manifest or the ``asset.<hash>`` folder.
+        """
         res = self.resources[logical_id]
         path = res.metadata.get("aws:asset:path")
-        if not isinstance(path, str):
+        if isinstance(path, str):
+            return (self.assembly_dir / path).resolve()
+        code = res.properties.get("Code") or res.properties.get("Content") or {}
+        key = code.get("S3Key") if isinstance(code, dict) else None
+        if not isinstance(key, str):
             return None
-        return (self.assembly_dir / path).resolve()
+        source = self._asset_sources().get(key)
+        if source is None:
+            source = "asset." + key.rsplit(".", 1)[0] if key.endswith(".zip") else None
+        if source is None or not (self.assembly_dir / source).is_dir():
+            return None
+        return (self.assembly_dir / source).resolve()
+
+    def _asset_sources(self) -> dict[str, str]:
+        """objectKey -> source path, from ``<stack>.assets.json`` (empty if absent)."""
+        try:
+            manifest = json.loads((self.assembly_dir / f"{self.name}.assets.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        out: dict[str, str] = {}
+        for entry in (manifest.get("files") or {}).values():
+            src = (entry.get("source") or {}).get("path")
+            for dest in (entry.get("destinations") or {}).values():
+                if src and dest.get("objectKey"):
+                    out[str(dest["objectKey"])] = str(src)
+        return out
 
     def as_dict(self) -> dict[str, dict[str, Any]]:
         """``{logicalId: {"Type": ..., "Properties": ...}}``, the shape other parts consume."""
@@ -363,9 +392,10 @@ def _identity_for(
         attrs = {"ConsumerARN": arn, "ConsumerName": consumer, "StreamARN": stream_arn,
                  "ConsumerStatus": "ACTIVE", "ConsumerCreationTimestamp": "0"}
         return arn, attrs
-    if rtype == "AWS::DynamoDB::Table":
+    if rtype in ("AWS::DynamoDB::Table", "AWS::DynamoDB::GlobalTable"):
         arn = r.arn("dynamodb", f"table/{physical}")
-        return physical, {"Arn": arn, "StreamArn": f"{arn}/stream/1970-01-01T00:00:00.000"}
+        return physical, {"Arn": arn, "StreamArn": f"{arn}/stream/1970-01-01T00:00:00.000",
+                          "TableId": _token(stack, lid, 10, _LOWER)}
     if rtype == "AWS::SQS::Queue":
         if props.get("FifoQueue") and not name:
             physical = physical[:75] + ".fifo"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from hashlib import md5
@@ -36,6 +37,7 @@ LOCK = threading.RLock()  # moto's shards are not safe for concurrent writers
 PutListener = Callable[[str, str], None]  # (stream_name, shard_id)
 _listeners: list[PutListener] = []
 _limits_enabled = False
+clock: Callable[[], float] = time.monotonic  # replaceable in tests
 
 
 class ThroughputExceeded(JsonRESTError):
@@ -162,14 +164,12 @@ def _stream_put_record(
     if shard is None:
         raise InvalidArgumentError("explicit_hash_key")
     if _limits_enabled:
-        import time
-
         limiter: ShardLimiter | None = shard.__dict__.get("_twin_limiter")
         if limiter is None:
             limiter = shard.__dict__["_twin_limiter"] = ShardLimiter()
         size = _data_size(data) + len(partition_key.encode())
         with LOCK:
-            admitted = limiter.admit(time.monotonic(), size)
+            admitted = limiter.admit(clock(), size)
         if not admitted:
             raise ThroughputExceeded(self.stream_name, shard.shard_id)
     sequence_number = shard.put_record(partition_key, data, explicit_hash_key)

@@ -123,7 +123,8 @@ class AwsServices:
             kinesis.register_stream_consumer(
                 StreamARN=res.properties["StreamARN"], ConsumerName=res.properties["ConsumerName"]
             )
-        for res in stack.of_type("AWS::DynamoDB::Table"):
+        tables = stack.of_type("AWS::DynamoDB::Table") + stack.of_type("AWS::DynamoDB::GlobalTable")
+        for res in tables:
             self._create_table(ddb, res)
         sqs = self.client("sqs")
         for res in stack.of_type("AWS::SQS::Queue"):

@@ -111,9 +111,12 @@ def test_explicit_hash_key_equal_to_ending_hash_key(services: tuple[AwsServices,
         assert out["ShardId"] == shard["ShardId"]
 
 
-def test_throughput_limit_per_shard(services: tuple[AwsServices, Any]) -> None:
+def test_throughput_limit_per_shard(
+    services: tuple[AwsServices, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     svc, stack = services
     stream = stack.resources["Stream"].ref
+    monkeypatch.setattr(kinesis_store, "clock", lambda: 1e9)  # one frozen second
     kinesis_store.set_limits(True)
     try:
         records = [{"Data": _b64(b"x"), "PartitionKey": "same",
@@ -123,7 +126,7 @@ def test_throughput_limit_per_shard(services: tuple[AwsServices, Any]) -> None:
         for _ in range(3):
             out = orjson.loads(svc.call_aws("kinesis", "PutRecords", body, None).body)
             codes += [r.get("ErrorCode", "ok") for r in out["Records"]]
-        assert codes.count("ok") <= 1000
+        assert codes.count("ok") == 1000
         assert "ProvisionedThroughputExceededException" in codes
         with pytest.raises(ClientError) as err:
             svc.client("kinesis").put_record(StreamName=stream, Data=b"x", PartitionKey="k",

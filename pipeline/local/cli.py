@@ -1,0 +1,112 @@
+"""``python -m pipeline local``: run the synthesized pipeline on 127.0.0.1 until Ctrl-C/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+from pipeline.registry import PROJECT_ROOT
+
+log = logging.getLogger("pipeline.local")
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    parser.add_argument("--stage", default="dev", help="stage to run (default: dev)")
+    parser.add_argument("--port", type=int, default=8080,
+                        help="WebSocket and @connections port (0 = free port; default 8080)")
+    parser.add_argument("--aws-port", type=int, default=4566,
+                        help="AWS services port (0 = free port; default 4566)")
+    parser.add_argument("--assembly", type=Path, default=PROJECT_ROOT / "cdk.out",
+                        help="cloud assembly directory (default: cdk.out)")
+    parser.add_argument("--no-synth", action="store_true",
+                        help="use the existing assembly instead of running `cdk synth` first")
+    parser.add_argument("--enforce-limits", action="store_true",
+                        help="throttle Kinesis writes at 1,000 records/s and 1 MiB/s per shard")
+    parser.add_argument("--idle-timeout", type=float, default=None, metavar="SECONDS",
+                        help="close idle WebSocket connections after this (AWS: 600)")
+    parser.add_argument("--max-connection-life", type=float, default=None, metavar="SECONDS",
+                        help="close connections older than this (AWS: 7200)")
+    parser.add_argument("--log-level", default="WARNING", help="twin log level (default WARNING)")
+
+
+def synthesize(assembly: Path, stage: str) -> None:
+    """``npx cdk synth`` for the stage into ``assembly``."""
+    npx = shutil.which("npx")
+    if npx is None:
+        raise SystemExit("npx not found: install Node 20+ and run `make install`, or use --no-synth")
+    env = {**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+           "CDK_DISABLE_CLI_TELEMETRY": "true"}
+    cmd = [npx, "cdk", "synth", "--quiet", "-c", f"stage={stage}", "-o", str(assembly)]
+    print(f"synthesizing: {' '.join(cmd[1:])}", flush=True)
+    done = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"cdk synth failed (exit {done.returncode})")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipeline.local.twin import TwinConfig
+
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for port, flag in ((args.port, "--port"), (args.aws_port, "--aws-port")):
+        if not 0 <= port <= 65535:
+            print(f"{flag} must be 0..65535", file=sys.stderr)
+            return 2
+    assembly = args.assembly.resolve()
+    if not args.no_synth:
+        synthesize(assembly, args.stage)
+    config = TwinConfig(
+        stage=args.stage, port=args.port, aws_port=args.aws_port, assembly=assembly,
+        enforce_limits=args.enforce_limits, idle_timeout_s=args.idle_timeout,
+        max_connection_life_s=args.max_connection_life,
+    )
+    return asyncio.run(_serve(config))
+
+
+async def _serve(config: object) -> int:
+    from pipeline.local.cfn import CfnError
+    from pipeline.local.twin import Twin, TwinConfig, TwinError
+
+    assert isinstance(config, TwinConfig)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    twin = Twin(config)
+    try:
+        start = asyncio.ensure_future(twin.start())
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({start, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not start.done():  # Ctrl-C during start-up
+            start.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await start
+            return 0
+        urls = start.result()
+        print(f"local twin '{config.stage}' ready: WebSocket {urls.ws}  @connections "
+              f"{urls.connections}/{{connectionId}}  AWS {urls.aws}  (Ctrl-C to stop)",
+              flush=True)
+        print("TWIN-READY " + orjson.dumps(urls.as_dict()).decode(), flush=True)
+        await stopped
+        print("stopping the local twin", flush=True)
+        return 0
+    except (CfnError, TwinError, OSError) as exc:
+        print(f"local twin failed to start: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except Exception as exc:  # a part refused the stack: say which, never hang
+        log.debug("start-up failure", exc_info=True)
+        print(f"local twin failed to start: {type(exc).__name__}: {exc}", file=sys.stderr,
+              flush=True)
+        return 1
+    finally:
+        await twin.stop()

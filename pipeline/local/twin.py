@@ -1,0 +1,178 @@
+"""The orchestrator: the synthesized stack running on 127.0.0.1 in one asyncio loop.
+
+Start order: resolve the template; moto (its own thread) and the stack's resources; the gateway
+(its real port is needed for the functions' ``CONNECTIONS_ENDPOINT_URL``); the warm Lambda
+workers (child processes); one event source mapping runner per mapping. Stop in reverse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.local.cfn import Stack, load_template, resolve_stack
+from pipeline.local.services import AwsServices, MotoShardSource, SqsFailureSink
+from pipeline.local.workers import Workers, function_specs
+
+log = logging.getLogger(__name__)
+
+
+class TwinError(Exception):
+    """The twin cannot start: a missing template or a part that refuses the stack."""
+
+
+class FunctionError(TwinError):
+    """A synchronously invoked function failed (Lambda ``FunctionError: Unhandled``)."""
+
+    def __init__(self, function: str, payload: Any) -> None:
+        super().__init__(f"{function}: {payload}")
+        self.function = function
+        self.payload = payload
+
+
+@dataclass(frozen=True)
+class TwinConfig:
+    """What ``python -m pipeline local`` was asked for."""
+
+    stage: str = "dev"
+    port: int = 8080
+    aws_port: int = 4566
+    assembly: Path = Path("cdk.out")
+    enforce_limits: bool = False
+    idle_timeout_s: float | None = None
+    max_connection_life_s: float | None = None
+
+    @property
+    def stack_name(self) -> str:
+        return f"WebSocketPipeline-{self.stage}"
+
+
+@dataclass(frozen=True)
+class TwinUrls:
+    ws: str
+    connections: str
+    aws: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"ws": self.ws, "connections": self.connections, "aws": self.aws}
+
+
+class TwinBackend:
+    """The gateway's ``IntegrationBackend`` over the in-process services and the workers."""
+
+    def __init__(self, services: AwsServices) -> None:
+        self._services = services
+        self.workers: Workers | None = None
+
+    def call_aws(self, service: str, action: str, body: bytes, credentials_arn: str | None) -> Any:
+        from pipeline.local.gateway import AwsResponse
+
+        r = self._services.call_aws(service, action, body, credentials_arn)
+        return AwsResponse(r.status, r.body, r.error_type)
+
+    async def invoke_function(self, function_arn: str, event: dict[str, Any]) -> Any:
+        if self.workers is None:
+            raise TwinError("functions are not running yet")
+        result = await self.workers.invoke(function_arn, event)
+        if not result.ok:
+            raise FunctionError(function_arn, result.payload)
+        return result.payload
+
+
+@dataclass
+class Twin:
+    """A running twin; ``await Twin(config).start()`` then ``await twin.stop()``."""
+
+    config: TwinConfig
+    stack: Stack | None = None
+    urls: TwinUrls | None = None
+    services: AwsServices | None = None
+    workers: Workers | None = None
+    _gateway: Any = None
+    _runners: list[Any] = field(default_factory=list)
+    _source: MotoShardSource | None = None
+
+    async def start(self) -> TwinUrls:
+        from pipeline.local.esm import EventSourceMappingRunner, MappingConfig
+        from pipeline.local.gateway import Gateway, GatewayLimits, build_api_model
+
+        cfg = self.config
+        template = load_template(cfg.assembly, cfg.stack_name)
+        self.stack = stack = resolve_stack(template, cfg.stack_name, cfg.assembly.resolve())
+        for warning in stack.warnings:
+            log.warning("template: %s", warning)
+
+        self.services = services = AwsServices(enforce_limits=cfg.enforce_limits)
+        aws_url = services.start(cfg.aws_port)
+        services.provision(stack)
+
+        backend = TwinBackend(services)
+        limits = GatewayLimits()
+        if cfg.idle_timeout_s is not None:
+            limits = _replace(limits, idle_timeout_s=cfg.idle_timeout_s)
+        if cfg.max_connection_life_s is not None:
+            limits = _replace(limits, max_connection_s=cfg.max_connection_life_s)
+        api = build_api_model(stack.as_dict(), cfg.stage)
+        self._gateway = Gateway(api, backend, stage=cfg.stage, host="127.0.0.1",
+                                port=cfg.port, limits=limits)
+        port = await self._gateway.start()
+
+        self.workers = Workers(function_specs(stack, gateway_port=port, aws_url=aws_url), aws_url)
+        backend.workers = self.workers
+        await self.workers.start()
+
+        loop = asyncio.get_running_loop()
+        self._source = MotoShardSource(services, loop)
+        sink = SqsFailureSink(services)
+        roles = {f.ref: f.properties.get("Role") for f in stack.of_type("AWS::Lambda::Function")}
+        for res in stack.of_type("AWS::Lambda::EventSourceMapping"):
+            config = MappingConfig.from_cfn(res.properties, logical_id=res.logical_id)
+            role = roles.get(str(res.properties.get("FunctionName")))
+            runner = EventSourceMappingRunner(
+                config, self._source, self.workers, sink,
+                invoke_identity_arn=str(role) if role else None,
+            )
+            await runner.start()
+            self._runners.append(runner)
+
+        self.urls = TwinUrls(
+            ws=f"ws://127.0.0.1:{port}/{cfg.stage}",
+            connections=f"http://127.0.0.1:{port}/{cfg.stage}/@connections",
+            aws=aws_url,
+        )
+        return self.urls
+
+    async def stop(self) -> None:
+        """Stop in reverse order; every part is stopped even if another fails."""
+        if self._gateway is not None:  # first: clients get 1001 and their $disconnect
+            await _quietly(self._gateway.stop())
+            self._gateway = None
+        steps: list[Any] = [r.stop() for r in self._runners]
+        self._runners.clear()
+        for step in steps:
+            await _quietly(step)
+        if self.workers is not None:
+            await _quietly(self.workers.stop())
+            self.workers = None
+        if self._source is not None:
+            self._source.close()
+            self._source = None
+        if self.services is not None:
+            self.services.stop()
+            self.services = None
+
+
+def _replace(limits: Any, **changes: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(limits, **changes)
+
+
+async def _quietly(step: Any) -> None:
+    try:
+        await step
+    except Exception:
+        log.exception("error while stopping the twin")
