@@ -118,6 +118,10 @@ class Gateway:
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         if request.match_info["stage"] != self.stage:
             return _aws_error(403, "ForbiddenException", "Forbidden")
+        ws = web.WebSocketResponse(max_msg_size=self.limits.max_message_bytes, autoping=True)
+        if not ws.can_prepare(request).ok:
+            # Checked before $connect runs, so a plain GET never writes the roster.
+            return _aws_error(426, "UpgradeRequired", "Upgrade Required")
         conn = self._protocol.open(
             source_ip=request.remote or "", user_agent=request.headers.get("User-Agent", ""),
             domain_name=request.host, headers=dict(request.headers), query=dict(request.query))
@@ -130,11 +134,12 @@ class Gateway:
             return _aws_error(500, "InternalServerErrorException", INTERNAL_ERROR)
         if call is not None and self._execute(call) is None:
             return _aws_error(500, "InternalServerErrorException", INTERNAL_ERROR)
-        ws = web.WebSocketResponse(max_msg_size=self.limits.max_message_bytes, autoping=True)
         try:
             await ws.prepare(request)
-        except Exception:  # the upgrade itself failed (not a WebSocket request, peer gone)
-            conn.disconnect_claimed = True
+        except Exception:  # the peer went away during the upgrade: $connect ran, so disconnect
+            call = self._protocol.disconnect(conn, CLOSE_ABNORMAL)
+            if call is not None:
+                self._execute(call)
             raise
         client = _Client(conn, ws)
         self._clients[conn.connection_id] = client

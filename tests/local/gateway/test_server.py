@@ -247,3 +247,14 @@ async def test_frame_round_trip_latency(running: Running) -> None:
     print(f"gateway round trip: p50 {p50:.3f} ms, p99 {p99:.3f} ms")
     assert p50 < 5.0
     await ws.close()
+
+
+async def test_plain_get_is_refused_before_connect_runs(running: Running) -> None:
+    async with aiohttp.ClientSession() as session, session.get(running.connections_url) as resp:
+        assert resp.status == 426
+    async with aiohttp.ClientSession() as session, session.get(
+            f"http://127.0.0.1:{running.gateway.port}/other/path") as resp:
+        assert resp.status == 403
+        assert resp.headers["x-amzn-ErrorType"] == "ForbiddenException"
+        assert await resp.json() == {"message": "Forbidden"}
+    assert running.backend.calls == []
