@@ -25,9 +25,12 @@ BASIC_EXECUTION_ROLE = (
 def enable_nag(app: Stage) -> None:
     """Run AwsSolutionsChecks as a validation plugin: any unacknowledged finding fails the synth.
 
-    cdk-nag 3.x is a validation plugin, not an Aspect.
+    cdk-nag 3.x is a validation plugin, not an Aspect. Acknowledged findings are written to
+    each resource's ``Metadata.cdk_nag.rules_to_suppress`` (id + reason) as an audit trail.
     """
-    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    Validations.of(app).add_plugins(
+        AwsSolutionsChecks(app, write_suppressions_to_cloud_formation=True)
+    )
 
 
 def acknowledge(scope: IConstruct, rule: str, reason: str) -> None:
