@@ -16,6 +16,7 @@ from loadtest.report import Report
 from loadtest.stages import CROSS_CLOCK_STAGES, STAGES
 
 COLORS = {"p50": "#1f77b4", "p99": "#d62728", "max": "#7f7f7f", "service": "#2ca02c"}
+STAGE_COLORS = ("#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
 
 def spectrum(report: Report, name: str) -> tuple[list[float], list[float]]:
@@ -42,8 +43,8 @@ def _title(report: Report) -> str:
     return (
         f"{m.get('scenario', '?')} via {m.get('url', '?')}: {t['connectionsOpened']} connections, "
         f"{m.get('rate', '?')}/s offered for {report.duration_s:.0f} s, {m.get('payloadBytes', '?')} B frames\n"
-        f"p50 {lat['p50']:.2f} ms   p99 {lat['p99']:.2f} ms   p99.9 {lat['p99.9']:.2f} ms   "
-        f"max {lat['max']:.2f} ms   |   received {t['received']:,} of {t['expected']:,}, "
+        f"p50 {_ms(lat['p50'])}   p99 {_ms(lat['p99'])}   p99.9 {_ms(lat['p99.9'])}   "
+        f"max {_ms(lat['max'])}   |   received {t['received']:,} of {t['expected']:,}, "
         f"lost {t['lost']}, dup {t['duplicated']}, out-of-order {t['outOfOrder']}, "
         f"errors {sum(report.errors.values())}"
     )
@@ -59,9 +60,12 @@ def write_plot(report: Report, path: Path) -> None:
     # latency over time, by intended send second
     secs = sorted(report.windows)
     rate_ax = ax_t.twinx()
-    rate_ax.bar(secs, [report.windows[s].received for s in secs], width=0.9, color="#e8e8e8",
-                label="received/s", zorder=0)  # fmt: skip
-    rate_ax.set_ylabel("frames received per second", color="#909090")
+    rate_ax.bar(secs, [report.windows[s].received for s in secs], width=0.9, color="#e4e4e4",
+                zorder=0)  # fmt: skip
+    rate_ax.step(secs, [report.windows[s].sent for s in secs], where="mid", color="#b0b0b0",
+                 lw=1, zorder=0)  # fmt: skip
+    rate_ax.set_ylim(bottom=0, top=max([w.sent for w in report.windows.values()] + [1]) * 1.25)
+    rate_ax.set_ylabel("frames/s: sent (line), answered (bars)", color="#909090")
     rate_ax.tick_params(axis="y", colors="#909090")
     ax_t.set_zorder(rate_ax.get_zorder() + 1)
     ax_t.patch.set_visible(False)
@@ -81,7 +85,13 @@ def write_plot(report: Report, path: Path) -> None:
     ax_t.set_ylabel("latency (ms, log)")
     ax_t.set_title("Latency over time, per second", fontsize=10, loc="left")
     ax_t.grid(True, which="both", axis="y", alpha=0.3)
-    ax_t.legend(loc="upper left", fontsize=9, framealpha=0.9)
+    unanswered = report.totals["lost"]
+    if unanswered:
+        ax_t.text(0.99, 0.04, f"{unanswered:,} frames unanswered by the end of the drain",
+                  transform=ax_t.transAxes, ha="right", fontsize=9, color=COLORS["p99"])  # fmt: skip
+    lo, hi = ax_t.get_ylim()
+    ax_t.set_ylim(lo, hi * 3)  # headroom for the legend
+    ax_t.legend(loc="upper left", fontsize=9, framealpha=0.9, ncol=3)
 
     # distribution: percentile spectrum
     labels = {"latency": "from intended send (open loop)", "service": "from actual send"}
@@ -90,15 +100,16 @@ def write_plot(report: Report, path: Path) -> None:
         if xs:
             ax_d.plot(xs, ys, lw=2, color=color, label=labels[name])
     floor = min((min(ax_d.get_lines()[0].get_ydata()) if ax_d.get_lines() else 1.0), 1.0)
-    for stage, _, _ in STAGES:
+    for (stage, _, _), color in zip(STAGES, STAGE_COLORS, strict=True):
         name = "stage:" + stage
         hist = report.histograms.get(name)
         if hist is None or hist.get_max_value() < 1:
             continue  # a stage the clocks cannot resolve (same millisecond) says nothing
         xs, ys = spectrum(report, name)
-        ax_d.plot(xs, ys, lw=1.1, alpha=0.75, ls=":" if stage in CROSS_CLOCK_STAGES else "-",
-                  label=f"stage {stage}")  # fmt: skip
-    ax_d.set_ylim(bottom=max(floor / 2, 0.01))
+        ax_d.plot(xs, ys, lw=1.1, alpha=0.85, ls=":" if stage in CROSS_CLOCK_STAGES else "-",
+                  color=color, label=f"stage {stage}")  # fmt: skip
+    top = max((max(line.get_ydata()) for line in ax_d.get_lines()), default=1.0)
+    ax_d.set_ylim(bottom=max(floor / 2, 0.01), top=top * 2)
     ax_d.set_xscale("log")
     ax_d.set_yscale("log")
     ax_d.xaxis.set_major_formatter(FuncFormatter(_percentile_label))
@@ -106,7 +117,7 @@ def write_plot(report: Report, path: Path) -> None:
     ax_d.set_ylabel("latency (ms, log)")
     ax_d.set_title("Latency distribution (percentile spectrum)", fontsize=10, loc="left")
     ax_d.grid(True, which="both", alpha=0.3)
-    ax_d.legend(loc="upper left", fontsize=8.5, framealpha=0.9)
+    ax_d.legend(loc="best", fontsize=8.5, framealpha=0.9, ncol=2)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -116,3 +127,7 @@ def _percentile_label(x: float, _pos: int) -> str:
         return "0%"
     pct = 100.0 * (1.0 - 1.0 / x)
     return f"{pct:.{max(0, round(math.log10(x)) - 2)}f}%"
+
+
+def _ms(value: float | int) -> str:
+    return f"{value:.2f} ms" if value < 100 else f"{value:,.0f} ms"
