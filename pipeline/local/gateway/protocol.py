@@ -8,6 +8,7 @@ https://docs.aws.amazon.com/apigateway/latest/developerguide/websocket-api-mappi
 
 from __future__ import annotations
 
+import re
 import secrets
 import string
 import time
@@ -28,6 +29,10 @@ _ID_ALPHABET = string.ascii_letters + string.digits
 # Ours avoid "+" and "/" so they never need URL escaping in an @connections path.
 ID_LENGTH = 16
 _SPECIAL_ROUTES = frozenset({"$connect", "$disconnect"})
+
+_AUTHORIZER_URI = re.compile(r"functions/(arn:[^/]+)/invocations$")
+REGION = "us-east-1"
+ACCOUNT_ID = "123456789012"
 
 INTERNAL_ERROR = "Internal server error"
 FORBIDDEN = "Forbidden"
@@ -101,6 +106,14 @@ class Reply:
     text: str
 
 
+@dataclass(frozen=True)
+class AuthorizerCall:
+    """The $connect Lambda REQUEST authorizer to invoke, with its event."""
+
+    function_arn: str
+    event: dict[str, Any]
+
+
 def error_frame(message: str, connection_id: str, request_id: str) -> Reply:
     """The frame API Gateway sends when it cannot route or integrate a message."""
     return Reply(orjson.dumps(
@@ -147,6 +160,51 @@ class GatewayProtocol:
         if route is None or route.integration is None:
             return None
         return self._call(conn, route, "CONNECT", body="", extra={})
+
+    def authorizer(self, conn: Connection) -> AuthorizerCall | None:
+        """The $connect Lambda authorizer call (None: the route has no CUSTOM authorizer).
+
+        Event shape: https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-lambda-auth.html
+        """
+        route = self.api.route("$connect")
+        if route is None or route.authorization_type != "CUSTOM" or not route.authorizer_id:
+            return None
+        props = self.api.authorizers.get(route.authorizer_id, {})
+        match = _AUTHORIZER_URI.search(str(props.get("AuthorizerUri", "")))
+        if match is None:
+            raise vtl.VtlRenderError(f"authorizer {route.authorizer_id}: unsupported URI")
+        request_id = new_id()
+        method_arn = (f"arn:aws:execute-api:{REGION}:{ACCOUNT_ID}:{self.api.api_id}/"
+                      f"{self.api.stage}/$connect")
+        return AuthorizerCall(match.group(1), {
+            "type": "REQUEST",
+            "methodArn": method_arn,
+            "headers": dict(conn.headers),
+            "multiValueHeaders": {k: [v] for k, v in conn.headers.items()},
+            "queryStringParameters": dict(conn.query),
+            "multiValueQueryStringParameters": {k: [v] for k, v in conn.query.items()},
+            "stageVariables": dict(self.api.stage_variables),
+            "requestContext": self.context(conn, "$connect", "CONNECT", request_id, {}),
+        })
+
+    def authorized(self, conn: Connection, result: Any) -> int | None:
+        """Apply the authorizer's answer: None when allowed, else the HTTP status refusing it.
+
+        An Allow statement (and no Deny) admits; ``principalId`` and ``context`` become
+        ``$context.authorizer``. A malformed answer is a 500, as in AWS.
+        """
+        if not isinstance(result, dict) or not isinstance(result.get("policyDocument"), dict):
+            return 500
+        statements = result["policyDocument"].get("Statement") or []
+        if isinstance(statements, dict):
+            statements = [statements]
+        effects = {str(s.get("Effect")) for s in statements if isinstance(s, dict)}
+        if "Deny" in effects or "Allow" not in effects:
+            return 403
+        context = result.get("context") or {}
+        conn.authorizer = {**(context if isinstance(context, dict) else {}),
+                           "principalId": str(result.get("principalId", ""))}
+        return None
 
     def message(self, conn: Connection, text: str) -> IntegrationCall | Reply | None:
         """What one client text frame does: an integration call, or an error frame."""

@@ -40,6 +40,7 @@ CLOSE_UNSUPPORTED = 1003
 CLOSE_NO_STATUS = 1005
 CLOSE_ABNORMAL = 1006
 STOP_DEADLINE_S = 10.0
+AUTHORIZER_TIMEOUT_S = 29.0  # the integration timeout
 DEFAULT_LIMITS = GatewayLimits()
 
 
@@ -125,6 +126,9 @@ class Gateway:
         conn = self._protocol.open(
             source_ip=request.remote or "", user_agent=request.headers.get("User-Agent", ""),
             domain_name=request.host, headers=dict(request.headers), query=dict(request.query))
+        refused = await self._authorize(conn)
+        if refused is not None:
+            return refused
         # $connect runs before the upgrade completes; a failure refuses it with the status AWS
         # answers (https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-route-keys-connect-disconnect.html).
         try:
@@ -151,6 +155,32 @@ class Gateway:
             self._disconnect(client)
             self._handlers.discard(client)
         return ws
+
+    async def _authorize(self, conn: Connection) -> web.Response | None:
+        """Run the $connect Lambda authorizer; a refusal response, or None to go on."""
+        try:
+            call = self._protocol.authorizer(conn)
+        except vtl.VtlError as exc:
+            LOG.warning("$connect authorizer: %s", exc)
+            return _aws_error(500, "InternalServerErrorException", INTERNAL_ERROR)
+        if call is None:
+            return None
+        try:
+            result = await asyncio.wait_for(
+                self._backend.invoke_function(call.function_arn, call.event),
+                AUTHORIZER_TIMEOUT_S)
+        except Exception as exc:
+            # A function error "Unauthorized" is API Gateway's 401; any other failure a 500.
+            if "Unauthorized" in str(exc):
+                return _aws_error(401, "UnauthorizedException", "Unauthorized")
+            LOG.warning("$connect authorizer failed: %r", exc)
+            return _aws_error(500, "InternalServerErrorException", INTERNAL_ERROR)
+        status = self._protocol.authorized(conn, result)
+        if status is None:
+            return None
+        if status == 403:
+            return _aws_error(403, "ForbiddenException", "Forbidden")
+        return _aws_error(500, "InternalServerErrorException", INTERNAL_ERROR)
 
     async def _serve(self, client: _Client) -> None:
         loop = asyncio.get_running_loop()

@@ -55,6 +55,19 @@ def resources(*, routes: tuple[str, ...] = ("$connect", "$disconnect", "$default
     return res
 
 
+AUTHORIZER_ARN = "arn:aws:lambda:us-east-1:123456789012:function:connect-authz"
+
+
+def with_authorizer(res: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """*res* with a Lambda REQUEST authorizer on $connect."""
+    res["Authorizer"] = {"Type": "AWS::ApiGatewayV2::Authorizer", "Ref": "authz01", "Properties": {
+        "ApiId": API_ID, "AuthorizerType": "REQUEST", "Name": "authz",
+        "AuthorizerUri": "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/"
+                         f"{AUTHORIZER_ARN}/invocations"}}
+    res["Routeconnect"]["Properties"].update(AuthorizationType="CUSTOM", AuthorizerId="authz01")
+    return res
+
+
 @dataclass
 class Call:
     service: str
@@ -85,8 +98,14 @@ class RecordingBackend:
             return AwsResponse(400, json.dumps({"__type": error}).encode(), error)
         return AwsResponse(200, b"{}", None)
 
+    authorizer: Callable[[dict[str, Any]], Any] | None = None
+    invocations: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
     async def invoke_function(self, function_arn: str, event: dict[str, Any]) -> Any:
-        raise NotImplementedError("no authorizer in these tests")
+        self.invocations.append((function_arn, event))
+        if self.authorizer is None:
+            raise RuntimeError("no function")
+        return self.authorizer(event)
 
     def of(self, action: str, route_key: str | None = None) -> list[Call]:
         with self.lock:

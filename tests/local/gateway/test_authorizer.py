@@ -1,0 +1,62 @@
+"""The $connect Lambda REQUEST authorizer, with the project's real token authorizer code."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from gateway_kit import AUTHORIZER_ARN, Running, resources, start_gateway, until, with_authorizer
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from pipeline.infrastructure.connect_authorizer.handler import authorize, encode_token
+
+SECRET = b"test-secret"
+
+
+@pytest.fixture
+async def guarded() -> AsyncIterator[Running]:
+    run = await start_gateway(res=with_authorizer(resources()))
+    run.backend.authorizer = lambda event: authorize(event, SECRET, time.time())
+    yield run
+    await run.gateway.stop()
+
+
+async def test_valid_token_connects_with_its_principal(guarded: Running) -> None:
+    token = encode_token(SECRET, {"sub": "alice", "exp": int(time.time()) + 60})
+    ws = await connect(f"{guarded.ws_url}?token={token}", open_timeout=5)
+    await until(lambda: len(guarded.backend.of("PutItem")) == 1)
+    item = guarded.backend.of("PutItem")[0].request["Item"]
+    assert item["principal"] == {"S": "alice"}
+    arn, event = guarded.backend.invocations[0]
+    assert arn == AUTHORIZER_ARN
+    assert event["type"] == "REQUEST"
+    assert event["queryStringParameters"] == {"token": token}
+    assert event["methodArn"].endswith("/dev/$connect")
+    assert event["requestContext"]["connectionId"] == item["connectionId"]["S"]
+    await ws.send('{"action":"echo"}')
+    await until(lambda: len(guarded.backend.of("PutRecord")) == 1)
+    assert guarded.backend.of("PutRecord")[0].envelope["principal"] == "alice"
+    await ws.close()
+
+
+@pytest.mark.parametrize(("answer", "status"), [
+    ("deny", 403), ("unauthorized", 401), ("crash", 500), ("garbage", 500)])
+async def test_refusals_never_write_the_roster(guarded: Running, answer: str,
+                                               status: int) -> None:
+    def authorizer(event: dict[str, Any]) -> Any:
+        if answer == "unauthorized":
+            raise RuntimeError("Unauthorized")
+        if answer == "crash":
+            raise RuntimeError("boom")
+        if answer == "garbage":
+            return {"principalId": "x"}
+        return authorize(event, SECRET, time.time())  # no token: Deny
+
+    guarded.backend.authorizer = authorizer
+    with pytest.raises(InvalidStatus) as refused:
+        await connect(guarded.ws_url, open_timeout=5)
+    assert refused.value.response.status_code == status
+    assert guarded.backend.calls == []
