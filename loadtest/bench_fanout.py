@@ -89,13 +89,14 @@ def run(
         raise ValueError("n_connections must be 1..100000")
     _credentials()
     if endpoint_url:
+        endpoint_url = endpoint_url.rstrip("/").removesuffix("/@connections")
         return _measure(endpoint_url, n_connections, workers, latency_ms=float("nan"))
     with local_endpoint(latency_ms) as url:
         return _measure(url, n_connections, workers, latency_ms)
 
 
 def _measure(url: str, n: int, workers: int, latency_ms: float) -> dict[str, float]:
-    ids = [f"bench{i:06d}=" for i in range(n)]
+    ids = [f"bench{i:010d}=" for i in range(n)]  # 16 chars, like a real connection id
     payload = json.dumps({"action": "broadcast", "room": "bench", "data": "x" * 100}).encode()
 
     runtime = ConnectionsClient(url, workers=workers)
@@ -134,7 +135,8 @@ def _post(client: Any, cid: str, payload: bytes) -> None:
 
 def measure(connections: int = 1000, connections_url: str = "", **_: Any) -> dict[str, float]:
     """The ``loadtest.bench`` hook (docs/contracts.md): ``run`` under the contract's names."""
-    return run(connections, endpoint_url=connections_url or None)
+    # The twin's TWIN-READY "connections" URL ends in /@connections; boto3 wants the stage URL.
+    return run(connections, endpoint_url=connections_url.removesuffix("/@connections") or None)
 
 
 def main(argv: list[str] | None = None) -> int:
