@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
+import logging
 import os
 import re
 import struct
@@ -28,6 +28,7 @@ import orjson
 from pipeline.local.cfn import REGION, Stack
 from pipeline.local.esm.interfaces import InvokeResult
 
+log = logging.getLogger(__name__)
 WORKER_SCRIPT = Path(__file__).with_name("worker_main.py")
 _HEADER = struct.Struct(">I")
 INIT_TIMEOUT_S = 10.0
@@ -175,7 +176,6 @@ class FunctionPool:
         self._idle: list[_Process] = []
         self._busy = 0
         self._slots = asyncio.Semaphore(max_concurrency)
-        self._ids = itertools.count()
 
     async def warm(self) -> None:
         """Start one worker ahead of the first invocation (imports happen now, not then)."""
@@ -184,9 +184,12 @@ class FunctionPool:
 
     async def invoke(self, event: Any) -> InvokeResult:
         async with self._slots:
-            worker = self._idle.pop() if self._idle else await _Process.spawn(
-                self.spec, self._aws_url)
             request_id = str(uuid.uuid4())
+            try:
+                worker = self._idle.pop() if self._idle else await _Process.spawn(
+                    self.spec, self._aws_url)
+            except WorkerError as exc:  # init failed or timed out: a function error, as Lambda
+                return _failure("Runtime.ExitError", f"RequestId: {request_id} Error: {exc}")
             deadline_ms = int((time.time() + self.spec.timeout_s) * 1000)
             request = orjson.dumps({"event": event, "requestId": request_id,
                                     "deadlineMs": deadline_ms})
@@ -242,12 +245,17 @@ class Workers:
             raise WorkerError(f"Function not found: {function}") from None
 
     async def start(self) -> None:
-        """Warm one worker per function, concurrently."""
-        await asyncio.gather(*(p.warm() for p in set(self._pools.values())))
+        """Warm one worker per function, concurrently. A worker that fails to start is only
+        logged: the next invocation spawns again and reports the failure as Lambda would."""
+        pools = list(dict.fromkeys(self._pools.values()))
+        results = await asyncio.gather(*(p.warm() for p in pools), return_exceptions=True)
+        for pool, result in zip(pools, results, strict=True):
+            if isinstance(result, Exception):
+                log.warning("%s: warm-up failed: %s", pool.spec.name, result)
 
     async def invoke(self, function_name: str, event: dict[str, Any]) -> InvokeResult:
         """Invoke synchronously (RequestResponse); function errors come back in the result."""
         return await self.pool(function_name).invoke(event)
 
     async def stop(self) -> None:
-        await asyncio.gather(*(p.close() for p in set(self._pools.values())))
+        await asyncio.gather(*(p.close() for p in dict.fromkeys(self._pools.values())))
