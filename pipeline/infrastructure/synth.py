@@ -21,8 +21,16 @@ def create_stack(app: App) -> PipelineStack:
     return stack
 
 
+# What the CDK CLI adds to the context, so an in-process assembly matches a `cdk synth` one
+# (resources carry ``aws:cdk:path`` and ``aws:asset:path`` metadata, which the local twin uses).
+CLI_CONTEXT = {
+    "aws:cdk:enable-path-metadata": True,
+    "aws:cdk:enable-asset-metadata": True,
+}
+
+
 def synthesize(outdir: Path, context: Mapping[str, str]) -> Path:
     """Synthesize the app for ``context`` into ``outdir``; returns the assembly directory."""
-    app = App(outdir=str(outdir), context=dict(context))
+    app = App(outdir=str(outdir), context={**CLI_CONTEXT, **context})
     create_stack(app)
     return Path(app.synth().directory)

@@ -1,0 +1,45 @@
+"""PipelineConfig.from_context: defaults, types from the CLI (strings), clear refusals."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.infrastructure import ConfigError
+from pipeline.infrastructure.config import PipelineConfig
+
+
+def config(**context: object) -> PipelineConfig:
+    return PipelineConfig.from_context(context.get)
+
+
+def test_defaults_are_dev_two_shards_no_auth_one_day() -> None:
+    cfg = config()
+    assert (cfg.stage, cfg.shards, cfg.auth, cfg.retention_hours) == ("dev", 2, "none", 24)
+    assert cfg.stack_name == "WebSocketPipeline-dev"
+    assert cfg.connection_ttl_seconds == 10800
+
+
+def test_cli_strings_are_parsed_and_prod_defaults_to_token() -> None:
+    cfg = config(stage="prod", shards="8", retentionHours="168")
+    assert (cfg.stage, cfg.shards, cfg.auth, cfg.retention_hours) == ("prod", 8, "token", 168)
+    assert config(stage="prod", auth="none").auth == "none"
+    assert config(auth="iam").auth == "iam"
+
+
+@pytest.mark.parametrize(
+    ("context", "key"),
+    [
+        ({"shards": "0"}, "shards"),
+        ({"shards": "two"}, "shards"),
+        ({"shards": True}, "shards"),
+        ({"retentionHours": "23"}, "retentionHours"),
+        ({"retentionHours": "8761"}, "retentionHours"),
+        ({"auth": "basic"}, "auth"),
+        ({"stage": "Prod!"}, "stage"),
+    ],
+)
+def test_bad_values_raise_config_error_naming_the_key(context: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config(**context)
+    assert caught.value.key == key
+    assert f"context {key}=" in str(caught.value)
