@@ -105,6 +105,9 @@ def process_batch(
     """Run ``record_handler`` over a Lambda Kinesis event; returns the partial batch response."""
     ctx = ctx or HandlerContext(lambda_context=lambda_context, started_ms=now_ms())
     processor = OrderedKinesisProcessor(ctx, undecodable)
+    request_id = getattr(lambda_context, "aws_request_id", None)
+    if request_id:
+        ctx.logger.append_keys(function_request_id=request_id)
     records = event.get("Records")
     if not isinstance(records, list):
         ctx.logger.error("not a Kinesis event: no Records list", extra={"event": event})

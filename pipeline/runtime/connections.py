@@ -30,6 +30,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .exceptions import PipelineRuntimeError
+
 DEFAULT_WORKERS = 48
 RETRYABLE_CODES = frozenset(
     {"LimitExceededException", "TooManyRequestsException", "ThrottlingException",
@@ -162,7 +164,7 @@ def connections_client(endpoint_url: str | None = None) -> ConnectionsClient:
     """The container's client for ``endpoint_url`` (default env ``CONNECTIONS_ENDPOINT_URL``)."""
     url = endpoint_url or os.environ.get("CONNECTIONS_ENDPOINT_URL", "")
     if not url:
-        raise RuntimeError("CONNECTIONS_ENDPOINT_URL is not set")
+        raise PipelineRuntimeError("CONNECTIONS_ENDPOINT_URL is not set")
     with _shared_lock:
         if url not in _shared:
             _shared[url] = ConnectionsClient(url)

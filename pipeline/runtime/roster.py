@@ -6,11 +6,12 @@ Items: ``CONN#<cid>/META`` (written by ``$connect``), and per membership two ite
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import boto3
 from botocore.config import Config
@@ -20,21 +21,25 @@ from .exceptions import PipelineRuntimeError, RosterError
 
 # Longer than the 2 h connection limit, like the $connect item (contracts: connect + 3 h).
 MEMBERSHIP_TTL_SECONDS = 3 * 3600
+P = ParamSpec("P")
+T = TypeVar("T")
 BATCH_WRITE_MAX = 25  # BatchWriteItem limit
 _UNPROCESSED_ATTEMPTS = 8
 
 
-def _guard(operation: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
-        def call(*args: Any, **kwargs: Any) -> Any:
+def _guard(operation: str) -> Callable[[Callable[P, T]], Callable[P, T]]:
+    """Turn botocore ``ClientError`` into :class:`RosterError` (with the AWS error code)."""
+
+    def wrap(fn: Callable[P, T]) -> Callable[P, T]:
+        @functools.wraps(fn)
+        def call(*args: P.args, **kwargs: P.kwargs) -> T:
             try:
                 return fn(*args, **kwargs)
             except ClientError as exc:
                 err = exc.response.get("Error", {})
-                raise RosterError(operation, str(err.get("Code", "")), str(err.get("Message", "")))\
-                    from exc
+                raise RosterError(operation, str(err.get("Code", "")),
+                                  str(err.get("Message", ""))) from exc
 
-        call.__doc__ = fn.__doc__
         return call
 
     return wrap
