@@ -78,8 +78,8 @@ def test_undecodable_record_is_logged_in_full_at_error(caplog: pytest.LogCapture
     run({"Records": evt["Records"][:1]}, Recorder())
     (logged,) = [r for r in caplog.records if r.getMessage() == "undecodable record"]
     assert logged.levelname == "ERROR"
-    assert logged.sequenceNumber == seqs(evt)[0]
-    assert logged.record == evt["Records"][0]
+    assert getattr(logged, "sequenceNumber", None) == seqs(evt)[0]
+    assert getattr(logged, "record", None) == evt["Records"][0]
 
 
 def test_an_event_without_records_is_answered_not_crashed() -> None:

@@ -27,8 +27,12 @@ def test_410_prunes_every_item_of_the_connection_exactly_once(
     atconn.gone.add(A)
     calls: list[str] = []
     remove = ctx.roster.remove_connection
-    monkeypatch.setattr(ctx.roster, "remove_connection", lambda cid: calls.append(cid) or
-                        remove(cid))
+
+    def counting_remove(cid: str) -> int:
+        calls.append(cid)
+        return remove(cid)
+
+    monkeypatch.setattr(ctx.roster, "remove_connection", counting_remove)
     ctx.reply(record_from(), {"action": "echo"})
     ctx.fanout([A, "other"], {"action": "broadcast"})
     ctx.reply(record_from(), {"action": "echo"})
