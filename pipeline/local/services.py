@@ -132,13 +132,21 @@ class AwsServices:
                      if k in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds",
                               "FifoQueue", "ReceiveMessageWaitTimeSeconds")}
             sqs.create_queue(QueueName=res.attributes["QueueName"], Attributes=attrs)
-        secrets = stack.of_type("AWS::SecretsManager::Secret")
-        if secrets:
-            sm = self.client("secretsmanager")
-            for res in secrets:
-                value = res.properties.get("SecretString") or "{}"
-                sm.create_secret(Name=res.ref.split(":secret:", 1)[1].rsplit("-", 1)[0],
-                                 SecretString=str(value))
+        for res in stack.of_type("AWS::SecretsManager::Secret"):
+            self._create_secret(res)
+
+    def _create_secret(self, res: Resource) -> None:
+        sm: Any = get_backend("secretsmanager")[ACCOUNT_ID][REGION]
+        name = res.ref.split(":secret:", 1)[1].rsplit("-", 1)[0]
+        p = res.properties
+        value = p.get("SecretString")
+        if value is None:
+            value = generate_secret_string(p.get("GenerateSecretString") or {})
+        sm.create_secret(name=name, secret_string=str(value), secret_binary=None,
+                         description=p.get("Description"), tags=None, kms_key_id=None,
+                         client_request_token=None, replica_regions=[], force_overwrite=False)
+        # moto draws its own random ARN suffix; the functions were given the template's ARN.
+        sm.secrets[name].arn = res.ref
 
     @staticmethod
     def _create_table(ddb: Any, res: Resource) -> None:
@@ -235,6 +243,37 @@ class AwsServices:
                     error_type = "InternalFailure"
             error_type = error_type.split(":")[0].split("#")[-1]
         return AwsResponse(resp.status_code, resp.data, error_type)
+
+
+def generate_secret_string(spec: dict[str, Any]) -> str:
+    """A value for ``GenerateSecretString`` (length, exclusions, optional JSON template).
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-properties-secretsmanager-secret-generatesecretstring.html
+    """
+    import json
+    import secrets
+    import string
+
+    alphabet = ""
+    if not spec.get("ExcludeLowercase"):
+        alphabet += string.ascii_lowercase
+    if not spec.get("ExcludeUppercase"):
+        alphabet += string.ascii_uppercase
+    if not spec.get("ExcludeNumbers"):
+        alphabet += string.digits
+    if not spec.get("ExcludePunctuation"):
+        alphabet += "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+    if spec.get("IncludeSpace"):
+        alphabet += " "
+    excluded = str(spec.get("ExcludeCharacters", ""))
+    alphabet = "".join(c for c in alphabet if c not in excluded) or string.ascii_letters
+    length = int(spec.get("PasswordLength", 32))
+    value = "".join(secrets.choice(alphabet) for _ in range(length))
+    template, key = spec.get("SecretStringTemplate"), spec.get("GenerateStringKey")
+    if template and key:
+        doc = json.loads(str(template))
+        doc[str(key)] = value
+        return json.dumps(doc)
+    return value
 
 
 class MotoShardSource:

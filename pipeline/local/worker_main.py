@@ -124,7 +124,7 @@ def serve(inp: BinaryIO, out: BinaryIO) -> None:
             except Exception as exc:
                 reply = {"ok": False, "error": _error(exc)}
         try:
-            data = orjson.dumps(reply)
+            data = orjson.dumps(reply, option=orjson.OPT_NON_STR_KEYS)
         except TypeError as exc:
             data = orjson.dumps({"ok": False, "error": {
                 "errorMessage": f"Unable to marshal response: {exc}",

@@ -191,8 +191,14 @@ class FunctionPool:
             except WorkerError as exc:  # init failed or timed out: a function error, as Lambda
                 return _failure("Runtime.ExitError", f"RequestId: {request_id} Error: {exc}")
             deadline_ms = int((time.time() + self.spec.timeout_s) * 1000)
-            request = orjson.dumps({"event": event, "requestId": request_id,
-                                    "deadlineMs": deadline_ms})
+            try:  # keys that are str subclasses (multidict's istr) or ints, as json.dumps allows
+                request = orjson.dumps({"event": event, "requestId": request_id,
+                                        "deadlineMs": deadline_ms},
+                                       option=orjson.OPT_NON_STR_KEYS)
+            except TypeError as exc:
+                self._idle.append(worker)
+                return _failure("InvalidRequestContentException",
+                                f"Could not parse request body into json: {exc}")
             try:
                 reply = await asyncio.wait_for(worker.call(request), self.spec.timeout_s)
             except TimeoutError:

@@ -182,3 +182,21 @@ def test_failure_sink_sends_to_the_queue(services: tuple[AwsServices, Any]) -> N
     url = sqs.get_queue_url(QueueName=queue.attributes["QueueName"])["QueueUrl"]
     msgs = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0)["Messages"]
     assert orjson.loads(msgs[0]["Body"]) == {"requestContext": {"condition": "x"}}
+
+
+def test_generated_secret_is_readable_by_the_template_arn() -> None:
+    svc = AwsServices()
+    svc.start(0)
+    try:
+        stack = resolve_stack({"Resources": {"Key": {
+            "Type": "AWS::SecretsManager::Secret",
+            "Properties": {"GenerateSecretString": {"ExcludePunctuation": True,
+                                                    "PasswordLength": 64}}}}},
+            "SecretTest", Path("/nowhere"))
+        svc.provision(stack)
+        arn = stack.resources["Key"].ref
+        value = svc.client("secretsmanager").get_secret_value(SecretId=arn)
+        assert value["ARN"] == arn
+        assert len(value["SecretString"]) == 64 and value["SecretString"].isalnum()
+    finally:
+        svc.stop()

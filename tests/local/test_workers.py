@@ -147,3 +147,14 @@ def test_connections_endpoint_is_rewritten() -> None:
     )
     assert env == {"CONNECTIONS_ENDPOINT_URL": "http://127.0.0.1:8080/dev",
                    "OTHER": "https://example.com/dev", "N": "3"}
+
+
+async def test_event_keys_and_unserializable_events(workers: Workers) -> None:
+    class Key(str):
+        """Like multidict's istr: a str subclass as a header name."""
+
+    result = await workers.invoke("fa", {Key("Host"): "h", 1: "one"})  # type: ignore[dict-item]
+    assert result.ok and result.payload["event"] == {"Host": "h", "1": "one"}
+    bad = await workers.invoke("fa", {"x": {1, 2}})
+    assert not bad.ok and bad.error_type == "InvalidRequestContentException"
+    assert (await workers.invoke("fa", {})).ok  # the worker is still usable
