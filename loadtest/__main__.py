@@ -44,7 +44,7 @@ def run_main(cfg: RunConfig) -> int:
         if cfg.scenario == "broadcast":
             from loadtest.publisher import make_publisher
 
-            publish = make_publisher(target.aws, cfg.stage)
+            publish = make_publisher(target.aws)
         print(f"{cfg.scenario}: {cfg.connections} connections, {cfg.rate:g}/s for "
               f"{cfg.duration:g} s against {target.ws}", flush=True)  # fmt: skip
         report = asyncio.run(LoadRun(cfg, target.ws, publish=publish).run())

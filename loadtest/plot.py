@@ -95,10 +95,11 @@ def write_plot(report: Report, path: Path) -> None:
 
     # distribution: percentile spectrum
     labels = {"latency": "from intended send (open loop)", "service": "from actual send"}
-    for name, color in (("latency", COLORS["p99"]), ("service", COLORS["service"])):
+    for name, color, width, style in (("latency", COLORS["p99"], 2.4, "-"),
+                                      ("service", COLORS["service"], 1.6, "--")):
         xs, ys = spectrum(report, name)
         if xs:
-            ax_d.plot(xs, ys, lw=2, color=color, label=labels[name])
+            ax_d.plot(xs, ys, lw=width, ls=style, color=color, label=labels[name], zorder=4)
     floor = min((min(ax_d.get_lines()[0].get_ydata()) if ax_d.get_lines() else 1.0), 1.0)
     for (stage, _, _), color in zip(STAGES, STAGE_COLORS, strict=True):
         name = "stage:" + stage
