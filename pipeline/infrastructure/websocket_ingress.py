@@ -119,6 +119,8 @@ class WebSocketIngress(Construct):
         )
         for route in self.stream_routes:
             self.routes[route] = self.api.add_route(route, integration=to_stream)
+        # Bound integrations, for integration/route responses added later (L1 constructs).
+        self.integrations = {"connect": connect, "stream": to_stream}
 
         self.access_logs = logs.LogGroup(
             self,
