@@ -213,11 +213,3 @@ def test_sigterm_stops_cleanly_without_orphans(cloud_assembly: Path) -> None:
         time.sleep(0.05)
     assert alive == []
 
-
-def test_missing_template_is_a_clear_error(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "pipeline", "local", "--no-synth", "--assembly", str(tmp_path),
-         "--port", "0", "--aws-port", "0"],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 1
-    assert "synthesize first" in done.stderr
