@@ -17,21 +17,23 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import multiprocessing as mp
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import boto3
 
 from pipeline.runtime import ConnectionsClient, Outcome
 
-SERVER_START_TIMEOUT_S = 20.0
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _serve(port_queue: Any, latency_ms: float) -> None:
+def _serve(latency_ms: float) -> None:
     """Child process: answer POST /<stage>/@connections/<id> with 200 after ``latency_ms``."""
     import asyncio
 
@@ -50,7 +52,7 @@ def _serve(port_queue: Any, latency_ms: float) -> None:
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
         await site.start()
-        port_queue.put(runner.addresses[0][1])
+        print(f"PORT {runner.addresses[0][1]}", flush=True)
         await asyncio.Event().wait()  # until the parent terminates this process
 
     asyncio.run(main())
@@ -58,17 +60,26 @@ def _serve(port_queue: Any, latency_ms: float) -> None:
 
 @contextmanager
 def local_endpoint(latency_ms: float) -> Iterator[str]:
-    """A local @connections-like endpoint in a child process; yields its URL (stage ``dev``)."""
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_serve, args=(queue, latency_ms), daemon=True)
-    proc.start()
+    """A local @connections-like endpoint in a child process; yields its URL (stage ``dev``).
+
+    A separate process, so the server does not compete for this process's GIL.
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loadtest.bench_fanout", "--serve", "--latency-ms", str(latency_ms)],
+        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)
     try:
-        port = queue.get(timeout=SERVER_START_TIMEOUT_S)
-        yield f"http://127.0.0.1:{port}/dev"
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # blocks until the child prints its port or exits
+        if not line.startswith("PORT "):
+            raise RuntimeError(f"the local endpoint did not start (exit {proc.poll()})")
+        yield f"http://127.0.0.1:{int(line.split()[1])}/dev"
     finally:
         proc.terminate()
-        proc.join(timeout=10)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _credentials() -> None:
@@ -148,7 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=48)
     parser.add_argument("--endpoint-url", help="an @connections URL instead of the local one")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON only")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # the child
     args = parser.parse_args(argv)
+    if args.serve:
+        _serve(args.latency_ms)
+        return 0
     figures = run(args.connections, endpoint_url=args.endpoint_url,
                   latency_ms=args.latency_ms, workers=args.workers)
     if args.json:
