@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import time
@@ -208,8 +207,15 @@ def test_sigterm_stops_cleanly_without_orphans(cloud_assembly: Path) -> None:
     deadline = time.monotonic() + 10
     alive = workers
     while alive and time.monotonic() < deadline:
-        alive = [p for p in alive if os.path.exists(f"/proc/{p}")
-                 and "Z" not in Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1][:3]]
-        time.sleep(0.05)
+        alive = [p for p in alive if _running(p)]
+        time.sleep(0.05)  # polling /proc: the condition under test, with a deadline
     assert alive == []
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"  # a zombie has exited
 
