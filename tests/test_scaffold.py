@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 from urllib.parse import unquote
 
@@ -250,6 +251,14 @@ def test_registry_edits_round_trip_and_keep_comments() -> None:
     assert "# --- registry" in without_chat and "# --- end of registry" in without_chat
 
 
+def _load(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"generated_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _kinesis_event(*envelopes: dict[str, object]) -> dict[str, object]:
     records = []
     for i, envelope in enumerate(envelopes):
@@ -277,10 +286,7 @@ def test_the_generated_handler_replies_to_the_sender(
 
     assert cli(project, "new-consumer", "scores", "--route", "score", "--route", "$disconnect") == 0
     path = project / "consumers" / "scores" / "handler.py"
-    spec = importlib.util.spec_from_file_location("generated_scores_handler", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _load(path)
     for key, value in {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
                        "CONNECTIONS_ENDPOINT_URL":
@@ -360,5 +366,9 @@ async def test_a_new_consumer_is_synthesized_and_answers_on_the_twin(project: Pa
             await ws.send(json.dumps({"action": "top", "data": {"n": [1, 2]}}))
             reply = json.loads(await asyncio.wait_for(ws.recv(), timeout=30))
         assert reply == {"action": "top", "ok": True, "data": {"n": [1, 2]}}
+        # The generated test file passes too (run against this twin, not a second one).
+        generated = _load(project / "tests" / "consumers" / "test_scores_twin.py")
+        for route in generated.ROUTES:
+            await generated.test_scores_answers_the_sender(twin, route)
     finally:
         stop_twin(twin)
