@@ -13,6 +13,7 @@ from moto import mock_aws
 
 from pipeline.runtime import ConnectionsClient, HandlerContext, RetryPolicy, Roster
 from pipeline.runtime.context import forget_pruned
+from pipeline.runtime.observability import metrics
 
 TABLE = "WebSocketPipeline-dev-Roster"
 FAST_RETRY = RetryPolicy(max_attempts=4, base_s=0.001, cap_s=0.005)
@@ -75,5 +76,6 @@ def all_items(ddb: Any) -> list[tuple[str, str]]:
 @pytest.fixture
 def ctx(connections: ConnectionsClient, roster: Roster) -> Iterator[HandlerContext]:
     forget_pruned()
+    metrics.clear_metrics()  # metrics are per container: start each test with none pending
     yield HandlerContext(connections_client=connections, roster_client=roster)
     forget_pruned()
