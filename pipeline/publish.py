@@ -25,6 +25,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -168,10 +169,16 @@ def _client(endpoint_url: str | None, region: str | None) -> Any:
     region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") \
         or "us-east-1"
     kwargs: dict[str, Any] = {}
-    if endpoint_url and boto3.Session().get_credentials() is None:
+    if endpoint_url and not _has_configured_credentials():
         kwargs.update(aws_access_key_id="test", aws_secret_access_key="test")  # the twin
     return boto3.client("kinesis", endpoint_url=endpoint_url, region_name=region,
                         config=Config(retries={"mode": "standard"}), **kwargs)
+
+
+def _has_configured_credentials() -> bool:
+    # Looked up without boto3's full chain, which would probe the instance metadata service.
+    return bool(os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE")
+                or Path("~/.aws/credentials").expanduser().exists())
 
 
 def _find_stream(kinesis: Any) -> str:
