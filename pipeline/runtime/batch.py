@@ -6,7 +6,8 @@ Kinesis needs and Powertools does not do by itself:
 - Order per partition key. Powertools carries on after a failed record. Here, once a record
   fails, every later record with the same partition key (= the same connection) is reported
   failed *without being processed*, so nothing of that connection overtakes the failed frame;
-  Lambda retries from the lowest reported sequence number.
+  Lambda retries from the lowest reported sequence number, so records of *other* keys after
+  it that succeeded are delivered again: delivery is at-least-once, as with any Kinesis ESM.
   https://docs.aws.amazon.com/lambda/latest/dg/services-kinesis-batchfailurereporting.html
 - KPL aggregation. A Kinesis record may carry many user records; they are handled in order and
   a failure fails the whole Kinesis record (its sequence number is the ``itemIdentifier``:
