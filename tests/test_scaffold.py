@@ -18,9 +18,10 @@ from urllib.parse import unquote
 
 import pytest
 import websockets
-from conftest import PROJECT_ROOT, start_twin, stop_twin
 
 from pipeline import registry, scaffold
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 COPIED = ("pipeline", "consumers", "integration_templates", "app.py", "cdk.json", "pyproject.toml")
 Snapshot = dict[str, bytes | None]  # relative path -> file bytes (None for a directory)
@@ -259,6 +260,11 @@ def _load(path: Path) -> ModuleType:
     return module
 
 
+def _root_conftest() -> ModuleType:
+    """tests/conftest.py by path: ``import conftest`` gets whichever conftest pytest loaded last."""
+    return _load(PROJECT_ROOT / "tests" / "conftest.py")
+
+
 def _kinesis_event(*envelopes: dict[str, object]) -> dict[str, object]:
     records = []
     for i, envelope in enumerate(envelopes):
@@ -360,7 +366,8 @@ async def test_a_new_consumer_is_synthesized_and_answers_on_the_twin(project: Pa
     function = resources[mapping["FunctionName"]["Ref"]]["Properties"]
     assert function["Handler"] == "handler.lambda_handler"
 
-    twin = start_twin(outdir, cwd=project)
+    root_conftest = _root_conftest()
+    twin = root_conftest.start_twin(outdir, cwd=project)
     try:
         async with websockets.connect(twin.ws, open_timeout=10) as ws:
             await ws.send(json.dumps({"action": "top", "data": {"n": [1, 2]}}))
@@ -371,4 +378,4 @@ async def test_a_new_consumer_is_synthesized_and_answers_on_the_twin(project: Pa
         for route in generated.ROUTES:
             await generated.test_scores_answers_the_sender(twin, route)
     finally:
-        stop_twin(twin)
+        root_conftest.stop_twin(twin)
