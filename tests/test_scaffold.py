@@ -253,9 +253,12 @@ def test_registry_edits_round_trip_and_keep_comments() -> None:
 
 
 def _load(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"generated_{path.stem}", path)
+    """Import a file under a name of its own (registered: dataclasses need sys.modules)."""
+    name = f"scaffold_loaded_{path.parent.name}_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
