@@ -316,8 +316,22 @@ def remove_consumer(project: Project, name: str, *, force: bool = False) -> list
             f"consumer {name!r} has files the generator did not write ({', '.join(foreign)}); "
             "re-run with --force to delete them too"
         )
-    _atomic_write(project.registry_file, new_source.encode())
+    try:
+        _atomic_write(project.registry_file, new_source.encode())
+    except OSError as exc:
+        raise ScaffoldError(f"nothing removed: cannot write pipeline/registry.py: {exc}") from exc
+    # Unregistered first: from here on the consumer is out of the stack whatever else happens.
     removed = [project.registry_file]
+    try:
+        _delete_files(project, name, removed)
+    except OSError as exc:
+        raise ScaffoldError(
+            f"{name!r} is unregistered but some of its files remain ({exc}): delete them by hand"
+        ) from exc
+    return removed
+
+
+def _delete_files(project: Project, name: str, removed: list[Path]) -> None:
     folder, test = project.consumer_dir(name), project.test_file(name)
     if folder.exists():
         shutil.rmtree(folder)
@@ -331,7 +345,6 @@ def remove_consumer(project: Project, name: str, *, force: bool = False) -> list
     for directory in (cache, project.tests_dir):  # created by new-consumer when missing
         if directory.is_dir() and not any(directory.iterdir()):
             directory.rmdir()
-    return removed
 
 
 # --- command line ---------------------------------------------------------------------------
@@ -385,9 +398,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.command}: refused: {exc}", file=sys.stderr)
         return 1
     for path in removed:
-        print(f"{verb} {_shown(path, project)}")
+        print(f"{verb} {path.relative_to(project.root)}")
     return 0
-
-
-def _shown(path: Path, project: Project) -> str:
-    return str(path.relative_to(project.root)) if path.is_relative_to(project.root) else str(path)
