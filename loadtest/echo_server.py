@@ -24,6 +24,7 @@ class EchoServer:
 
     def __init__(self) -> None:
         self.rooms: defaultdict[str, set[ServerConnection]] = defaultdict(set)
+        self.clients: set[ServerConnection] = set()
         self.server: Server | None = None
         self.url = ""
 
@@ -40,13 +41,21 @@ class EchoServer:
             self.server.close()
             await self.server.wait_closed()
 
+    async def broadcast(self, data: object) -> None:
+        """Send ``{"action":"broadcast","room":null,"data":data}`` to every connection."""
+        out = {"action": "broadcast", "room": None, "data": data}
+        for ws in list(self.clients):
+            await _send(ws, out)
+
     async def _handle(self, ws: ServerConnection) -> None:
+        self.clients.add(ws)
         try:
             async for message in ws:
                 await self._answer(ws, message)
         except ConnectionClosed:
             pass
         finally:
+            self.clients.discard(ws)
             for members in self.rooms.values():
                 members.discard(ws)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import resource
 import secrets
 import sys
@@ -92,6 +93,7 @@ class LoadRun:
         self.room_of: list[int] = []
         self.joined: list[asyncio.Future[None]] = []
         self.published = 0
+        self.publish_failed = 0
         self.start_us = 0.0
         self.valid = 0
         self.target: int | None = None
@@ -216,15 +218,14 @@ class LoadRun:
         for seq, due in timeline.frames_for(i):
             await self._wait_until(due)
             frame = self._frame(i, seq, self.start_us + due * 1e6)
-            self.sent[i] += 1
-            self.report.record_sent(due)
+            self.sent[i] += 1  # before the send: a reply may arrive before send() returns
             try:
                 await ws.send(frame)
             except ConnectionClosed:
-                self.sent[i] -= 1
-                self.report.totals["sent"] -= 1
+                self.sent[i] -= 1  # the last number: no gap in the connection's sequence
                 self.report.errors["unsent:closed"] += timeline.count_for(i) - seq
                 return
+            self.report.record_sent(due)
 
     async def _publisher(self, timeline: Timeline) -> None:
         assert self.publish is not None
@@ -233,13 +234,14 @@ class LoadRun:
             due_us = self.start_us + due * 1e6
             body = self._body(-1, seq, due_us, "x" * max(0, self.cfg.payload - 80))
             self.published += 1
-            self.report.record_sent(due)
             try:
                 await self.publish(body)
             except Exception as exc:  # a failed publish is a documented error, not a crash
-                self.published -= 1
-                self.report.totals["sent"] -= 1
+                # its number stays used (later ones keep theirs); _finish discounts it
+                self.publish_failed += 1
                 self.report.errors[f"publish:{type(exc).__name__}"] += 1
+                continue
+            self.report.record_sent(due)
 
     def _expected_from(self, i: int) -> list[tuple[Hashable, int]]:
         if self.cfg.scenario == "echo":
@@ -250,7 +252,8 @@ class LoadRun:
         return [(j, self.sent[j]) for j in range(len(self.conns)) if j != i and self.room_of[j] == room]
 
     async def _drain(self) -> None:
-        self.target = sum(sum(n for _, n in self._expected_from(i)) for i in range(len(self.conns)))
+        expected = sum(sum(n for _, n in self._expected_from(i)) for i in range(len(self.conns)))
+        self.target = expected - self.publish_failed * len(self.conns)
         if self.valid >= self.target:
             return
         with contextlib.suppress(TimeoutError):
@@ -269,6 +272,10 @@ class LoadRun:
         totals = self.report.totals
         for i, ledger in enumerate(self.ledgers):
             counts = ledger.counts(self._expected_from(i))
+            if self.publish_failed:  # publishes that failed were never expected to arrive
+                counts = dataclasses.replace(
+                    counts, expected=counts.expected - self.publish_failed,
+                    lost=max(0, counts.lost - self.publish_failed))  # fmt: skip
             code = self.conns[i].close_code
             self.report.close_codes[str(code)] += 1
             rows.append({"id": i, "sent": self.sent[i], **counts.as_dict(), "closeCode": code})

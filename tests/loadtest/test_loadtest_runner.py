@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
 import pytest
@@ -50,6 +51,26 @@ async def test_chat_rooms_deliver_to_every_other_member(echo_url: str) -> None:
     assert t["expected"] == 60  # each frame reaches the two other members of its room
     assert (t["received"], t["lost"], t["duplicated"]) == (60, 0, 0)
     assert "join_failed" not in report.errors
+
+
+async def test_broadcast_counts_each_receipt_and_discounts_failed_publishes() -> None:
+    server = EchoServer()
+    url = await server.start()
+
+    async def publish(body: dict[str, Any]) -> None:
+        if body["s"] == 3:
+            raise RuntimeError("throttled")
+        await server.broadcast(body)
+
+    try:
+        cfg = _cfg(scenario="broadcast", connections=4, rate=20, duration=0.5)
+        report = await LoadRun(cfg, url, publish=publish, out=io.StringIO()).run()
+    finally:
+        await server.stop()
+    t = report.totals
+    assert t["sent"] == 9  # 10 publishes, one failed
+    assert (t["expected"], t["received"], t["lost"]) == (36, 36, 0)
+    assert report.errors["publish:RuntimeError"] == 1
 
 
 async def _faulty(ws: ServerConnection) -> None:
