@@ -2,9 +2,15 @@ from __future__ import annotations
 
 import importlib.util
 
-import pytest
-
-from loadtest.bench import Row, decode_rows, fanout, format_table, machine, sequential_rtt
+from loadtest.bench import (
+    Row,
+    decode_rows,
+    fanout,
+    format_table,
+    machine,
+    sequential_rtt,
+    throughput_search,
+)  # fmt: skip
 from loadtest.echo_server import EchoServer
 
 
@@ -26,11 +32,10 @@ def test_table_has_the_machine_header_and_every_row() -> None:
     assert "n/a (missing)" in text and "0.5x" in text
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("loadtest.bench_fanout") is not None, reason="bench_fanout exists"
-)
-def test_missing_fanout_part_is_reported_not_raised() -> None:
-    assert fanout(None).value == "n/a (missing)"
+def test_a_failing_fanout_part_is_reported_not_raised() -> None:
+    row = fanout(None, connections=0)  # refused by bench_fanout (or it is missing)
+    assert row.value.startswith("n/a (")
+    assert row.name == "broadcast to 0 connections"
 
 
 def test_decode_figures_are_records_per_second() -> None:
@@ -38,3 +43,14 @@ def test_decode_figures_are_records_per_second() -> None:
     assert rows[0].name.startswith("record decode")
     if importlib.util.find_spec("pipeline.runtime.records") is not None:
         assert rows[0].value.endswith("rec/s") and rows[0].ratio.endswith("x")
+
+
+async def test_throughput_search_is_bounded_and_reports_each_step() -> None:
+    server = EchoServer()
+    url = await server.start()
+    try:
+        best, notes = await throughput_search(url, budget_s=30, rates=(20, 40), step_s=0.3)
+    finally:
+        await server.stop()
+    assert notes == [n for n in notes if n.endswith("-> ok")] and len(notes) == 2
+    assert 30 <= best <= 60  # 40/s offered, measured over the step
