@@ -152,6 +152,13 @@ class _Process:
         await self.proc.stdin.drain()
         return await self.receive()
 
+    async def reap(self, grace_s: float = 2.0) -> int:
+        """The exit status of a worker whose pipe closed (killed if it lingers)."""
+        try:
+            return await asyncio.wait_for(self.proc.wait(), grace_s)
+        except TimeoutError:
+            return await self.kill()
+
     async def kill(self) -> int:
         if self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
@@ -207,7 +214,7 @@ class FunctionPool:
                                 f"{request_id} Task timed out after {self.spec.timeout_s:.2f} "
                                 "seconds")
             except (asyncio.IncompleteReadError, ConnectionError, BrokenPipeError):
-                status = await worker.kill()
+                status = await worker.reap()
                 return _failure("Runtime.ExitError",
                                 f"RequestId: {request_id} Error: Runtime exited with error: "
                                 f"{_exit_text(status)}")
