@@ -296,3 +296,64 @@ class GatewayProtocol:
                               stage_variables=self.api.stage_variables, params=params)
         return IntegrationCall(integration.service, integration.action, rendered.encode(),
                                integration.credentials_arn, route.route_key, request_id)
+
+
+class FrameSizeScanner:
+    """Follows the frame headers of one client's byte stream (RFC 6455 section 5.2).
+
+    API Gateway caps a single frame at 32 KB and closes with 1009 when one is larger, while a
+    message split into frames of at most 32 KB may reach 128 KB
+    (https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-execution-service-websocket-limits-table.html).
+    WebSocket libraries reassemble fragments before the application sees them, so the server
+    shows every received chunk to this scanner first. It keeps only the current header (at
+    most 14 bytes) and a count of payload bytes to skip, never the payload.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.violation: int | None = None  # the declared payload length of the first bad frame
+        self._header = bytearray()
+        self._skip = 0
+
+    def feed(self, data: bytes) -> int | None:
+        """Scan *data*; the offset just past the first oversized frame's header, else None.
+
+        After a violation the scanner ignores everything (the connection is being closed).
+        """
+        if self.violation is not None:
+            return None
+        pos, end = 0, len(data)
+        while pos < end:
+            if self._skip:
+                step = min(self._skip, end - pos)
+                self._skip -= step
+                pos += step
+                continue
+            need = self._header_length()
+            take = min(need - len(self._header), end - pos)
+            self._header += data[pos:pos + take]
+            pos += take
+            if len(self._header) < self._header_length():
+                continue
+            length = self._payload_length()
+            self._header.clear()
+            if length > self.limit:
+                self.violation = length
+                return pos
+            self._skip = length
+        return None
+
+    def _header_length(self) -> int:
+        if len(self._header) < 2:
+            return 2
+        flag = self._header[1] & 0x7F
+        extended = 2 if flag == 126 else 8 if flag == 127 else 0
+        return 2 + extended + (4 if self._header[1] & 0x80 else 0)
+
+    def _payload_length(self) -> int:
+        flag = self._header[1] & 0x7F
+        if flag == 126:
+            return int.from_bytes(self._header[2:4], "big")
+        if flag == 127:
+            return int.from_bytes(self._header[2:10], "big")
+        return flag

@@ -4,8 +4,9 @@ Close paths and the codes ``$disconnect`` reports (``$context.disconnectStatusCo
 own close code (1005 when its close frame has none), 1006 when the network drops, 1001 for idle
 timeout, maximum connection duration and server stop, 1000 for DELETE @connections, 1009 for a
 message over 128 KB, 1007 for invalid UTF-8, 1003 for a binary frame (the API declares no binary
-media types). Every path delivers ``$disconnect`` exactly once, best effort (its failure is only
-logged, as AWS: https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-route-keys-connect-disconnect.html).
+media types), 1009 for a single frame over 32 KB (:class:`_FrameGuard`). Every path delivers
+``$disconnect`` exactly once, best effort (its failure is only logged, as AWS:
+https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-route-keys-connect-disconnect.html).
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from aiohttp import WSMsgType, web
+from aiohttp.http import WebSocketError, WSCloseCode
 
 from pipeline.local import vtl
 from pipeline.local.gateway import AwsResponse, GatewayLimits, IntegrationBackend
@@ -24,6 +27,7 @@ from pipeline.local.gateway.model import ApiModel
 from pipeline.local.gateway.protocol import (
     INTERNAL_ERROR,
     Connection,
+    FrameSizeScanner,
     GatewayProtocol,
     IntegrationCall,
     Reply,
@@ -39,6 +43,7 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_UNSUPPORTED = 1003
 CLOSE_NO_STATUS = 1005
 CLOSE_ABNORMAL = 1006
+CLOSE_TOO_BIG = 1009
 STOP_DEADLINE_S = 10.0
 AUTHORIZER_TIMEOUT_S = 29.0  # the integration timeout
 DEFAULT_LIMITS = GatewayLimits()
@@ -55,6 +60,77 @@ class _Client:
     @property
     def closing(self) -> bool:
         return self.server_code is not None or self.client_code is not None or self.ws.closed
+
+
+class _FrameGuard:
+    """Stands in front of aiohttp's WebSocketReader and checks every frame's declared size.
+
+    aiohttp only limits the reassembled message; API Gateway also closes 1009 on any single frame
+    over 32 KB. Frames before the oversized one are still delivered, then the reader's queue gets
+    the 1009 error, exactly as aiohttp reports its own message-size violation.
+    """
+
+    def __init__(self, parser: Any, queue: Any, limit: int) -> None:
+        self._parser = parser
+        self._queue = queue
+        self.scanner = FrameSizeScanner(limit)
+        self._tripped = False
+
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+        if self._tripped:
+            return True, b""
+        cut = self.scanner.feed(bytes(data))
+        if cut is None:
+            result: tuple[bool, bytes] = self._parser.feed_data(data)
+            return result
+        self._tripped = True
+        eof, _ = self._parser.feed_data(data[:cut])
+        if not eof:  # the reader found no error of its own in the bytes before
+            self._queue.set_exception(WebSocketError(
+                WSCloseCode.MESSAGE_TOO_BIG,
+                f"Frame size {self.scanner.violation} exceeds {self.scanner.limit}"))
+        return True, b""
+
+    def feed_eof(self) -> None:
+        self._parser.feed_eof()
+
+
+class _WebSocket(web.WebSocketResponse):
+    """A WebSocketResponse whose reader enforces the 32 KB frame quota (see :class:`_FrameGuard`).
+
+    The guard is installed where aiohttp hands the parser to the connection's protocol; it relies
+    on aiohttp internals (``_payload_parser``, ``_message_tail``, ``_reader``), checked by
+    tests/local/gateway/test_server.py and tests/local/test_hostile.py. Without them it logs a
+    warning and only the 128 KB message limit holds.
+    """
+
+    def __init__(self, *, frame_bytes: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._frame_bytes = frame_bytes
+
+    def _post_start(self, request: Any, protocol: Any, writer: Any) -> None:
+        handler = request.protocol
+        if not hasattr(handler, "_payload_parser") or not hasattr(handler, "_message_tail"):
+            LOG.warning("aiohttp internals changed: the %d-byte frame limit is not enforced",
+                        self._frame_bytes)
+            super()._post_start(request, protocol, writer)
+            return
+        # Bytes that arrived with the upgrade request go through the guard too, in order.
+        tail, handler._message_tail = handler._message_tail, b""
+        super()._post_start(request, protocol, writer)
+        guard = _FrameGuard(handler._payload_parser, self._reader, self._frame_bytes)
+        handler._payload_parser = guard
+        if tail:
+            guard.feed_data(tail)
+
+
+def _too_big(text: str, limit: int) -> bool:
+    """Whether a text message is over the 128 KB payload quota, as UTF-8 on the wire.
+
+    aiohttp is given one byte of slack (its own check refuses a message *equal* to its limit)
+    and checks a permessage-deflate message only after inflating it, so the exact quota is here.
+    """
+    return len(text) > limit // 4 and len(text.encode()) > limit
 
 
 def _aws_error(status: int, error_type: str, message: str) -> web.Response:
@@ -119,7 +195,9 @@ class Gateway:
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         if request.match_info["stage"] != self.stage:
             return _aws_error(403, "ForbiddenException", "Forbidden")
-        ws = web.WebSocketResponse(max_msg_size=self.limits.max_message_bytes, autoping=True)
+        # aiohttp refuses a message whose size *equals* max_msg_size; AWS accepts 128 KB itself.
+        ws = _WebSocket(frame_bytes=self.limits.frame_bytes,
+                        max_msg_size=self.limits.max_message_bytes + 1, autoping=True)
         if not ws.can_prepare(request).ok:
             # Checked before $connect runs, so a plain GET never writes the roster.
             return _aws_error(426, "UpgradeRequired", "Upgrade Required")
@@ -197,6 +275,9 @@ class Gateway:
             except TimeoutError:
                 continue
             if msg.type is WSMsgType.TEXT:
+                if _too_big(msg.data, limits.max_message_bytes):
+                    await self._close(client, CLOSE_TOO_BIG, b"Message too big")
+                    return
                 idle_until = loop.time() + limits.idle_timeout_s
                 await self._frame(client, msg.data)
             elif msg.type is WSMsgType.BINARY:
