@@ -100,7 +100,8 @@ class MemoryStream:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters[shard_id].append(waiter)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(waiter, timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await waiter
 
 
 def _sequence(record: StoredRecord) -> str:

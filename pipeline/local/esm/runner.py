@@ -97,11 +97,19 @@ class EventSourceMappingRunner:
     async def stop(self) -> None:
         """Cancel readers and lanes (an in-flight invocation is abandoned) and wait for them."""
         tasks, self._tasks = self._tasks, []
+        pending = set(tasks)
+        for _ in range(50):  # re-cancel: a neighbour's code may swallow one cancellation
+            if not pending:
+                break
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.1)
+        if pending:
+            log.error("%s: %d tasks did not stop", self.config.uuid, len(pending))
         for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                log.error("%s: task %s failed", self.config.uuid, task.get_name(),
+                          exc_info=task.exception())
 
     # --- used by shards and lanes ---------------------------------------------------------
 
@@ -164,13 +172,15 @@ class _Shard:
     async def read_loop(self) -> None:
         runner, src, cfg = self.runner, self.runner._source, self.runner.config
         while True:
-            while max(len(lane.batcher) for lane in self.lanes) >= self.high_water:
+            backlog = max(len(lane.batcher) for lane in self.lanes)
+            while backlog >= self.high_water:  # backpressure: a blocked lane stops the reader
                 self.drained.clear()
                 await self.drained.wait()
+                backlog = max(len(lane.batcher) for lane in self.lanes)
             try:
                 records = src.read(self.ctx.stream_arn, self.ctx.shard_id,
                                    after_sequence=self.after, at_timestamp=self.at_timestamp,
-                                   limit=READ_LIMIT)
+                                   limit=min(READ_LIMIT, self.high_water - backlog))
             except Exception:
                 log.exception("%s: reading %s failed", cfg.uuid, self.ctx.shard_id)
                 await asyncio.sleep(runner._backoff(3))  # back off a failing source
@@ -226,8 +236,13 @@ class _Lane:
                 self.drained.set()
                 return WorkItem(tuple(batch))
             self.arrived.clear()
+            if wait is None:
+                await self.arrived.wait()
+                continue
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.arrived.wait(), timeout=wait)
+                async with asyncio.timeout(wait):
+                    await self.arrived.wait()
 
     async def _process(self, item: WorkItem) -> None:
         runner = self.runner

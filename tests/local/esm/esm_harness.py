@@ -37,7 +37,8 @@ class Probe:
                 raise AssertionError("condition not met before the deadline")
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._changed.wait()
 
 
 def decoded(event: dict[str, Any]) -> list[Any]:
@@ -69,10 +70,12 @@ class FunctionInvoker:
         self.events.append(event)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        self.probe.notify()
         try:
             value = self.function(event)
             if inspect.isawaitable(value):
-                value = await asyncio.wait_for(value, self.timeout_s)
+                async with asyncio.timeout(self.timeout_s):
+                    value = await value
             return InvokeResult(True, value)
         except TimeoutError:
             return InvokeResult(False, None, "Sandbox.Timedout",

@@ -263,3 +263,46 @@ async def test_event_shape_and_one_reader_per_shard() -> None:
         assert all(len({r["eventID"].split(":")[0] for r in e["Records"]}) == 1 for e in events)
     finally:
         await runner.stop()
+
+
+async def test_a_blocked_lane_stops_the_reader_bounded_backlog(rig: Rig) -> None:
+    release = asyncio.Event()
+    count = 0
+
+    async def function(event: dict[str, Any]) -> None:
+        nonlocal count
+        await release.wait()
+        count += len(event["Records"])
+
+    runner, invoker, _ = await rig.start(function, batch_size=1)
+    for i in range(3000):
+        rig.put("k", i)
+    await rig.probe.until(lambda: len(invoker.events) == 1)
+    for _ in range(20):
+        await asyncio.sleep(0)  # give the reader every chance to overrun (it must not)
+    assert runner.stats.records_read == 1001  # high water (1000) + the one taken
+    release.set()
+    await rig.probe.until(lambda: count == 3000, timeout=20)
+    assert runner.stats.records_read == 3000
+
+
+async def test_stop_is_prompt_even_if_the_invoker_swallows_a_cancellation(rig: Rig) -> None:
+    swallowed = 0
+
+    class Stubborn:
+        async def invoke(self, function_name: str, event: dict[str, Any]) -> Any:
+            nonlocal swallowed
+            rig.probe.notify()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                swallowed += 1  # like 3.11's wait_for racing a completion
+            await asyncio.Event().wait()
+
+    runner = EventSourceMappingRunner(rig.config(), rig.stream, Stubborn(), ListSink(rig.probe))
+    await runner.start()
+    rig.put("k", 1)
+    await rig.probe.until(lambda: runner.stats.invocations == 1)
+    async with asyncio.timeout(2):
+        await runner.stop()
+    assert swallowed == 1 and not runner.running
