@@ -20,6 +20,7 @@ import pytest
 import websockets
 
 from pipeline import registry, scaffold
+from pipeline.local.harness import start_twin, stop_twin
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -263,11 +264,6 @@ def _load(path: Path) -> ModuleType:
     return module
 
 
-def _root_conftest() -> ModuleType:
-    """tests/conftest.py by path: ``import conftest`` gets whichever conftest pytest loaded last."""
-    return _load(PROJECT_ROOT / "tests" / "conftest.py")
-
-
 def _kinesis_event(*envelopes: dict[str, object]) -> dict[str, object]:
     records = []
     for i, envelope in enumerate(envelopes):
@@ -369,8 +365,7 @@ async def test_a_new_consumer_is_synthesized_and_answers_on_the_twin(project: Pa
     function = resources[mapping["FunctionName"]["Ref"]]["Properties"]
     assert function["Handler"] == "handler.lambda_handler"
 
-    root_conftest = _root_conftest()
-    twin = root_conftest.start_twin(outdir, cwd=project)
+    twin = start_twin(outdir, cwd=project)
     try:
         async with websockets.connect(twin.ws, open_timeout=10) as ws:
             await ws.send(json.dumps({"action": "top", "data": {"n": [1, 2]}}))
@@ -381,4 +376,4 @@ async def test_a_new_consumer_is_synthesized_and_answers_on_the_twin(project: Pa
         for route in generated.ROUTES:
             await generated.test_scores_answers_the_sender(twin, route)
     finally:
-        root_conftest.stop_twin(twin)
+        stop_twin(twin)

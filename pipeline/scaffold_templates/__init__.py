@@ -54,7 +54,7 @@ import pytest
 import websockets
 
 if TYPE_CHECKING:
-    from conftest import Twin
+    from pipeline.local.harness import Twin
 
 ROUTES = @@ROUTES@@
 REPLY_TIMEOUT_S = 20.0

@@ -21,7 +21,8 @@ import boto3
 import pytest
 import websockets
 from botocore.exceptions import ClientError
-from conftest import PROJECT_ROOT, Twin, start_twin, stop_twin
+
+from pipeline.local.harness import PROJECT_ROOT, Twin, start_twin, stop_twin
 
 pytestmark = [pytest.mark.twin, pytest.mark.synth]
 TIMEOUT_S = 15.0
