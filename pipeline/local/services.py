@@ -19,13 +19,15 @@ import orjson
 from moto.backends import get_backend
 from moto.core.exceptions import ServiceException
 from moto.core.exceptions import _RESTError as MotoRESTError
-from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.test import Client
 
 from pipeline.local import kinesis_store
 from pipeline.local.cfn import ACCOUNT_ID, REGION, Resource, Stack
 from pipeline.local.esm.interfaces import StoredRecord
+from pipeline.local.iam.access import AccessControl
+from pipeline.local.iam.integration import integration_denied
+from pipeline.local.iam.wsgi import GuardedMotoServer, IamMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +74,8 @@ def _silence_moto_logs() -> None:
 class AwsServices:
     """moto backends shared by the HTTP server, the gateway and the ESM engine."""
 
-    def __init__(self, *, enforce_limits: bool = False) -> None:
+    def __init__(self, *, enforce_limits: bool = False,
+                 access: AccessControl | None = None) -> None:
         kinesis_store.install()
         kinesis_store.set_limits(enforce_limits)
         _silence_moto_logs()
@@ -80,21 +83,27 @@ class AwsServices:
         self.dynamodb: Any = get_backend("dynamodb")[ACCOUNT_ID][REGION]
         self.sqs: Any = get_backend("sqs")[ACCOUNT_ID][REGION]
         self._wsgi = Client(DomainDispatcherApplication(create_backend_app))
-        self._server: ThreadedMotoServer | None = None
+        self._server: GuardedMotoServer | None = None
         self.url = ""
+        self.access = access  # IAM checks (None: off, ``--no-iam``)
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self, port: int) -> str:
         """Serve the backends on ``http://127.0.0.1:<port>`` (0 picks a free port)."""
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server = GuardedMotoServer("127.0.0.1", port, wrap=self._iam_wrapper())
         try:
-            server.start()
+            host, real_port = server.start()
         except OSError as exc:
             raise ServicesError(f"cannot listen on 127.0.0.1:{port}: {exc}") from exc
         self._server = server
-        host, real_port = server.get_host_and_port()
         self.url = f"http://{host}:{real_port}"
         return self.url
+
+    def _iam_wrapper(self) -> Any:
+        access = self.access
+        if access is None:
+            return None
+        return lambda app: IamMiddleware(app, access, access.secret_arns)
 
     def stop(self) -> None:
         if self._server is not None:
@@ -180,8 +189,12 @@ class AwsServices:
 
         Kinesis PutRecord/PutRecords go straight to the backend (~0.05 ms); any other action
         goes through moto's own request handling in process (~1 ms, no socket).
-        ``credentials_arn`` is accepted but IAM is not evaluated locally.
+        With IAM on, the ``credentials_arn`` role must allow the action (pipeline.local.iam).
         """
+        if self.access is not None and credentials_arn:
+            denied = integration_denied(self.access, service, action, body, credentials_arn)
+            if denied is not None:
+                return AwsResponse(denied.status, denied.body, denied.error_type)
         try:
             if service == "kinesis" and action in ("PutRecord", "PutRecords"):
                 return self._kinesis_put(action, body)

@@ -113,8 +113,10 @@ class AccessControl:
     """Identity-policy checks for the stack's roles, with cached decisions."""
 
     def __init__(self, roles: Mapping[str, tuple[Statement, ...]],
-                 functions: Mapping[str, str] | None = None) -> None:
+                 functions: Mapping[str, str] | None = None,
+                 secret_arns: Mapping[str, str] | None = None) -> None:
         self._roles = dict(roles)
+        self.secret_arns = dict(secret_arns or {})  # Secrets Manager name -> the stack's ARN
         self._cache: dict[tuple[str, str, str], Decision] = {}
         self._callers: dict[str, Caller] = {}
         self._secrets: dict[str, str] = dict(ADMIN_KEYS)
@@ -128,7 +130,9 @@ class AccessControl:
         """Roles and policies of the stack, and one credential per Lambda function."""
         functions = {str(f.ref): str(f.properties["Role"])
                      for f in stack.of_type("AWS::Lambda::Function") if f.properties.get("Role")}
-        return cls(role_statements(stack), functions)
+        secrets = {r.ref.split(":secret:", 1)[1].rsplit("-", 1)[0]: r.ref
+                   for r in stack.of_type("AWS::SecretsManager::Secret") if ":secret:" in r.ref}
+        return cls(role_statements(stack), functions, secrets)
 
     def caller(self, access_key: str | None) -> Caller | None:
         """The function role behind an access key; None for an administrator."""

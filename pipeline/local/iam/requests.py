@@ -132,7 +132,7 @@ def iam_request(credential: Credential, headers: Mapping[str, str], body: bytes,
             return None  # the service answers SerializationException itself
         if not isinstance(req, dict):
             return None
-        return IamRequest(f"{prefix}:{operation}", _resources(prefix, operation, req,
+        return IamRequest(f"{prefix}:{operation}", resources_for(prefix, operation, req,
                                                               secrets or {}), "json")
     form = {k: v[0] for k, v in parse_qs(query).items()}
     content_type = headers.get("Content-Type") or headers.get("content-type") or ""
@@ -142,11 +142,12 @@ def iam_request(credential: Credential, headers: Mapping[str, str], body: bytes,
     if not action:
         return None
     return IamRequest(f"{prefix}:{action}",
-                      _resources(prefix, action, form, secrets or {}), "query")
+                      resources_for(prefix, action, form, secrets or {}), "query")
 
 
-def _resources(prefix: str, operation: str, req: Mapping[str, Any],
-               secrets: Mapping[str, str]) -> tuple[str, ...]:
+def resources_for(prefix: str, operation: str, req: Mapping[str, Any],
+                  secrets: Mapping[str, str]) -> tuple[str, ...]:
+    """The resource ARNs an operation acts on ("*" when the twin cannot name one)."""
     if prefix == "kinesis":
         return _kinesis(operation, req)
     if prefix == "dynamodb":
