@@ -5,6 +5,12 @@ sees is the record's ``kinesis`` metadata with ``data`` decoded as JSON. Data th
 JSON never matches a pattern that mentions ``data`` (not even ``exists: false``/``anything-but``):
 https://docs.aws.amazon.com/lambda/latest/dg/invocation-eventfiltering.html#filtering-kinesis
 Syntax: https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-event-patterns-content-based-filtering.html
+
+Metadata keys (``partitionKey``, ``sequenceNumber``, ...) are matched too, as the project's design
+relies on them for KPL-aggregated producers. Caution: the current Kinesis filtering page says
+"Kinesis event source mappings only support filtering on the data key"
+(https://docs.aws.amazon.com/lambda/latest/dg/with-kinesis-filtering.html); :func:`metadata_keys`
+lets the runner log such patterns so a deployment can be checked against real Lambda.
 """
 
 from __future__ import annotations
@@ -163,6 +169,19 @@ def _cidr(arg: str, value: Any) -> bool:
 def _wildcard_regex(text: str) -> re.Pattern[str]:
     parts = re.split(r"(?<!\\)\*", text)
     return re.compile(".*".join(re.escape(p.replace("\\*", "*")) for p in parts), re.DOTALL)
+
+
+def metadata_keys(pattern: Mapping[str, Any]) -> set[str]:
+    """Top-level keys of a pattern (through ``$or``) other than ``data``."""
+    keys: set[str] = set()
+    for key, value in pattern.items():
+        if key == "$or" and isinstance(value, list):
+            for branch in value:
+                if isinstance(branch, Mapping):
+                    keys |= metadata_keys(branch)
+        elif key != "data":
+            keys.add(key)
+    return keys
 
 
 def validate_pattern(pattern: Any, *, _depth: int = 0) -> None:

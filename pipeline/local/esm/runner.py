@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from .batching import Batcher, lane_of
 from .config import MappingConfig
 from .events import EventContext, arn_region_account, failure_record, function_arn, kinesis_event
-from .filters import record_matches
+from .filters import metadata_keys, record_matches
 from .interfaces import FailureSink, Invoker, InvokeResult, ShardSource, StoredRecord
 from .policy import RECORD_AGE_EXCEEDED, Discard, WorkItem, classify, decide, split_expired
 
@@ -85,6 +85,10 @@ class EventSourceMappingRunner:
             return
         if self.config.tumbling_window_s:
             log.warning("%s: TumblingWindowInSeconds is not emulated", self.config.uuid)
+        for pattern in self.config.filters:
+            if keys := metadata_keys(pattern):
+                log.info("%s: filter on metadata %s (AWS documents data-only Kinesis filters)",
+                         self.config.uuid, sorted(keys))
         stream_arn = self._source.stream_arn_of(self.config.event_source_arn)
         for shard_id in self._source.shard_ids(stream_arn):
             ctx = EventContext(shard_id, stream_arn, self._region, self._identity)

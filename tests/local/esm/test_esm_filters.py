@@ -114,3 +114,12 @@ def test_matches_on_plain_documents() -> None:
 def test_invalid_patterns_are_refused_with_a_message(pattern: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match=r"."):
         validate_pattern(pattern)
+
+
+def test_metadata_keys_are_reported() -> None:
+    from pipeline.local.esm.filters import metadata_keys
+
+    assert metadata_keys({"data": {"routeKey": ["echo"]}}) == set()
+    assert metadata_keys({"partitionKey": [{"prefix": "b#"}]}) == {"partitionKey"}
+    assert metadata_keys({"$or": [{"data": {"a": [1]}}, {"sequenceNumber": ["1"]}]}) == {
+        "sequenceNumber"}
