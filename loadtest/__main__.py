@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"python -m loadtest: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # e.g. a report or plot that cannot be written
+        print(f"python -m loadtest: {exc}", file=sys.stderr)
+        return 1
     except LoadTestError as exc:
         print(f"python -m loadtest: {exc}", file=sys.stderr)
         return 1

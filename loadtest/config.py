@@ -119,6 +119,9 @@ def parse_run_args(argv: list[str]) -> RunConfig:
         )
     if ns.scenario == "chat" and not 2 <= ns.room_size <= ns.connections:
         raise ConfigError("--room-size", f"{ns.room_size} must be in [2, connections={ns.connections}]")
+    for option, path in (("--json", ns.json), ("--plot", ns.plot)):
+        if path is not None and not path.resolve().parent.is_dir():
+            raise ConfigError(option, f"directory {path.resolve().parent} does not exist")
     if ns.url is not None:
         scheme = urllib.parse.urlsplit(ns.url).scheme
         if scheme not in ("ws", "wss") or not urllib.parse.urlsplit(ns.url).hostname:

@@ -328,7 +328,8 @@ class LoadRun:
             self.report.errors["foreign_or_malformed"] += 1
             return
         try:
-            sender, seq, due_us, sent_us = int(body["c"]), int(body["s"]), body["t"], body["a"]
+            sender, seq = int(body["c"]), int(body["s"])
+            due_us, sent_us = float(body["t"]), float(body["a"])
         except (KeyError, TypeError, ValueError):
             self.report.errors["foreign_or_malformed"] += 1
             return

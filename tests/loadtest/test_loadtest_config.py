@@ -35,6 +35,8 @@ def test_headers_and_query_reach_the_connect_request() -> None:
         (["--query", "novalue"], "--query"),
         (["--scenario", "chat", "-c", "3", "--room-size", "4"], "--room-size"),
         (["--scenario", "chat", "--room-size", "1"], "--room-size"),
+        (["--json", "/nonexistent-dir/r.json"], "--json"),
+        (["--plot", "/nonexistent-dir/r.png"], "--plot"),
     ],
 )
 def test_invalid_settings_name_the_flag(argv: list[str], option: str) -> None:

@@ -116,6 +116,26 @@ async def test_unreachable_target_is_reported_not_raised() -> None:
     assert report.totals["sent"] == 0
 
 
+async def test_malformed_replies_are_counted_not_fatal() -> None:
+    async def garbage(ws: ServerConnection) -> None:
+        async for message in ws:
+            data = orjson.loads(message)["data"]
+            await ws.send(b"\xff\x00 not json")
+            bad_time = {"r": data["r"], "c": 0, "s": 0, "t": "x", "a": 1}
+            await ws.send(orjson.dumps({"action": "echo", "data": bad_time}).decode())
+            await ws.send('{"action":"mystery"}')
+            await ws.send(orjson.dumps({"action": "echo", "data": data}).decode())
+
+    async with serve(garbage, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        cfg = _cfg(connections=1, rate=20, duration=0.25)
+        report = await LoadRun(cfg, f"ws://127.0.0.1:{port}/dev", out=io.StringIO()).run()
+    t = report.totals
+    assert (t["sent"], t["received"], t["lost"]) == (5, 5, 0)
+    assert report.errors["unrecognised_frame"] == 10  # the binary garbage and the unknown action
+    assert report.errors["foreign_or_malformed"] == 5
+
+
 def test_frames_are_padded_to_the_payload_size() -> None:
     frame = pad_frame(lambda p: {"action": "echo", "data": {"p": p}}, 500)
     assert len(frame.encode()) == 500
