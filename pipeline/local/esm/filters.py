@@ -47,7 +47,7 @@ def filter_document(record: StoredRecord) -> dict[str, Any]:
     """What a Kinesis filter pattern is evaluated against."""
     try:
         data: Any = json.loads(record.data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested beyond the parser
         data = UNPARSEABLE
     return {
         "kinesisSchemaVersion": "1.0",

@@ -127,6 +127,9 @@ class EventSourceMappingRunner:
         except Exception as exc:  # a broken invoker must not kill the shard: a function error
             log.exception("%s: invoker failed", self.config.uuid)
             result = InvokeResult(False, None, type(exc).__name__, str(exc))
+        if not isinstance(result, InvokeResult):
+            log.error("%s: invoker returned %r, not an InvokeResult", self.config.uuid, result)
+            result = InvokeResult(False, None, "InvalidInvokeResult", repr(result)[:200])
         if not result.ok:
             self.stats.function_errors += 1
         return result
@@ -194,8 +197,12 @@ class _Shard:
                     # Everything stored is older than the timestamp: continue from the newest.
                     self.at_timestamp = None
                     self.after = src.latest_sequence(self.ctx.stream_arn, self.ctx.shard_id)
-                await src.wait_for_records(self.ctx.stream_arn, self.ctx.shard_id, self.after,
-                                           IDLE_WAIT_S)
+                try:
+                    await src.wait_for_records(self.ctx.stream_arn, self.ctx.shard_id,
+                                               self.after, IDLE_WAIT_S)
+                except Exception:
+                    log.exception("%s: waiting on %s failed", cfg.uuid, self.ctx.shard_id)
+                    await asyncio.sleep(runner._backoff(3))
                 continue
             self.after, self.at_timestamp = records[-1].sequence_number, None
             runner.stats.records_read += len(records)
@@ -228,7 +235,12 @@ class _Lane:
     async def run(self) -> None:
         while True:
             item = self.pending.popleft() if self.pending else await self._next_batch()
-            await self._process(item)
+            try:
+                await self._process(item)
+            except Exception:  # an engine bug must not silently stop the shard: retry later
+                log.exception("%s: processing a batch failed", self.runner.config.uuid)
+                self.pending.appendleft(item)
+                await asyncio.sleep(self.runner._backoff(5))
 
     async def _next_batch(self) -> WorkItem:
         loop = asyncio.get_running_loop()

@@ -123,3 +123,9 @@ def test_metadata_keys_are_reported() -> None:
     assert metadata_keys({"partitionKey": [{"prefix": "b#"}]}) == {"partitionKey"}
     assert metadata_keys({"$or": [{"data": {"a": [1]}}, {"sequenceNumber": ["1"]}]}) == {
         "sequenceNumber"}
+
+
+def test_pathologically_nested_data_is_not_json_for_filters() -> None:
+    record = rec(b"[" * 200_000 + b"]" * 200_000)
+    assert not record_matches([{"data": [{"exists": True}]}], record)
+    assert record_matches([{"partitionKey": ["pk-1"]}], record)

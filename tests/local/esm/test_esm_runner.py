@@ -306,3 +306,19 @@ async def test_stop_is_prompt_even_if_the_invoker_swallows_a_cancellation(rig: R
     async with asyncio.timeout(2):
         await runner.stop()
     assert swallowed == 1 and not runner.running
+
+
+async def test_an_invoker_returning_garbage_is_a_function_error(rig: Rig) -> None:
+    class Garbage:
+        async def invoke(self, function_name: str, event: dict[str, Any]) -> Any:
+            rig.probe.notify()
+            return {"StatusCode": 200}
+
+    sink = ListSink(rig.probe)
+    runner = EventSourceMappingRunner(rig.config(maximum_retry_attempts=0), rig.stream, Garbage(),
+                                      sink, retry_backoff_s=0.001)
+    rig.runners.append(runner)
+    await runner.start()
+    rig.put("k", 1)
+    await rig.probe.until(lambda: len(sink.sent) == 1)
+    assert runner.stats.function_errors == 1
