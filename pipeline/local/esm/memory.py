@@ -35,6 +35,13 @@ class MemoryStream:
         self._counter = 0
         self._waiters: dict[str, list[asyncio.Future[None]]] = {s: [] for s in self.shards}
 
+    def add_shard(self) -> str:
+        """A new shard (as after resharding); new keys may route to it."""
+        shard_id = f"shardId-{len(self.shards):012d}"
+        self.shards[shard_id] = []
+        self._waiters[shard_id] = []
+        return shard_id
+
     def consumer_arn(self, consumer: str) -> str:
         return f"{self.stream_arn}/consumer/{consumer}:1700000000"
 

@@ -56,6 +56,7 @@ class EventSourceMappingRunner:
         invoke_identity_arn: str | None = None,
         retry_backoff_s: float = 0.1,
         max_backoff_s: float = 2.0,
+        shard_refresh_s: float = 5.0,
     ) -> None:
         self.config = config
         self.stats = RunnerStats()
@@ -72,7 +73,9 @@ class EventSourceMappingRunner:
         self._clock = clock
         self._backoff_s = retry_backoff_s
         self._max_backoff_s = max_backoff_s
+        self._shard_refresh_s = shard_refresh_s
         self._tasks: list[asyncio.Task[None]] = []
+        self._shards: dict[str, _Shard] = {}
 
     @property
     def running(self) -> bool:
@@ -91,16 +94,38 @@ class EventSourceMappingRunner:
                          self.config.uuid, sorted(keys))
         stream_arn = self._source.stream_arn_of(self.config.event_source_arn)
         for shard_id in self._source.shard_ids(stream_arn):
-            ctx = EventContext(shard_id, stream_arn, self._region, self._identity)
-            shard = _Shard(self, ctx)
+            self._start_shard(stream_arn, shard_id, initial=True)
+        self._tasks.append(asyncio.create_task(self._discover(stream_arn), name="esm-discover"))
+
+    def _start_shard(self, stream_arn: str, shard_id: str, *, initial: bool) -> None:
+        ctx = EventContext(shard_id, stream_arn, self._region, self._identity)
+        shard = _Shard(self, ctx)
+        if initial:
             shard.position_at_start()
-            self._tasks.append(asyncio.create_task(shard.read_loop(), name=f"esm-read-{shard_id}"))
-            for lane in shard.lanes:
-                self._tasks.append(asyncio.create_task(lane.run(), name=f"esm-lane-{shard_id}"))
+        # else: a shard born after the start (resharding) is read from its beginning
+        self._shards[shard_id] = shard
+        self._tasks.append(asyncio.create_task(shard.read_loop(), name=f"esm-read-{shard_id}"))
+        for lane in shard.lanes:
+            self._tasks.append(asyncio.create_task(lane.run(), name=f"esm-lane-{shard_id}"))
+
+    async def _discover(self, stream_arn: str) -> None:
+        """Pick up shards created by resharding. (Lambda finishes a parent shard before its
+        children; the source does not expose parentage, so the twin reads them concurrently.)"""
+        while True:
+            await asyncio.sleep(self._shard_refresh_s)  # a slow control-plane poll, not the data path
+            try:
+                shard_ids = self._source.shard_ids(stream_arn)
+            except Exception:
+                log.exception("%s: listing shards failed", self.config.uuid)
+                continue
+            for shard_id in shard_ids:
+                if shard_id not in self._shards:
+                    self._start_shard(stream_arn, shard_id, initial=False)
 
     async def stop(self) -> None:
         """Cancel readers and lanes (an in-flight invocation is abandoned) and wait for them."""
         tasks, self._tasks = self._tasks, []
+        self._shards.clear()
         pending = set(tasks)
         for _ in range(50):  # re-cancel: a neighbour's code may swallow one cancellation
             if not pending:

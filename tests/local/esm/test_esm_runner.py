@@ -322,3 +322,19 @@ async def test_an_invoker_returning_garbage_is_a_function_error(rig: Rig) -> Non
     rig.put("k", 1)
     await rig.probe.until(lambda: len(sink.sent) == 1)
     assert runner.stats.function_errors == 1
+
+
+async def test_a_shard_added_later_is_read_from_its_start(rig: Rig) -> None:
+    got: list[Any] = []
+    invoker = FunctionInvoker(lambda e: got.extend(decoded(e)), rig.probe)
+    runner = EventSourceMappingRunner(rig.config(), rig.stream, invoker, ListSink(rig.probe),
+                                      shard_refresh_s=0.01)
+    rig.runners.append(runner)
+    await runner.start()
+    new_shard = rig.stream.add_shard()
+    keys = [k for k in (f"k{i}" for i in range(50)) if
+            list(rig.stream.shards)[lane_of(k, 2)] == new_shard]
+    for key in keys[:3]:
+        rig.put(key, key)  # lands on the new shard, before or after discovery
+    await rig.probe.until(lambda: sorted(got) == sorted(keys[:3]))
+    assert {e["Records"][0]["eventID"].split(":")[0] for e in invoker.events} == {new_shard}
