@@ -305,22 +305,24 @@ class FrameSizeScanner:
     message split into frames of at most 32 KB may reach 128 KB
     (https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-execution-service-websocket-limits-table.html).
     WebSocket libraries reassemble fragments before the application sees them, so the server
-    shows every received chunk to this scanner first. It keeps only the current header (at
-    most 14 bytes) and a count of payload bytes to skip, never the payload.
+    shows every received chunk to this scanner first. It also fails an unmasked client frame
+    (1002), which RFC 6455 section 5.1 requires and aiohttp does not check. It keeps only the
+    current header (at most 14 bytes) and a count of payload bytes to skip, never the payload.
     """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.violation: int | None = None  # the declared payload length of the first bad frame
+        self.close_code: int | None = None  # set at the first bad frame: 1009 or 1002
+        self.reason = ""
         self._header = bytearray()
         self._skip = 0
 
     def feed(self, data: bytes) -> int | None:
-        """Scan *data*; the offset just past the first oversized frame's header, else None.
+        """Scan *data*; the offset just past the first bad frame's header, else None.
 
         After a violation the scanner ignores everything (the connection is being closed).
         """
-        if self.violation is not None:
+        if self.close_code is not None:
             return None
         pos, end = 0, len(data)
         while pos < end:
@@ -335,10 +337,13 @@ class FrameSizeScanner:
             pos += take
             if len(self._header) < self._header_length():
                 continue
-            length = self._payload_length()
+            length, masked = self._payload_length(), bool(self._header[1] & 0x80)
             self._header.clear()
             if length > self.limit:
-                self.violation = length
+                self.close_code, self.reason = 1009, f"Frame size {length} exceeds {self.limit}"
+                return pos
+            if not masked:
+                self.close_code, self.reason = 1002, "Client frames must be masked"
                 return pos
             self._skip = length
         return None

@@ -4,7 +4,8 @@ Close paths and the codes ``$disconnect`` reports (``$context.disconnectStatusCo
 own close code (1005 when its close frame has none), 1006 when the network drops, 1001 for idle
 timeout, maximum connection duration and server stop, 1000 for DELETE @connections, 1009 for a
 message over 128 KB, 1007 for invalid UTF-8, 1003 for a binary frame (the API declares no binary
-media types), 1009 for a single frame over 32 KB (:class:`_FrameGuard`). Every path delivers
+media types), 1009 for a single frame over 32 KB and 1002 for an unmasked one (:class:`_FrameGuard`),
+1002 for other protocol errors (aiohttp's reader). Every path delivers
 ``$disconnect`` exactly once, best effort (its failure is only logged, as AWS:
 https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-route-keys-connect-disconnect.html).
 """
@@ -19,7 +20,7 @@ from typing import Any
 
 import orjson
 from aiohttp import WSMsgType, web
-from aiohttp.http import WebSocketError, WSCloseCode
+from aiohttp.http import WebSocketError
 
 from pipeline.local import vtl
 from pipeline.local.gateway import AwsResponse, GatewayLimits, IntegrationBackend
@@ -35,6 +36,7 @@ from pipeline.local.gateway.protocol import (
     integration_failed,
     is_well_formed_id,
 )
+from pipeline.local.iam.gateway_access import GatewayAccess
 
 LOG = logging.getLogger(__name__)
 
@@ -63,11 +65,12 @@ class _Client:
 
 
 class _FrameGuard:
-    """Stands in front of aiohttp's WebSocketReader and checks every frame's declared size.
+    """Stands in front of aiohttp's WebSocketReader and checks every frame header.
 
     aiohttp only limits the reassembled message; API Gateway also closes 1009 on any single frame
-    over 32 KB. Frames before the oversized one are still delivered, then the reader's queue gets
-    the 1009 error, exactly as aiohttp reports its own message-size violation.
+    over 32 KB (and RFC 6455 requires 1002 for an unmasked client frame). Frames before the bad
+    one are still delivered, then the reader's queue gets the error, exactly as aiohttp reports
+    its own violations (the app then sees an ERROR message and aiohttp sends the close frame).
     """
 
     def __init__(self, parser: Any, queue: Any, limit: int) -> None:
@@ -85,10 +88,8 @@ class _FrameGuard:
             return result
         self._tripped = True
         eof, _ = self._parser.feed_data(data[:cut])
-        if not eof:  # the reader found no error of its own in the bytes before
-            self._queue.set_exception(WebSocketError(
-                WSCloseCode.MESSAGE_TOO_BIG,
-                f"Frame size {self.scanner.violation} exceeds {self.scanner.limit}"))
+        if not eof and self.scanner.close_code is not None:  # no earlier error of the reader's
+            self._queue.set_exception(WebSocketError(self.scanner.close_code, self.scanner.reason))
         return True, b""
 
     def feed_eof(self) -> None:
@@ -145,8 +146,10 @@ class Gateway:
 
     def __init__(self, api: ApiModel, backend: IntegrationBackend, *, stage: str,
                  host: str = "127.0.0.1", port: int = 8080,
-                 limits: GatewayLimits = DEFAULT_LIMITS) -> None:
+                 limits: GatewayLimits = DEFAULT_LIMITS,
+                 access: GatewayAccess | None = None) -> None:
         self.api = api
+        self._access = access  # IAM: SigV4 $connect and @connections (None: not checked)
         self.stage = stage
         self.host = host
         self.port = port
@@ -204,7 +207,9 @@ class Gateway:
         conn = self._protocol.open(
             source_ip=request.remote or "", user_agent=request.headers.get("User-Agent", ""),
             domain_name=request.host, headers=dict(request.headers), query=dict(request.query))
-        refused = await self._authorize(conn)
+        refused = self._verify_iam(request)
+        if refused is None:
+            refused = await self._authorize(conn)
         if refused is not None:
             return refused
         # $connect runs before the upgrade completes; a failure refuses it with the status AWS
@@ -233,6 +238,18 @@ class Gateway:
             self._disconnect(client)
             self._handlers.discard(client)
         return ws
+
+    def _verify_iam(self, request: web.Request) -> web.Response | None:
+        """``AWS_IAM`` on $connect: a valid SigV4-presigned URL, else 403 as AWS answers."""
+        route = self.api.route("$connect")
+        if self._access is None or route is None or route.authorization_type != "AWS_IAM":
+            return None
+        refusal = self._access.verify_connect(
+            method=request.method, host=request.host, path=request.rel_url.raw_path,
+            raw_query=request.rel_url.raw_query_string, headers=request.headers)
+        if refusal is None:
+            return None
+        return _aws_error(refusal.status, refusal.error_type, refusal.message)
 
     async def _authorize(self, conn: Connection) -> web.Response | None:
         """Run the $connect Lambda authorizer; a refusal response, or None to go on."""
@@ -359,6 +376,11 @@ class Gateway:
         connection_id = request.match_info["connection_id"]
         if request.method not in ("POST", "GET", "DELETE"):
             return _aws_error(403, "ForbiddenException", "Forbidden")
+        if self._access is not None:  # IAM before the connection is looked up, as in AWS
+            refusal = self._access.manage_connections(
+                method=request.method, connection_id=connection_id, headers=request.headers)
+            if refusal is not None:
+                return _aws_error(refusal.status, refusal.error_type, refusal.message)
         if not is_well_formed_id(connection_id):
             return _aws_error(400, "BadRequestException", f"Invalid connectionId: {connection_id}")
         client = self._clients.get(connection_id)
