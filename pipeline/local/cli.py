@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                         help="close idle WebSocket connections after this (AWS: 600)")
     parser.add_argument("--max-connection-life", type=float, default=None, metavar="SECONDS",
                         help="close connections older than this (AWS: 7200)")
+    parser.add_argument("--no-iam", action="store_true",
+                        help="do not evaluate the stack's IAM policies (integration roles, "
+                             "function roles, @connections, SigV4 $connect); default: enforced")
     parser.add_argument("--log-level", default="WARNING", help="twin log level (default WARNING)")
 
 
@@ -68,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     config = TwinConfig(
         stage=args.stage, port=args.port, aws_port=args.aws_port, assembly=assembly,
         enforce_limits=args.enforce_limits, idle_timeout_s=args.idle_timeout,
-        max_connection_life_s=args.max_connection_life,
+        max_connection_life_s=args.max_connection_life, iam=not args.no_iam,
     )
     return asyncio.run(_serve(config))
 

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.local.cfn import Stack, load_template, resolve_stack
+from pipeline.local.iam.access import AccessControl
+from pipeline.local.iam.gateway_access import GatewayAccess
 from pipeline.local.services import AwsServices, MotoShardSource, SqsFailureSink
 from pipeline.local.workers import Workers, function_specs
 
@@ -44,6 +46,7 @@ class TwinConfig:
     enforce_limits: bool = False
     idle_timeout_s: float | None = None
     max_connection_life_s: float | None = None
+    iam: bool = True  # evaluate the stack's IAM policies locally (``--no-iam``: off)
 
     @property
     def stack_name(self) -> str:
@@ -105,7 +108,8 @@ class Twin:
         for warning in stack.warnings:
             log.warning("template: %s", warning)
 
-        self.services = services = AwsServices(enforce_limits=cfg.enforce_limits)
+        access = AccessControl.from_stack(stack) if cfg.iam else None
+        self.services = services = AwsServices(enforce_limits=cfg.enforce_limits, access=access)
         aws_url = services.start(cfg.aws_port)
         services.provision(stack)
 
@@ -116,8 +120,9 @@ class Twin:
         if cfg.max_connection_life_s is not None:
             limits = _replace(limits, max_connection_s=cfg.max_connection_life_s)
         api = build_api_model(stack.as_dict(), cfg.stage)
+        gateway_access = GatewayAccess(access, api.api_id, cfg.stage) if access else None
         self._gateway = Gateway(api, backend, stage=cfg.stage, host="127.0.0.1",
-                                port=cfg.port, limits=limits)
+                                port=cfg.port, limits=limits, access=gateway_access)
         port = await self._gateway.start()
 
         self.workers = Workers(function_specs(stack, gateway_port=port, aws_url=aws_url), aws_url)

@@ -27,6 +27,7 @@ import orjson
 
 from pipeline.local.cfn import REGION, Stack
 from pipeline.local.esm.interfaces import InvokeResult
+from pipeline.local.iam.access import function_access_key, function_secret_key
 
 log = logging.getLogger(__name__)
 WORKER_SCRIPT = Path(__file__).with_name("worker_main.py")
@@ -74,7 +75,9 @@ def worker_environment(spec: FunctionSpec, aws_url: str) -> dict[str, str]:
     env = {k: os.environ[k] for k in _INHERITED if k in os.environ}
     env.update({
         "AWS_ENDPOINT_URL": aws_url,
-        "AWS_ACCESS_KEY_ID": "twin", "AWS_SECRET_ACCESS_KEY": "twin", "AWS_SESSION_TOKEN": "twin",
+        # Per-function credentials: the twin maps the key to the function's role (local IAM).
+        "AWS_ACCESS_KEY_ID": function_access_key(spec.name),
+        "AWS_SECRET_ACCESS_KEY": function_secret_key(spec.name), "AWS_SESSION_TOKEN": "twin",
         "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,
         "AWS_LAMBDA_FUNCTION_NAME": spec.name,
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",

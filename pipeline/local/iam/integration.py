@@ -15,7 +15,7 @@ import orjson
 
 from pipeline.local.iam.access import AccessControl
 from pipeline.local.iam.errors import denied_message
-from pipeline.local.iam.requests import denied_body, resources_for
+from pipeline.local.iam.requests import checks_for, denied_body
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,7 @@ def integration_denied(access: AccessControl, service: str, action: str, body: b
         return None  # the service itself answers SerializationException
     if not isinstance(request, dict):
         return None
-    iam_action = f"{service}:{action}"
-    for resource in resources_for(service, action, request, access.secret_arns):
+    for iam_action, resource in checks_for(service, action, request, access.secret_arns):
         denial = access.check_integration(credentials_arn, iam_action, resource)
         if denial is not None:
             status, _, payload = denied_body(service, "json", denied_message(denial))

@@ -32,12 +32,18 @@ class Credential:
     service: str
 
 
+Check = tuple[str, str]  # (IAM action, resource ARN)
+# TransactWriteItems/TransactGetItems are authorized per item with the item's own action
+# (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis-iam.html).
+_TRANSACT_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
+                     "ConditionCheck": "ConditionCheckItem", "Get": "GetItem"}
+
+
 @dataclass(frozen=True)
 class IamRequest:
-    """One API call as IAM sees it: every listed resource must be allowed."""
+    """One API call as IAM sees it: every (action, resource) pair must be allowed."""
 
-    action: str
-    resources: tuple[str, ...]
+    checks: tuple[Check, ...]
     protocol: str  # "json" or "query"
 
 
@@ -80,14 +86,6 @@ def _dynamodb(op: str, req: Mapping[str, Any]) -> tuple[str, ...]:
     items = req.get("RequestItems")
     if isinstance(items, Mapping) and items:  # BatchGetItem / BatchWriteItem: every table
         return tuple(_table_arn(str(t)) for t in items)
-    transact = req.get("TransactItems")
-    if isinstance(transact, list) and transact:
-        tables = []
-        for item in transact:
-            for body in (item.values() if isinstance(item, Mapping) else ()):
-                if isinstance(body, Mapping) and isinstance(body.get("TableName"), str):
-                    tables.append(_table_arn(body["TableName"]))
-        return tuple(dict.fromkeys(tables)) or ("*",)
     name = req.get("TableName") or req.get("TableArn") or req.get("ResourceArn")
     if isinstance(name, str) and name:
         return (_table_arn(name, req.get("IndexName")),)
@@ -132,8 +130,7 @@ def iam_request(credential: Credential, headers: Mapping[str, str], body: bytes,
             return None  # the service answers SerializationException itself
         if not isinstance(req, dict):
             return None
-        return IamRequest(f"{prefix}:{operation}", resources_for(prefix, operation, req,
-                                                              secrets or {}), "json")
+        return IamRequest(checks_for(prefix, operation, req, secrets or {}), "json")
     form = {k: v[0] for k, v in parse_qs(query).items()}
     content_type = headers.get("Content-Type") or headers.get("content-type") or ""
     if body and "x-www-form-urlencoded" in content_type:
@@ -141,8 +138,24 @@ def iam_request(credential: Credential, headers: Mapping[str, str], body: bytes,
     action = form.get("Action")
     if not action:
         return None
-    return IamRequest(f"{prefix}:{action}",
-                      resources_for(prefix, action, form, secrets or {}), "query")
+    return IamRequest(checks_for(prefix, action, form, secrets or {}), "query")
+
+
+def checks_for(prefix: str, operation: str, req: Mapping[str, Any],
+               secrets: Mapping[str, str]) -> tuple[Check, ...]:
+    """The (action, resource) pairs IAM authorizes for one operation."""
+    transact = req.get("TransactItems") if prefix == "dynamodb" else None
+    if isinstance(transact, list) and transact:
+        checks: list[Check] = []
+        for item in transact:
+            for kind, body in (item.items() if isinstance(item, Mapping) else ()):
+                action = _TRANSACT_ACTIONS.get(str(kind))
+                if action and isinstance(body, Mapping) and isinstance(body.get("TableName"), str):
+                    checks.append((f"dynamodb:{action}", _table_arn(body["TableName"])))
+        if checks:
+            return tuple(dict.fromkeys(checks))
+    action = f"{prefix}:{operation}"
+    return tuple((action, r) for r in resources_for(prefix, operation, req, secrets))
 
 
 def resources_for(prefix: str, operation: str, req: Mapping[str, Any],

@@ -81,8 +81,8 @@ class IamMiddleware:
         request = iam_request(credential, headers, body, query, secrets=self._secrets)
         if request is None:
             return self._app(environ, start_response)
-        for resource in request.resources:
-            denial = self._access.check(caller, request.action, resource)
+        for action, resource in request.checks:
+            denial = self._access.check(caller, action, resource)
             if denial is not None:
                 log.info("IAM: %s", denied_message(denial))
                 status, extra, payload = denied_body(credential.service, request.protocol,
