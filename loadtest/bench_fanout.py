@@ -1,13 +1,17 @@
-"""Broadcast fan-out benchmark: the runtime's @connections client vs a sequential boto3 loop.
+"""Broadcast fan-out benchmark: the runtime's @connections client vs boto3, side by side.
 
 One message to ``connections`` connections, posted (a) by ``pipeline.runtime.ConnectionsClient``
-(thread pool, pooled keep-alive connections) and (b) the seed way, one ``post_to_connection``
-after the other on a default boto3 client; both against the same endpoint in the same run.
+with its lean signed keep-alive path (the default), (b) by the same client on its boto3 path
+(``CONNECTIONS_CLIENT=boto3``: the old 48-thread pool of ``post_to_connection``) and (c) the seed
+way, one ``post_to_connection`` after the other on a default boto3 client; all against the same
+endpoint in the same run.
 
-The endpoint is a minimal aiohttp server in a child process (so it does not share this
-process's GIL) that answers like @connections after ``latency_ms`` (default 15 ms: the order of a
-real in-region postToConnection round trip; 0 measures pure client CPU), or any @connections URL
-given with ``--endpoint-url`` (e.g. the local twin's, whose unknown ids answer 410: still a post).
+The endpoint is a minimal asyncio HTTP/1.1 server in a child process (its own GIL; a bare
+``asyncio.Protocol``, because an aiohttp server tops out near 5,000 requests/s on one core here
+and would measure itself) that answers ``POST /<stage>/@connections/<id>`` with 200 after
+``latency_ms`` (15 ms: the order of a real in-region postToConnection round trip; 0 measures pure
+client CPU), or any @connections URL given with ``--endpoint-url`` (e.g. the local twin's, whose
+unknown ids answer 410: still a full round trip). Without ``--latency-ms`` both 0 and 15 ms run.
 
     python -m loadtest.bench_fanout [--connections 1000] [--latency-ms 15] [--endpoint-url URL]
 """
@@ -33,26 +37,59 @@ from pipeline.runtime import ConnectionsClient, Outcome
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+_OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 0\r\n\r\n"
+_NOT_FOUND = (b"HTTP/1.1 404 Not Found\r\nx-amzn-ErrorType: NotFoundException\r\n"
+              b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+_MAX_HEAD = 64 * 1024
+
+
 def _serve(latency_ms: float) -> None:
     """Child process: answer POST /<stage>/@connections/<id> with 200 after ``latency_ms``."""
     import asyncio
 
-    from aiohttp import web
+    delay = latency_ms / 1000
 
-    async def post(request: web.Request) -> web.Response:
-        await request.read()
-        if latency_ms:
-            await asyncio.sleep(latency_ms / 1000)  # the simulated service latency
-        return web.Response(status=200)
+    class Endpoint(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.buffer = b""
+            self.transport: asyncio.Transport | None = None
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            assert isinstance(transport, asyncio.Transport)
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            self.buffer += data
+            while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+                head = self.buffer[:end].decode("latin-1").split("\r\n")
+                length = 0
+                for line in head[1:]:
+                    name, _, value = line.partition(":")
+                    if name.strip().lower() == "content-length":
+                        length = int(value)
+                if len(self.buffer) < end + 4 + length:
+                    return  # the body is still coming
+                self.buffer = self.buffer[end + 4 + length:]
+                method, _, rest = head[0].partition(" ")
+                ok = method == "POST" and "/@connections/" in rest.split(" ", 1)[0]
+                self.answer(_OK if ok else _NOT_FOUND)
+            if len(self.buffer) > _MAX_HEAD and self.transport is not None:
+                self.transport.close()  # no end of headers in 64 KB: not HTTP
+
+        def answer(self, response: bytes) -> None:
+            if delay:  # the simulated service latency (answers keep their order: same delay)
+                asyncio.get_running_loop().call_later(delay, self.write, response)
+            else:
+                self.write(response)
+
+        def write(self, response: bytes) -> None:
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.write(response)
 
     async def main() -> None:
-        app = web.Application()
-        app.router.add_post("/{stage}/@connections/{cid}", post)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
-        await site.start()
-        print(f"PORT {runner.addresses[0][1]}", flush=True)
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(Endpoint, "127.0.0.1", 0, backlog=1024)
+        print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
         await asyncio.Event().wait()  # until the parent terminates this process
 
     asyncio.run(main())
@@ -110,13 +147,9 @@ def _measure(url: str, n: int, workers: int, latency_ms: float) -> dict[str, flo
     ids = [f"bench{i:010d}=" for i in range(n)]  # 16 chars, like a real connection id
     payload = json.dumps({"action": "broadcast", "room": "bench", "data": "x" * 100}).encode()
 
-    runtime = ConnectionsClient(url, workers=workers)
-    runtime.post_many(ids[:workers], payload)  # warm the pool and its connections, like a
-    start = time.perf_counter()                # container that has served before
-    results = runtime.post_many(ids, payload)
-    runtime_s = time.perf_counter() - start
-    runtime.close()
-    answered = sum(r.outcome in (Outcome.DELIVERED, Outcome.GONE) for r in results)
+    runtime_s, answered = _broadcast(ConnectionsClient(url, workers=workers), ids, payload)
+    pool_s, pool_answered = _broadcast(
+        ConnectionsClient(url, workers=workers, backend="boto3"), ids, payload)
 
     seed = boto3.client("apigatewaymanagementapi", endpoint_url=url)
     _post(seed, ids[0], payload)
@@ -130,12 +163,30 @@ def _measure(url: str, n: int, workers: int, latency_ms: float) -> dict[str, flo
         "latencyMs": latency_ms,
         "workers": float(workers),
         "runtimeS": runtime_s,
+        "boto3PoolS": pool_s,
         "sequentialS": sequential_s,
         "runtimePostsPerS": n / runtime_s,
+        "boto3PoolPostsPerS": n / pool_s,
         "sequentialPostsPerS": n / sequential_s,
         "speedup": sequential_s / runtime_s,
+        "speedupVsBoto3Pool": pool_s / runtime_s,
+        "boto3PoolSpeedup": sequential_s / pool_s,
         "answered": float(answered),
+        "boto3PoolAnswered": float(pool_answered),
     }
+
+
+def _broadcast(client: ConnectionsClient, ids: list[str], payload: bytes) -> tuple[float, int]:
+    """Seconds for one ``post_many`` to every id (after a warm-up that opens the pool's
+    connections, like a container that has served before) and how many were answered."""
+    try:
+        client.post_many([f"warm{i:011d}=" for i in range(client.workers)], payload)
+        start = time.perf_counter()
+        results = client.post_many(ids, payload)
+        elapsed = time.perf_counter() - start
+    finally:
+        client.close()
+    return elapsed, sum(r.outcome in (Outcome.DELIVERED, Outcome.GONE) for r in results)
 
 
 def _post(client: Any, cid: str, payload: bytes) -> None:
@@ -154,28 +205,37 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.bench_fanout",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, default=1000)
-    parser.add_argument("--latency-ms", type=float, default=15.0,
-                        help="simulated @connections latency of the local endpoint")
+    parser.add_argument("--latency-ms", type=float, action="append",
+                        help="simulated @connections latency of the local endpoint "
+                             "(repeatable; default: 0 and 15)")
     parser.add_argument("--workers", type=int, default=48)
     parser.add_argument("--endpoint-url", help="an @connections URL instead of the local one")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON only")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # the child
     args = parser.parse_args(argv)
+    latencies: list[float] = args.latency_ms or [0.0, 15.0]
     if args.serve:
-        _serve(args.latency_ms)
+        _serve(latencies[0])
         return 0
-    figures = run(args.connections, endpoint_url=args.endpoint_url,
-                  latency_ms=args.latency_ms, workers=args.workers)
+    if args.endpoint_url:
+        latencies = [float("nan")]
+    runs = [run(args.connections, endpoint_url=args.endpoint_url, latency_ms=latency,
+                workers=args.workers) for latency in latencies]
     if args.json:
-        print(json.dumps(figures))
+        print(json.dumps(runs if len(runs) > 1 else runs[0]))
         return 0
-    where = args.endpoint_url or f"local endpoint, {args.latency_ms:g} ms latency"
-    print(f"broadcast to {args.connections} connections ({where}):")
-    print(f"  runtime client ({args.workers} workers): {figures['runtimeS'] * 1000:8.0f} ms  "
-          f"{figures['runtimePostsPerS']:8.0f} posts/s")
-    print(f"  sequential boto3 loop:         {figures['sequentialS'] * 1000:8.0f} ms  "
-          f"{figures['sequentialPostsPerS']:8.0f} posts/s")
-    print(f"  ratio: {figures['speedup']:.1f}x   answered: {figures['answered']:.0f}")
+    for latency, fig in zip(latencies, runs, strict=True):
+        where = args.endpoint_url or f"local endpoint, {latency:g} ms latency"
+        print(f"broadcast to {args.connections} connections ({where}):")
+        for label, key in ((f"runtime client, lean ({args.workers} workers)", "runtime"),
+                           (f"runtime client, boto3 pool ({args.workers})", "boto3Pool"),
+                           ("sequential boto3 loop", "sequential")):
+            print(f"  {label:<38}{fig[key + 'S'] * 1000:8.0f} ms {fig[key + 'PostsPerS']:8.0f}"
+                  " posts/s")
+        print(f"  lean vs sequential {fig['speedup']:.1f}x, lean vs boto3 pool "
+              f"{fig['speedupVsBoto3Pool']:.1f}x, boto3 pool vs sequential "
+              f"{fig['boto3PoolSpeedup']:.1f}x; answered {fig['answered']:.0f} (lean), "
+              f"{fig['boto3PoolAnswered']:.0f} (boto3 pool)")
     return 0
 
 
