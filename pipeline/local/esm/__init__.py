@@ -10,9 +10,12 @@ The interface (all the orchestrator needs)::
     config = MappingConfig.from_cfn(resource["Properties"], logical_id="EchoMapping")
     runner = EventSourceMappingRunner(config, source, invoker, sink,
                                       region="us-east-1", invoke_identity_arn=role_arn)
-    await runner.start()      # no-op for Enabled: false
-    ...
+    await runner.start()      # no-op for Enabled: false; call inside the twin's event loop
+    ...                       # runner.stats: records read/filtered/processed/discarded, ...
     await runner.stop()
+
+Optional keywords: ``clock`` (record age), ``retry_backoff_s``/``max_backoff_s`` (exponential
+retry delay, default 0.1 s .. 2 s), ``shard_refresh_s`` (shard list poll for resharding, 5 s).
 
 - ``MappingConfig``: frozen; ``from_cfn`` takes the resolved properties and raises
   ``InvalidMappingConfigError`` (AWS code ``InvalidParameterValueException``) on bad input.
@@ -23,7 +26,8 @@ The interface (all the orchestrator needs)::
 - ``FailureSink``: ``send(destination_arn, message)`` = SQS ``SendMessage`` with a JSON body.
 
 Decisions live in pure modules (``filters``, ``batching``, ``policy``, ``events``); ``runner`` is
-the thin asyncio layer.
+the thin asyncio layer. ``memory.MemoryStream`` is an in-memory ``ShardSource`` (tests, bench);
+``python -m pipeline.local.esm.bench`` measures the engine's overhead.
 """
 
 from __future__ import annotations
