@@ -9,10 +9,13 @@ an explicit ``Deny`` wins, then an ``Allow``, otherwise the request is implicitl
   ``:`` separators (partition, service, region, account), as IAM matches ARN segment by segment
   (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_resource.html).
 - Conditions: the String*, Arn*, Bool and Null operators, with ``...IfExists`` and the
-  ``ForAnyValue:``/``ForAllValues:`` qualifiers. A key absent from the request context makes its
-  condition *not match* (so an Allow guarded by an unknown key does not apply, and a Deny
-  guarded by one does not apply either); an unknown operator never matches. Policy variables
-  (``${aws:username}``) are not expanded.
+  ``ForAnyValue:``/``ForAllValues:`` qualifiers. The twin knows only a few global keys
+  (:func:`pipeline.local.iam.access.role_context`); any other key is absent, and an absent key's
+  values *do not match*: a positive operator is false (an Allow guarded by it does not apply),
+  a negated one (``StringNotEquals``...) true, ``...IfExists`` true, as the condition operator
+  reference documents
+  (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html).
+  An unknown operator never matches. Policy variables (``${aws:username}``) are not expanded.
 """
 
 from __future__ import annotations
@@ -143,12 +146,12 @@ def _condition_matches(operator: str, key: str, expected: list[str], context: Co
     if op == "Null":
         want_absent = expected[0].lower() == "true" if expected else True
         return (actual is None) == want_absent
-    if actual is None:
-        return if_exists
     spec = _OPERATORS.get(op)
     if spec is None:
         return False
     compare, negated = spec
+    if actual is None:
+        return if_exists or negated
 
     def one(value: str) -> bool:
         hit = any(compare(p, value) for p in expected)
