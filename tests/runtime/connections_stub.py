@@ -8,11 +8,12 @@ Errors carry AWS's status, ``x-amzn-ErrorType`` code and a JSON message, as API 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
@@ -27,12 +28,16 @@ class AtConnections:
     gone: set[str] = field(default_factory=set)
     too_large: set[str] = field(default_factory=set)
     broken: set[str] = field(default_factory=set)
+    forbidden: set[str] = field(default_factory=set)  # 403 ForbiddenException
+    flaky: Counter[str] = field(default_factory=Counter)  # id -> how many 500s before 200
     throttle: Counter[str] = field(default_factory=Counter)  # id -> how many 429s before 200
     posts: list[tuple[str, bytes]] = field(default_factory=list)  # delivered only
     attempts: Counter[str] = field(default_factory=Counter)  # every POST, any answer
     delay_s: float = 0.0  # simulated service latency per request
     in_flight: int = 0
     max_in_flight: int = 0
+    tcp_connections: int = 0  # accepted TCP connections (keep-alive reuse shows here)
+    sockets: list[socket.socket] = field(default_factory=list)
     url: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -43,7 +48,12 @@ class AtConnections:
                 return 410, "GoneException"
             if cid in self.too_large or len(body) > MAX_MESSAGE_BYTES:
                 return 413, "PayloadTooLargeException"
+            if cid in self.forbidden:
+                return 403, "ForbiddenException"
             if cid in self.broken:
+                return 500, "InternalServerErrorException"
+            if self.flaky[cid] > 0:
+                self.flaky[cid] -= 1
                 return 500, "InternalServerErrorException"
             if self.throttle[cid] > 0:
                 self.throttle[cid] -= 1
@@ -55,6 +65,14 @@ class AtConnections:
         """The JSON frames delivered to one connection, in order."""
         with self.lock:
             return [json.loads(b) for c, b in self.posts if c == cid]
+
+    def drop_connections(self) -> None:
+        """Close every accepted connection from the server side (an idle keep-alive timeout)."""
+        with self.lock:
+            socks, self.sockets = self.sockets, []
+        for sock in socks:
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def delivered_to(self) -> list[str]:
         with self.lock:
@@ -73,6 +91,12 @@ class AtConnections:
 def _handler(state: AtConnections) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, like the real endpoint
+
+        def setup(self) -> None:
+            super().setup()
+            with state.lock:
+                state.tcp_connections += 1
+                state.sockets.append(self.request)
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))

@@ -1,12 +1,31 @@
-"""The @connections client against a real local HTTP server that answers like AWS."""
+"""The @connections client against a real local HTTP server that answers like AWS.
+
+The module's first tests run the default (lean) path through the shared ``connections``
+fixture; ``either`` runs a test on both paths."""
 
 from __future__ import annotations
 
+import datetime
 import json
+from collections.abc import Iterator
+from urllib.parse import quote, urlsplit
 
+import botocore.auth
+import pytest
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials, ReadOnlyCredentials
 from connections_stub import AtConnections
+from runtime_fixtures import FAST_RETRY
 
 from pipeline.runtime import ConnectionsClient, Outcome, RetryPolicy
+from pipeline.runtime.exceptions import PipelineRuntimeError
+from pipeline.runtime.signed_http import (
+    SignedPoster,
+    SigV4Signer,
+    error_code,
+    host_header,
+    region_of,
+)
 
 
 def test_a_post_is_delivered_with_its_exact_bytes(
@@ -77,3 +96,174 @@ def test_full_jitter_backoff_stays_under_the_cap() -> None:
     delays = [policy.delay(n) for n in range(10) for _ in range(50)]
     assert all(0.0 <= d <= 0.4 for d in delays)
     assert max(policy.delay(0) for _ in range(200)) <= 0.05
+
+
+# --- both post paths: the lean signed one (default) and boto3 (CONNECTIONS_CLIENT=boto3) ------
+
+@pytest.fixture(params=["lean", "boto3"])
+def either(request: pytest.FixtureRequest, atconn: AtConnections) -> Iterator[ConnectionsClient]:
+    client = ConnectionsClient(atconn.url, retry=FAST_RETRY, workers=8, backend=request.param)
+    yield client
+    client.close()
+
+
+def test_the_lean_path_is_the_default_and_the_env_switch_selects_boto3(
+    atconn: AtConnections, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert ConnectionsClient(atconn.url).backend == "lean"
+    monkeypatch.setenv("CONNECTIONS_CLIENT", "boto3")
+    client = ConnectionsClient(atconn.url)
+    assert client.backend == "boto3"
+    assert client.post("viaboto3", b"{}").outcome is Outcome.DELIVERED
+    assert atconn.posts == [("viaboto3", b"{}")]
+    monkeypatch.setenv("CONNECTIONS_CLIENT", "curl")
+    with pytest.raises(PipelineRuntimeError, match="CONNECTIONS_CLIENT"):
+        ConnectionsClient(atconn.url)
+
+
+@pytest.mark.parametrize(("setup", "expected"), [
+    ("gone", (Outcome.GONE, 410, "GoneException", 1)),
+    ("too_large", (Outcome.TOO_LARGE, 413, "PayloadTooLargeException", 1)),
+    ("forbidden", (Outcome.FAILED, 403, "ForbiddenException", 1)),
+    ("throttle", (Outcome.DELIVERED, 200, "", 2)),
+    ("flaky", (Outcome.DELIVERED, 200, "", 2)),
+])
+def test_answers_map_the_same_on_both_paths(
+    atconn: AtConnections, either: ConnectionsClient, setup: str,
+    expected: tuple[Outcome, int, str, int],
+) -> None:
+    cid = "Ab1+/x="  # needs percent-encoding in the path, and is signed that way
+    if setup in ("throttle", "flaky"):
+        getattr(atconn, setup)[cid] = 1  # one 429 / 500, then 200
+    else:
+        getattr(atconn, setup).add(cid)
+    result = either.post(cid, b'{"n":1}')
+    assert (result.outcome, result.status, result.error_code, result.attempts) == expected
+    assert atconn.attempts[cid] == expected[3]
+    assert atconn.delivered_to() == ([cid] if expected[0] is Outcome.DELIVERED else [])
+
+
+def test_post_many_concurrency_is_bounded_by_workers(atconn: AtConnections) -> None:
+    atconn.delay_s = 0.01
+    client = ConnectionsClient(atconn.url, retry=FAST_RETRY, workers=4)
+    try:
+        results = client.post_many([f"c{i}" for i in range(32)], b"{}")
+    finally:
+        client.close()
+    assert [r.outcome for r in results] == [Outcome.DELIVERED] * 32
+    assert 1 < atconn.max_in_flight <= 4
+
+
+def test_keep_alive_connections_are_reused(atconn: AtConnections) -> None:
+    client = ConnectionsClient(atconn.url, retry=FAST_RETRY, workers=6)
+    try:
+        for round_ in range(3):
+            results = client.post_many([f"r{round_}c{i}" for i in range(100)], b"{}")
+            assert all(r.outcome is Outcome.DELIVERED for r in results)
+        assert client.post("single", b"{}").outcome is Outcome.DELIVERED
+    finally:
+        client.close()
+    assert len(atconn.posts) == 301
+    assert atconn.tcp_connections <= 6  # 301 posts, at most one TCP connection per worker
+
+
+def test_a_keep_alive_connection_closed_by_the_server_is_replaced_without_a_retry(
+    atconn: AtConnections, connections: ConnectionsClient
+) -> None:
+    assert connections.post("first", b"{}").outcome is Outcome.DELIVERED
+    atconn.drop_connections()  # the endpoint's idle timeout closed the pooled connection
+    result = connections.post("second", b"{}")
+    assert (result.outcome, result.attempts) == (Outcome.DELIVERED, 1)
+    assert atconn.delivered_to() == ["first", "second"] and atconn.tcp_connections == 2
+
+
+def test_an_empty_connection_id_fails_at_once_without_a_request(
+    atconn: AtConnections, connections: ConnectionsClient
+) -> None:
+    result = connections.post("", b"{}")
+    assert (result.outcome, result.status, result.attempts) == (Outcome.FAILED, 400, 1)
+    assert sum(atconn.attempts.values()) == 0
+
+
+def test_error_codes_are_read_like_botocore_reads_them() -> None:
+    assert error_code(410, "GoneException:http://internal.amazon.com/coral/", b"") == \
+        "GoneException"
+    assert error_code(400, None, b'{"__type": "com.amazon#BadRequestException"}') == \
+        "BadRequestException"
+    assert error_code(400, None, b'{"message": "no code"}') == "400"
+    assert error_code(502, None, b"<html>bad gateway</html>") == "502"
+
+
+def test_region_comes_from_the_endpoint_host_else_the_environment(aws_env: None) -> None:
+    assert region_of("https://abc123.execute-api.eu-west-3.amazonaws.com/prod") == "eu-west-3"
+    assert region_of("http://127.0.0.1:8080/dev") == "us-east-1"
+
+
+# --- the signer is botocore's SigV4 for the same request and time ----------------------------
+
+FROZEN = datetime.datetime(2024, 5, 17, 13, 45, 30, tzinfo=datetime.UTC)
+
+
+def _botocore_headers(
+    monkeypatch: pytest.MonkeyPatch, creds: Credentials, url: str, body: bytes, region: str
+) -> dict[str, str]:
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: FROZEN)
+    request = AWSRequest("POST", url, data=body)
+    botocore.auth.SigV4Auth(creds, "execute-api", region).add_auth(request)
+    return dict(request.headers.items())
+
+
+@pytest.mark.parametrize("token", [None, "FwoGZXIvYXdzEJr//session+token=="])
+@pytest.mark.parametrize("endpoint", ["https://abc123.execute-api.eu-west-3.amazonaws.com/prod",
+                                      "http://127.0.0.1:8080/dev"])
+def test_the_signature_is_the_one_botocore_computes(
+    monkeypatch: pytest.MonkeyPatch, token: str | None, endpoint: str
+) -> None:
+    creds = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token)
+    region = region_of(endpoint)
+    poster = SignedPoster(endpoint, region=region, credentials=lambda: creds,
+                          clock=FROZEN.timestamp)
+    cid, body = "L0SM9cOFvHcCIhw=", b'{"action":"message","text":"h\xc3\xa9"}'
+    path = urlsplit(endpoint).path + "/@connections/" + quote(cid, safe="-._~")
+    ours = poster.signer.sign(host_header(*_host_parts(endpoint)), path, body)
+    theirs = _botocore_headers(monkeypatch, creds, endpoint + "/@connections/"
+                               + quote(cid, safe="-._~"), body, region)
+    assert ours["X-Amz-Date"] == theirs["X-Amz-Date"] == "20240517T134530Z"
+    assert ours["Authorization"] == theirs["Authorization"]
+    assert ours.get("X-Amz-Security-Token") == theirs.get("X-Amz-Security-Token") == token
+
+
+def _host_parts(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname or "", parts.port
+
+
+def test_refreshed_credentials_are_used_from_the_next_second() -> None:
+    now = [FROZEN.timestamp()]
+    current = [Credentials("AKIDOLD", "old-secret")]
+
+    class Source:
+        def get_frozen_credentials(self) -> ReadOnlyCredentials:
+            return current[0].get_frozen_credentials()
+
+    signer = SigV4Signer(Source, "us-east-1", clock=lambda: now[0])
+    first = signer.sign("h", "/dev/@connections/x", b"")["Authorization"]
+    current[0] = Credentials("AKIDNEW", "new-secret", "tok")
+    assert signer.sign("h", "/dev/@connections/x", b"")["Authorization"] == first  # cached
+    now[0] += 1
+    renewed = signer.sign("h", "/dev/@connections/x", b"")
+    assert "Credential=AKIDNEW/20240517/us-east-1/execute-api/aws4_request" in \
+        renewed["Authorization"]
+    assert renewed["X-Amz-Security-Token"] == "tok"
+
+
+def test_without_credentials_a_post_fails_after_its_attempts(
+    atconn: AtConnections, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = ConnectionsClient(atconn.url, retry=RetryPolicy(2, 0.001, 0.001))
+    assert client._lean is not None
+    client._lean.signer = SigV4Signer(lambda: None, "us-east-1")
+    result = client.post("x", b"{}")
+    assert (result.outcome, result.status, result.error_code, result.attempts) == (
+        Outcome.FAILED, 0, "NoCredentialsError", 2)
+    assert sum(atconn.attempts.values()) == 0
