@@ -7,16 +7,20 @@ from __future__ import annotations
 
 import datetime
 import json
+import time
 from collections.abc import Iterator
 from urllib.parse import quote, urlsplit
 
+import boto3
 import botocore.auth
 import pytest
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, ReadOnlyCredentials
 from connections_stub import AtConnections
 from runtime_fixtures import FAST_RETRY
+from websockets.sync.client import connect
 
+from pipeline.local.harness import Twin
 from pipeline.runtime import ConnectionsClient, Outcome, RetryPolicy
 from pipeline.runtime.exceptions import PipelineRuntimeError
 from pipeline.runtime.signed_http import (
@@ -267,3 +271,32 @@ def test_without_credentials_a_post_fails_after_its_attempts(
     assert (result.outcome, result.status, result.error_code, result.attempts) == (
         Outcome.FAILED, 0, "NoCredentialsError", 2)
     assert sum(atconn.attempts.values()) == 0
+
+
+# --- the twin's real @connections endpoint ----------------------------------------------------
+
+def test_the_lean_path_delivers_to_live_twin_connections_and_prunes_unknown_ones(
+    twin: Twin, aws_env: None
+) -> None:
+    ddb = boto3.client("dynamodb", endpoint_url=twin.aws)
+    table = ddb.list_tables()["TableNames"][0]
+    since_ms = int(time.time() * 1000) - 1
+    with connect(twin.ws) as one, connect(twin.ws) as two:
+        metas = ddb.scan(TableName=table, FilterExpression="sk = :m AND connectedAt >= :t",
+                         ExpressionAttributeValues={":m": {"S": "META"},
+                                                    ":t": {"N": str(since_ms)}})["Items"]
+        live = [m["connectionId"]["S"] for m in metas]  # ours: other tests share the twin
+        assert len(live) == 2  # the $connect integration wrote both before the handshake ended
+        client = ConnectionsClient(twin.connections.removesuffix("/@connections"))
+        try:
+            results = client.post_many([*live, "AAAAAAAAAAAAAAA="], b'{"hello":"twin"}')
+            too_big = client.post(live[0], b"x" * (128 * 1024 + 1))
+        finally:
+            client.close()
+        by_id = {r.connection_id: r for r in results}
+        assert all(by_id[cid].outcome is Outcome.DELIVERED for cid in live)
+        assert (by_id["AAAAAAAAAAAAAAA="].outcome, by_id["AAAAAAAAAAAAAAA="].status) == (
+            Outcome.GONE, 410)
+        assert (too_big.outcome, too_big.error_code) == (Outcome.TOO_LARGE,
+                                                         "PayloadTooLargeException")
+        assert one.recv(timeout=5) == two.recv(timeout=5) == '{"hello":"twin"}'
