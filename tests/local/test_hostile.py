@@ -17,7 +17,12 @@ CASES = cases.build()
 
 
 @pytest.fixture(scope="module")
-def results(twin: Any) -> dict[str, runner.Result]:
+def failure_queues_before(twin: Any) -> dict[str, int]:
+    return runner.failure_queue_depths(twin.aws)
+
+
+@pytest.fixture(scope="module")
+def results(twin: Any, failure_queues_before: dict[str, int]) -> dict[str, runner.Result]:
     """Every case run once, concurrently (the whole suite takes a few seconds)."""
     done = asyncio.run(runner.run_cases(twin.ws, CASES))
     return {r.case.kind: r for r in done}
@@ -67,6 +72,21 @@ def test_valid_frames_are_answered_afterwards(results: dict[str, runner.Result],
     assert [name for name, _ in checks] == ["echo", "chat join", "fallback"]
     assert checks == [(name, "") for name, _ in checks]
     assert twin.process.poll() is None
+
+
+def test_no_record_reached_an_on_failure_queue(
+        results: dict[str, runner.Result], twin: Any, failure_queues_before: dict[str, int]) -> None:
+    after = runner.failure_queue_depths(twin.aws)
+    assert len(after) == 4  # echo, chat, fallback, broadcast
+    assert after == {q: failure_queues_before.get(q, 0) for q in after}
+
+
+def test_cli_against_a_running_twin(results: dict[str, runner.Result], twin: Any,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--url", twin.ws, "--aws-endpoint", twin.aws]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(CASES)} cases in" in out and "pipeline healthy afterwards" in out
+    assert "- on-failure queues (4): no record failed" in out
 
 
 def test_table_has_one_row_per_case(results: dict[str, runner.Result]) -> None:

@@ -87,14 +87,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-synth", action="store_true",
                         help="the started twin uses the existing assembly (no `cdk synth`)")
     parser.add_argument("--assembly", type=Path, help="cloud assembly for the started twin")
+    parser.add_argument("--aws-endpoint",
+                        help="the twin's AWS endpoint, to check that no record reached an "
+                             "on-failure queue (default: the started twin's)")
     parser.add_argument("--concurrency", type=int, default=runner.CONCURRENCY,
                         help=f"connections at a time (default {runner.CONCURRENCY})")
     return parser.parse_args(argv)
 
 
-async def attack(url: str, concurrency: int, twin: TwinProcess | None) -> int:
+async def attack(url: str, concurrency: int, twin: TwinProcess | None,
+                 aws_endpoint: str | None = None) -> int:
     """Run every case against *url*, print the table and the liveness checks; the exit status."""
     started = time.monotonic()
+    before = (await asyncio.to_thread(runner.failure_queue_depths, aws_endpoint)
+              if aws_endpoint else {})
+    log_start = len(twin.output) if twin else 0
     results = await runner.run_cases(url, cases.build(), concurrency)
     print(runner.table(results), flush=True)
     checks = await runner.liveness(url)
@@ -103,9 +110,17 @@ async def attack(url: str, concurrency: int, twin: TwinProcess | None) -> int:
     for name, problem in checks:
         print(f"- {name}: {'answered' if not problem else 'FAILED: ' + problem}")
     healthy = all(not problem for _, problem in checks)
+    if aws_endpoint:
+        after = await asyncio.to_thread(runner.failure_queue_depths, aws_endpoint)
+        failed = {q: n - before.get(q, 0) for q, n in after.items() if n > before.get(q, 0)}
+        print(f"- on-failure queues ({len(after)}): "
+              + (f"RECORDS FAILED: {failed}" if failed else "no record failed"))
+        healthy = healthy and not failed
     if twin is not None:
-        print(f"- twin process: {'running' if twin.alive else 'EXITED'}")
-        healthy = healthy and twin.alive
+        tracebacks = sum("Traceback" in line for line in twin.output[log_start:])
+        print(f"- twin process: {'running' if twin.alive else 'EXITED'}, "
+              f"{tracebacks} tracebacks in its log during the run")
+        healthy = healthy and twin.alive and not tracebacks
     deviations = [r for r in results if not r.ok]
     print(f"\n{len(results)} cases in {elapsed:.1f} s: {len(results) - len(deviations)} got the "
           f"documented answer, {len(deviations)} did not; pipeline "
@@ -121,7 +136,7 @@ async def main_async(args: argparse.Namespace) -> int:
         if parts.scheme not in ("ws", "wss") or not parts.hostname:
             print(f"--url must be a ws:// or wss:// URL, got {args.url!r}", file=sys.stderr)
             return 2
-        return await attack(args.url, args.concurrency, None)
+        return await attack(args.url, args.concurrency, None, args.aws_endpoint)
     extra = ["--no-synth"] if args.no_synth else []
     if args.assembly is not None:
         extra += ["--assembly", str(args.assembly)]
@@ -134,7 +149,8 @@ async def main_async(args: argparse.Namespace) -> int:
         return 1
     print(f"twin ready at {twin.urls['ws']}\n", flush=True)
     try:
-        return await attack(twin.urls["ws"], args.concurrency, twin)
+        return await attack(twin.urls["ws"], args.concurrency, twin,
+                            args.aws_endpoint or twin.urls["aws"])
     finally:
         code = await twin.stop()
         print(f"twin stopped (exit {code})")

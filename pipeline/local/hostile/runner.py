@@ -212,6 +212,23 @@ async def liveness(url: str) -> list[tuple[str, str]]:
     return out
 
 
+def failure_queue_depths(aws_url: str) -> dict[str, int]:
+    """Messages in each on-failure (SQS) destination of the twin: a record that reached one was
+    not handled. Names end in ``OnFailure...`` (the stack's naming)."""
+    import boto3
+
+    sqs = boto3.client("sqs", endpoint_url=aws_url, region_name="us-east-1",
+                       aws_access_key_id="hostile", aws_secret_access_key="hostile")
+    depths: dict[str, int] = {}
+    for url in sqs.list_queues().get("QueueUrls", []):
+        if "OnFailure" not in url:
+            continue
+        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
+            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+        depths[url.rsplit("/", 1)[-1]] = sum(int(v) for v in attrs.values())
+    return depths
+
+
 def table(results: list[Result]) -> str:
     """The Markdown table the run prints."""
     lines = ["| # | kind | expected | got | connection | ok |", "|---|---|---|---|---|---|"]
