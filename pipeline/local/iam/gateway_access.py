@@ -137,10 +137,12 @@ class GatewayAccess:
         unsigned = "&".join(f"{k}={v}" for k, v in pairs if k != "X-Amz-Signature")
         lowered = {k.lower(): v for k, v in headers.items()}
         signed = [h for h in params["X-Amz-SignedHeaders"].split(";") if h]
-        request = AWSRequest(method=method, url=f"https://{host}{path}?{unsigned}",
-                             headers={h: lowered.get(h, "") for h in signed})
+        values = {h: lowered.get(h, "") for h in signed}
         if "host" in signed:
-            request.headers["host"] = lowered.get("host", host)
+            values["host"] = lowered.get("host", host)
+        # (botocore's HTTPHeaders appends on assignment: build the headers in one go)
+        request = AWSRequest(method=method, url=f"https://{host}{path}?{unsigned}",
+                             headers=values)
         request.context["timestamp"] = params["X-Amz-Date"]
         token = params.get("X-Amz-Security-Token")
         signer = SigV4QueryAuth(Credentials(access_key, secret, token), "execute-api", REGION)
