@@ -14,6 +14,7 @@ https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import http.client
@@ -178,6 +179,12 @@ class Connection:
         self.sock.close()
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One per process, on first use (loading the CA bundle takes ~20 ms): botocore's bundle."""
+    return ssl.create_default_context(cafile=get_cert_path(True))
+
+
 class ConnectionPool:
     """Keep-alive connections to one host, reused LIFO; at most ``maxsize`` kept idle."""
 
@@ -189,9 +196,7 @@ class ConnectionPool:
         self.opened = 0  # connections ever created (tests, diagnostics)
         self._idle: list[tuple[Connection, float]] = []
         self._lock = threading.Lock()
-        self._ssl: ssl.SSLContext | None = None
-        if scheme == "https":
-            self._ssl = ssl.create_default_context(cafile=get_cert_path(True))
+        self._tls = scheme == "https"
 
     def get(self) -> tuple[Connection | None, bool]:
         """An idle connection (``reused``) or ``None``, ``False``: the caller calls :meth:`new`."""
@@ -208,7 +213,7 @@ class ConnectionPool:
         """A new connection (raises ``OSError`` when the endpoint cannot be reached)."""
         with self._lock:
             self.opened += 1
-        return Connection(self.host, self.port, self._ssl)
+        return Connection(self.host, self.port, _tls_context() if self._tls else None)
 
     def put(self, conn: Connection) -> None:
         with self._lock:
