@@ -46,7 +46,7 @@ class ConsumerSpec:
 
     name: str
     routes: tuple[str, ...]
-    partition_key_prefix: str | None = None
+    server_route_keys: tuple[str, ...] = ()
     batch_size: int = 100
     max_batching_window_seconds: int = 0
     starting_position: StartingPosition = "LATEST"
@@ -67,10 +67,16 @@ class ConsumerSpec:
         """Custom route keys this consumer adds to the API ($default/$disconnect always exist)."""
         return tuple(r for r in self.routes if not r.startswith("$"))
 
+    @property
+    def filter_route_keys(self) -> tuple[str, ...]:
+        """Envelope ``routeKey`` values the event source mapping lets through: the client routes
+        plus the route keys server-side producers write (never exposed as API routes)."""
+        return self.routes + self.server_route_keys
+
 
 _SETTING_KEYS = {
     "routes": "routes",
-    "partitionKeyPrefix": "partition_key_prefix",
+    "serverRouteKeys": "server_route_keys",
     "batchSize": "batch_size",
     "maxBatchingWindowSeconds": "max_batching_window_seconds",
     "startingPosition": "starting_position",
@@ -98,6 +104,7 @@ def load_spec(name: str, consumers_dir: Path = CONSUMERS_DIR) -> ConsumerSpec:
         raise RegistryError(f"{path}: unknown settings {sorted(unknown)}")
     kwargs: dict[str, object] = {_SETTING_KEYS[k]: v for k, v in raw.items()}
     kwargs["routes"] = tuple(kwargs.get("routes", ()))  # type: ignore[arg-type]
+    kwargs["server_route_keys"] = tuple(kwargs.get("server_route_keys", ()))  # type: ignore[arg-type]
     spec = ConsumerSpec(name=name, **kwargs)  # type: ignore[arg-type]
     _validate(spec, path)
     return spec
@@ -107,8 +114,11 @@ def _validate(spec: ConsumerSpec, path: Path) -> None:
     for route in spec.routes:
         if not ROUTE_PATTERN.match(route):
             raise RegistryError(f"{path}: invalid route {route!r}")
-    if not spec.routes and not spec.partition_key_prefix:
-        raise RegistryError(f"{path}: a consumer needs routes or a partitionKeyPrefix")
+    for key in spec.server_route_keys:
+        if key.startswith("$") or not ROUTE_PATTERN.match(key):
+            raise RegistryError(f"{path}: invalid server route key {key!r}")
+    if not spec.routes and not spec.server_route_keys:
+        raise RegistryError(f"{path}: a consumer needs routes or serverRouteKeys")
     if not 1 <= spec.batch_size <= 10_000:
         raise RegistryError(f"{path}: batchSize must be 1..10000")
     if not 0 <= spec.max_batching_window_seconds <= 300:
@@ -138,7 +148,7 @@ def load_all(
     specs = [load_spec(n, consumers_dir) for n in names]
     owner: dict[str, str] = {}
     for spec in specs:
-        for route in spec.routes:
+        for route in spec.filter_route_keys:
             if route == "$disconnect":
                 continue  # several consumers may react to disconnects
             if route in owner:

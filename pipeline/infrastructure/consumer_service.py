@@ -26,19 +26,17 @@ ITERATOR_AGE_ALARM_MS = 60_000
 
 
 def consumer_filter(spec: ConsumerSpec) -> dict[str, object]:
-    """The mapping's one filter (docs/contracts.md): by routeKey, or by partition key prefix.
+    """The mapping's one filter (docs/contracts.md): the envelope's routeKey.
 
-    Filters on ``data`` only match JSON records; aggregated (KPL) records are not JSON, so their
-    consumers filter on metadata. https://docs.aws.amazon.com/lambda/latest/dg/with-kinesis-filtering.html
+    Kinesis event source mappings filter on ``data`` only, and a data pattern only matches JSON
+    data; KPL-aggregated records (server-side publish) still match because the mapping reads
+    through an enhanced fan-out consumer, for which Lambda applies the filter to the aggregated
+    user records ("Filtering Kinesis aggregated records"):
+    https://docs.aws.amazon.com/lambda/latest/dg/with-kinesis-filtering.html
     """
-    if spec.partition_key_prefix:
-        return dict(
-            lambda_.FilterCriteria.filter(
-                {"partitionKey": lambda_.FilterRule.begins_with(spec.partition_key_prefix)}
-            )
-        )
+    keys = spec.filter_route_keys
     return dict(
-        lambda_.FilterCriteria.filter({"data": {"routeKey": lambda_.FilterRule.or_(*spec.routes)}})
+        lambda_.FilterCriteria.filter({"data": {"routeKey": lambda_.FilterRule.or_(*keys)}})
     )
 
 

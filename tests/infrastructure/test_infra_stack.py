@@ -140,11 +140,7 @@ def test_every_mapping_reads_a_stream_consumer_with_bounded_failure_handling(
 
 def test_filters_follow_the_contract(resources: Resources, template: Template) -> None:
     for spec in load_all():
-        pattern: dict[str, object]
-        if spec.partition_key_prefix:
-            pattern = {"partitionKey": [{"prefix": spec.partition_key_prefix}]}
-        else:
-            pattern = {"data": {"routeKey": list(spec.routes)}}
+        pattern = {"data": {"routeKey": list(spec.filter_route_keys)}}
         template.has_resource_properties(
             "AWS::Lambda::EventSourceMapping",
             {

@@ -6,15 +6,20 @@ JSON never matches a pattern that mentions ``data`` (not even ``exists: false``/
 https://docs.aws.amazon.com/lambda/latest/dg/invocation-eventfiltering.html#filtering-kinesis
 Syntax: https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-event-patterns-content-based-filtering.html
 
-Metadata keys (``partitionKey``, ``sequenceNumber``, ...) are matched too, as the project's design
-relies on them for KPL-aggregated producers. Caution: the current Kinesis filtering page says
-"Kinesis event source mappings only support filtering on the data key"
-(https://docs.aws.amazon.com/lambda/latest/dg/with-kinesis-filtering.html); :func:`metadata_keys`
-lets the runner log such patterns so a deployment can be checked against real Lambda.
+KPL-aggregated records: their data is not JSON, so a ``data`` pattern never matches them on a
+shared-throughput mapping; on an enhanced fan-out mapping Lambda applies the filter to the
+aggregated user records ("Filtering Kinesis aggregated records",
+https://docs.aws.amazon.com/lambda/latest/dg/with-kinesis-filtering.html). The twin keeps such a
+record (whole, the function de-aggregates it) when any of its user records matches.
+
+Metadata keys (``partitionKey``, ``sequenceNumber``, ...) are matched too, but the same page says
+"Kinesis event source mappings only support filtering on the data key"; :func:`metadata_keys`
+lets the runner warn about such patterns so they are not relied on.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import re
@@ -58,13 +63,54 @@ def filter_document(record: StoredRecord) -> dict[str, Any]:
     }
 
 
-def record_matches(filters: Iterable[Mapping[str, Any]], record: StoredRecord) -> bool:
-    """True when there are no filters or any filter matches the record."""
+def record_matches(
+    filters: Iterable[Mapping[str, Any]], record: StoredRecord, *, fan_out: bool = False
+) -> bool:
+    """True when there are no filters or any filter matches the record.
+
+    ``fan_out``: the mapping reads through an enhanced fan-out consumer, so a KPL-aggregated
+    record matches when one of its user records does (see the module docstring).
+    """
     patterns = list(filters)
     if not patterns:
         return True
     document = filter_document(record)
-    return any(matches(p, document) for p in patterns)
+    if any(matches(p, document) for p in patterns):
+        return True
+    if fan_out and document["data"] is UNPARSEABLE:
+        return any(
+            matches(p, filter_document(user)) for user in user_records(record) for p in patterns
+        )
+    return False
+
+
+KPL_MAGIC = b"\xf3\x89\x9a\xc2"
+_KPL_DIGEST_BYTES = 16
+
+
+def user_records(record: StoredRecord) -> list[StoredRecord]:
+    """The user records of a KPL-aggregated record ([] when it is not a valid aggregate)."""
+    data = record.data
+    if not data.startswith(KPL_MAGIC) or len(data) <= len(KPL_MAGIC) + _KPL_DIGEST_BYTES:
+        return []
+    body, digest = data[len(KPL_MAGIC):-_KPL_DIGEST_BYTES], data[-_KPL_DIGEST_BYTES:]
+    if hashlib.md5(body).digest() != digest:  # noqa: S324 - the KPL format's checksum
+        return []
+    from aws_kinesis_agg import messages_pb2  # the KPL protobuf schema
+    from google.protobuf.message import DecodeError
+
+    aggregate = messages_pb2.AggregatedRecord()
+    try:
+        aggregate.ParseFromString(body)
+    except DecodeError:
+        return []
+    keys = list(aggregate.partition_key_table)
+    out = []
+    for user in aggregate.records:
+        key = keys[user.partition_key_index] if user.partition_key_index < len(keys) else ""
+        out.append(StoredRecord(record.sequence_number, key, bytes(user.data),
+                                record.approximate_arrival_timestamp))
+    return out
 
 
 def matches(pattern: Mapping[str, Any], document: Any) -> bool:

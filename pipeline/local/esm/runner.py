@@ -232,8 +232,9 @@ class _Shard:
             self.after, self.at_timestamp = records[-1].sequence_number, None
             runner.stats.records_read += len(records)
             now = asyncio.get_running_loop().time()
+            fan_out = "/consumer/" in cfg.event_source_arn
             for record in records:
-                if record_matches(cfg.filters, record):
+                if record_matches(cfg.filters, record, fan_out=fan_out):
                     lane = self.lanes[lane_of(record.partition_key, len(self.lanes))]
                     lane.add(record, now)
                 else:

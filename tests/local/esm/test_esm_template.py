@@ -27,6 +27,19 @@ def envelope(route: str, key: str = "conn-1") -> StoredRecord:
     return StoredRecord("1", key, data.encode(), 1.0)
 
 
+def kpl_record(route_key: str) -> StoredRecord:
+    """A real KPL-aggregated record of two server envelopes (aws-kinesis-agg)."""
+    from aws_kinesis_agg.aggregator import RecordAggregator
+
+    aggregator = RecordAggregator()
+    for n in range(2):
+        envelope_json = json.dumps({"v": 1, "routeKey": route_key, "eventType": "SERVER",
+                                    "connectionId": "", "body": json.dumps({"n": n})})
+        aggregator.add_user_record(f"broadcast#room{n}", envelope_json.encode())
+    partition_key, _, data = aggregator.clear_and_get().get_contents()
+    return StoredRecord("1", partition_key, data, 1.0)
+
+
 def test_stack_mappings_parse_and_route_by_filter(
     cloud_assembly: Path, stack_template: dict[str, object]
 ) -> None:
@@ -47,7 +60,8 @@ def test_stack_mappings_parse_and_route_by_filter(
         assert config.on_failure_destination_arn.startswith("arn:aws:sqs:")
         for route in spec.routes:
             assert record_matches(config.filters, envelope(route)), (spec.name, route)
-        if spec.partition_key_prefix:  # KPL-aggregated input: filtered on metadata only
-            key = spec.partition_key_prefix + "room"
-            assert record_matches(config.filters, StoredRecord("1", key, b"\xf3\x89", 1.0))
+        for key in spec.server_route_keys:  # KPL-aggregated server records, via fan-out
+            aggregated = kpl_record(key)
+            assert record_matches(config.filters, aggregated, fan_out=True), (spec.name, key)
+            assert not record_matches(config.filters, aggregated, fan_out=False)
         assert not record_matches(config.filters, envelope("no-such-route"))
