@@ -94,7 +94,7 @@ def user_records(record: StoredRecord) -> list[StoredRecord]:
     if not data.startswith(KPL_MAGIC) or len(data) <= len(KPL_MAGIC) + _KPL_DIGEST_BYTES:
         return []
     body, digest = data[len(KPL_MAGIC):-_KPL_DIGEST_BYTES], data[-_KPL_DIGEST_BYTES:]
-    if hashlib.md5(body).digest() != digest:  # noqa: S324 - the KPL format's checksum
+    if hashlib.md5(body).digest() != digest:  # the KPL format's own checksum
         return []
     from aws_kinesis_agg import messages_pb2  # the KPL protobuf schema
     from google.protobuf.message import DecodeError
