@@ -295,7 +295,9 @@ def test_the_generated_handler_replies_to_the_sender(
     for key, value in {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
                        "CONNECTIONS_ENDPOINT_URL":
-                           "https://scaffold01.execute-api.us-east-1.amazonaws.com/dev"}.items():
+                           "https://scaffold01.execute-api.us-east-1.amazonaws.com/dev",
+                       # moto intercepts botocore only: use the runtime's boto3 post path
+                       "CONNECTIONS_CLIENT": "boto3"}.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     frame = json.dumps({"action": "score", "data": {"points": 3, "who": "ann"}})
