@@ -36,7 +36,8 @@ class Observation:
         parts: list[str] = []
         if self.refused:
             parts.append(f"upgrade refused ({self.refused})")
-        counts = Counter(_describe_reply(r) for r in self.replies)
+        detailed = len(self.replies) <= 3
+        counts = Counter(_describe_reply(r, detailed) for r in self.replies)
         parts += [what if n == 1 else f"{what} x{n}" for what, n in counts.items()]
         if self.pongs:
             parts.append(f"{self.pongs} pongs")
@@ -59,16 +60,27 @@ class Result:
         return not self.problem
 
 
-def _describe_reply(reply: Any) -> str:
+def _describe_reply(reply: Any, detailed: bool = False) -> str:
     if not isinstance(reply, dict):
         return f"non-JSON {str(reply)[:40]!r}"
     if reply.get("action") == "error":
-        return f"error {reply.get('error')}"
+        shown = f"error {reply.get('error')}"
+        if detailed and "received" in reply:
+            shown += f" (received {_short(reply['received'])})"
+        return shown
+    if detailed and reply.get("action") == "echo":
+        return f"echo {_short(reply.get('data'))}"
     if "action" in reply:
         return str(reply["action"])
     if "message" in reply:
         return f"gateway {reply['message']!r}"
     return "reply " + orjson.dumps(reply).decode()[:40]
+
+
+def _short(value: Any, limit: int = 24) -> str:
+    # Line separators would break the printed table's rows.
+    text = orjson.dumps(value).decode().replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return text if len(text) <= limit else f"{text[:limit]}...({len(text)} chars)"
 
 
 def _parse(text: str) -> Any:
@@ -231,11 +243,13 @@ def failure_queue_depths(aws_url: str) -> dict[str, int]:
 
 def table(results: list[Result]) -> str:
     """The Markdown table the run prints."""
-    lines = ["| # | kind | expected | got | connection | ok |", "|---|---|---|---|---|---|"]
+    lines = ["| # | kind | expected | got | connection | ok | note |",
+             "|---|---|---|---|---|---|---|"]
     for i, r in enumerate(results, 1):
         obs = r.observation
         alive = "survived" if obs.survived else "client dropped" if r.case.expect.drop else "closed"
-        got = obs.summary().replace("|", "\\|")
-        ok = "yes" if r.ok else f"**NO**: {r.problem}".replace("|", "\\|")
-        lines.append(f"| {i} | {r.case.kind} | {r.case.expect.describe()} | {got} | {alive} | {ok} |")
+        ok = "yes" if r.ok else f"**NO**: {r.problem}"
+        cells = [str(i), r.case.kind, r.case.expect.describe(), obs.summary(), alive, ok,
+                 r.case.note]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)
