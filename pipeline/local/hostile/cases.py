@@ -253,7 +253,7 @@ def build() -> list[Case]:
              Expect(action="left"), "idempotent"),
         Case("client asks for a broadcast", text('{"action":"broadcast","room":"r","data":1}'),
              Expect(error="unknown_action", received="broadcast"),
-             "server-side only: the broadcast consumer filters on the partition key"),
+             "no such API route: a client cannot make a SERVER broadcast record"),
         Case(f"ping storm ({PING_STORM})", _ping_storm, Expect(pongs=PING_STORM)),
         Case(f"burst of {BURST} echo frames", _burst, Expect(action="echo", count=BURST, in_order=True),
              "all answered, in order"),
