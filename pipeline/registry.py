@@ -57,6 +57,8 @@ class ConsumerSpec:
     memory_mb: int = 256
     roster: RosterAccess = "none"
     description: str = ""
+    # Two-way routes: the gateway answers each frame with an ack/nack (docs/acks.md).
+    ack_routes: tuple[str, ...] = ()
 
     @property
     def directory(self) -> Path:
@@ -87,6 +89,7 @@ _SETTING_KEYS = {
     "memoryMb": "memory_mb",
     "roster": "roster",
     "description": "description",
+    "ackRoutes": "ack_routes",
 }
 
 
@@ -105,6 +108,7 @@ def load_spec(name: str, consumers_dir: Path = CONSUMERS_DIR) -> ConsumerSpec:
     kwargs: dict[str, object] = {_SETTING_KEYS[k]: v for k, v in raw.items()}
     kwargs["routes"] = tuple(kwargs.get("routes", ()))  # type: ignore[arg-type]
     kwargs["server_route_keys"] = tuple(kwargs.get("server_route_keys", ()))  # type: ignore[arg-type]
+    kwargs["ack_routes"] = tuple(kwargs.get("ack_routes", ()))  # type: ignore[arg-type]
     spec = ConsumerSpec(name=name, **kwargs)  # type: ignore[arg-type]
     _validate(spec, path)
     return spec
@@ -117,6 +121,10 @@ def _validate(spec: ConsumerSpec, path: Path) -> None:
     for key in spec.server_route_keys:
         if key.startswith("$") or not ROUTE_PATTERN.match(key):
             raise RegistryError(f"{path}: invalid server route key {key!r}")
+    for key in spec.ack_routes:
+        if key not in spec.api_routes:
+            raise RegistryError(f"{path}: ackRoutes entry {key!r} is not one of this consumer's "
+                                "non-$ routes")
     if not spec.routes and not spec.server_route_keys:
         raise RegistryError(f"{path}: a consumer needs routes or serverRouteKeys")
     if not 1 <= spec.batch_size <= 10_000:

@@ -48,6 +48,7 @@ class PipelineStack(Stack):
             stream=events.stream,
             table=roster.table,
             custom_routes=[route for spec in consumers for route in spec.api_routes],
+            ack_routes=[route for spec in consumers for route in spec.ack_routes],
             connect_authorizer=auth.authorizer,
         )
         layer = RuntimeLayer(self, "RuntimeLayer", runtime=RUNTIME, architecture=ARCHITECTURE)

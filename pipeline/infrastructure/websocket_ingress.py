@@ -4,8 +4,13 @@
 consumer route put the frame on the stream with Kinesis ``PutRecord`` (partition key
 ``$context.connectionId``). Both are AWS (non-proxy) integrations rendered by the templates in
 ``integration_templates/``; the integrations are built in :meth:`WebSocketIngress._integration`
-only, so integration/route responses (L1 ``CfnIntegrationResponse``/``CfnRouteResponse``) can be
-attached there later.
+only.
+
+Acked routes (``ackRoutes`` in a consumer's settings, docs/acks.md) are two-way: a route response
+(``$default``) and their own PutRecord integration whose integration responses (L1
+``CfnIntegrationResponse``) render the PutRecord result into an ack or nack frame to the sender.
+Every other route stays one-way, with no response resources at all.
+https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-route-response.html
 """
 
 from __future__ import annotations
@@ -25,10 +30,25 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from pipeline.infrastructure.config import PipelineConfig
-from pipeline.infrastructure.templates import CONNECT_TEMPLATE, STREAM_TEMPLATE, render
+from pipeline.infrastructure.templates import (
+    ACK_TEMPLATE,
+    CONNECT_TEMPLATE,
+    NACK_TEMPLATE,
+    STREAM_TEMPLATE,
+    render,
+)
 
 ROUTE_SELECTION_EXPRESSION = "$request.body.action"
 STREAM_ROUTES_ALWAYS = ("$disconnect", "$default")
+# Integration response keys of the acked integration -> (template, what the status class says
+# about retrying). Keys are regexes on the integration's HTTP status, "$default" the catch-all:
+# https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-integration-responses.html
+ACK_RESPONSES: dict[str, tuple[str, str]] = {
+    "/2\\d\\d/": (ACK_TEMPLATE, ""),
+    "/4\\d\\d/": (NACK_TEMPLATE, "false"),
+    "/5\\d\\d/": (NACK_TEMPLATE, "true"),
+    "$default": (NACK_TEMPLATE, "true"),
+}
 
 # WebSocket $context variables for access logs:
 # https://docs.aws.amazon.com/apigateway/latest/developerguide/websocket-api-logging.html
@@ -62,6 +82,7 @@ class WebSocketIngress(Construct):
         stream: kinesis.IStream,
         table: dynamodb.ITableV2,
         custom_routes: Sequence[str],
+        ack_routes: Sequence[str] = (),
         connect_authorizer: apigwv2.IWebSocketRouteAuthorizer | None = None,
     ) -> None:
         super().__init__(scope, id)
@@ -117,10 +138,30 @@ class WebSocketIngress(Construct):
             *STREAM_ROUTES_ALWAYS,
             *sorted(set(custom_routes) - set(STREAM_ROUTES_ALWAYS)),
         )
+        acked = sorted(set(ack_routes))
+        unknown = set(acked) - set(self.stream_routes) | set(acked) & set(STREAM_ROUTES_ALWAYS)
+        if unknown:
+            raise ValueError(f"ack routes {sorted(unknown)} are not custom stream routes")
         for route in self.stream_routes:
-            self.routes[route] = self.api.add_route(route, integration=to_stream)
-        # Bound integrations, for integration/route responses added later (L1 constructs).
+            if route not in acked:
+                self.routes[route] = self.api.add_route(route, integration=to_stream)
         self.integrations = {"connect": connect, "stream": to_stream}
+        if acked:
+            # Its own integration: integration responses belong to an integration, and the
+            # one-way routes' integration must stay without them.
+            to_stream_acked = self._integration(
+                "StreamPutRecordAcked",
+                f"arn:aws:apigateway:{region}:kinesis:action/PutRecord",
+                render(STREAM_TEMPLATE, {"STREAM_NAME": stream.stream_name}),
+            )
+            for route in acked:
+                # return_response=True: RouteResponseSelectionExpression + a $default RouteResponse.
+                self.routes[route] = self.api.add_route(
+                    route, integration=to_stream_acked, return_response=True
+                )
+            self.integrations["stream_acked"] = to_stream_acked
+            self._ack_responses(self.routes[acked[0]], "StreamPutRecordAcked")
+
 
         self.access_logs = logs.LogGroup(
             self,
@@ -156,6 +197,23 @@ class WebSocketIngress(Construct):
             access_log_settings=_AccessLogSettings(self.access_logs),
         )
         self.stage.node.add_dependency(account)
+
+    def _ack_responses(self, first_route: apigwv2.WebSocketRoute, integration_id: str) -> None:
+        """The acked integration's responses: ack on 2xx, nack on anything else."""
+        # CDK creates the integration under the first route it is bound to.
+        bound = first_route.node.find_child(integration_id)
+        assert isinstance(bound, apigwv2.WebSocketIntegration)
+        for n, (key, (template, retryable)) in enumerate(ACK_RESPONSES.items()):
+            values = {"RETRYABLE_BY_STATUS": retryable} if retryable else {}
+            apigwv2.CfnIntegrationResponse(
+                self,
+                f"AckResponse{n}",
+                api_id=self.api.api_id,
+                integration_id=bound.integration_id,
+                integration_response_key=key,
+                response_templates={"$default": render(template, values)},
+                template_selection_expression="\\$default",
+            )
 
     def _integration(
         self, id: str, uri: str, template: str
