@@ -15,6 +15,18 @@ _AWS_ACTION_URI = re.compile(r"^arn:aws[\w-]*:apigateway:[\w-]+:([\w.-]+):action
 
 
 @dataclass(frozen=True)
+class IntegrationResponse:
+    """``AWS::ApiGatewayV2::IntegrationResponse``: how a two-way route answers the sender.
+
+    ``key`` is ``$default`` or ``/<regex>/`` matched against the integration's HTTP status.
+    """
+
+    key: str
+    templates: Mapping[str, str] = field(default_factory=dict)
+    template_selection_expression: str | None = None
+
+
+@dataclass(frozen=True)
 class Integration:
     """An AWS (non-proxy) integration: one service action, rendered by one request template."""
 
@@ -24,6 +36,7 @@ class Integration:
     credentials_arn: str | None
     request_template: str | None
     passthrough_behavior: str = "NEVER"
+    responses: tuple[IntegrationResponse, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -34,6 +47,9 @@ class Route:
     integration: Integration | None
     authorization_type: str = "NONE"
     authorizer_id: str | None = None
+    # Two-way: a RouteResponseSelectionExpression and a RouteResponse exist for the route.
+    # https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-route-response.html
+    two_way: bool = False
 
 
 @dataclass(frozen=True)
@@ -62,7 +78,23 @@ def _props(spec: Mapping[str, Any]) -> Mapping[str, Any]:
     return props
 
 
-def _integration(logical_id: str, spec: Mapping[str, Any]) -> Integration:
+def _integration_response(logical_id: str, spec: Mapping[str, Any]) -> IntegrationResponse:
+    props = _props(spec)
+    key = str(props.get("IntegrationResponseKey", ""))
+    if key != "$default" and not (len(key) > 2 and key.startswith("/") and key.endswith("/")):
+        raise ApiModelError(f"integration response key {key!r} is neither $default nor /regex/",
+                            logical_id=logical_id)
+    templates = props.get("ResponseTemplates") or {}
+    selection = props.get("TemplateSelectionExpression")
+    return IntegrationResponse(
+        key=key,
+        templates={str(k): str(v) for k, v in templates.items()},
+        template_selection_expression=str(selection) if selection is not None else None,
+    )
+
+
+def _integration(logical_id: str, spec: Mapping[str, Any],
+                 responses: tuple[IntegrationResponse, ...] = ()) -> Integration:
     props = _props(spec)
     kind = props.get("IntegrationType")
     if kind != "AWS":
@@ -84,6 +116,7 @@ def _integration(logical_id: str, spec: Mapping[str, Any]) -> Integration:
         credentials_arn=str(credentials) if credentials else None,
         request_template=str(template) if template is not None else None,
         passthrough_behavior=str(props.get("PassthroughBehavior", "WHEN_NO_MATCH")),
+        responses=responses,
     )
 
 
@@ -102,8 +135,13 @@ def build_api_model(resources: Mapping[str, Mapping[str, Any]], stage: str) -> A
         return [(lid, s) for lid, s in resources.items()
                 if s.get("Type") == rtype and str(_props(s).get("ApiId")) == api_id]
 
-    integrations = {_ref(lid, s): _integration(lid, s)
+    responses: dict[str, list[IntegrationResponse]] = {}
+    for lid, s in of_api("AWS::ApiGatewayV2::IntegrationResponse"):
+        owner = str(_props(s).get("IntegrationId"))
+        responses.setdefault(owner, []).append(_integration_response(lid, s))
+    integrations = {_ref(lid, s): _integration(lid, s, tuple(responses.get(_ref(lid, s), ())))
                     for lid, s in of_api("AWS::ApiGatewayV2::Integration")}
+    answered = {str(_props(s).get("RouteId")) for _, s in of_api("AWS::ApiGatewayV2::RouteResponse")}
     authorizers = {_ref(lid, s): dict(_props(s))
                    for lid, s in of_api("AWS::ApiGatewayV2::Authorizer")}
     routes: dict[str, Route] = {}
@@ -123,6 +161,8 @@ def build_api_model(resources: Mapping[str, Mapping[str, Any]], stage: str) -> A
             integration=integration,
             authorization_type=str(props.get("AuthorizationType", "NONE")),
             authorizer_id=str(props["AuthorizerId"]) if props.get("AuthorizerId") else None,
+            two_way=bool(props.get("RouteResponseSelectionExpression"))
+            and _ref(lid, spec) in answered,
         )
     stages = [_props(s) for _, s in of_api("AWS::ApiGatewayV2::Stage")]
     matching = [s for s in stages if s.get("StageName") == stage]

@@ -20,7 +20,8 @@ from typing import Any, NewType
 import orjson
 
 from pipeline.local import vtl
-from pipeline.local.gateway.model import ApiModel, Route
+from pipeline.local.gateway.model import ApiModel, IntegrationResponse, Route
+from pipeline.local.gateway.responses import render_response
 
 ConnectionId = NewType("ConnectionId", str)
 
@@ -97,6 +98,10 @@ class IntegrationCall:
     credentials_arn: str | None
     route_key: str
     request_id: str
+    # Two-way routes: the integration responses and the request's $context they render with.
+    two_way: bool = False
+    responses: tuple[IntegrationResponse, ...] = ()
+    context: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -221,6 +226,33 @@ class GatewayProtocol:
         except vtl.VtlError:
             return error_frame(INTERNAL_ERROR, conn.connection_id, request_id)
 
+    def answer(self, call: IntegrationCall, status: int | None, body: bytes = b"",
+               error_type: str | None = None) -> Reply | None:
+        """What the sender gets for a frame's integration result (status None: it raised).
+
+        One-way routes: nothing on success, the error frame on failure. Two-way routes: the
+        selected integration response's rendered template (see ``responses.py``), else the
+        error frame.
+        """
+        if status is None:
+            return error_frame(INTERNAL_ERROR, call.context.get("connectionId", ""),
+                               call.request_id)
+        if not call.two_way:
+            if integration_failed(status, error_type):
+                return error_frame(INTERNAL_ERROR, call.context.get("connectionId", ""),
+                                   call.request_id)
+            return None
+        try:
+            text = render_response(call.responses, status=status, body=body,
+                                   context=call.context,
+                                   stage_variables=self.api.stage_variables)
+        except vtl.VtlError:
+            text = None
+        if text is None:
+            return error_frame(INTERNAL_ERROR, call.context.get("connectionId", ""),
+                               call.request_id)
+        return Reply(text)
+
     def disconnect(self, conn: Connection, status_code: int, reason: str = "") -> (
             IntegrationCall | None):
         """The $disconnect call, at most once per connection (later calls return None)."""
@@ -284,18 +316,23 @@ class GatewayProtocol:
         assert integration is not None
         request_id = request_id or new_id()
         template = integration.request_template
+        context = self.context(conn, route.route_key, event_type, request_id, extra)
+
+        def call(payload: str) -> IntegrationCall:
+            assert integration is not None
+            return IntegrationCall(integration.service, integration.action, payload.encode(),
+                                   integration.credentials_arn, route.route_key, request_id,
+                                   two_way=route.two_way, responses=integration.responses,
+                                   context=context)
+
         if template is None:
             if integration.passthrough_behavior == "NEVER":
                 # No template and passthrough NEVER: API Gateway rejects the request.
                 raise vtl.VtlRenderError("no request template and passthrough is NEVER")
-            return IntegrationCall(integration.service, integration.action, body.encode(),
-                                   integration.credentials_arn, route.route_key, request_id)
-        context = self.context(conn, route.route_key, event_type, request_id, extra)
+            return call(body)
         params = {"header": dict(conn.headers), "querystring": dict(conn.query)}
-        rendered = vtl.render(template, body=body, context=context,
-                              stage_variables=self.api.stage_variables, params=params)
-        return IntegrationCall(integration.service, integration.action, rendered.encode(),
-                               integration.credentials_arn, route.route_key, request_id)
+        return call(vtl.render(template, body=body, context=context,
+                               stage_variables=self.api.stage_variables, params=params))
 
 
 class FrameSizeScanner:

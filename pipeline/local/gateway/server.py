@@ -32,7 +32,6 @@ from pipeline.local.gateway.protocol import (
     GatewayProtocol,
     IntegrationCall,
     Reply,
-    error_frame,
     integration_failed,
     is_well_formed_id,
 )
@@ -315,9 +314,14 @@ class Gateway:
     async def _frame(self, client: _Client, text: str) -> None:
         outcome = self._protocol.message(client.conn, text)
         if isinstance(outcome, IntegrationCall):
-            if self._execute(outcome) is None:
-                reply = error_frame(INTERNAL_ERROR, client.conn.connection_id, outcome.request_id)
-                await self._send(client, reply.text)
+            # Two-way routes answer with their integration response (responses.py); one-way
+            # routes send only the error frame, on failure.
+            response = self._respond(outcome)
+            answer = (self._protocol.answer(outcome, None) if response is None else
+                      self._protocol.answer(outcome, response.status, response.body,
+                                            response.error_type))
+            if answer is not None:
+                await self._send(client, answer.text)
         elif isinstance(outcome, Reply):
             await self._send(client, outcome.text)
 
@@ -333,8 +337,8 @@ class Gateway:
             return False
         return True
 
-    def _execute(self, call: IntegrationCall) -> AwsResponse | None:
-        """Run one integration; None when it failed (AWS error, or the backend raised)."""
+    def _respond(self, call: IntegrationCall) -> AwsResponse | None:
+        """Run one integration; its response, AWS errors included (None: the backend raised)."""
         try:
             response = self._backend.call_aws(call.service, call.action, call.body,
                                               call.credentials_arn)
@@ -344,6 +348,12 @@ class Gateway:
         if integration_failed(response.status, response.error_type):
             LOG.info("integration %s:%s failed: %s %s", call.service, call.action,
                      response.status, response.error_type)
+        return response
+
+    def _execute(self, call: IntegrationCall) -> AwsResponse | None:
+        """Run one integration; None when it failed (AWS error, or the backend raised)."""
+        response = self._respond(call)
+        if response is None or integration_failed(response.status, response.error_type):
             return None
         return response
 
