@@ -136,6 +136,8 @@ class Twin:
         for res in stack.of_type("AWS::Lambda::EventSourceMapping"):
             config = MappingConfig.from_cfn(res.properties, logical_id=res.logical_id)
             role = roles.get(str(res.properties.get("FunctionName")))
+            if access is not None and role:  # what CreateEventSourceMapping would refuse
+                _log_mapping_problems(access, res, str(role))
             runner = EventSourceMappingRunner(
                 config, self._source, self.workers, sink,
                 invoke_identity_arn=str(role) if role else None,
@@ -168,6 +170,15 @@ class Twin:
         if self.services is not None:
             self.services.stop()
             self.services = None
+
+
+def _log_mapping_problems(access: AccessControl, res: Any, role: str) -> None:
+    from pipeline.local.iam.mappings import mapping_problems
+
+    p = res.properties
+    destination = ((p.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
+    for problem in mapping_problems(access, role, str(p.get("EventSourceArn", "")), destination):
+        log.error("%s: InvalidParameterValueException at deploy: %s", res.logical_id, problem)
 
 
 def _replace(limits: Any, **changes: Any) -> Any:

@@ -7,10 +7,13 @@ import copy
 from pipeline.local.cfn import Stack
 
 
-def without_action(stack: Stack, action: str) -> Stack:
-    """A copy of *stack* where no policy statement grants *action* any more."""
+def without_action(stack: Stack, action: str, *, policy_prefix: str = "") -> Stack:
+    """A copy of *stack* where no policy statement (of the policies whose logical id starts
+    with *policy_prefix*) grants *action* any more."""
     clone = copy.deepcopy(stack)
     for res in clone.of_type("AWS::IAM::Policy"):
+        if not res.logical_id.startswith(policy_prefix):
+            continue
         statements = res.properties["PolicyDocument"]["Statement"]
         for statement in statements:
             actions = statement["Action"]

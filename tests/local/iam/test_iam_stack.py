@@ -117,8 +117,10 @@ def test_put_record_check_cost(iam_stack: Stack) -> None:
 
 @pytest.fixture(scope="module")
 def guarded_aws(iam_stack: Stack, services: AwsServices) -> Iterator[str]:
-    """moto behind the IAM middleware, as the twin serves it to its functions."""
-    access = AccessControl.from_stack(iam_stack)
+    """moto behind the IAM middleware, as the twin serves it to its functions; the echo
+    function's role has lost ``dynamodb:Query``."""
+    stack = without_action(iam_stack, "dynamodb:Query", policy_prefix="ConsumerechoFunction")
+    access = AccessControl.from_stack(stack)
     server = GuardedMotoServer("127.0.0.1", 0,
                                wrap=lambda app: IamMiddleware(app, access, access.secret_arns))
     host, port = server.start()
@@ -221,3 +223,30 @@ async def _until(predicate: Any, timeout: float = 5.0) -> None:
         if loop.time() > deadline:
             raise AssertionError("condition not met before the deadline")
         await asyncio.sleep(0.01)
+
+
+def _mapping_problems(stack: Stack) -> list[str]:
+    from pipeline.local.iam.mappings import mapping_problems
+
+    access = AccessControl.from_stack(stack)
+    roles = {f.ref: str(f.properties["Role"]) for f in stack.of_type("AWS::Lambda::Function")}
+    problems: list[str] = []
+    for res in stack.of_type("AWS::Lambda::EventSourceMapping"):
+        p = res.properties
+        destination = p["DestinationConfig"]["OnFailure"]["Destination"]
+        problems += mapping_problems(access, roles[p["FunctionName"]], p["EventSourceArn"],
+                                     destination)
+    return problems
+
+
+def test_event_source_mappings_need_read_and_destination_permissions(iam_stack: Stack) -> None:
+    mappings = len(iam_stack.of_type("AWS::Lambda::EventSourceMapping"))
+    assert mappings >= 1
+    assert _mapping_problems(iam_stack) == []
+    no_read = _mapping_problems(without_action(iam_stack, "kinesis:GetRecords"))
+    assert len(no_read) == mappings and all(p.startswith("Cannot access stream arn:") for p in no_read)
+    no_fan_out = _mapping_problems(without_action(iam_stack, "kinesis:SubscribeToShard"))
+    assert len(no_fan_out) == mappings
+    assert all(p.startswith("Cannot access stream consumer ") for p in no_fan_out)
+    no_dlq = _mapping_problems(without_action(iam_stack, "sqs:SendMessage"))
+    assert len(no_dlq) == mappings and all("SendMessage on SQS" in p for p in no_dlq)
