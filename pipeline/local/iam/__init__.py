@@ -5,6 +5,8 @@
 - :mod:`requests`: an AWS API request in IAM terms (caller key, action, resources).
 - :mod:`wsgi`: the middleware in front of moto's server (function roles' boto3 calls).
 - :mod:`gateway_access`: SigV4 ``$connect`` verification and @connections authorization.
+- :mod:`integration`: API Gateway integrations' credentials role (``AwsServices.call_aws``).
+- :mod:`mappings`: event source mapping permissions (what ``CreateEventSourceMapping`` checks).
 
 ``python -m pipeline local --no-iam`` turns every check off.
 """
