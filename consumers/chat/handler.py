@@ -17,6 +17,7 @@ import re
 from typing import Any
 
 from pipeline.runtime import Envelope, HandlerContext, process_batch
+from pipeline.runtime.idempotency import idempotent
 
 ROOM_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 MAX_TEXT_CHARS = 4000
@@ -64,4 +65,4 @@ def _send(record: Envelope, ctx: HandlerContext, room: str, text: Any) -> None:
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> Any:
-    return process_batch(event, context, record_handler)
+    return process_batch(event, context, idempotent(record_handler))
