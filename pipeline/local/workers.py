@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import re
+import signal
 import struct
 import sys
 import time
@@ -234,7 +235,14 @@ class FunctionPool:
 
 
 def _exit_text(status: int) -> str:
-    return f"signal: {-status}" if status < 0 else f"exit status {status}"
+    """Lambda's wording, Go's ``ProcessState.String()``: "exit status 1", "signal: killed"."""
+    if status >= 0:
+        return f"exit status {status}"
+    try:  # glibc's descriptions, lowercased, are Go's signal names ("Killed" -> "killed")
+        name = signal.strsignal(-status)
+    except ValueError:
+        name = None
+    return f"signal: {name.lower() if name else -status}"
 
 
 def _failure(error_type: str, message: str) -> InvokeResult:

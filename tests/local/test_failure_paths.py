@@ -332,7 +332,7 @@ async def test_killed_worker_retries_the_batch_from_its_checkpoint(
 
     first = invoker.results[0]
     assert not first.ok and first.error_type == "Runtime.ExitError"
-    assert first.error_message is not None and "Runtime exited with error: signal" in (
+    assert first.error_message is not None and "Runtime exited with error: signal: killed" in (
         first.error_message)
     assert fn.delivered()[:2] == [seqs, seqs]  # the same batch again, from its first record
     # committed before the kill, then the whole batch again in order: at least once, no gap
