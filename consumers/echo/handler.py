@@ -2,6 +2,7 @@
 
 ``{"action":"echo","data":X}`` -> ``{"action":"echo","data":X,"timing":{"gatewayMs":..,
 "streamMs":..,"consumerMs":..,"replyMs":..}}`` (epoch ms). A missing ``data`` echoes ``null``.
+Replies are pipelined: concurrent across connections, in order per connection.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.runtime import Envelope, HandlerContext, now_ms, process_batch
+from pipeline.runtime.idempotency import idempotent
 
 
 def record_handler(record: Envelope, ctx: HandlerContext) -> None:
@@ -26,4 +28,4 @@ def record_handler(record: Envelope, ctx: HandlerContext) -> None:
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> Any:
-    return process_batch(event, context, record_handler)
+    return process_batch(event, context, idempotent(record_handler), pipelined=True)

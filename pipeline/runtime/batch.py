@@ -19,6 +19,12 @@ Undecodable records (bad base64, corrupt KPL, not an envelope) follow ``undecoda
 ``RecordsUndecodable`` and treats it as processed: a retry cannot fix bytes already in the
 stream, and retrying would block the shard until the record expires. ``"fail"`` reports it
 failed instead (then the mapping's bounded retries and on-failure destination apply).
+
+``pipelined=True`` posts the batch's replies concurrently across connections, in order per
+connection (:class:`~.context.ReplyPipeline`), instead of one after the other: a batch then
+costs about one @connections round trip per connection instead of one per record. A reply that
+fails for good fails its record when the batch ends, and with it every later record of the same
+partition key, as above. For consumers whose records only reply to their sender (echo).
 """
 
 from __future__ import annotations
@@ -32,9 +38,9 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 
 from . import observability as obs
-from .context import HandlerContext, now_ms
+from .context import HandlerContext, ReplyPipeline, now_ms
 from .envelope import Envelope
-from .exceptions import SkippedAfterFailure, UndecodableRecord
+from .exceptions import DeliveryError, SkippedAfterFailure, UndecodableRecord
 from .records import decode_record
 
 RecordHandler = Callable[[Envelope, HandlerContext], None]
@@ -50,13 +56,51 @@ class OrderedKinesisProcessor(BatchProcessor):
         self.ctx = ctx
         self.undecodable = undecodable
         self._failed_keys: set[str] = set()
+        self._seen: list[KinesisStreamRecord] = []  # in order, for settling pipelined replies
 
     def _prepare(self) -> None:
         super()._prepare()  # type: ignore[no-untyped-call]
         self._failed_keys = set()
+        self._seen = []
+
+    def process(self) -> list[Any]:
+        results: list[Any] = super().process()
+        if self.ctx.pipeline is not None:
+            self._settle(self.ctx.pipeline)
+        return results
+
+    def _settle(self, pipeline: ReplyPipeline) -> None:
+        """Fail the records whose pipelined replies failed, and every later record of their
+        partition keys (their replies were held back, or must not overtake on the retry)."""
+        failures = pipeline.settle()
+        if not failures:
+            return
+        first: dict[str, int] = {}  # partition key -> index of its first failed record
+        errors: dict[int, DeliveryError] = {}
+        for index, error in failures:
+            key = self._seen[index].kinesis.partition_key
+            first[key] = min(first.get(key, index), index)
+            errors.setdefault(index, error)
+        failed_ids = {id(m) for m in self.fail_messages}
+        for index, data in enumerate(self._seen):
+            key = data.kinesis.partition_key
+            if key not in first or index < first[key] or id(data) in failed_ids:
+                continue
+            self.success_messages.remove(data)
+            seq = data.kinesis.sequence_number
+            exc: Exception = errors.get(index) or SkippedAfterFailure(seq, key)
+            if index in errors:
+                obs.count(obs.RECORDS_FAILED)
+                self.ctx.logger.error("record failed: reply not delivered", extra={
+                    "sequenceNumber": seq, "partitionKey": key, "error": str(exc)})
+            else:
+                obs.count(obs.RECORDS_SKIPPED)
+            self.failure_handler(record=data, exception=(type(exc), exc, None))
 
     def _process_record(self, record: dict[str, Any]) -> Any:
         data = KinesisStreamRecord(record)
+        self.ctx.tag = len(self._seen)
+        self._seen.append(data)
         seq = data.kinesis.sequence_number
         key = data.kinesis.partition_key
         if key in self._failed_keys:
@@ -102,9 +146,13 @@ def process_batch(
     *,
     undecodable: UndecodablePolicy = "report",
     ctx: HandlerContext | None = None,
+    pipelined: bool = False,
 ) -> PartialItemFailureResponse:
-    """Run ``record_handler`` over a Lambda Kinesis event; returns the partial batch response."""
+    """Run ``record_handler`` over a Lambda Kinesis event; returns the partial batch response.
+
+    ``pipelined``: post replies concurrently across connections (see the module docstring)."""
     ctx = ctx or HandlerContext(lambda_context=lambda_context, started_ms=now_ms())
+    ctx.pipeline = ReplyPipeline(ctx) if pipelined else None
     processor = OrderedKinesisProcessor(ctx, undecodable)
     request_id = getattr(lambda_context, "aws_request_id", None)
     if request_id:

@@ -4,14 +4,22 @@
 410 prunes the connection from the roster once per container, 413 becomes a
 ``payload_too_large`` error frame to the sender, a reply that still fails after the bounded
 retries raises :class:`DeliveryError` so the record is reported failed and retried.
+
+Pipelined replies (``process_batch(..., pipelined=True)``): ``reply``/``error`` queue the post
+and return at once; a :class:`ReplyPipeline` posts the batch's replies concurrently across
+connections and in order per connection (one FIFO each), and the batch waits for every post
+before it answers. A post that fails for good fails its record, and the connection's later
+replies of the batch are not sent (their records fail too), so a retry redelivers them in order.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +32,7 @@ from .exceptions import DeliveryError, RosterError
 from .roster import Roster, roster
 
 _PRUNED_MEMORY = 10_000
+PIPELINE_WORKERS = 32  # concurrent connections one batch posts to (the lean client pools 48)
 _pruned: OrderedDict[str, None] = OrderedDict()  # per container: prune each connection once
 
 
@@ -59,6 +68,8 @@ class HandlerContext:
     connections_client: ConnectionsClient | None = None
     roster_client: Roster | None = None
     logger: Any = obs.logger
+    pipeline: ReplyPipeline | None = None  # set by process_batch(pipelined=True)
+    tag: Any = None  # what a pipelined post is charged to (the batch's current record)
 
     @property
     def connections(self) -> ConnectionsClient:
@@ -78,7 +89,13 @@ class HandlerContext:
 
     def reply(self, record: Envelope, payload: Mapping[str, Any]) -> PostResult:
         """Post ``payload`` to the record's sender. Gone -> pruned; 413 -> error frame instead;
-        still failing after retries -> :class:`DeliveryError` (the record is retried)."""
+        still failing after retries -> :class:`DeliveryError` (the record is retried).
+
+        Pipelined, the post is queued and a provisional result returned (status 202, 0
+        attempts): the outcome is settled when the batch ends."""
+        if self.pipeline is not None:
+            return self.pipeline.submit(_Post(record.connection_id, _encode(payload), record,
+                                              payload.get("action") == "error", self.tag))
         result = self._post_one(record.connection_id, _encode(payload), record)
         if result.outcome is Outcome.TOO_LARGE and payload.get("action") != "error":
             self.error(record, "payload_too_large",
@@ -157,6 +174,102 @@ class HandlerContext:
             obs.count(obs.POSTS_TOO_LARGE)
         else:
             obs.count(obs.POSTS_FAILED)
+
+
+@dataclass(eq=False)
+class _Post:
+    connection_id: str
+    data: bytes
+    record: Envelope | None
+    is_error: bool
+    tag: Any
+    result: PostResult | None = None  # None: not sent (an earlier post to it failed)
+    followup: PostResult | None = None  # the payload_too_large error frame sent instead
+
+
+_TOO_LARGE_FRAME = orjson.dumps(error_frame(
+    "payload_too_large", "the reply is larger than the 128 KB a WebSocket message may carry"))
+_pipeline_pool: ThreadPoolExecutor | None = None
+_pipeline_lock = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _pipeline_pool
+    with _pipeline_lock:
+        if _pipeline_pool is None:
+            _pipeline_pool = ThreadPoolExecutor(PIPELINE_WORKERS, thread_name_prefix="reply")
+        return _pipeline_pool
+
+
+class ReplyPipeline:
+    """The replies of one batch: concurrent across connections, in order per connection.
+
+    Only the HTTP exchange runs on the pool's threads; metrics, logs and pruning happen in
+    :meth:`settle`, on the invocation's thread (Powertools Metrics is not thread-safe).
+    """
+
+    def __init__(self, ctx: HandlerContext) -> None:
+        self._ctx = ctx
+        self._posts: list[_Post] = []
+        self._queues: dict[str, deque[_Post]] = {}
+        self._failed: set[str] = set()
+        self._lock = threading.Lock()
+        self._futures: list[Future[None]] = []
+
+    def submit(self, post: _Post) -> PostResult:
+        client = self._ctx.connections  # created on the invocation's thread
+        self._posts.append(post)
+        with self._lock:
+            queue = self._queues.get(post.connection_id)
+            start = queue is None
+            if queue is None:
+                queue = self._queues[post.connection_id] = deque()
+            queue.append(post)
+        if start:
+            self._futures.append(_pool().submit(self._drain, client, post.connection_id))
+        return PostResult(post.connection_id, Outcome.DELIVERED, 0, 202, "", 0)
+
+    def _drain(self, client: ConnectionsClient, connection_id: str) -> None:
+        while True:
+            with self._lock:
+                queue = self._queues[connection_id]
+                if not queue:
+                    del self._queues[connection_id]  # a later reply starts a new drain
+                    return
+                post = queue.popleft()
+            if connection_id in self._failed:
+                continue  # not sent: it must not overtake the failed one (retried in order)
+            post.result = _post_safely(client, connection_id, post.data)
+            if post.result.outcome is Outcome.TOO_LARGE and not post.is_error:
+                post.followup = _post_safely(client, connection_id, _TOO_LARGE_FRAME)
+            if Outcome.FAILED in (post.result.outcome, getattr(post.followup, "outcome", None)):
+                self._failed.add(connection_id)
+
+    def settle(self) -> list[tuple[Any, DeliveryError]]:
+        """Wait for every post; account them; the tags of the posts that failed, in order."""
+        for future in self._futures:
+            future.result()
+        failed: list[tuple[Any, DeliveryError]] = []
+        for post in self._posts:
+            outcomes = [r for r in (post.result, post.followup) if r is not None]
+            for result in outcomes:
+                self._ctx._account(result, post.record)
+            bad = [r for r in outcomes if r.outcome is Outcome.FAILED]
+            if bad:
+                failed.append((post.tag, DeliveryError({post.connection_id: _why(bad[0])})))
+            elif post.result is None:
+                failed.append((post.tag, DeliveryError(
+                    {post.connection_id: "not sent: an earlier reply to it failed"})))
+        self._posts, self._futures = [], []
+        return failed
+
+
+def _post_safely(client: ConnectionsClient, connection_id: str, data: bytes) -> PostResult:
+    """``client.post``, with anything it raises (a bug, no credentials) as a failed post."""
+    try:
+        return client.post(connection_id, data)
+    except Exception as exc:
+        return PostResult(connection_id, Outcome.FAILED, 1, 0, type(exc).__name__, now_ms())
 
 
 def _encode(payload: Mapping[str, Any]) -> bytes:
