@@ -96,8 +96,10 @@ async def _serve(config: object) -> int:
                 await start
             return 0
         urls = start.result()
-        print(f"local twin '{config.stage}' ready: WebSocket {urls.ws}  @connections "
-              f"{urls.connections}/{{connectionId}}  AWS {urls.aws}  (Ctrl-C to stop)",
+        print(f"local twin of WebSocketPipeline-{config.stage} ready (Ctrl-C to stop)\n"
+              f"  WebSocket API     {urls.ws}\n"
+              f"  @connections API  {urls.connections}/{{connectionId}}\n"
+              f"  AWS services      {urls.aws}  (any credentials, region us-east-1)",
               flush=True)
         print("TWIN-READY " + orjson.dumps(urls.as_dict()).decode(), flush=True)
         await stopped
