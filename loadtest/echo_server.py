@@ -27,6 +27,7 @@ class EchoServer:
         self.clients: set[ServerConnection] = set()
         self.server: Server | None = None
         self.url = ""
+        self.stored = 0  # acked `send` frames, numbering the stand-in sequence numbers
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         self.server = await serve(
@@ -80,6 +81,11 @@ class EchoServer:
                 self.rooms[room].discard(ws)
             await _send(ws, {"action": action + "ed" if action == "join" else "left", "room": room})
         elif action == "send" and isinstance(frame.get("room"), str):
+            # `send` is an acked route (docs/acks.md): the gateway acks before any delivery.
+            self.stored += 1
+            await _send(ws, {"action": "ack", "route": "send", "requestId": str(self.stored),
+                             "shardId": "shardId-000000000000",
+                             "sequenceNumber": str(self.stored)})
             out = {"action": "message", "room": frame["room"], "from": str(ws.id),
                    "text": frame.get("text")}  # fmt: skip
             for member in list(self.rooms.get(frame["room"], ())):

@@ -15,7 +15,8 @@ from loadtest import histo
 from loadtest.report import Report
 from loadtest.stages import CROSS_CLOCK_STAGES, STAGES
 
-COLORS = {"p50": "#1f77b4", "p99": "#d62728", "max": "#7f7f7f", "service": "#2ca02c"}
+COLORS = {"p50": "#1f77b4", "p99": "#d62728", "max": "#7f7f7f", "service": "#2ca02c",
+          "ingest": "#000000"}
 STAGE_COLORS = ("#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
 
@@ -47,6 +48,8 @@ def _title(report: Report) -> str:
         f"max {_ms(lat['max'])}   |   received {t['received']:,} of {t['expected']:,}, "
         f"lost {t['lost']}, dup {t['duplicated']}, out-of-order {t['outOfOrder']}, "
         f"errors {sum(report.errors.values())}"
+        + (f", acks {t['acks']:,}, nacks {t['nacks']}, retries {t['retries']}"
+           if t["acks"] or t["nacks"] else "")
     )
 
 
@@ -94,9 +97,11 @@ def write_plot(report: Report, path: Path) -> None:
     ax_t.legend(loc="upper left", fontsize=9, framealpha=0.9, ncol=3)
 
     # distribution: percentile spectrum
-    labels = {"latency": "from intended send (open loop)", "service": "from actual send"}
+    labels = {"latency": "from intended send (open loop)", "service": "from actual send",
+              "ingest": "ingest: send -> ack (acked routes)"}
     for name, color, width, style in (("latency", COLORS["p99"], 2.4, "-"),
-                                      ("service", COLORS["service"], 1.6, "--")):
+                                      ("service", COLORS["service"], 1.6, "--"),
+                                      ("ingest", COLORS["ingest"], 1.4, "-.")):
         xs, ys = spectrum(report, name)
         if xs:
             ax_d.plot(xs, ys, lw=width, ls=style, color=color, label=labels[name], zorder=4)

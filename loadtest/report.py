@@ -19,6 +19,7 @@ REPORT_VERSION = 1
 TOTAL_KEYS = (
     "connectionsOpened", "connectFailed", "sent", "expected", "received", "lost",
     "duplicated", "outOfOrder", "unexpected", "errorFrames", "clamped", "negativeStages",
+    "acks", "nacks", "retries", "ackGaveUp", "ackMissing",
 )  # fmt: skip
 
 
@@ -71,6 +72,10 @@ class Report:
         w = self.window(max(0, int(due_s)))
         w.received += 1
         histo.record_us(w.hist, latency_us)
+
+    def record_ingest(self, latency_us: float) -> None:
+        """Ingest latency of an acked frame: its send to its ack (the frame is in the stream)."""
+        histo.record_us(self.hist("ingest"), latency_us)
 
     def record_stages(self, stages_ms: dict[str, float]) -> None:
         for name, ms in stages_ms.items():
@@ -200,11 +205,15 @@ def format_summary(report: Report) -> str:
         f"unexpected {t['unexpected']}",
         f"errors   {t['errorFrames']} error frames {dict(report.errors) or ''}  "
         f"close codes {dict(report.close_codes) or '{}'}",
+        *([f"acks     {t['acks']} acks  {t['nacks']} nacks  {t['retries']} retries  "
+           f"{t['ackGaveUp']} given up  {t['ackMissing']} unanswered"]
+          if t["acks"] or t["nacks"] or t["ackMissing"] else []),
         "",
         f"{'latency (ms)':<24}{'count':>9}{'p50':>9}{'p90':>9}{'p99':>9}{'p99.9':>9}{'max':>9}",
     ]
-    order = ["latency", "service"] + [f"stage:{name}" for name, _, _ in STAGES]
-    labels = {"latency": "from intended send", "service": "from actual send"}
+    order = ["latency", "service", "ingest"] + [f"stage:{name}" for name, _, _ in STAGES]
+    labels = {"latency": "from intended send", "service": "from actual send",
+              "ingest": "ingest (send -> ack)"}
     for name in order:
         if name not in report.histograms:
             continue

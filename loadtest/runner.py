@@ -23,6 +23,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 
 from loadtest import stages
 from loadtest.accounting import Ledger, Outcome
+from loadtest.acks import AckTracker, backoff_s
 from loadtest.config import RunConfig
 from loadtest.progress import progress_loop
 from loadtest.report import Report
@@ -90,6 +91,8 @@ class LoadRun:
         self.receivers: list[asyncio.Task[None]] = []
         self.sent: list[int] = []
         self.ledgers: list[Ledger] = []
+        self.acks: list[AckTracker] = []  # chat: the acked `send` frames in flight
+        self.retries: set[asyncio.Task[None]] = set()
         self.room_of: list[int] = []
         self.joined: list[asyncio.Future[None]] = []
         self.published = 0
@@ -146,6 +149,7 @@ class LoadRun:
             self.conns.append(ws)
             self.sent.append(0)
             self.ledgers.append(Ledger())
+            self.acks.append(AckTracker())
             self.joined.append(asyncio.get_running_loop().create_future())
             self.receivers.append(asyncio.create_task(self._receive(i, ws)))
         self.report.totals["connectionsOpened"] = len(self.conns)
@@ -225,6 +229,8 @@ class LoadRun:
                 self.sent[i] -= 1  # the last number: no gap in the connection's sequence
                 self.report.errors["unsent:closed"] += timeline.count_for(i) - seq
                 return
+            if self.cfg.scenario == "chat":
+                self.acks[i].sent(frame, self.clock.now_us())
             self.report.record_sent(due)
 
     async def _publisher(self, timeline: Timeline) -> None:
@@ -261,6 +267,8 @@ class LoadRun:
 
     async def _close_all(self) -> None:
         self.closing = True
+        for task in list(self.retries):
+            task.cancel()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*(ws.close() for ws in self.conns)), 10)
         _, pending = await asyncio.wait(self.receivers, timeout=5) if self.receivers else ((), ())
@@ -285,6 +293,8 @@ class LoadRun:
             totals["duplicated"] += counts.duplicated
             totals["outOfOrder"] += counts.out_of_order
             totals["unexpected"] += counts.unexpected
+            if self.cfg.scenario == "chat":
+                totals["ackMissing"] += self.acks[i].missing
         self.report.connections = rows
 
     # --- receiving ------------------------------------------------------------------------
@@ -314,6 +324,8 @@ class LoadRun:
             self._on_body(i, body, now_us, None)
         elif action == "broadcast":
             self._on_body(i, obj.get("data"), now_us, None)
+        elif action in ("ack", "nack"):
+            self._on_answer(i, obj, now_us)
         elif action == "joined":
             if self.joined and not self.joined[i].done():
                 self.joined[i].set_result(None)
@@ -322,6 +334,37 @@ class LoadRun:
             self.report.errors[str(obj.get("error"))] += 1
         else:
             self.report.errors["unrecognised_frame"] += 1
+
+    def _on_answer(self, i: int, obj: dict[str, Any], now_us: float) -> None:
+        """An ack/nack of connection i's oldest acked frame (loadtest/acks.py)."""
+        answer = self.acks[i].answer(obj, now_us)
+        totals = self.report.totals
+        if answer.pending is None:
+            self.report.errors["unmatched_ack"] += 1
+        elif answer.ingest_us is not None:
+            totals["acks"] += 1
+            self.report.record_ingest(answer.ingest_us)
+        else:
+            totals["nacks"] += 1
+            self.report.errors[f"nack:{answer.error}"] += 1
+            if answer.retry:
+                totals["retries"] += 1
+                task = asyncio.create_task(self._resend(i, answer.pending.frame,
+                                                        answer.pending.attempt + 1))
+                self.retries.add(task)
+                task.add_done_callback(self.retries.discard)
+            else:
+                totals["ackGaveUp"] += 1
+
+    async def _resend(self, i: int, frame: str, attempt: int) -> None:
+        await asyncio.sleep(backoff_s(attempt - 1))
+        if self.closing:
+            return
+        self.acks[i].sent(frame, self.clock.now_us(), attempt)
+        try:
+            await self.conns[i].send(frame)
+        except ConnectionClosed:
+            self.report.errors["unsent:closed"] += 1
 
     def _on_body(self, i: int, body: Any, now_us: float, timing: Any) -> None:
         if not isinstance(body, dict) or body.get("r") != self.run_id:

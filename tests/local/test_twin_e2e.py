@@ -46,6 +46,8 @@ async def _recv(ws: Any) -> Any:
 
 async def _send(ws: Any, frame: dict[str, Any]) -> None:
     await ws.send(json.dumps(frame))
+    if frame.get("action") == "send":  # an acked route: the gateway answers first (docs/acks.md)
+        assert (await _recv(ws))["action"] == "ack"
 
 
 def _room() -> str:
