@@ -31,7 +31,7 @@ class Pending:
     """One acked frame awaiting its answer."""
 
     frame: str
-    sent_us: float
+    sent_us: float  # the first attempt's send: ingest latency includes the retries
     attempt: int = 1
 
 
@@ -40,7 +40,7 @@ class Answer:
     """What one ack/nack means: the frame it answers, and whether to resend it."""
 
     pending: Pending | None
-    ingest_us: float | None = None  # send -> ack
+    ingest_us: float | None = None  # first send -> ack
     error: str | None = None  # the nack's AWS error code
     retry: bool = False
     gave_up: bool = False
@@ -52,8 +52,9 @@ class AckTracker:
 
     pending: deque[Pending] = field(default_factory=deque)
 
-    def sent(self, frame: str, now_us: float, attempt: int = 1) -> None:
-        self.pending.append(Pending(frame, now_us, attempt))
+    def sent(self, frame: str, first_us: float, attempt: int = 1) -> None:
+        """A frame was sent; ``first_us`` is when its first attempt was."""
+        self.pending.append(Pending(frame, first_us, attempt))
 
     def answer(self, message: dict[str, Any], now_us: float) -> Answer:
         """Match an ack/nack frame to the oldest unanswered frame."""

@@ -48,7 +48,8 @@ def _title(report: Report) -> str:
         f"max {_ms(lat['max'])}   |   received {t['received']:,} of {t['expected']:,}, "
         f"lost {t['lost']}, dup {t['duplicated']}, out-of-order {t['outOfOrder']}, "
         f"errors {sum(report.errors.values())}"
-        + (f", acks {t['acks']:,}, nacks {t['nacks']}, retries {t['retries']}"
+        + (f"\nacked frames: {t['acks']:,} acks, {t['nacks']:,} nacks, {t['retries']:,} retries, "
+           f"{t['ackGaveUp']:,} given up"
            if t["acks"] or t["nacks"] else "")
     )
 
@@ -98,7 +99,7 @@ def write_plot(report: Report, path: Path) -> None:
 
     # distribution: percentile spectrum
     labels = {"latency": "from intended send (open loop)", "service": "from actual send",
-              "ingest": "ingest: send -> ack (acked routes)"}
+              "ingest": "ingest: first send -> ack (acked routes)"}
     for name, color, width, style in (("latency", COLORS["p99"], 2.4, "-"),
                                       ("service", COLORS["service"], 1.6, "--"),
                                       ("ingest", COLORS["ingest"], 1.4, "-.")):

@@ -213,7 +213,7 @@ def format_summary(report: Report) -> str:
     ]
     order = ["latency", "service", "ingest"] + [f"stage:{name}" for name, _, _ in STAGES]
     labels = {"latency": "from intended send", "service": "from actual send",
-              "ingest": "ingest (send -> ack)"}
+              "ingest": "ingest (1st send -> ack)"}
     for name in order:
         if name not in report.histograms:
             continue

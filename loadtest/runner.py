@@ -23,7 +23,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 
 from loadtest import stages
 from loadtest.accounting import Ledger, Outcome
-from loadtest.acks import AckTracker, backoff_s
+from loadtest.acks import AckTracker, Pending, backoff_s
 from loadtest.config import RunConfig
 from loadtest.progress import progress_loop
 from loadtest.report import Report
@@ -349,20 +349,19 @@ class LoadRun:
             self.report.errors[f"nack:{answer.error}"] += 1
             if answer.retry:
                 totals["retries"] += 1
-                task = asyncio.create_task(self._resend(i, answer.pending.frame,
-                                                        answer.pending.attempt + 1))
+                task = asyncio.create_task(self._resend(i, answer.pending))
                 self.retries.add(task)
                 task.add_done_callback(self.retries.discard)
             else:
                 totals["ackGaveUp"] += 1
 
-    async def _resend(self, i: int, frame: str, attempt: int) -> None:
-        await asyncio.sleep(backoff_s(attempt - 1))
+    async def _resend(self, i: int, nacked: Pending) -> None:
+        await asyncio.sleep(backoff_s(nacked.attempt))
         if self.closing:
             return
-        self.acks[i].sent(frame, self.clock.now_us(), attempt)
+        self.acks[i].sent(nacked.frame, nacked.sent_us, nacked.attempt + 1)
         try:
-            await self.conns[i].send(frame)
+            await self.conns[i].send(nacked.frame)
         except ConnectionClosed:
             self.report.errors["unsent:closed"] += 1
 

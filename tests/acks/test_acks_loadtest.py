@@ -54,4 +54,4 @@ def test_report_keeps_ingest_next_to_the_round_trip_through_json() -> None:
     assert again.histograms["ingest"].get_total_count() == 1
     assert again.to_json()["totals"]["nacks"] == 2
     text = format_summary(again)
-    assert "ingest (send -> ack)" in text and "1 acks  2 nacks  2 retries" in text
+    assert "ingest (1st send -> ack)" in text and "1 acks  2 nacks  2 retries" in text
