@@ -29,6 +29,7 @@ from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from pipeline.infrastructure import InfrastructureError
 from pipeline.infrastructure.config import PipelineConfig
 from pipeline.infrastructure.templates import (
     ACK_TEMPLATE,
@@ -141,7 +142,7 @@ class WebSocketIngress(Construct):
         acked = sorted(set(ack_routes))
         unknown = set(acked) - set(self.stream_routes) | set(acked) & set(STREAM_ROUTES_ALWAYS)
         if unknown:
-            raise ValueError(f"ack routes {sorted(unknown)} are not custom stream routes")
+            raise InfrastructureError(f"ack routes {sorted(unknown)} are not custom stream routes")
         for route in self.stream_routes:
             if route not in acked:
                 self.routes[route] = self.api.add_route(route, integration=to_stream)

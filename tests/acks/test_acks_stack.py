@@ -67,3 +67,21 @@ def test_the_twin_model_reads_two_way_routes(stack_template: dict[str, Any],
         "$default", "/2\\d\\d/", "/4\\d\\d/", "/5\\d\\d/"]
     assert not echo.two_way and echo.integration is not None
     assert echo.integration.responses == ()
+
+
+@pytest.mark.parametrize("bad", ["$default", "nosuchroute"])
+def test_an_ack_route_must_be_a_custom_stream_route(bad: str) -> None:
+    from aws_cdk import App, Stack
+    from aws_cdk import aws_dynamodb as dynamodb
+    from aws_cdk import aws_kinesis as kinesis
+
+    from pipeline.infrastructure import InfrastructureError
+    from pipeline.infrastructure.config import PipelineConfig
+    from pipeline.infrastructure.websocket_ingress import WebSocketIngress
+
+    stack = Stack(App(), "Bare")
+    table = dynamodb.TableV2(stack, "T", partition_key=dynamodb.Attribute(
+        name="pk", type=dynamodb.AttributeType.STRING))
+    with pytest.raises(InfrastructureError, match="not custom stream routes"):
+        WebSocketIngress(stack, "Ingress", config=PipelineConfig(), stream=kinesis.Stream(
+            stack, "S"), table=table, custom_routes=["send"], ack_routes=[bad])
