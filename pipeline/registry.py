@@ -57,7 +57,7 @@ class ConsumerSpec:
     memory_mb: int = 256
     roster: RosterAccess = "none"
     description: str = ""
-    # Two-way routes: the gateway answers each frame with an ack/nack (docs/acks.md).
+    # Two-way routes: the gateway answers each frame with an ack/nack (README "Acknowledgements").
     ack_routes: tuple[str, ...] = ()
 
     @property

@@ -1,4 +1,4 @@
-"""Acks, nacks and idempotent consumers end to end through the session twin (docs/acks.md).
+"""Acks, nacks and idempotent consumers end to end through the session twin (README "Acknowledgements").
 
 Negative checks use ordering, not sleeps: a later frame's answer proves nothing came before it.
 """

@@ -39,7 +39,7 @@ def ref_id(value: Any) -> str:
 def test_no_route_integration_is_a_lambda_or_proxy(resources: Resources) -> None:
     integrations = of_type(resources, "AWS::ApiGatewayV2::Integration")
     # one PutItem, one PutRecord shared by the one-way stream routes, one PutRecord with the
-    # ack/nack integration responses for the acked routes (docs/acks.md)
+    # ack/nack integration responses for the acked routes (README "Acknowledgements")
     assert len(integrations) == 3
     for integration in integrations.values():
         props = integration["Properties"]
