@@ -25,6 +25,15 @@ def cloud_assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def prod_assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The synthesized `prod` assembly: token auth on $connect, 4 shards, 48 h retention."""
+    from pipeline.infrastructure.synth import synthesize
+
+    outdir = tmp_path_factory.mktemp("cdk.out.prod")
+    return synthesize(outdir, {"stage": "prod", "shards": "4", "retentionHours": "48"})
+
+
+@pytest.fixture(scope="session")
 def stack_template(cloud_assembly: Path) -> dict[str, object]:
     """The `WebSocketPipeline-dev` CloudFormation template as a dict."""
     path = cloud_assembly / "WebSocketPipeline-dev.template.json"

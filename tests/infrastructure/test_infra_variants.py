@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from pipeline.infrastructure.synth import synthesize
 from pipeline.registry import PROJECT_ROOT
 
 pytestmark = pytest.mark.synth
@@ -33,12 +32,9 @@ def routes_by_key(template: Template) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def prod_template(tmp_path_factory: pytest.TempPathFactory) -> Template:
-    out = synthesize(
-        tmp_path_factory.mktemp("cdk.out.prod"),
-        {"stage": "prod", "shards": "4", "retentionHours": "48"},
-    )
-    return json.loads((out / "WebSocketPipeline-prod.template.json").read_text())  # type: ignore[no-any-return]
+def prod_template(prod_assembly: Path) -> Template:
+    path = prod_assembly / "WebSocketPipeline-prod.template.json"
+    return json.loads(path.read_text())  # type: ignore[no-any-return]
 
 
 def test_prod_defaults_to_a_token_authorizer_on_connect_only(prod_template: Template) -> None:
