@@ -8,8 +8,8 @@ https://docs.aws.amazon.com/apigateway/latest/developerguide/websocket-api-mappi
 
 from __future__ import annotations
 
+import os
 import re
-import secrets
 import string
 import time
 from collections.abc import Callable, Mapping
@@ -39,9 +39,20 @@ INTERNAL_ERROR = "Internal server error"
 FORBIDDEN = "Forbidden"
 
 
+# new_id maps bytes from os.urandom (the OS CSPRNG, as secrets uses) onto the 62 letters with
+# one bytes.translate: byte b becomes letter b % 62, and bytes >= 248 (= 4 * 62) are dropped, so
+# every letter is equally likely. ~0.6 µs an id, against ~10 µs for 15 secrets.choice calls.
+_ID_TABLE = b"".join(_ID_ALPHABET[b % len(_ID_ALPHABET)].encode() for b in range(256))
+_ID_REJECTED = bytes(range(4 * len(_ID_ALPHABET), 256))
+_ID_RANDOM_BYTES = 24  # 15 letters needed; fewer survive with p ~ 2e-9 (then: draw again)
+
+
 def new_id() -> str:
-    """A fresh AWS-shaped id (connection, request, message)."""
-    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(ID_LENGTH - 1)) + "="
+    """A fresh AWS-shaped id (connection, request, message): 15 random letters/digits and "="."""
+    while True:
+        letters = os.urandom(_ID_RANDOM_BYTES).translate(_ID_TABLE, _ID_REJECTED)
+        if len(letters) >= ID_LENGTH - 1:
+            return letters[:ID_LENGTH - 1].decode("ascii") + "="
 
 
 def is_well_formed_id(value: str) -> bool:
