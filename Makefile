@@ -11,7 +11,12 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
 .PHONY: install test lint synth local loadtest bench clean
 
-install: $(VENV)/.installed node_modules/.installed
+install: $(VENV)/.installed node_modules/.installed .build/.layer-deps
+
+# The Lambda layer's arm64 wheels, fetched once: afterwards `cdk synth` needs no network.
+.build/.layer-deps: $(VENV)/.installed
+	$(PY) -m pipeline.infrastructure.packaging
+	mkdir -p .build && touch $@
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -2,9 +2,12 @@
 
 The layer is ``python/pipeline/__init__.py`` + ``python/pipeline/runtime/**`` + the
 ``[tool.pipeline].layer-requirements`` distributions, installed by pip as manylinux2014 aarch64
-wheels for CPython 3.12 (the functions run on arm64). The result is cached under
-``.build/layer/<hash>`` and built atomically (temporary directory + rename), so repeated and
-concurrent synths reuse one build.
+wheels for CPython 3.12 (the functions run on arm64). The distributions are installed once per
+requirements set under ``.build/layer-deps/<hash>`` (``make install`` builds them, so a synth
+needs no network afterwards, even after the runtime's sources change); each layer is cached under
+``.build/layer/<hash>`` (requirements + sources). Both are built atomically (temporary directory +
+rename), so repeated and concurrent synths reuse one build. ``python -m
+pipeline.infrastructure.packaging`` builds the current layer and prints its directory.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import tomllib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from pipeline.infrastructure import PackagingError
@@ -26,6 +29,7 @@ from pipeline.registry import PROJECT_ROOT
 LAYER_PLATFORM = ("manylinux2014_aarch64", "cp", "3.12")
 ASSET_EXCLUDES = ["__pycache__", "*.pyc", "tests", "test_*.py", ".pytest_cache"]
 _PIP_TIMEOUT_S = 600
+KEEP_LAYERS = 8
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
@@ -82,14 +86,42 @@ def build_layer(root: Path = PROJECT_ROOT, cache: Path | None = None) -> Path:
     final = cache / layer_hash(requirements, sources, root)
     if (final / "python").is_dir():
         return final
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache))
-    try:
-        _pip_install(requirements, tmp / "python")
+    deps = _dependencies(requirements, root, cache.parent / "layer-deps")
+
+    def fill(tmp: Path) -> None:
+        shutil.copytree(deps / "python", tmp / "python")
         for src in sources:
             dest = tmp / "python" / src.relative_to(root)
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest)
+
+    built = _build_once(final, fill)
+    _prune(cache, keep=KEEP_LAYERS)
+    return built
+
+
+def _prune(cache: Path, keep: int) -> None:
+    """Drop all but the ``keep`` newest layers (each runtime edit makes one, ~7 MB)."""
+    layers = sorted((d for d in cache.iterdir() if d.is_dir() and not d.name.startswith(".")),
+                    key=lambda d: d.stat().st_mtime, reverse=True)
+    for old in layers[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _dependencies(requirements: list[str], root: Path, cache: Path) -> Path:
+    """The layer's third-party distributions, pip-installed once per requirements set."""
+    final = cache / layer_hash(requirements, (), root)
+    if (final / "python").is_dir():
+        return final
+    return _build_once(final, lambda tmp: _pip_install(requirements, tmp / "python"))
+
+
+def _build_once(final: Path, fill: Callable[[Path], None]) -> Path:
+    """Build ``final`` through a temporary sibling and an atomic rename (concurrency-safe)."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
+    try:
+        fill(tmp)
         try:
             os.rename(tmp, final)  # atomic; fails if a concurrent build got there first
         except OSError:
@@ -131,3 +163,7 @@ def _excluded(rel: Path) -> bool:
     return any(part in ("__pycache__", "tests", ".pytest_cache") for part in rel.parts) or (
         rel.suffix == ".pyc" or (rel.name.startswith("test_") and rel.suffix == ".py")
     )
+
+
+if __name__ == "__main__":  # ``make install``: build the layer now, so synths work offline
+    print(build_layer())

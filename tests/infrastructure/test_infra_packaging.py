@@ -98,8 +98,10 @@ def test_build_is_cached_and_ships_only_the_runtime(
     assert packaging.build_layer(root) == first
     assert len(pip.calls) == 1  # the second synth reused the cache
     (root / "pipeline" / "runtime" / "envelope.py").write_text("X = 3\n")
-    assert packaging.build_layer(root) != first
-    assert len(pip.calls) == 2
+    second = packaging.build_layer(root)
+    assert second != first
+    assert (second / "python" / "pipeline" / "runtime" / "envelope.py").read_text() == "X = 3\n"
+    assert len(pip.calls) == 1  # new sources, same requirements: no pip, so no network
 
 
 def test_concurrent_builds_agree_and_leave_no_partial_directory(
@@ -128,7 +130,8 @@ def test_a_failed_pip_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setattr(packaging, "_pip_install", FakePip(fail=True))
     with pytest.raises(PackagingError, match="no matching distribution"):
         packaging.build_layer(root)
-    assert list((root / ".build" / "layer").iterdir()) == []
+    assert list((root / ".build" / "layer-deps").iterdir()) == []
+    assert not (root / ".build" / "layer").exists()
 
 
 @pytest.mark.synth

@@ -84,6 +84,8 @@ def test_cdk_cli_synth_with_iam_auth(tmp_path: Path) -> None:
         **os.environ,
         "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
         "CDK_DISABLE_CLI_TELEMETRY": "true",
+        # offline after `make install`: pip may not reach an index (the layer's wheels are cached)
+        "PIP_NO_INDEX": "1",
     }
     cmd = [
         "npx", "--no-install", "cdk", "synth", "--quiet", "-o", str(tmp_path),
