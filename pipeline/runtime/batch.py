@@ -153,6 +153,7 @@ def process_batch(
     ``pipelined``: post replies concurrently across connections (see the module docstring)."""
     ctx = ctx or HandlerContext(lambda_context=lambda_context, started_ms=now_ms())
     ctx.pipeline = ReplyPipeline(ctx) if pipelined else None
+    ctx.memo = {}
     processor = OrderedKinesisProcessor(ctx, undecodable)
     request_id = getattr(lambda_context, "aws_request_id", None)
     if request_id:

@@ -70,6 +70,9 @@ class HandlerContext:
     logger: Any = obs.logger
     pipeline: ReplyPipeline | None = None  # set by process_batch(pipelined=True)
     tag: Any = None  # what a pipelined post is charged to (the batch's current record)
+    # What a handler may remember for the rest of one batch (e.g. a room's members read
+    # once); process_batch starts each batch with an empty one.
+    memo: dict[Any, Any] = field(default_factory=dict)
 
     @property
     def connections(self) -> ConnectionsClient:

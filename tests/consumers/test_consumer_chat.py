@@ -104,3 +104,29 @@ def test_join_and_leave_are_idempotent(atconn: AtConnections, ctx: HandlerContex
          (A, {"action": "leave", "room": "r"}), (A, {"action": "leave", "room": "r"}))
     assert [r["action"] for r in atconn.received(A)] == ["joined", "joined", "left", "left"]
     assert list(ctx.roster.members("r")) == []
+
+
+def test_a_batch_reads_each_room_once_and_sees_its_own_joins_and_leaves(
+    atconn: AtConnections, ctx: HandlerContext, ddb: Any
+) -> None:
+    calls: list[str] = []
+    ddb.meta.events.register("before-call.dynamodb.*",
+                             lambda model, **_: calls.append(model.name))
+    for cid in (A, B):
+        ctx.roster.join(cid, "lobby")
+    calls.clear()
+    hello = {"action": "send", "room": "lobby", "text": "1"}
+    send(ctx, (A, hello), (B, hello), (C, {"action": "join", "room": "lobby"}),
+         (A, {**hello, "text": "2"}), (B, {"action": "leave", "room": "lobby"}),
+         (A, {**hello, "text": "3"}), (B, {**hello, "text": "4"}))
+    assert calls.count("Query") == 1 and "GetItem" not in calls
+    assert [m.get("text") for m in atconn.received(C)] == [None, "2", "3"]  # "joined" first
+    assert [m.get("text") for m in atconn.received(A)] == ["1"]
+    # B: A's "1" and "2", then "left", and its own "4" refused (it left): delivered to nobody
+    assert [m.get("text") for m in atconn.received(B)] == ["1", "2", None, None]
+    assert atconn.received(B)[2] == {"action": "left", "room": "lobby"}
+    assert atconn.received(B)[3]["error"] == "not_a_member"
+    send(ctx, (C, {**hello, "text": "5"}))
+    assert calls.count("Query") == 2  # a new batch reads the room again
+    assert [m.get("text") for m in atconn.received(A)] == ["1", "5"]
+    assert len(atconn.received(B)) == 4
