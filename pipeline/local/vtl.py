@@ -88,7 +88,13 @@ def _escape_char(ch: str) -> str:
     return ch
 
 
-_NEEDS_ESCAPE = re.compile("[\x00-\x1f\"'/\\\\\x80-\U0010ffff]")
+# ASCII escapes by one str.translate; only text with non-ASCII characters then needs the regex.
+_ASCII_ESCAPES = {c: _escape_char(chr(c)) for c in range(0x80) if _escape_char(chr(c)) != chr(c)}
+_NON_ASCII = re.compile("[\x80-\U0010ffff]")
+
+
+def _escape_match(match: re.Match[str]) -> str:
+    return _escape_char(match.group())
 
 
 def escape_javascript(text: str) -> str:
@@ -99,7 +105,8 @@ def escape_javascript(text: str) -> str:
     characters as a UTF-16 surrogate pair). DEL (0x7F) passes through, as in Commons Lang.
     The ``\\'`` is not valid JSON, hence AWS's documented ``.replaceAll("\\\\'","'")``.
     """
-    return _NEEDS_ESCAPE.sub(lambda m: _escape_char(m.group()), text)
+    escaped = text.translate(_ASCII_ESCAPES)
+    return escaped if escaped.isascii() else _NON_ASCII.sub(_escape_match, escaped)
 
 
 # --- Java String methods templates call --------------------------------------------------------
@@ -135,9 +142,21 @@ def _index_of(text: str, sub: str, start: int = 0) -> int:
     return text.find(sub, start)
 
 
+@lru_cache(maxsize=256)
+def _java_regex(pattern: str, repl: str) -> tuple[re.Pattern[str], str | Callable[..., str]]:
+    """The compiled pattern and the replacement (a plain string when it has no ``$`` or ``\\``)."""
+    plain = "$" not in repl and "\\" not in repl
+    return re.compile(pattern), repl if plain else _java_replacement(repl)
+
+
+def _replace(text: str, pattern: str, repl: str, count: int = 0) -> str:
+    regex, replacement = _java_regex(pattern, repl)
+    return regex.sub(replacement, text, count=count)
+
+
 _JAVA_STRING_METHODS: dict[str, Callable[..., Any]] = {
-    "replaceAll": lambda s, p, r: re.sub(p, _java_replacement(r), s),
-    "replaceFirst": lambda s, p, r: re.sub(p, _java_replacement(r), s, count=1),
+    "replaceAll": lambda s, p, r: _replace(s, p, r),
+    "replaceFirst": lambda s, p, r: _replace(s, p, r, count=1),
     "replace": lambda s, old, new: s.replace(str(old), str(new)),
     "indexOf": _index_of,
     "lastIndexOf": lambda s, sub: s.rfind(sub),

@@ -88,3 +88,11 @@ def test_templates_are_compiled_once() -> None:
 def test_syntax_error_is_a_vtl_error() -> None:
     with pytest.raises(vtl.VtlSyntaxError):
         _render("#if($a")
+
+
+def test_escape_javascript_escapes_every_character_as_its_own_escape() -> None:
+    # The translate table + non-ASCII regex must agree with the per-character definition.
+    text = "".join(chr(c) for c in range(0x10000)) + "😀𝄞\U0010ffff"
+    expected = "".join(vtl._escape_char(ch) for ch in text)
+    assert vtl.escape_javascript(text) == expected
+    assert vtl.escape_javascript("a'b\"c") == "a\\'b\\\"c"
