@@ -232,11 +232,12 @@ def _reference(node: Any) -> Emit:
     """FormalReference.evaluate_raw."""
     if type(node.expression) is not ops.VariableExpression:
         return _fallback_emit(node)
-    calc, alternate = _variable(node.expression), node.alternate
+    steps, alternate = _steps(node.expression), node.alternate
     my_text, replace_text, to_string = node.my_text(), ops.REPLACE_FORMAL_TEXT, ops.value_to_string
+    first, calc = steps[0], (_variable(node.expression) if len(steps) > 1 else None)
 
     def emit(out: list[str], ns: Any, loader: Any) -> None:
-        value = calc(ns, loader)
+        value = first(ns, loader, ns) if calc is None else calc(ns, loader)  # ${name}: one call
         if value == replace_text:
             value = my_text
         elif value is None:
