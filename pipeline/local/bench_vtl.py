@@ -6,13 +6,22 @@ engine (``vtl.render``) from the file on disk with a realistic ``$context`` and 
 ``GatewayProtocol.message`` (route selection, ids, ``$context``, request template) for a
 one-way route, plus ``message`` + ``answer`` (the ack template) for an acked two-way route.
 
-Measured (2-core CI box, Python 3.11, µs per call):
+``--interpreted``: the render rows use airspeed's own tree walk instead of the compiled plan.
 
-=========================  ======  =====
-what                       before  after
-=========================  ======  =====
-(filled in below)
-=========================  ======  =====
+Measured (2-core box shared with other work, Python 3.11, µs per call; "before" is commit
+2e035c0: airspeed's interpreter and ids from 15 ``secrets.choice`` calls):
+
+=======================================  ========  =====
+what                                     before    after
+=======================================  ========  =====
+render stream_put_record.vtl (echo)      109-114   47-51
+render stream_put_record.vtl ($disconn.) 115-119   49-53
+render connect_put_item.vtl              42        19
+render stream_ack_response.vtl           15.5      9.2
+render stream_nack_response.vtl          64-68     24-27
+frame one-way (echo): message()          143-148   57-62
+frame acked (chat): message()+answer()   167       74-78
+=======================================  ========  =====
 """
 
 from __future__ import annotations
@@ -25,7 +34,12 @@ from typing import Any
 
 from pipeline.local import vtl
 from pipeline.local.gateway.model import ApiModel, Integration, IntegrationResponse, Route
-from pipeline.local.gateway.protocol import Connection, ConnectionId, GatewayProtocol
+from pipeline.local.gateway.protocol import (
+    Connection,
+    ConnectionId,
+    GatewayProtocol,
+    IntegrationCall,
+)
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "integration_templates"
 ROLE_ARN = "arn:aws:iam::123456789012:role/IntegrationRole"
@@ -76,7 +90,7 @@ def _api() -> ApiModel:
     return ApiModel("a1b2c3d4e5", "dev", "$request.body.action", routes)
 
 
-def cases() -> list[tuple[str, Callable[[], object]]]:
+def cases(interpreted: bool = False) -> list[tuple[str, Callable[[], object]]]:
     """(name, zero-argument callable) for every measured operation."""
     renders = [
         ("stream_put_record.vtl (echo frame)", "stream_put_record.vtl", ECHO_FRAME,
@@ -94,7 +108,7 @@ def cases() -> list[tuple[str, Callable[[], object]]]:
         text = _template(name)
 
         def render(text: str = text, body: str = body, context: dict[str, Any] = context) -> str:
-            return vtl.render(text, body=body, context=context)
+            return vtl.render(text, body=body, context=context, interpreted=interpreted)
 
         out.append((f"render {label}", render))
 
@@ -107,8 +121,8 @@ def cases() -> list[tuple[str, Callable[[], object]]]:
 
     def two_way() -> object:
         call = protocol.message(conn, CHAT_FRAME)
-        assert call is not None and not hasattr(call, "text")
-        return protocol.answer(call, 200, PUT_RECORD_RESULT.encode())  # type: ignore[arg-type]
+        assert isinstance(call, IntegrationCall)
+        return protocol.answer(call, 200, PUT_RECORD_RESULT.encode())
 
     out.append(("frame one-way (echo): message()", one_way))
     out.append(("frame acked (chat): message()+answer()", two_way))
@@ -118,8 +132,10 @@ def cases() -> list[tuple[str, Callable[[], object]]]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--number", type=int, default=2000, help="calls per repeat")
+    parser.add_argument("--interpreted", action="store_true",
+                        help="renders by airspeed's interpreter, not the compiled plan")
     args = parser.parse_args(argv)
-    for name, fn in cases():
+    for name, fn in cases(args.interpreted):
         fn()  # warm the template cache
         best = min(timeit.repeat(fn, number=args.number, repeat=5))
         print(f"{name:45s} {best / args.number * 1e6:8.1f} µs")
