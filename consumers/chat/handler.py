@@ -15,6 +15,10 @@ membership is answered from the same result) and kept up to date with the batch'
 leaves and disconnects, so a batch of sends to a few rooms costs a few Queries, not two
 DynamoDB calls per send. Membership changes made meanwhile by another shard's invocation are
 seen by the next batch: records of different shards are not ordered with each other anyway.
+
+Posts are pipelined (``process_batch(..., pipelined=True)``): the batch's replies and messages go
+out concurrently across connections and in stream order per connection, instead of each send
+waiting for its fan-out before the next record is handled.
 """
 
 from __future__ import annotations
@@ -91,4 +95,4 @@ def _members(ctx: HandlerContext, room: str) -> dict[str, None]:
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> Any:
-    return process_batch(event, context, idempotent(record_handler))
+    return process_batch(event, context, idempotent(record_handler), pipelined=True)

@@ -10,6 +10,10 @@ and return at once; a :class:`ReplyPipeline` posts the batch's replies concurren
 connections and in order per connection (one FIFO each), and the batch waits for every post
 before it answers. A post that fails for good fails its record, and the connection's later
 replies of the batch are not sent (their records fail too), so a retry redelivers them in order.
+A pipelined ``fanout`` queues one post per recipient on the same per-connection FIFOs (so a
+member gets the batch's messages in stream order) and keeps the fan-out rules: a recipient's
+failure is logged, not retried, and only a fan-out whose every post failed fails its record;
+413 sends the sender a ``payload_too_large`` error frame when the batch ends.
 """
 
 from __future__ import annotations
@@ -121,7 +125,13 @@ class HandlerContext:
         connection does not replay the message to everyone; when *every* post failed the
         endpoint itself is down and :class:`DeliveryError` makes the record retry.
         """
+        if self.pipeline is not None:
+            return self.pipeline.fanout(connection_ids, _encode(payload), record, self.tag)
         results = self.connections.post_many(connection_ids, _encode(payload))
+        return self._report(results, record)
+
+    def _report(self, results: Iterable[PostResult], record: Envelope | None) -> FanoutReport:
+        """Account a fan-out's posts; log the failures; raise when every post failed."""
         report = FanoutReport()
         for result in results:
             self._account(result, record)
@@ -188,10 +198,22 @@ class _Post:
     tag: Any
     result: PostResult | None = None  # None: not sent (an earlier post to it failed)
     followup: PostResult | None = None  # the payload_too_large error frame sent instead
+    fanout: _Fanout | None = None  # set on the posts of a pipelined fan-out
+
+
+@dataclass(eq=False)
+class _Fanout:
+    """One pipelined fan-out: the record it is charged to and its posts, settled together."""
+
+    record: Envelope | None
+    tag: Any
+    posts: list[_Post] = field(default_factory=list)
 
 
 _TOO_LARGE_FRAME = orjson.dumps(error_frame(
     "payload_too_large", "the reply is larger than the 128 KB a WebSocket message may carry"))
+_FANOUT_TOO_LARGE_FRAME = orjson.dumps(error_frame(
+    "payload_too_large", "the message is too large to deliver"))
 _pipeline_pool: ThreadPoolExecutor | None = None
 _pipeline_lock = threading.Lock()
 
@@ -218,6 +240,20 @@ class ReplyPipeline:
         self._failed: set[str] = set()
         self._lock = threading.Lock()
         self._futures: list[Future[None]] = []
+        self._fanouts: list[_Fanout] = []
+
+    def fanout(self, connection_ids: Iterable[str], data: bytes, record: Envelope | None,
+               tag: Any) -> FanoutReport:
+        """Queue ``data`` to each connection (once each); a provisional report (all queued
+        posts counted as delivered): the outcome is settled when the batch ends."""
+        group = _Fanout(record, tag)
+        for cid in dict.fromkeys(connection_ids):
+            post = _Post(cid, data, record, False, tag, fanout=group)
+            group.posts.append(post)
+            self.submit(post)
+        if group.posts:
+            self._fanouts.append(group)
+        return FanoutReport(delivered=len(group.posts))
 
     def submit(self, post: _Post) -> PostResult:
         client = self._ctx.connections  # created on the invocation's thread
@@ -240,6 +276,11 @@ class ReplyPipeline:
                     del self._queues[connection_id]  # a later reply starts a new drain
                     return
                 post = queue.popleft()
+            if post.fanout is not None:
+                # A fan-out post is sent even after a failed reply to this connection and does
+                # not stop its later posts, as without pipelining (HandlerContext.fanout).
+                post.result = _post_safely(client, connection_id, post.data)
+                continue
             if connection_id in self._failed:
                 continue  # not sent: it must not overtake the failed one (retried in order)
             post.result = _post_safely(client, connection_id, post.data)
@@ -254,6 +295,8 @@ class ReplyPipeline:
             future.result()
         failed: list[tuple[Any, DeliveryError]] = []
         for post in self._posts:
+            if post.fanout is not None:
+                continue  # below, per fan-out
             outcomes = [r for r in (post.result, post.followup) if r is not None]
             for result in outcomes:
                 self._ctx._account(result, post.record)
@@ -263,8 +306,27 @@ class ReplyPipeline:
             elif post.result is None:
                 failed.append((post.tag, DeliveryError(
                     {post.connection_id: "not sent: an earlier reply to it failed"})))
-        self._posts, self._futures = [], []
+        for group in self._fanouts:
+            error = self._settle_fanout(group)
+            if error is not None:
+                failed.append((group.tag, error))
+        self._posts, self._futures, self._fanouts = [], [], []
         return failed
+
+    def _settle_fanout(self, group: _Fanout) -> DeliveryError | None:
+        """Account a fan-out like ``HandlerContext.fanout``; its record's error, if any."""
+        results = [p.result for p in group.posts if p.result is not None]
+        try:
+            report = self._ctx._report(results, group.record)
+        except DeliveryError as exc:  # every post failed: the endpoint itself is down
+            return exc
+        if report.too_large and group.record is not None:
+            sender = group.record.connection_id
+            notice = _post_safely(self._ctx.connections, sender, _FANOUT_TOO_LARGE_FRAME)
+            self._ctx._account(notice, group.record)
+            if notice.outcome is Outcome.FAILED:
+                return DeliveryError({sender: _why(notice)})
+        return None
 
 
 def _post_safely(client: ConnectionsClient, connection_id: str, data: bytes) -> PostResult:

@@ -21,13 +21,15 @@ def send(ctx: HandlerContext, *frames: tuple[str, dict[str, Any] | str]) -> dict
     for cid, frame in frames:
         route = frame.get("action", "?") if isinstance(frame, dict) else "send"
         items.append((cid, envelope(str(route), cid, frame)))
-    return dict(process_batch(event(*items), None, chat.record_handler, ctx=ctx))
+    return dict(process_batch(event(*items), None, chat.record_handler, ctx=ctx,
+                              pipelined=True))  # as chat.lambda_handler does
 
 
 def test_the_fixture_conversation(atconn: AtConnections, ctx: HandlerContext, ddb: Any) -> None:
     put_meta(ddb, A)
     put_meta(ddb, B)
-    response = process_batch(load("kinesis_chat_batch"), None, chat.record_handler, ctx=ctx)
+    response = process_batch(load("kinesis_chat_batch"), None, chat.record_handler, ctx=ctx,
+                             pipelined=True)
     assert response == {"batchItemFailures": []}
     assert atconn.received(A) == [
         {"action": "joined", "room": "lobby"},

@@ -79,3 +79,48 @@ def test_without_pipelining_reply_returns_the_final_result(
                             partition_key=C[0], approximate_arrival_timestamp=1700000000.2)
     assert ctx.reply(record, {"action": "echo"}).attempts == 1
     assert atconn.received(C[0]) == [{"action": "echo"}]
+
+
+def room_send(record: Envelope, ctx: HandlerContext) -> None:
+    """C0..C3 are a room: each record goes to the other three (chat's send, simplified)."""
+    frame = record.body_object() or {}
+    others = [c for c in C[:4] if c != record.connection_id]
+    ctx.fanout(others, {"from": record.connection_id, "n": frame.get("data")}, record)
+
+
+def fanout_failures(evt: dict[str, Any], ctx: HandlerContext) -> list[str]:
+    response = process_batch(evt, None, room_send, ctx=ctx, pipelined=True)
+    return [str(item["itemIdentifier"]) for item in response["batchItemFailures"]]
+
+
+def test_fanouts_go_out_concurrently_in_stream_order_per_recipient(
+    atconn: AtConnections, ctx: HandlerContext
+) -> None:
+    atconn.delay_s = 0.02
+    assert fanout_failures(batch(3, C[:4]), ctx) == []
+    for cid in C[:4]:  # each member: every other member's 0, 1, 2, in the batch's order
+        got = [(m["from"], m["n"]) for m in atconn.received(cid)]
+        assert got == [(s, n) for n in range(3) for s in C[:4] if s != cid]
+    assert atconn.max_in_flight >= 3
+    assert len(atconn.posts) == 3 * 4 * 3
+
+
+def test_a_failing_recipient_is_logged_and_only_an_all_failed_fanout_fails_its_record(
+    atconn: AtConnections, ctx: HandlerContext
+) -> None:
+    atconn.broken.add(C[1])
+    evt = batch(2, C[:4])
+    assert fanout_failures(evt, ctx) == []  # C1 broken: the others still get everything
+    assert [(m["from"], m["n"]) for m in atconn.received(C[0])] == [
+        (s, n) for n in range(2) for s in C[1:4]]
+    atconn.broken.update(C[:4])
+    s = seqs(evt)
+    assert fanout_failures(evt, ctx) == s  # every post of every record failed
+
+
+def test_a_too_large_fanout_tells_the_sender(atconn: AtConnections, ctx: HandlerContext) -> None:
+    atconn.too_large.update(C[1:4])
+    evt = event((C[0], envelope("send", C[0], {"action": "send", "data": 1})))
+    assert fanout_failures(evt, ctx) == []
+    assert [m["error"] for m in atconn.received(C[0])] == ["payload_too_large"]
+    assert all(atconn.received(c) == [] for c in C[1:4])
