@@ -45,6 +45,11 @@ class WorkerError(Exception):
     """A function cannot be invoked (unknown function, worker cannot start)."""
 
 
+# Processes per function: spawned on demand, so the cap only costs memory under load.
+DEFAULT_CONCURRENCY = 2
+MAX_CONCURRENCY = 10
+
+
 @dataclass(frozen=True)
 class FunctionSpec:
     """One Lambda function as the template declares it."""
@@ -57,6 +62,7 @@ class FunctionSpec:
     environment: Mapping[str, str] = field(default_factory=dict)
     timeout_s: float = 3.0
     memory_mb: int = 128
+    max_concurrency: int = DEFAULT_CONCURRENCY
 
 
 def rewrite_environment(
@@ -97,10 +103,33 @@ def worker_environment(spec: FunctionSpec, aws_url: str) -> dict[str, str]:
     return env
 
 
+def mapping_concurrency(stack: Stack) -> dict[str, int]:
+    """Concurrent invocations each function's Kinesis mappings can make: ParallelizationFactor
+    batches per shard ("concurrent batches per shard", up to PF x shards in AWS:
+    https://docs.aws.amazon.com/lambda/latest/dg/services-kinesis-parameters.html), summed over
+    the function's mappings, capped at :data:`MAX_CONCURRENCY` processes on one machine."""
+    shards = {r.ref: int(r.properties.get("ShardCount", 1))
+              for r in stack.of_type("AWS::Kinesis::Stream")}
+    stream_of_consumer = {r.ref: str(r.properties.get("StreamARN", ""))
+                          for r in stack.of_type("AWS::Kinesis::StreamConsumer")}
+    stream_names = {r.attributes.get("Arn", ""): r.ref for r in stack.of_type("AWS::Kinesis::Stream")}
+    wanted: dict[str, int] = {}
+    for res in stack.of_type("AWS::Lambda::EventSourceMapping"):
+        p = res.properties
+        source = str(p.get("EventSourceArn", ""))
+        stream_arn = stream_of_consumer.get(source, source)
+        count = shards.get(stream_names.get(stream_arn, ""), 1)
+        function = str(p.get("FunctionName", "")).rsplit(":function:", 1)[-1]
+        factor = int(p.get("ParallelizationFactor", 1))
+        wanted[function] = wanted.get(function, 0) + factor * count
+    return {name: max(DEFAULT_CONCURRENCY, min(MAX_CONCURRENCY, n)) for name, n in wanted.items()}
+
+
 def function_specs(stack: Stack, *, gateway_port: int, aws_url: str) -> list[FunctionSpec]:
     """Every ``AWS::Lambda::Function`` with a local code asset and a Python handler."""
     layers = {r.ref: stack.asset_path(r.logical_id) for r in
               stack.of_type("AWS::Lambda::LayerVersion")}
+    concurrency = mapping_concurrency(stack)
     specs = []
     for res in stack.of_type("AWS::Lambda::Function"):
         p = res.properties
@@ -116,6 +145,7 @@ def function_specs(stack: Stack, *, gateway_port: int, aws_url: str) -> list[Fun
             code_dir=code, layer_dirs=layer_dirs,
             environment=rewrite_environment(variables, gateway_port=gateway_port, aws_url=aws_url),
             timeout_s=float(p.get("Timeout", 3)), memory_mb=int(p.get("MemorySize", 128)),
+            max_concurrency=concurrency.get(res.ref, DEFAULT_CONCURRENCY),
         ))
     return specs
 
@@ -181,12 +211,13 @@ class _Process:
 class FunctionPool:
     """Warm workers of one function; at most ``max_concurrency`` invocations at once."""
 
-    def __init__(self, spec: FunctionSpec, aws_url: str, max_concurrency: int = 2) -> None:
+    def __init__(self, spec: FunctionSpec, aws_url: str, max_concurrency: int | None = None) -> None:
         self.spec = spec
         self._aws_url = aws_url
         self._idle: list[_Process] = []
         self._busy = 0
-        self._slots = asyncio.Semaphore(max_concurrency)
+        self.max_concurrency = max_concurrency or spec.max_concurrency
+        self._slots = asyncio.Semaphore(self.max_concurrency)
 
     async def warm(self) -> None:
         """Start one worker ahead of the first invocation (imports happen now, not then)."""
@@ -253,7 +284,9 @@ def _failure(error_type: str, message: str) -> InvokeResult:
 class Workers:
     """Every function of the stack, invocable by name or ARN (the ESM engine's ``Invoker``)."""
 
-    def __init__(self, specs: list[FunctionSpec], aws_url: str, *, max_concurrency: int = 2):
+    def __init__(
+        self, specs: list[FunctionSpec], aws_url: str, *, max_concurrency: int | None = None
+    ) -> None:
         self._pools: dict[str, FunctionPool] = {}
         for spec in specs:
             pool = FunctionPool(spec, aws_url, max_concurrency)

@@ -158,3 +158,21 @@ async def test_event_keys_and_unserializable_events(workers: Workers) -> None:
     bad = await workers.invoke("fa", {"x": {1, 2}})
     assert not bad.ok and bad.error_type == "InvalidRequestContentException"
     assert (await workers.invoke("fa", {})).ok  # the worker is still usable
+
+
+@pytest.mark.synth
+def test_concurrency_follows_parallelization_factor_times_shards(prod_assembly: Path) -> None:
+    """Lambda runs up to ParallelizationFactor concurrent batches per shard
+    (https://docs.aws.amazon.com/lambda/latest/dg/services-kinesis-parameters.html): the prod
+    stack has 4 shards and PF 1, so every consumer may run 4 invocations at once."""
+    from pipeline.local.cfn import load_template, resolve_stack
+    from pipeline.local.workers import function_specs, mapping_concurrency
+
+    template = load_template(prod_assembly, "WebSocketPipeline-prod")
+    stack = resolve_stack(template, "WebSocketPipeline-prod", prod_assembly)
+    wanted = mapping_concurrency(stack)
+    consumers = [f for f in function_specs(stack, gateway_port=1, aws_url="http://x")
+                 if f.name in wanted]
+    assert len(consumers) == 4
+    assert {f.max_concurrency for f in consumers} == {4}
+    assert Workers(consumers, "http://x").pool(consumers[0].name).max_concurrency == 4
