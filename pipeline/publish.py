@@ -230,6 +230,9 @@ def run(args: argparse.Namespace) -> int:
             region=args.region)
     except PublishError as exc:
         print(f"publish failed: {exc.code}: {exc}", file=sys.stderr)
+        if exc.code == "EndpointError":
+            print("is the local twin running? start it with `make local`, or pass "
+                  "--endpoint-url / --aws for a deployed stack", file=sys.stderr)
         return 1
     print(json.dumps(result.as_dict()))
     return 0

@@ -398,5 +398,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.command}: refused: {exc}", file=sys.stderr)
         return 1
     for path in removed:
-        print(f"{verb} {path.relative_to(project.root)}")
+        done = "updated" if path == project.registry_file else verb
+        print(f"{done} {path.relative_to(project.root)}")
+    print("restart `make local` (it synthesizes) to serve the change; `make synth` shows it")
     return 0

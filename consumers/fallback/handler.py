@@ -22,9 +22,13 @@ def record_handler(record: Envelope, ctx: HandlerContext) -> None:
         return
     action = frame.get("action")
     received = action if isinstance(action, str) else None
-    shown = "no action" if received is None else f"action {received[:64]!r}"
-    ctx.error(record, "unknown_action", f"{shown} is not a known route",
-              received=received)
+    if received is not None:
+        message = f"action {received[:64]!r} is not a known route"
+    elif "action" in frame:
+        message = "the action must be a string naming a route"
+    else:
+        message = 'the frame has no "action"'
+    ctx.error(record, "unknown_action", message, received=received)
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> Any:

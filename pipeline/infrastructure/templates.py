@@ -35,4 +35,6 @@ def render(name: str, values: Mapping[str, str], directory: Path = TEMPLATES_DIR
     unknown = sorted(set(_PLACEHOLDER.findall(text)) - set(values))
     if unknown:
         raise TemplateError(str(path), f"no value for placeholders {unknown}")
-    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
+    # the file's final newline is not part of the template: a response template's output is
+    # sent to the client as is, and a stray "\n" would end every ack frame
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], text.rstrip("\n"))

@@ -20,6 +20,9 @@ from pipeline.registry import PROJECT_ROOT
 log = logging.getLogger("pipeline.local")
 
 
+DEFAULT_FUNCTION_LOGS = Path(".twin") / "logs"
+
+
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--stage", default="dev", help="stage to run (default: dev)")
     parser.add_argument("--port", type=int, default=8080,
@@ -39,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--no-iam", action="store_true",
                         help="do not evaluate the stack's IAM policies (integration roles, "
                              "function roles, @connections, SigV4 $connect); default: enforced")
+    parser.add_argument("--function-logs", default=str(DEFAULT_FUNCTION_LOGS), metavar="DIR",
+                        help="write each function's logs to DIR/<function>.log, like CloudWatch "
+                             f"Logs (default: {DEFAULT_FUNCTION_LOGS}); '-' = inline on stderr")
     parser.add_argument("--log-level", default="WARNING", help="twin log level (default WARNING)")
 
 
@@ -72,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         stage=args.stage, port=args.port, aws_port=args.aws_port, assembly=assembly,
         enforce_limits=args.enforce_limits, idle_timeout_s=args.idle_timeout,
         max_connection_life_s=args.max_connection_life, iam=not args.no_iam,
+        function_logs=None if args.function_logs == "-" else Path(args.function_logs),
     )
     return asyncio.run(_serve(config))
 
@@ -99,7 +106,9 @@ async def _serve(config: object) -> int:
         print(f"local twin of WebSocketPipeline-{config.stage} ready (Ctrl-C to stop)\n"
               f"  WebSocket API     {urls.ws}\n"
               f"  @connections API  {urls.connections}/{{connectionId}}\n"
-              f"  AWS services      {urls.aws}  (any credentials, region us-east-1)",
+              f"  AWS services      {urls.aws}  (any credentials, region us-east-1)"
+              + (f"\n  function logs     {config.function_logs}/<function>.log"
+                 if config.function_logs else ""),
               flush=True)
         print("TWIN-READY " + orjson.dumps(urls.as_dict()).decode(), flush=True)
         await stopped

@@ -38,10 +38,11 @@ def start_twin(
     """Start ``python -m pipeline local`` on free ports and wait for its ready line.
 
     ``cwd`` is the project whose ``pipeline`` package runs (a copy, in the scaffold test).
+    The functions' logs stay inline in :attr:`Twin.output`, where a failing test shows them.
     """
     cmd = [
         sys.executable, "-m", "pipeline", "local", "--no-synth", "--assembly", str(assembly),
-        "--stage", stage, "--port", "0", "--aws-port", "0", *extra_args,
+        "--stage", stage, "--port", "0", "--aws-port", "0", "--function-logs", "-", *extra_args,
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(

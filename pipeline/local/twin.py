@@ -47,6 +47,7 @@ class TwinConfig:
     idle_timeout_s: float | None = None
     max_connection_life_s: float | None = None
     iam: bool = True  # evaluate the stack's IAM policies locally (``--no-iam``: off)
+    function_logs: Path | None = None  # a directory: <function>.log each; None: the twin's stderr
 
     @property
     def stack_name(self) -> str:
@@ -125,7 +126,10 @@ class Twin:
                                 port=cfg.port, limits=limits, access=gateway_access)
         port = await self._gateway.start()
 
-        self.workers = Workers(function_specs(stack, gateway_port=port, aws_url=aws_url), aws_url)
+        specs = function_specs(stack, gateway_port=port, aws_url=aws_url)
+        if cfg.function_logs is not None:
+            specs = [_replace(s, log_file=cfg.function_logs / f"{s.name}.log") for s in specs]
+        self.workers = Workers(specs, aws_url)
         backend.workers = self.workers
         await self.workers.start()
 

@@ -63,6 +63,7 @@ class FunctionSpec:
     timeout_s: float = 3.0
     memory_mb: int = 128
     max_concurrency: int = DEFAULT_CONCURRENCY
+    log_file: Path | None = None  # the function's logs (its stderr); None: the twin's stderr
 
 
 def rewrite_environment(
@@ -158,11 +159,19 @@ class _Process:
 
     @classmethod
     async def spawn(cls, spec: FunctionSpec, aws_url: str) -> _Process:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-X", "utf8", str(WORKER_SCRIPT),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            env=worker_environment(spec, aws_url), cwd=str(spec.code_dir),
-        )
+        log: int | None = None
+        if spec.log_file is not None:  # like CloudWatch Logs: one stream per function
+            spec.log_file.parent.mkdir(parents=True, exist_ok=True)
+            log = os.open(spec.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-X", "utf8", str(WORKER_SCRIPT),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log,
+                env=worker_environment(spec, aws_url), cwd=str(spec.code_dir),
+            )
+        finally:
+            if log is not None:
+                os.close(log)
         worker = cls(proc)
         try:  # Lambda's init phase has its own 10 s limit, outside the function timeout
             await asyncio.wait_for(worker.receive(), INIT_TIMEOUT_S)

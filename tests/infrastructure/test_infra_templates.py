@@ -26,6 +26,12 @@ def test_a_placeholder_without_value_is_an_error(tmp_path: Path) -> None:
         render("t.vtl", {"X": "1"}, tmp_path)
 
 
+def test_the_files_final_newline_is_not_part_of_the_template(tmp_path: Path) -> None:
+    # a response template's output goes to the client as is: no stray "\n" after an ack frame
+    (tmp_path / "t.vtl").write_text('{"action":"ack"}\n\n')
+    assert render("t.vtl", {}, tmp_path) == '{"action":"ack"}'
+
+
 def test_a_missing_template_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(TemplateError, match="integration template is missing"):
         render("nope.vtl", {}, tmp_path)

@@ -176,3 +176,20 @@ def test_concurrency_follows_parallelization_factor_times_shards(prod_assembly: 
     assert len(consumers) == 4
     assert {f.max_concurrency for f in consumers} == {4}
     assert Workers(consumers, "http://x").pool(consumers[0].name).max_concurrency == 4
+
+
+async def test_function_logs_go_to_their_own_file(tmp_path: Path) -> None:
+    """``--function-logs DIR``: each function's output in DIR/<name>.log, like a CloudWatch
+    log group per function, so the twin's terminal stays readable."""
+    import dataclasses
+
+    log = tmp_path / "logs" / "fa.log"
+    spec = dataclasses.replace(_function(tmp_path, "fa", {}), log_file=log)
+    running = Workers([spec], "http://127.0.0.1:1")
+    await running.start()
+    try:
+        result = await running.invoke("fa", {"do": "ok"})
+        assert result.ok
+    finally:
+        await running.stop()
+    assert "noise on stdout must not break the pipe" in log.read_text()

@@ -37,7 +37,8 @@ class TwinProcess:
     @classmethod
     async def start(cls, extra: list[str]) -> TwinProcess:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "pipeline", "local", "--port", "0", "--aws-port", "0", *extra,
+            sys.executable, "-m", "pipeline", "local", "--port", "0", "--aws-port", "0",
+            "--function-logs", "-", *extra,  # inline: the run checks them for tracebacks
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         twin = cls(proc)
         try:
