@@ -215,6 +215,13 @@ def _backend_put_record(
     explicit_hash_key: str, data: str,
 ) -> tuple[str, str]:
     stream = self.describe_stream(stream_arn=stream_arn, stream_name=stream_name)
+    key_size = len(partition_key.encode()) if isinstance(partition_key, str) else 0
+    if _data_size(data or "") + key_size > MAX_RECORD_BYTES:  # also for boto3 over HTTP
+        raise JsonRESTError(
+            "ValidationException",
+            "1 validation error detected: Value at 'data' failed to satisfy constraint: "
+            "Member must have length less than or equal to 1048576",
+        )
     result: tuple[str, str] = stream.put_record(partition_key, explicit_hash_key, data)
     return result
 

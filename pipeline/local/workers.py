@@ -180,6 +180,9 @@ class _Process:
             raise WorkerError(
                 f"{spec.name}: worker failed to initialize ({_exit_text(status)})"
             ) from exc
+        except asyncio.CancelledError:  # the caller went away during init: no orphan
+            worker.signal_kill()
+            raise
         return worker
 
     async def receive(self) -> dict[str, Any]:
@@ -202,10 +205,14 @@ class _Process:
         except TimeoutError:
             return await self.kill()
 
-    async def kill(self) -> int:
+    def signal_kill(self) -> None:
+        """SIGKILL without waiting (safe in a cancelled task); :meth:`kill` reaps it later."""
         if self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
+
+    async def kill(self) -> int:
+        self.signal_kill()
         return await self.proc.wait()
 
     async def close(self, grace_s: float = 2.0) -> None:
@@ -224,6 +231,7 @@ class FunctionPool:
         self.spec = spec
         self._aws_url = aws_url
         self._idle: list[_Process] = []
+        self._killed: set[_Process] = set()  # killed by a cancelled invocation, not yet reaped
         self._busy = 0
         self.max_concurrency = max_concurrency or spec.max_concurrency
         self._slots = asyncio.Semaphore(self.max_concurrency)
@@ -257,6 +265,12 @@ class FunctionPool:
                 return _failure("Sandbox.Timedout",
                                 f"{request_id} Task timed out after {self.spec.timeout_s:.2f} "
                                 "seconds")
+            except asyncio.CancelledError:
+                # The caller (an ESM runner stopping) went away mid-request: the worker is in an
+                # unknown state and cannot be reused, and must not run on unowned.
+                worker.signal_kill()
+                self._killed.add(worker)
+                raise
             except (asyncio.IncompleteReadError, ConnectionError, BrokenPipeError):
                 status = await worker.reap()
                 return _failure("Runtime.ExitError",
@@ -271,7 +285,8 @@ class FunctionPool:
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []
-        await asyncio.gather(*(w.close() for w in idle))
+        killed, self._killed = self._killed, set()
+        await asyncio.gather(*(w.close() for w in idle), *(w.kill() for w in killed))
 
 
 def _exit_text(status: int) -> str:

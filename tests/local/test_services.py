@@ -200,3 +200,26 @@ def test_generated_secret_is_readable_by_the_template_arn() -> None:
         assert len(value["SecretString"]) == 64 and value["SecretString"].isalnum()
     finally:
         svc.stop()
+
+
+def test_record_over_1_mib_is_refused_on_every_path(services: tuple[AwsServices, Any]) -> None:
+    # https://docs.aws.amazon.com/streams/latest/dev/service-sizes-and-limits.html: a record's
+    # data + partition key is at most 1 MiB, also for boto3 over HTTP (not only the gateway's door).
+    svc, stack = services
+    stream = stack.resources["Stream"].ref
+    kinesis = svc.client("kinesis")
+    before = {s: kinesis_store.last_sequence(sh)
+              for s, sh in svc.kinesis.describe_stream(stream_arn=None, stream_name=stream)
+              .shards.items()}
+    over = b"x" * (kinesis_store.MAX_RECORD_BYTES - 1 + 1)  # + the 1-byte key = 1 MiB + 1
+    with pytest.raises(ClientError) as err:
+        kinesis.put_record(StreamName=stream, Data=over, PartitionKey="k")
+    assert err.value.response["Error"]["Code"] == "ValidationException"
+    body = orjson.dumps({"StreamName": stream, "Data": _b64(over), "PartitionKey": "k"})
+    assert svc.call_aws("kinesis", "PutRecord", body, None).error_type == "ValidationException"
+    after = {s: kinesis_store.last_sequence(sh)
+             for s, sh in svc.kinesis.describe_stream(stream_arn=None, stream_name=stream)
+             .shards.items()}
+    assert after == before  # nothing stored
+    exact = b"x" * (kinesis_store.MAX_RECORD_BYTES - 1)
+    assert kinesis.put_record(StreamName=stream, Data=exact, PartitionKey="k")["SequenceNumber"]

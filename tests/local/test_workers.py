@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import textwrap
 from collections.abc import AsyncIterator
@@ -193,3 +194,32 @@ async def test_function_logs_go_to_their_own_file(tmp_path: Path) -> None:
     finally:
         await running.stop()
     assert "noise on stdout must not break the pipe" in log.read_text()
+
+
+async def test_cancelled_invocation_does_not_leave_its_worker_running(tmp_path: Path) -> None:
+    # The ESM runner's stop() cancels an in-flight invocation: its worker (mid-request, so
+    # never reusable) must be killed, not dropped from the pool and left running.
+    running = Workers([_function(tmp_path, "fc", {}, timeout=30.0)], "http://127.0.0.1:1")
+    await running.start()
+    try:
+        pid = (await running.invoke("fc", {})).payload["pid"]  # the one warm worker
+        task = asyncio.create_task(running.invoke("fc", {"do": "sleep", "s": 20}))
+        pool = running.pool("fc")
+        deadline = asyncio.get_running_loop().time() + 5
+        while pool._idle and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        assert not pool._idle  # the warm worker took the request
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        await running.stop()
+    assert not _alive(pid), "the cancelled invocation's worker is still running"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
