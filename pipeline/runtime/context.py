@@ -22,7 +22,7 @@ import os
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -241,6 +241,13 @@ class ReplyPipeline:
         self._lock = threading.Lock()
         self._futures: list[Future[None]] = []
         self._fanouts: list[_Fanout] = []
+        self._undo: dict[Any, list[Callable[[], None]]] = {}
+
+    def on_fanout_failure(self, tag: Any, undo: Callable[[], None]) -> None:
+        """Call ``undo`` (once, at settle) if a fan-out charged to ``tag`` fails its record:
+        e.g. forget an idempotency record saved before the fan-out's outcome was known, so the
+        retry runs the handler again instead of being answered as a duplicate."""
+        self._undo.setdefault(tag, []).append(undo)
 
     def fanout(self, connection_ids: Iterable[str], data: bytes, record: Envelope | None,
                tag: Any) -> FanoutReport:
@@ -310,7 +317,12 @@ class ReplyPipeline:
             error = self._settle_fanout(group)
             if error is not None:
                 failed.append((group.tag, error))
-        self._posts, self._futures, self._fanouts = [], [], []
+                for undo in self._undo.pop(group.tag, ()):
+                    try:
+                        undo()
+                    except Exception:  # the record still fails; log what could not be undone
+                        self._ctx.logger.exception("undo after a failed fan-out failed")
+        self._posts, self._futures, self._fanouts, self._undo = [], [], [], {}
         return failed
 
     def _settle_fanout(self, group: _Fanout) -> DeliveryError | None:

@@ -135,6 +135,12 @@ def process_once(record: Envelope, ctx: HandlerContext,
                   id=fid)
         return
     if executed:
+        if ctx.pipeline is not None:
+            # A pipelined fan-out is settled when the batch ends, after the record above was
+            # saved COMPLETED: if it fails for good, its record is retried, and the retry must
+            # run the handler again (deliver the message), not replay it as a duplicate.
+            prefix = f"{KEY_PREFIX}{record.connection_id}"
+            ctx.pipeline.on_fanout_failure(ctx.tag, lambda: _forget(config, prefix, frame))
         return
     obs.count(FRAMES_DEDUPLICATED)
     ctx.logger.info("duplicate frame: replies replayed, not processed again", extra={
@@ -143,6 +149,14 @@ def process_once(record: Envelope, ctx: HandlerContext,
     for payload in replies or ():
         if isinstance(payload, dict):
             ctx.reply(record, payload)
+
+
+def _forget(config: IdempotencyConfig, prefix: str, frame: dict[str, Any]) -> None:
+    """Delete the execution record of ``frame`` (under ``prefix``), as Powertools does when the
+    handler raises."""
+    layer = persistence_layer()
+    layer.configure(config, key_prefix=prefix)
+    layer.delete_record(data=frame, exception=RuntimeError("fan-out failed"))
 
 
 def idempotent(handler: RecordHandler) -> RecordHandler:

@@ -132,3 +132,34 @@ def test_a_batch_reads_each_room_once_and_sees_its_own_joins_and_leaves(
     assert calls.count("Query") == 2  # a new batch reads the room again
     assert [m.get("text") for m in atconn.received(A)] == ["1", "5"]
     assert len(atconn.received(B)) == 4
+
+
+def test_an_idempotent_send_whose_fanout_failed_is_delivered_on_the_retry(
+    atconn: AtConnections, ctx: HandlerContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Pipelined, the fan-out is settled after the idempotency record was saved COMPLETED: the
+    # record must still be re-executed on the retry, not answered as a duplicate.
+    from kinesis_events import seqs
+    from runtime_fixtures import TABLE
+
+    from pipeline.runtime.idempotency import forget_layer, idempotent
+
+    monkeypatch.setenv("ROSTER_TABLE_NAME", TABLE)
+    forget_layer()
+    try:
+        for cid in (A, B):
+            ctx.roster.join(cid, "r")
+        frame = {"action": "send", "room": "r", "text": "hi", "id": "m-1"}
+        evt = event((A, envelope("send", A, frame)))
+        atconn.broken.add(B)
+        first = process_batch(evt, None, idempotent(chat.record_handler), ctx=ctx,
+                              pipelined=True)
+        assert first == {"batchItemFailures": [{"itemIdentifier": seqs(evt)[0]}]}
+        atconn.broken.discard(B)
+        again = process_batch(evt, None, idempotent(chat.record_handler), ctx=ctx,
+                              pipelined=True)
+        assert again == {"batchItemFailures": []}
+        assert atconn.received(B) == [{"action": "message", "room": "r", "from": A,
+                                       "text": "hi"}]
+    finally:
+        forget_layer()
