@@ -102,6 +102,10 @@ def load_spec(name: str, consumers_dir: Path = CONSUMERS_DIR) -> ConsumerSpec:
         raw = json.loads(path.read_text())
     except FileNotFoundError as exc:
         raise RegistryError(f"consumer {name!r} has no {path}") from exc
+    except ValueError as exc:  # not JSON, or not UTF-8
+        raise RegistryError(f"{path}: not valid JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise RegistryError(f"{path}: must be a JSON object")
     unknown = set(raw) - set(_SETTING_KEYS)
     if unknown:
         raise RegistryError(f"{path}: unknown settings {sorted(unknown)}")
@@ -114,7 +118,22 @@ def load_spec(name: str, consumers_dir: Path = CONSUMERS_DIR) -> ConsumerSpec:
     return spec
 
 
+_INT_SETTINGS = ("batch_size", "max_batching_window_seconds", "parallelization_factor",
+                 "retry_attempts", "max_record_age_seconds", "timeout_seconds", "memory_mb")
+_TEXT_SETTINGS = ("routes", "server_route_keys", "ack_routes", "starting_position", "roster",
+                  "description")
+
+
 def _validate(spec: ConsumerSpec, path: Path) -> None:
+    for attr in _INT_SETTINGS:
+        value = getattr(spec, attr)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise RegistryError(f"{path}: {attr} must be an integer, not {value!r}")
+    for attr in _TEXT_SETTINGS:
+        value = getattr(spec, attr)
+        items = value if isinstance(value, tuple) else (value,)
+        if not all(isinstance(item, str) for item in items):
+            raise RegistryError(f"{path}: {attr} must be text, not {value!r}")
     for route in spec.routes:
         if not ROUTE_PATTERN.match(route):
             raise RegistryError(f"{path}: invalid route {route!r}")

@@ -172,6 +172,18 @@ def test_a_broken_or_missing_project_is_refused(
     assert snapshot(project) == before
 
 
+@pytest.mark.parametrize("settings", ["{not json", "[]", '{"routes": ["x"], "batchSize": "9"}'])
+def test_a_broken_settings_file_is_a_refusal_not_a_crash(
+    project: Path, settings: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "consumers" / "echo" / "settings.json").write_text(settings)
+    before = snapshot(project)
+    assert cli(project, "new-consumer", "scores", "--route", "score") == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the registry is invalid already" in err
+    assert snapshot(project) == before
+
+
 def test_the_21st_consumer_is_refused(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     existing = len(registry_in(project))
     for i in range(registry.MAX_STREAM_CONSUMERS - existing):
