@@ -141,7 +141,10 @@ def _match_leaf(matcher: Any, value: Any) -> bool:
     if value is UNPARSEABLE:
         return False
     if isinstance(matcher, Mapping) and "exists" in matcher:
-        return (value is not MISSING) == bool(matcher["exists"])
+        # "Exists matching only works on leaf nodes. It does not work on intermediate nodes."
+        # https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-create-pattern-operators.html
+        present = value is not MISSING and not isinstance(value, Mapping)
+        return present == bool(matcher["exists"])
     if value is MISSING:
         return False
     if isinstance(value, list):  # an array matches when any element matches

@@ -44,6 +44,8 @@ ENVELOPE = {
         ({"data": {"missing": [{"exists": False}]}}, True),
         ({"data": {"routeKey": [{"exists": True}]}}, True),
         ({"data": {"missing": [{"exists": True}]}}, False),
+        ({"data": {"nested": [{"exists": True}]}}, False),  # exists: leaf nodes only
+        ({"data": {"nested": [{"exists": False}]}}, True),
         ({"data": {"missing": [{"anything-but": "x"}]}}, False),  # absent fields never match
         ({"data": {"nothing": [None]}}, True),
         ({"data": {"flag": [True]}}, True),
