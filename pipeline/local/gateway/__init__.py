@@ -55,6 +55,9 @@ class GatewayLimits:
     frame_bytes: int = 32 * 1024
     idle_timeout_s: float = 600.0
     max_connection_s: float = 7200.0
+    # The twin's choice (AWS documents no figure): a client that stops reading is dropped once a
+    # send to it has been blocked this long (its $disconnect says 1006); the post answers 410.
+    send_timeout_s: float = 10.0
 
 
 # Imported last: these modules use the types above.

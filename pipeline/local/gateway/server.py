@@ -55,6 +55,7 @@ class _Client:
     conn: Connection
     ws: web.WebSocketResponse
     server_code: int | None = None  # set when the gateway closes
+    transport: asyncio.Transport | None = None  # to drop a client that stopped reading
     client_code: int | None = None  # set when the client's close frame arrives
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -227,7 +228,7 @@ class Gateway:
             if call is not None:
                 self._execute(call)
             raise
-        client = _Client(conn, ws)
+        client = _Client(conn, ws, transport=request.transport)
         self._clients[conn.connection_id] = client
         self._handlers.add(client)
         try:
@@ -328,11 +329,15 @@ class Gateway:
     async def _send(self, client: _Client, data: str | bytes) -> bool:
         if client.closing:
             return False
+        send = client.ws.send_str(data) if isinstance(data, str) else client.ws.send_bytes(data)
         try:
-            if isinstance(data, str):
-                await client.ws.send_str(data)
-            else:
-                await client.ws.send_bytes(data)
+            await asyncio.wait_for(send, self.limits.send_timeout_s)
+        except TimeoutError:  # the client stopped reading and its buffers are full: drop it
+            LOG.warning("dropping %s: a send was blocked for %.1f s", client.conn.connection_id,
+                        self.limits.send_timeout_s)
+            if client.transport is not None:
+                client.transport.abort()
+            return False
         except (ConnectionError, RuntimeError):
             return False
         return True

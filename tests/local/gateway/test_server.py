@@ -258,3 +258,39 @@ async def test_plain_get_is_refused_before_connect_runs(running: Running) -> Non
         assert resp.headers["x-amzn-ErrorType"] == "ForbiddenException"
         assert await resp.json() == {"message": "Forbidden"}
     assert running.backend.calls == []
+
+
+async def test_a_client_that_stops_reading_is_dropped_and_posts_answer_410() -> None:
+    """A post to a client whose buffers are full must not block the caller forever: after
+    ``send_timeout_s`` the twin drops the client ($disconnect 1006) and the post gets 410."""
+    import base64
+    import os
+    import socket
+
+    run = await start_gateway(limits=GatewayLimits(send_timeout_s=0.3))
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a client that reads nothing
+    try:
+        raw.connect(("127.0.0.1", run.gateway.port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        raw.sendall((f"GET /dev HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                     f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                     "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        await until(lambda: bool(run.backend.of("PutItem")))
+        cid = run.backend.of("PutItem")[-1].request["Item"]["connectionId"]["S"]
+        url = f"{run.connections_url}/@connections/{cid}"
+        statuses: list[int] = []
+        started = time.monotonic()
+        async with aiohttp.ClientSession() as http:
+            for _ in range(400):  # 400 x 100 KB: far more than the socket buffers hold
+                async with http.post(url, data=b"x" * 100_000) as answer:
+                    statuses.append(answer.status)
+                if statuses[-1] != 200:
+                    break
+        assert statuses[-1] == 410, statuses[-5:]
+        assert time.monotonic() - started < 15
+        await until(lambda: len(disconnects(run, cid)) == 1)
+        assert disconnects(run, cid)[0]["disconnectStatusCode"] == 1006
+    finally:
+        raw.close()
+        await run.gateway.stop()
