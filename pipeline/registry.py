@@ -158,6 +158,11 @@ def _validate(spec: ConsumerSpec, path: Path) -> None:
         raise RegistryError(f"{path}: maxRecordAgeSeconds must be 60..604800 (finite)")
     if spec.starting_position not in ("LATEST", "TRIM_HORIZON"):
         raise RegistryError(f"{path}: startingPosition must be LATEST or TRIM_HORIZON")
+    # Lambda's own ranges: https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html
+    if not 1 <= spec.timeout_seconds <= 900:
+        raise RegistryError(f"{path}: timeoutSeconds must be 1..900")
+    if not 128 <= spec.memory_mb <= 10_240:
+        raise RegistryError(f"{path}: memoryMb must be 128..10240")
     if spec.roster not in ("none", "read", "readwrite"):
         raise RegistryError(f"{path}: roster must be none, read or readwrite")
 

@@ -172,7 +172,9 @@ def test_a_broken_or_missing_project_is_refused(
     assert snapshot(project) == before
 
 
-@pytest.mark.parametrize("settings", ["{not json", "[]", '{"routes": ["x"], "batchSize": "9"}'])
+@pytest.mark.parametrize("settings", [
+    "{not json", "[]", '{"routes": ["x"], "batchSize": "9"}',
+    '{"routes": ["echo"], "timeoutSeconds": 901}', '{"routes": ["echo"], "memoryMb": 64}'])
 def test_a_broken_settings_file_is_a_refusal_not_a_crash(
     project: Path, settings: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
