@@ -30,6 +30,7 @@ partition key, as above. For consumers whose records only reply to their sender 
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -38,6 +39,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 
 from . import observability as obs
+from .connections import set_invocation_deadline
 from .context import HandlerContext, ReplyPipeline, now_ms
 from .envelope import Envelope
 from .exceptions import DeliveryError, SkippedAfterFailure, UndecodableRecord
@@ -139,6 +141,16 @@ def _observe_latency(envelope: Envelope, started_ms: int) -> None:
     obs.latency(obs.STREAM_TO_CONSUMER_MS, started_ms - arrival)
 
 
+def invocation_deadline(lambda_context: Any) -> float | None:
+    """When posts must stop retrying: the invocation's remaining time less a safety margin
+    (10 %, at least 1 s) for settling and answering; None without a Lambda context."""
+    remaining_ms = getattr(lambda_context, "get_remaining_time_in_millis", None)
+    if remaining_ms is None:
+        return None
+    remaining = float(remaining_ms()) / 1000.0
+    return time.monotonic() + remaining - max(1.0, remaining * 0.1)
+
+
 def process_batch(
     event: dict[str, Any],
     lambda_context: Any,
@@ -162,10 +174,12 @@ def process_batch(
     if not isinstance(records, list):
         ctx.logger.error("not a Kinesis event: no Records list", extra={"event": event})
         return {"batchItemFailures": []}
+    set_invocation_deadline(invocation_deadline(lambda_context))
     try:
         with processor(records, record_handler):
             processor.process()
     finally:
+        set_invocation_deadline(None)
         obs.metrics.flush_metrics()
     response = processor.response()
     if response["batchItemFailures"]:

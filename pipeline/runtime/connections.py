@@ -40,6 +40,18 @@ from .exceptions import PipelineRuntimeError
 from .signed_http import SignedPoster, region_of
 
 DEFAULT_WORKERS = 48
+
+# Per container, one invocation at a time (Lambda): posts stop retrying at this monotonic time,
+# so a degraded endpoint fails the affected records (reported in the partial batch response)
+# instead of running the whole invocation into its timeout (which would replay every record).
+_deadline: float | None = None
+
+
+def set_invocation_deadline(deadline: float | None) -> None:
+    """Posts give up (outcome FAILED, code ``DeadlineExceeded``) rather than retry past this
+    ``time.monotonic()`` instant; ``None`` lifts it. :func:`process_batch` sets it per invocation."""
+    global _deadline
+    _deadline = deadline
 BACKENDS = ("lean", "boto3")
 RETRYABLE_CODES = frozenset(
     {"LimitExceededException", "TooManyRequestsException", "ThrottlingException",
@@ -129,6 +141,10 @@ class ConnectionsClient:
         """Post to one connection, retrying throttling and 5xx; never raises for AWS errors."""
         attempt = 0
         while True:
+            deadline = _deadline
+            if deadline is not None and time.monotonic() >= deadline:
+                return PostResult(connection_id, Outcome.FAILED, attempt, 0, "DeadlineExceeded",
+                                  int(time.time() * 1000))
             attempt += 1
             status, code = self._post_once(connection_id, data)
             done = int(time.time() * 1000)
@@ -141,7 +157,10 @@ class ConnectionsClient:
             retryable = status in (0, 429) or status >= 500 or code in RETRYABLE_CODES
             if not retryable or attempt >= self.retry.max_attempts:
                 return PostResult(connection_id, Outcome.FAILED, attempt, status, code, done)
-            self._sleep(self.retry.delay(attempt - 1))
+            delay = self.retry.delay(attempt - 1)
+            if deadline is not None and time.monotonic() + delay >= deadline:
+                return PostResult(connection_id, Outcome.FAILED, attempt, status, code, done)
+            self._sleep(delay)
 
     def post_many(self, connection_ids: Iterable[str], data: bytes) -> list[PostResult]:
         """Post the same bytes to many connections concurrently (bounded by ``workers``)."""

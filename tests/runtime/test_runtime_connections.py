@@ -300,3 +300,43 @@ def test_the_lean_path_delivers_to_live_twin_connections_and_prunes_unknown_ones
         assert (too_big.outcome, too_big.error_code) == (Outcome.TOO_LARGE,
                                                          "PayloadTooLargeException")
         assert one.recv(timeout=5) == two.recv(timeout=5) == '{"hello":"twin"}'
+
+
+def test_posts_stop_retrying_at_the_invocation_deadline(atconn: AtConnections) -> None:
+    """A degraded endpoint must fail the post before the Lambda times out (which would replay
+    the whole batch and lose the partial batch response), not retry past the deadline."""
+    from pipeline.runtime.connections import set_invocation_deadline
+
+    atconn.broken.add("slow")
+    patient = ConnectionsClient(atconn.url, retry=RetryPolicy(max_attempts=50, base_s=1.0,
+                                                             cap_s=1.0), workers=2)
+    try:
+        set_invocation_deadline(time.monotonic() + 0.5)
+        started = time.monotonic()
+        result = patient.post("slow", b"{}")
+        assert result.outcome is Outcome.FAILED
+        assert time.monotonic() - started < 3.0  # not ~50 attempts x U(0, 1 s)
+        assert 1 <= atconn.attempts["slow"] < 50  # stopped early (full jitter: a few tries)
+        set_invocation_deadline(time.monotonic() - 1)  # already past: nothing is sent
+        late = patient.post("late", b"{}")
+        assert (late.outcome, late.error_code, late.attempts) == (
+            Outcome.FAILED, "DeadlineExceeded", 0)
+        assert atconn.attempts["late"] == 0
+    finally:
+        set_invocation_deadline(None)
+        patient.close()
+
+
+def test_process_batch_sets_the_deadline_from_the_lambda_context() -> None:
+    from pipeline.runtime import connections
+    from pipeline.runtime.batch import invocation_deadline
+
+    class Context:
+        def get_remaining_time_in_millis(self) -> int:
+            return 30_000
+
+    now = time.monotonic()
+    deadline = invocation_deadline(Context())
+    assert deadline is not None and now + 26.5 < deadline < now + 27.5  # 10 % margin
+    assert invocation_deadline(None) is None
+    assert connections._deadline is None  # only set while a batch runs
