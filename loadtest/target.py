@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import collections
-import json
-import os
-import signal
+import contextlib
 import socket
 import subprocess
-import sys
-import threading
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 from loadtest.config import DEFAULT_AWS_PORT, DEFAULT_TWIN_PORT, RunConfig
 from loadtest.errors import TargetError
+from pipeline.local.harness import Twin, TwinStartError, launch_twin, stop_twin
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TWIN_START_TIMEOUT_S = 180.0  # includes a CDK synth (~10 s) and the twin's own start
 
 
@@ -32,53 +26,31 @@ def port_answers(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bo
 
 @dataclass
 class Target:
-    """The resolved target; ``process`` is set when this run started the twin (and must stop it)."""
+    """The resolved target; ``twin`` is set when this run started the twin (and must stop it)."""
 
     ws: str
     aws: str | None
     connections: str | None = None  # the @connections URL as the twin announces it
-    process: subprocess.Popen[str] | None = None
-    output: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=200))
+    twin: Twin | None = None
+
+    @property
+    def process(self) -> subprocess.Popen[str] | None:
+        return self.twin.process if self.twin is not None else None
 
     def stop(self) -> None:
         """Stop a twin this run started (SIGTERM, then kill after 20 s)."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.twin is not None and self.twin.process.poll() is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):  # killed after 20 s
+                stop_twin(self.twin)
 
 
 def start_twin(stage: str, args: tuple[str, ...] = (), timeout: float = TWIN_START_TIMEOUT_S) -> Target:
-    """Run ``python -m pipeline local`` and wait for its ``TWIN-READY`` line (docs/contracts.md)."""
-    cmd = [sys.executable, "-m", "pipeline", "local", "--stage", stage, *args]
-    proc = subprocess.Popen(
-        cmd, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
-    target = Target(ws="", aws=None, process=proc)
-    ready = threading.Event()
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:  # keep reading so the twin never blocks on a full pipe
-            target.output.append(line)
-            if line.startswith("TWIN-READY ") and not ready.is_set():
-                with_urls = json.loads(line.split(" ", 1)[1])
-                target.ws, target.aws = with_urls["ws"], with_urls.get("aws")
-                target.connections = with_urls.get("connections")
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=pump, daemon=True, name="twin-output").start()
-    if not ready.wait(timeout) or not target.ws:
-        target.stop()
-        tail = "".join(list(target.output)[-30:])
-        raise TargetError(f"the local twin did not become ready ({' '.join(cmd)}):\n{tail}")
-    return target
+    """Run ``python -m pipeline local`` (synthesizing first) and wait until it is ready."""
+    try:
+        twin = launch_twin(["--stage", stage, *args], timeout=timeout)
+    except TwinStartError as exc:
+        raise TargetError(f"the local twin did not become ready: {exc}") from exc
+    return Target(ws=twin.ws, aws=twin.aws, connections=twin.connections, twin=twin)
 
 
 def resolve(cfg: RunConfig, log: bool = True) -> Target:

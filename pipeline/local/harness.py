@@ -7,48 +7,52 @@ Used by the project's tests, the load test and the generated consumer tests.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import signal
 import subprocess
 import sys
 import threading
-import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TWIN_START_TIMEOUT_S = 90.0
+OUTPUT_LINES = 10_000
+
+
+class TwinStartError(RuntimeError):
+    """The twin exited, or was not ready in time; the message ends with its output."""
 
 
 @dataclass(frozen=True)
 class Twin:
-    """A running local twin: its URLs and its process."""
+    """A running local twin: its URLs, its process and the tail of its output."""
 
     ws: str
     connections: str
     aws: str
     process: subprocess.Popen[str]
-    output: list[str]
+    output: collections.deque[str]
 
 
-def start_twin(
-    assembly: Path, *extra_args: str, stage: str = "dev", cwd: Path = PROJECT_ROOT
+def launch_twin(
+    args: Sequence[str], *, cwd: Path = PROJECT_ROOT, timeout: float = TWIN_START_TIMEOUT_S
 ) -> Twin:
-    """Start ``python -m pipeline local`` on free ports and wait for its ready line.
+    """Run ``python -m pipeline local *args`` and wait for its ``TWIN-READY`` line.
 
-    ``cwd`` is the project whose ``pipeline`` package runs (a copy, in the scaffold test).
-    The functions' logs stay inline in :attr:`Twin.output`, where a failing test shows them.
+    The output keeps being read (so the twin never blocks on a full pipe); the last
+    :data:`OUTPUT_LINES` lines stay in :attr:`Twin.output`. Raises :class:`TwinStartError`
+    with that output when the twin exits or is not ready within ``timeout`` seconds.
     """
-    cmd = [
-        sys.executable, "-m", "pipeline", "local", "--no-synth", "--assembly", str(assembly),
-        "--stage", stage, "--port", "0", "--aws-port", "0", "--function-logs", "-", *extra_args,
-    ]
+    cmd = [sys.executable, "-m", "pipeline", "local", *args]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
-    output: list[str] = []
+    output: collections.deque[str] = collections.deque(maxlen=OUTPUT_LINES)
     ready: dict[str, str] = {}
     got_ready = threading.Event()
 
@@ -61,15 +65,30 @@ def start_twin(
                 got_ready.set()
         got_ready.set()
 
-    threading.Thread(target=pump, daemon=True).start()
-    deadline = time.monotonic() + TWIN_START_TIMEOUT_S
-    while not got_ready.wait(0.1):
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError("twin did not start in time:\n" + "".join(output))
+    threading.Thread(target=pump, daemon=True, name="twin-output").start()
+    if not got_ready.wait(timeout):
+        proc.kill()
+        proc.wait()
+        raise TwinStartError(f"twin did not start in {timeout:g} s ({' '.join(cmd)}):\n"
+                             + "".join(output))
     if not ready:
-        raise RuntimeError("twin exited before it was ready:\n" + "".join(output))
+        raise TwinStartError("twin exited before it was ready:\n" + "".join(output))
     return Twin(ready["ws"], ready["connections"], ready["aws"], proc, output)
+
+
+def start_twin(
+    assembly: Path, *extra_args: str, stage: str = "dev", cwd: Path = PROJECT_ROOT
+) -> Twin:
+    """A twin for tests: an existing assembly, free ports, the functions' logs inline.
+
+    ``cwd`` is the project whose ``pipeline`` package runs (a copy, in the scaffold test).
+    The functions' logs stay inline in :attr:`Twin.output`, where a failing test shows them.
+    """
+    return launch_twin(
+        ["--no-synth", "--assembly", str(assembly), "--stage", stage, "--port", "0",
+         "--aws-port", "0", "--function-logs", "-", *extra_args],
+        cwd=cwd,
+    )
 
 
 def stop_twin(twin: Twin) -> int:

@@ -11,74 +11,34 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import orjson
-
+from pipeline.local.harness import OUTPUT_LINES, Twin, TwinStartError, launch_twin, stop_twin
 from pipeline.local.hostile import cases, runner
 
 TWIN_START_TIMEOUT_S = 180.0  # includes `cdk synth` (~10-15 s here) unless --no-synth
-TWIN_STOP_TIMEOUT_S = 20.0
 
 
-class TwinProcess:
-    """A twin subprocess: started, its output drained, stopped with SIGTERM."""
+async def start_twin(extra: list[str]) -> Twin:
+    """The twin this run attacks, on free ports; its functions' logs inline, where the run
+    looks for tracebacks."""
+    return await asyncio.to_thread(
+        launch_twin, ["--port", "0", "--aws-port", "0", "--function-logs", "-", *extra],
+        timeout=TWIN_START_TIMEOUT_S)
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.output: list[str] = []
-        self.urls: dict[str, str] = {}
-        self._drain: asyncio.Task[None] | None = None
 
-    @classmethod
-    async def start(cls, extra: list[str]) -> TwinProcess:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "pipeline", "local", "--port", "0", "--aws-port", "0",
-            "--function-logs", "-", *extra,  # inline: the run checks them for tracebacks
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-        twin = cls(proc)
-        try:
-            await asyncio.wait_for(twin._ready(), TWIN_START_TIMEOUT_S)
-        except (TimeoutError, RuntimeError):
-            await twin.stop()
-            raise
-        twin._drain = asyncio.ensure_future(twin._pump())
-        return twin
+async def stop(twin: Twin) -> int:
+    with contextlib.suppress(subprocess.TimeoutExpired):  # killed after 20 s
+        await asyncio.to_thread(stop_twin, twin)
+    return twin.process.returncode or 0
 
-    async def _ready(self) -> None:
-        assert self.process.stdout is not None
-        while line := (await self.process.stdout.readline()).decode(errors="replace"):
-            self.output.append(line)
-            if line.startswith("TWIN-READY "):
-                self.urls = orjson.loads(line.split(" ", 1)[1])
-                return
-        raise RuntimeError("the twin exited before it was ready:\n" + "".join(self.output))
 
-    async def _pump(self) -> None:
-        assert self.process.stdout is not None
-        while line := await self.process.stdout.readline():
-            self.output.append(line.decode(errors="replace"))
-
-    @property
-    def alive(self) -> bool:
-        return self.process.returncode is None
-
-    async def stop(self) -> int:
-        if self.alive:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.process.wait(), TWIN_STOP_TIMEOUT_S)
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
-        if self._drain is not None:
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(self._drain, 5)
-        return self.process.returncode or 0
+def alive(twin: Twin) -> bool:
+    return twin.process.poll() is None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -96,7 +56,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-async def attack(url: str, concurrency: int, twin: TwinProcess | None,
+async def attack(url: str, concurrency: int, twin: Twin | None,
                  aws_endpoint: str | None = None) -> int:
     """Run every case against *url*, print the table and the liveness checks; the exit status."""
     started = time.monotonic()
@@ -118,10 +78,13 @@ async def attack(url: str, concurrency: int, twin: TwinProcess | None,
               + (f"RECORDS FAILED: {failed}" if failed else "no record failed"))
         healthy = healthy and not failed
     if twin is not None:
-        tracebacks = sum("Traceback" in line for line in twin.output[log_start:])
-        print(f"- twin process: {'running' if twin.alive else 'EXITED'}, "
+        lines = list(twin.output)
+        # a full output buffer has shifted: then every line it still holds is checked
+        during = lines[log_start:] if len(lines) < OUTPUT_LINES else lines
+        tracebacks = sum("Traceback" in line for line in during)
+        print(f"- twin process: {'running' if alive(twin) else 'EXITED'}, "
               f"{tracebacks} tracebacks in its log during the run")
-        healthy = healthy and twin.alive and not tracebacks
+        healthy = healthy and alive(twin) and not tracebacks
     deviations = [r for r in results if not r.ok]
     print(f"\n{len(results)} cases in {elapsed:.1f} s: {len(results) - len(deviations)} got the "
           f"documented answer, {len(deviations)} did not; pipeline "
@@ -144,16 +107,15 @@ async def main_async(args: argparse.Namespace) -> int:
     print("starting the twin: python -m pipeline local --port 0 --aws-port 0 " + " ".join(extra),
           flush=True)
     try:
-        twin = await TwinProcess.start(extra)
-    except (TimeoutError, RuntimeError) as exc:
+        twin = await start_twin(extra)
+    except TwinStartError as exc:
         print(f"the twin did not start: {exc}", file=sys.stderr)
         return 1
-    print(f"twin ready at {twin.urls['ws']}\n", flush=True)
+    print(f"twin ready at {twin.ws}\n", flush=True)
     try:
-        return await attack(twin.urls["ws"], args.concurrency, twin,
-                            args.aws_endpoint or twin.urls["aws"])
+        return await attack(twin.ws, args.concurrency, twin, args.aws_endpoint or twin.aws)
     finally:
-        code = await twin.stop()
+        code = await stop(twin)
         print(f"twin stopped (exit {code})")
 
 
