@@ -19,7 +19,7 @@ lets the runner warn about such patterns so they are not relied on.
 
 from __future__ import annotations
 
-import hashlib
+import base64
 import ipaddress
 import json
 import re
@@ -85,32 +85,26 @@ def record_matches(
 
 
 KPL_MAGIC = b"\xf3\x89\x9a\xc2"
-_KPL_DIGEST_BYTES = 16
 
 
 def user_records(record: StoredRecord) -> list[StoredRecord]:
-    """The user records of a KPL-aggregated record ([] when it is not a valid aggregate)."""
-    data = record.data
-    if not data.startswith(KPL_MAGIC) or len(data) <= len(KPL_MAGIC) + _KPL_DIGEST_BYTES:
+    """The user records of a KPL-aggregated record ([] when it is not a valid aggregate),
+    de-aggregated by aws-kinesis-agg as the runtime does (magic, MD5 digest, protobuf)."""
+    if not record.data.startswith(KPL_MAGIC):
         return []
-    body, digest = data[len(KPL_MAGIC):-_KPL_DIGEST_BYTES], data[-_KPL_DIGEST_BYTES:]
-    if hashlib.md5(body).digest() != digest:  # the KPL format's own checksum
-        return []
-    from aws_kinesis_agg import messages_pb2  # the KPL protobuf schema
-    from google.protobuf.message import DecodeError
+    from aws_kinesis_agg.deaggregator import iter_deaggregate_records
 
-    aggregate = messages_pb2.AggregatedRecord()
-    try:
-        aggregate.ParseFromString(body)
-    except DecodeError:
-        return []
-    keys = list(aggregate.partition_key_table)
-    out = []
-    for user in aggregate.records:
-        key = keys[user.partition_key_index] if user.partition_key_index < len(keys) else ""
-        out.append(StoredRecord(record.sequence_number, key, bytes(user.data),
-                                record.approximate_arrival_timestamp))
-    return out
+    shape = {"kinesis": {
+        "kinesisSchemaVersion": "1.0", "data": base64.b64encode(record.data).decode(),
+        "partitionKey": record.partition_key, "sequenceNumber": record.sequence_number,
+        "approximateArrivalTimestamp": record.approximate_arrival_timestamp}}
+    return [
+        StoredRecord(record.sequence_number, str(user["kinesis"]["partitionKey"]),
+                     base64.b64decode(user["kinesis"]["data"]),
+                     record.approximate_arrival_timestamp)
+        for user in iter_deaggregate_records(shape)
+        if user["kinesis"].get("aggregated")  # an invalid aggregate comes back as itself
+    ]
 
 
 def matches(pattern: Mapping[str, Any], document: Any) -> bool:
