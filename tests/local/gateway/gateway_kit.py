@@ -5,7 +5,6 @@ Imported by the tests as ``gateway_kit`` (pytest puts this folder on sys.path).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import threading
@@ -113,16 +112,6 @@ class RecordingBackend:
         if route_key is not None:
             calls = [c for c in calls if c.envelope["routeKey"] == route_key]
         return calls
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
-    """Wait for *predicate* to hold, failing after *timeout* seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(0.005)
 
 
 @dataclass

@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from gateway_kit import AUTHORIZER_ARN, Running, resources, start_gateway, until, with_authorizer
+from gateway_kit import AUTHORIZER_ARN, Running, resources, start_gateway, with_authorizer
+from polling import until
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 

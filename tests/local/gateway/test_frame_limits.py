@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import struct
 
-from gateway_kit import Running, until
+from gateway_kit import Running
+from polling import until
 
 from pipeline.local.gateway.protocol import FrameSizeScanner
 from pipeline.local.hostile.cases import padded

@@ -11,7 +11,8 @@ import aiohttp
 import boto3
 import pytest
 from botocore.config import Config
-from gateway_kit import Running, resources, start_gateway, until
+from gateway_kit import Running, resources, start_gateway
+from polling import until
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 

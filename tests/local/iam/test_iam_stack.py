@@ -13,6 +13,7 @@ import orjson
 import pytest
 from botocore.exceptions import ClientError
 from iam_kit import function_named, role_of, without_action
+from polling import until
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -183,7 +184,7 @@ async def test_connections_without_manage_connections_is_forbidden(
     try:
         url = f"http://127.0.0.1:{gateway.port}/dev"
         async with connect(f"ws://127.0.0.1:{gateway.port}/dev", open_timeout=5):
-            await _until(lambda: bool(gateway.connection_ids))
+            await until(lambda: bool(gateway.connection_ids))
             cid = gateway.connection_ids[0]
             echo = _function_client("apigatewaymanagementapi", url, stack,
                                     "ConsumerechoFunction")
@@ -214,15 +215,6 @@ async def test_connections_with_manage_connections_allowed(
                                     Data=b"x")
     finally:
         await gateway.stop()
-
-
-async def _until(predicate: Any, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(0.01)
 
 
 def _mapping_problems(stack: Stack) -> list[str]:
