@@ -60,8 +60,11 @@ class Session:
         return client
 
     def need_a(self) -> Client:
-        if self.a is None or self.a.closed:
+        if self.a is None:
             raise CheckSkipped("no open connection: the connect check failed")
+        if self.a.closed:
+            raise CheckSkipped(f"the server closed the connection ({self.a.close_code}); "
+                               f"it last got {self.a.describe()}")
         return self.a
 
     def need_aws(self) -> AwsAccess:
