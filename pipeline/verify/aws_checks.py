@@ -1,5 +1,7 @@
 """The checks that read or write the stage's stream and roster (need AWS access, else skip).
 
+``ack`` runs without AWS access too: it then checks only that the ack frame arrives.
+
 Item shapes: docs/contracts.md "Roster table"; the envelope: docs/contracts.md "The envelope".
 boto3 calls run in a thread so the WebSocket connections keep being served meanwhile.
 """
@@ -52,6 +54,29 @@ async def stored_record(s: Session, aws: AwsAccess, shard: str, seq: str) -> dic
             break
         await asyncio.sleep(POLL_S)
     raise CheckFailed(f"no record at {shard}/{seq}")
+
+
+async def check_ack(s: Session) -> str:
+    a = s.need_a()
+    if s.ack_start is None:
+        raise CheckSkipped("no chat send was made: the chat check did not run")
+    _, ack = await a.expect(lambda f: isinstance(f, dict) and f.get("action") in ("ack", "nack")
+                            and f.get("route") == "send", "ack for the chat send", s.deadline,
+                            s.ack_start)
+    if ack["action"] == "nack":
+        raise CheckFailed(f"nack for a stored send: {ack!r}")
+    shard, seq = ack.get("shardId"), ack.get("sequenceNumber")
+    if not isinstance(shard, str) or not isinstance(seq, str) or not ack.get("requestId"):
+        raise CheckFailed(f"the ack lacks requestId/shardId/sequenceNumber: {ack!r}")
+    seen = f"ack (shard {shard}, sequence number {seq})"
+    if s.target.aws is None:
+        return f"{seen}; reading the stored record skipped: {s.target.no_aws}"
+    envelope = await stored_record(s, s.target.aws, shard, seq)
+    expected = {"requestId": ack["requestId"], "connectionId": s.a_id, "routeKey": "send"}
+    got = {k: envelope.get(k) for k in expected}
+    if got != expected:
+        raise CheckFailed(f"{seen} points at a record with {got}, expected {expected}")
+    return f"{seen} points at the stored record (its requestId and connectionId match)"
 
 
 def _ghost_id() -> str:

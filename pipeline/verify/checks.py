@@ -164,31 +164,6 @@ async def check_chat(s: Session) -> str:
     return f"delivered both ways in room {room} (from {s.a_id} and {s.b_id}), not to the sender"
 
 
-async def check_ack(s: Session) -> str:
-    from pipeline.verify.aws_checks import stored_record
-
-    a = s.need_a()
-    if s.ack_start is None:
-        raise CheckSkipped("no chat send was made: the chat check did not run")
-    _, ack = await a.expect(lambda f: isinstance(f, dict) and f.get("action") in ("ack", "nack")
-                            and f.get("route") == "send", "ack for the chat send", s.deadline,
-                            s.ack_start)
-    if ack["action"] == "nack":
-        raise CheckFailed(f"nack for a stored send: {ack!r}")
-    shard, seq = ack.get("shardId"), ack.get("sequenceNumber")
-    if not isinstance(shard, str) or not isinstance(seq, str) or not ack.get("requestId"):
-        raise CheckFailed(f"the ack lacks requestId/shardId/sequenceNumber: {ack!r}")
-    seen = f"ack (shard {shard}, sequence number {seq})"
-    if s.target.aws is None:
-        return f"{seen}; reading the stored record skipped: {s.target.no_aws}"
-    envelope = await stored_record(s, s.target.aws, shard, seq)
-    expected = {"requestId": ack["requestId"], "connectionId": s.a_id, "routeKey": "send"}
-    got = {k: envelope.get(k) for k in expected}
-    if got != expected:
-        raise CheckFailed(f"{seen} points at a record with {got}, expected {expected}")
-    return f"{seen} points at the stored record (its requestId and connectionId match)"
-
-
 async def check_message_too_big(s: Session) -> str:
     # Compression off, so the frames on the wire are the sizes sent (docs/hostile-input.md).
     c = await s.open(compression=None)

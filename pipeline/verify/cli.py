@@ -36,7 +36,7 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("unknown-action", checks.check_unknown_action),
     ("invalid-frame", checks.check_invalid_frame),
     ("chat", checks.check_chat),
-    ("ack", checks.check_ack),
+    ("ack", aws_checks.check_ack),
     ("message-too-big", checks.check_message_too_big),
     ("prune-410", aws_checks.check_prune_410),
     ("publish", aws_checks.check_publish),
@@ -112,6 +112,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Resolve the target, run the checks, print the table; 0 passed, 1 failed, 2 bad usage."""
+    started = time.monotonic()
     try:
         target = resolve(url=args.url, stack=args.stack, aws_endpoint=args.aws_endpoint,
                          region=args.region, query=parse_pairs(args.query, "=", "--query"),
@@ -123,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
              + (f" at {target.aws.endpoint}" if target.aws.endpoint else "")
              if target.aws else f"no AWS access ({target.no_aws})")
     print(f"verifying {target.bare_url} ({where})", flush=True)
-    results = asyncio.run(run_checks(target))
+    # Reading the stack's outputs counts against the same budget.
+    results = asyncio.run(run_checks(target, total_s=TOTAL_S - (time.monotonic() - started)))
     print(render_table(results), flush=True)
     if args.json is not None:
         write_json(args.json, target.bare_url, results)

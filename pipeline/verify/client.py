@@ -48,8 +48,7 @@ class Client:
     @property
     def close_code(self) -> int | None:
         """The code of the close frame the server sent (``None``: none received)."""
-        rcvd = self.ws.close_code if self.closed else None
-        return rcvd
+        return self.ws.close_code if self.closed else None
 
     async def send(self, frame: Any) -> None:
         """Send a JSON frame (a ``str`` is sent as it is)."""
@@ -125,5 +124,4 @@ class Client:
 
 def _short(frame: Any) -> str:
     text = frame if isinstance(frame, str) else json.dumps(frame)
-    text = str(text)
     return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "..."
