@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "publish": ("pipeline.publish", "put server-side messages for a room on the stream"),
     "new-consumer": ("pipeline.scaffold", "create a consumer microservice and register it"),
     "remove-consumer": ("pipeline.scaffold", "unregister a consumer and delete its files"),
+    "verify": ("pipeline.verify.cli", "check a deployed stage (or the twin) behaves as assumed"),
 }
 
 
