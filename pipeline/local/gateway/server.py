@@ -13,9 +13,9 @@ https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocke
 from __future__ import annotations
 
 import asyncio
-import socket
 import contextlib
 import logging
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
