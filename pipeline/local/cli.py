@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -80,7 +81,18 @@ def run(args: argparse.Namespace) -> int:
         max_connection_life_s=args.max_connection_life, iam=not args.no_iam,
         function_logs=None if args.function_logs == "-" else Path(args.function_logs),
     )
-    return asyncio.run(_serve(config))
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(_serve(config))
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where it is installed (Linux, macOS): the twin's one process serves the gateway,
+    @connections, the AWS services and the mappings, so socket handling is its hot path."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 async def _serve(config: object) -> int:

@@ -1,8 +1,10 @@
 """The orchestrator: the synthesized stack running on 127.0.0.1 in one asyncio loop.
 
-Start order: resolve the template; moto (its own thread) and the stack's resources; the gateway
-(its real port is needed for the functions' ``CONNECTIONS_ENDPOINT_URL``); the warm Lambda
-workers (child processes); one event source mapping runner per mapping. Stop in reverse.
+Start order: resolve the template; moto (its own thread) and the stack's resources; the gateway's
+port, bound but not yet listening (the functions' ``CONNECTIONS_ENDPOINT_URL`` needs it); the warm
+Lambda workers (child processes); one event source mapping runner per mapping; only then does the
+gateway accept connections, so a client that connects as soon as the port accepts TCP is served by
+every part. Stop in reverse.
 """
 
 from __future__ import annotations
@@ -124,7 +126,9 @@ class Twin:
         gateway_access = GatewayAccess(access, api.api_id, cfg.stage) if access else None
         self._gateway = Gateway(api, backend, stage=cfg.stage, host="127.0.0.1",
                                 port=cfg.port, limits=limits, access=gateway_access)
-        port = await self._gateway.start()
+        # The port is bound now (the functions need it) but accepts connections only once
+        # every mapping reads the stream: a frame sent earlier would never be answered.
+        port = self._gateway.reserve()
 
         specs = function_specs(stack, gateway_port=port, aws_url=aws_url)
         if cfg.function_logs is not None:
@@ -148,6 +152,7 @@ class Twin:
             )
             await runner.start()
             self._runners.append(runner)
+        await self._gateway.start()
 
         self.urls = TwinUrls(
             ws=f"ws://127.0.0.1:{port}/{cfg.stage}",

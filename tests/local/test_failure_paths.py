@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from polling import until
 
 from pipeline.local.esm import EventSourceMappingRunner, InvokeResult, MappingConfig
 from pipeline.local.services import AwsServices, MotoShardSource, SqsFailureSink
@@ -192,18 +193,7 @@ class Rig:
         """Wait for ``predicate``, re-checked after every invocation (and every 50 ms, for what
         a handler writes before it is killed); fail at the deadline."""
         assert self.invoker is not None
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not predicate():
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise AssertionError("condition not met before the deadline")
-            self.invoker.changed.clear()
-            try:
-                async with asyncio.timeout(min(remaining, 0.05)):
-                    await self.invoker.changed.wait()
-            except TimeoutError:
-                pass
+        await until(predicate, timeout, wake=self.invoker.changed, poll=0.05)
 
     async def close(self) -> None:
         for runner in self.runners:

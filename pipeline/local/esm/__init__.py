@@ -27,7 +27,7 @@ retry delay, default 0.1 s .. 2 s), ``shard_refresh_s`` (shard list poll for res
 
 Decisions live in pure modules (``filters``, ``batching``, ``policy``, ``events``); ``runner`` is
 the thin asyncio layer. ``memory.MemoryStream`` is an in-memory ``ShardSource`` (tests, bench);
-``python -m pipeline.local.esm.bench`` measures the engine's overhead.
+``python -m loadtest.bench_esm`` measures the engine's overhead.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ import base64
 import ipaddress
 import json
 import re
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
@@ -48,12 +49,32 @@ MISSING = _Sentinel("MISSING")  # the field is absent
 UNPARSEABLE = _Sentinel("UNPARSEABLE")  # record data that is not JSON: matches nothing
 
 
+PARSED_MEMORY = 4096
+_parsed: OrderedDict[bytes, Any] = OrderedDict()
+
+
+def parsed_data(data: bytes) -> Any:
+    """The record data as JSON (UNPARSEABLE when it is not), parsed once for every mapping.
+
+    Each of a stream's mappings filters every record: the last :data:`PARSED_MEMORY` payloads'
+    parses are shared (read-only) instead of parsing the same bytes once per mapping.
+    """
+    hit = _parsed.get(data, MISSING)
+    if hit is not MISSING:
+        return hit
+    try:
+        value: Any = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested beyond the parser
+        value = UNPARSEABLE
+    _parsed[data] = value
+    if len(_parsed) > PARSED_MEMORY:
+        _parsed.popitem(last=False)
+    return value
+
+
 def filter_document(record: StoredRecord) -> dict[str, Any]:
     """What a Kinesis filter pattern is evaluated against."""
-    try:
-        data: Any = json.loads(record.data.decode("utf-8"))
-    except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested beyond the parser
-        data = UNPARSEABLE
+    data = parsed_data(record.data)
     return {
         "kinesisSchemaVersion": "1.0",
         "partitionKey": record.partition_key,

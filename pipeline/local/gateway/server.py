@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,23 +161,45 @@ class Gateway:
         self._handlers: set[_Client] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: web.AppRunner | None = None
+        self._socket: socket.socket | None = None
 
     @property
     def connection_ids(self) -> list[str]:
         """The ids of the open connections."""
         return list(self._clients)
 
+    def reserve(self) -> int:
+        """Bind the port without accepting connections yet; returns it (port 0 picks a free one).
+
+        The twin needs the port before the functions start (their ``CONNECTIONS_ENDPOINT_URL``)
+        but must not accept a client before the mappings read the stream: a bound socket that
+        is not listening refuses connections, so wait-for-port scripts keep waiting.
+        """
+        if self._socket is None:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((self.host, self.port))
+            except OSError:
+                sock.close()
+                raise
+            sock.setblocking(False)
+            self._socket = sock
+            self.port = int(sock.getsockname()[1])
+        return self.port
+
     async def start(self) -> int:
-        """Bind and serve; returns the actual port (port 0 picks a free one)."""
+        """Listen and serve on the reserved port (reserving it first if needed); returns it."""
+        self.reserve()
+        assert self._socket is not None
         app = web.Application(client_max_size=4 * self.limits.max_message_bytes)
         app.router.add_get("/{stage}", self._websocket)
         app.router.add_route("*", "/{stage}/@connections/{connection_id}", self._connections)
         app.router.add_route("*", "/{tail:.*}", self._forbidden)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.SockSite(self._runner, self._socket)
         await site.start()
-        self.port = int(self._runner.addresses[0][1])
         return self.port
 
     async def stop(self) -> None:
@@ -192,6 +215,9 @@ class Gateway:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
 
     # --- WebSocket clients ----------------------------------------------------------------
 

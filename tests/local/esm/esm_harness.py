@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import inspect
 import json
 from collections.abc import Callable
 from typing import Any
+
+from polling import until
 
 from pipeline.local.esm import InvokeResult
 
@@ -29,16 +30,7 @@ class Probe:
         self._changed.set()
 
     async def until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not predicate():
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise AssertionError("condition not met before the deadline")
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(remaining):
-                    await self._changed.wait()
+        await until(predicate, timeout, wake=self._changed, poll=timeout)
 
 
 def decoded(event: dict[str, Any]) -> list[Any]:

@@ -131,3 +131,13 @@ def test_pathologically_nested_data_is_not_json_for_filters() -> None:
     record = rec(b"[" * 200_000 + b"]" * 200_000)
     assert not record_matches([{"data": [{"exists": True}]}], record)
     assert record_matches([{"partitionKey": ["pk-1"]}], record)
+
+
+def test_a_payload_is_parsed_once_for_every_mapping() -> None:
+    from pipeline.local.esm.filters import UNPARSEABLE, parsed_data
+
+    payload = b'{"routeKey": "echo", "n": [1, 2]}'
+    first = parsed_data(payload)
+    assert first == {"routeKey": "echo", "n": [1, 2]}
+    assert parsed_data(bytes(payload)) is first  # equal bytes read by another mapping
+    assert parsed_data(b"\xff not json") is UNPARSEABLE

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.local.esm.bench import run
+from loadtest.bench_esm import run
 
 
 async def test_bench_delivers_every_record_with_low_overhead() -> None:

@@ -1,4 +1,4 @@
-"""Engine overhead: ``python -m pipeline.local.esm.bench [--records N] [--latency-samples N]``.
+"""Engine overhead: ``python -m loadtest.bench_esm [--records N] [--latency-samples N]``.
 
 Throughput: records/s through one runner (one shard, batch 100, window 0) with a no-op invoker.
 Latency: put -> invoke delay for single records on an idle shard (the hot path, window 0).
@@ -12,10 +12,10 @@ import statistics
 import time
 from typing import Any
 
-from .config import MappingConfig
-from .interfaces import InvokeResult
-from .memory import MemoryStream
-from .runner import EventSourceMappingRunner
+from pipeline.local.esm.config import MappingConfig
+from pipeline.local.esm.interfaces import InvokeResult
+from pipeline.local.esm.memory import MemoryStream
+from pipeline.local.esm.runner import EventSourceMappingRunner
 
 
 class _NoOp:
