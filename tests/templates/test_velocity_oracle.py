@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -102,3 +103,10 @@ def test_oracle_is_velocity_not_the_twin(velocity_results: dict[str, Result]) ->
     # above is Velocity 1.7 against the twin, not the twin against itself.
     for probe_id, (_, expected) in PROBES.items():
         assert velocity_results[probe_id] == Result(expected), probe_id
+
+
+def test_a_missing_jar_is_named_in_the_skip_reason(tmp_path: Path) -> None:
+    reason = missing_prerequisites(tmp_path)
+    assert reason is not None
+    assert str(tmp_path / "velocity-1.7.jar") in reason
+    assert "commons-lang-2.6.jar" in reason

@@ -54,10 +54,10 @@ class Result:
     error: str | None = None
 
 
-def missing_prerequisites() -> str | None:
+def missing_prerequisites(jar_dir: Path = JAR_DIR) -> str | None:
     """Why the oracle cannot run here (None when it can)."""
     missing = [tool for tool in ("java", "javac") if shutil.which(tool) is None]
-    missing += [str(JAR_DIR / jar) for jar in JARS if not (JAR_DIR / jar).is_file()]
+    missing += [str(jar_dir / jar) for jar in JARS if not (jar_dir / jar).is_file()]
     if missing:
         return ("the Velocity 1.7 oracle needs " + ", ".join(missing)
                 + " (apt-get install default-jdk-headless velocity libcommons-lang-java"
