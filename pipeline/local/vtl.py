@@ -208,10 +208,18 @@ class JavaList(list[Any]):
         return "[" + ", ".join(java_string(v) for v in self) + "]"
 
 
-# airspeed finds .size(), .get(), .keySet()... by the exact class; the Java views share dict's
-# and list's tables.
-_airspeed_ops.__additional_methods__[JavaMap] = _airspeed_ops.__additional_methods__[dict]
-_airspeed_ops.__additional_methods__[JavaList] = _airspeed_ops.__additional_methods__[list]
+# airspeed finds methods by the exact class: the Java views get dict's and list's tables plus the
+# java.util.Map methods airspeed lacks (keySet() as a List, which renders as Java's "[a, b]").
+_airspeed_ops.__additional_methods__[JavaMap] = {
+    **_airspeed_ops.__additional_methods__[dict],
+    "size": len,
+    "isEmpty": lambda m: len(m) == 0,
+    "containsKey": lambda m, key: key in m,
+    "keySet": lambda m: JavaList(m.keys()),
+    "toString": str,
+}
+_airspeed_ops.__additional_methods__[JavaList] = {
+    **_airspeed_ops.__additional_methods__[list], "toString": str}
 
 
 def _java_value(value: Any) -> Any:

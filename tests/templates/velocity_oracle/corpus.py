@@ -113,4 +113,6 @@ BINDINGS = [
     "$input.json('$')",
     "$!input.path('$')|$!input.path('$.action')|$!input.path('$.__type')",
     "$!util.parseJson($input.body)",
+    "$!input.path('$').size()|$!input.path('$').keySet()|$!input.path('$').isEmpty()"
+    "|$!input.path('$').containsKey('action')",
 ]
