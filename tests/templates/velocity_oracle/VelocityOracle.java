@@ -126,7 +126,10 @@ public final class VelocityOracle {
             return node == null || node.isNull() ? null : node;
         }
 
-        /** $input.json(path): the JSON text of the value at path ("" when absent). */
+        /**
+         * $input.json(path): the JSON text of the value at path. What AWS renders for an absent
+         * path or an empty body is not documented; like the twin, "" (no template relies on it).
+         */
         public String json(String path) throws Exception {
             JsonNode node = select(path);
             return node == null ? "" : JSON.writeValueAsString(node);
