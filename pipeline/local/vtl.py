@@ -32,11 +32,14 @@ from pipeline.local import vtl_compiled
 __all__ = [
     "ApiInput",
     "ApiUtil",
+    "JavaList",
+    "JavaMap",
     "VtlError",
     "VtlRenderError",
     "VtlSyntaxError",
     "compile_template",
     "escape_javascript",
+    "java_string",
     "json_path",
     "render",
 ]
@@ -178,6 +181,55 @@ _JAVA_STRING_METHODS: dict[str, Callable[..., Any]] = {
 _airspeed_ops.__additional_methods__[str].update(_JAVA_STRING_METHODS)
 
 
+# --- JSON values as the Java objects API Gateway's templates see ---------------------------------
+
+
+def java_string(value: Any) -> str:
+    """``String.valueOf`` of a JSON value: null, true and false in Java's spelling."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class JavaMap(dict[str, Any]):
+    """A JSON object from ``$input.path``/``$util.parseJson``: renders as ``java.util.Map``
+    (``{a=1, b=[x, true]}``), as API Gateway's Velocity does, not as a Python repr."""
+
+    def __str__(self) -> str:
+        return "{" + ", ".join(f"{k}={java_string(v)}" for k, v in self.items()) + "}"
+
+
+class JavaList(list[Any]):
+    """A JSON array from ``$input.path``/``$util.parseJson``: renders as ``java.util.List``."""
+
+    def __str__(self) -> str:
+        return "[" + ", ".join(java_string(v) for v in self) + "]"
+
+
+# airspeed finds methods by the exact class: the Java views get dict's and list's tables plus the
+# java.util.Map methods airspeed lacks (keySet() as a List, which renders as Java's "[a, b]").
+_airspeed_ops.__additional_methods__[JavaMap] = {
+    **_airspeed_ops.__additional_methods__[dict],
+    "size": len,
+    "isEmpty": lambda m: len(m) == 0,
+    "containsKey": lambda m, key: key in m,
+    "keySet": lambda m: JavaList(m.keys()),
+    "toString": str,
+}
+_airspeed_ops.__additional_methods__[JavaList] = {
+    **_airspeed_ops.__additional_methods__[list], "toString": str}
+
+
+def _java_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        return JavaMap((k, _java_value(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return JavaList(_java_value(v) for v in value)
+    return value
+
+
 # --- $input and $util --------------------------------------------------------------------------
 
 _PATH_TOKEN = re.compile(r"\.([A-Za-z_$][\w$-]*)|\[(\d+)\]|\['([^']*)'\]|\[\"([^\"]*)\"\]")
@@ -233,7 +285,7 @@ class ApiInput:
 
     def path(self, path: str) -> Any:
         """``$input.path(path)``: the value at *path* as an object templates can navigate."""
-        return json_path(self._document(), path)
+        return _java_value(json_path(self._document(), path))
 
     def params(self, name: str | None = None) -> Any:
         """``$input.params()`` / ``$input.params(name)``: path, querystring then header lookup."""
@@ -255,7 +307,9 @@ class ApiUtil:
 
     @staticmethod
     def base64Encode(text: Any) -> str:
-        return base64.b64encode(str(text or "").encode()).decode("ascii")
+        # "replace": a lone surrogate (from a JSON \ud800 escape) becomes "?", as Java's
+        # String.getBytes(UTF_8) does, instead of failing the render.
+        return base64.b64encode(str(text or "").encode("utf-8", "replace")).decode("ascii")
 
     @staticmethod
     def base64Decode(text: Any) -> str:
@@ -267,7 +321,7 @@ class ApiUtil:
     @staticmethod
     def urlEncode(text: Any) -> str:
         # java.net.URLEncoder: space as "+", and only A-Za-z0-9 . - * _ left as they are.
-        return urllib.parse.quote_plus(str(text or ""), safe="*")
+        return urllib.parse.quote_plus(str(text or ""), safe="*", errors="replace")
 
     @staticmethod
     def urlDecode(text: Any) -> str:
@@ -276,7 +330,7 @@ class ApiUtil:
     @staticmethod
     def parseJson(text: Any) -> Any:
         try:
-            return json.loads(str(text))
+            return _java_value(json.loads(str(text)))
         except ValueError as exc:
             raise VtlRenderError(f"$util.parseJson: invalid JSON: {exc}") from exc
 

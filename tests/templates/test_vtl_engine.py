@@ -96,3 +96,18 @@ def test_escape_javascript_escapes_every_character_as_its_own_escape() -> None:
     expected = "".join(vtl._escape_char(ch) for ch in text)
     assert vtl.escape_javascript(text) == expected
     assert vtl.escape_javascript("a'b\"c") == "a\\'b\\\"c"
+
+
+def test_json_values_render_as_java_objects_as_velocity_does() -> None:
+    # What the Velocity 1.7 oracle (test_velocity_oracle.py) showed: Map/List toString, not repr.
+    body = '{"a":[1,true,null,{"b":"x y"}],"c":false}'
+    assert _render("$input.path('$')", body) == "{a=[1, true, null, {b=x y}], c=false}"
+    assert _render("$util.parseJson($input.body).a", body) == "[1, true, null, {b=x y}]"
+    assert _render("$input.path('$.a').size()|$input.path('$').keySet()", body) == "4|[a, c]"
+
+
+def test_a_lone_surrogate_is_a_question_mark_in_base64_and_url_encoding() -> None:
+    # Java's String.getBytes(UTF_8) replaces it with "?"; a JSON "\ud800" escape can produce one.
+    body = '{"s":"\\ud800"}'
+    assert _render("$util.base64Encode($input.path('$.s'))", body) == "Pw=="
+    assert _render("$util.urlEncode($input.path('$.s'))", body) == "%3F"
