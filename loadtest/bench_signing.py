@@ -7,7 +7,7 @@ runtime would do per post with it: build an ``AWSRequest`` and ``SigV4Auth.add_a
 ``SigV4Auth`` object is built once and reused). The runtime keeps its own signer
 (:mod:`pipeline.runtime.signed_http`) only while botocore's costs more than 1.2x its CPU.
 
-    python -m loadtest.bench_signing [--signatures 20000] [--rounds 5]
+    python -m loadtest.bench_signing [--signatures 10000] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def _cpu_us_per_call(fn: Callable[[int], object], n: int, rounds: int) -> float:
     return best
 
 
-def measure(signatures: int = 20_000, rounds: int = 5) -> dict[str, float]:
+def measure(signatures: int = 10_000, rounds: int = 3) -> dict[str, float]:
     """CPU µs per signature of each signer and botocore's as a multiple of ours."""
     if not 1 <= signatures <= 10_000_000 or not 1 <= rounds <= 100:
         raise ValueError("signatures must be 1..10000000 and rounds 1..100")
@@ -82,8 +82,8 @@ def measure(signatures: int = 20_000, rounds: int = 5) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.bench_signing",
                                      description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--signatures", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--signatures", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON only")
     args = parser.parse_args(argv)
     fig = measure(args.signatures, args.rounds)
