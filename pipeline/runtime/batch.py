@@ -23,8 +23,9 @@ failed instead (then the mapping's bounded retries and on-failure destination ap
 Replies and fan-outs are posted concurrently across connections and in order per connection
 while the batch runs (:mod:`.invocation`): a batch costs about one @connections round trip per
 connection instead of one per record. The batch waits for every post before it answers; a reply
-that fails for good fails its record, and with it every later record of the same partition key,
-as above. The posts never retry past the invocation's deadline (its remaining time less 10 %,
+that fails for good fails its record, and with it every later record of the same partition key
+(those have run by then, but their replies to that connection were held back; the retry runs
+them again: at-least-once, as above). The posts never retry past the invocation's deadline (its remaining time less 10 %,
 at least 1 s), so the partial batch response goes out before Lambda's timeout.
 """
 
