@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
-from urllib.parse import unquote
 
 import pytest
 import websockets
@@ -299,19 +298,14 @@ def _envelope(route: str, event_type: str, cid: str, body: str) -> dict[str, obj
 def test_the_generated_handler_replies_to_the_sender(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The generated ``lambda_handler`` against moto's @connections (the twin runs it in e2e)."""
-    moto = pytest.importorskip("moto")
-    from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
-
+    """The generated ``lambda_handler`` against a local @connections endpoint that answers like
+    API Gateway's (tests/runtime/connections_stub.py); the twin runs it in e2e."""
+    stub = _load(PROJECT_ROOT / "tests" / "runtime" / "connections_stub.py")
     assert cli(project, "new-consumer", "scores", "--route", "score", "--route", "$disconnect") == 0
     path = project / "consumers" / "scores" / "handler.py"
     module = _load(path)
     for key, value in {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
-                       "CONNECTIONS_ENDPOINT_URL":
-                           "https://scaffold01.execute-api.us-east-1.amazonaws.com/dev",
-                       # moto intercepts botocore only: use the runtime's boto3 post path
-                       "CONNECTIONS_CLIENT": "boto3"}.items():
+                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     frame = json.dumps({"action": "score", "data": {"points": 3, "who": "ann"}})
@@ -320,10 +314,10 @@ def test_the_generated_handler_replies_to_the_sender(
         _envelope("$disconnect", "DISCONNECT", "conn-B=", ""),
         _envelope("score", "MESSAGE", "conn-C=", "not json at all"),
     )
-    with moto.mock_aws():
+    with stub.serve() as endpoint:
+        monkeypatch.setenv("CONNECTIONS_ENDPOINT_URL", endpoint.url)
         response = module.lambda_handler(event, None)
-        posted = apigatewaymanagementapi_backends["123456789012"]["us-east-1"].connections
-        sent = {unquote(cid): json.loads(conn.data) for cid, conn in posted.items()}
+        sent = {cid: json.loads(body) for cid, body in endpoint.posts}
     assert response == {"batchItemFailures": []}
     assert sent == {
         "conn-A=": {"action": "score", "ok": True, "data": {"points": 3, "who": "ann"}},

@@ -16,9 +16,10 @@ leaves and disconnects, so a batch of sends to a few rooms costs a few Queries, 
 DynamoDB calls per send. Membership changes made meanwhile by another shard's invocation are
 seen by the next batch: records of different shards are not ordered with each other anyway.
 
-Posts are pipelined (``process_batch(..., pipelined=True)``): the batch's replies and messages go
-out concurrently across connections and in stream order per connection, instead of each send
-waiting for its fan-out before the next record is handled.
+The batch's replies and messages go out concurrently across connections and in stream order per
+connection (``pipeline.runtime``), instead of each send waiting for its fan-out before the next
+record is handled; a recipient that answers 413 makes the runtime send the sender a
+``payload_too_large`` error frame when the batch ends.
 """
 
 from __future__ import annotations
@@ -75,9 +76,7 @@ def _send(record: Envelope, ctx: HandlerContext, room: str, text: Any) -> None:
         return
     others = [cid for cid in members if cid != record.connection_id]
     message = {"action": "message", "room": room, "from": record.connection_id, "text": text}
-    report = ctx.fanout(others, message, record)
-    if report.too_large:
-        ctx.error(record, "payload_too_large", "the message is too large to deliver")
+    ctx.fanout(others, message, record)
 
 
 def _known_rooms(ctx: HandlerContext) -> dict[str, dict[str, None]]:
@@ -95,4 +94,4 @@ def _members(ctx: HandlerContext, room: str) -> dict[str, None]:
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> Any:
-    return process_batch(event, context, idempotent(record_handler), pipelined=True)
+    return process_batch(event, context, idempotent(record_handler))

@@ -2,7 +2,7 @@
 
 ``{"action":"echo","data":X}`` -> ``{"action":"echo","data":X,"timing":{"gatewayMs":..,
 "streamMs":..,"consumerMs":..,"replyMs":..}}`` (epoch ms). A missing ``data`` echoes ``null``.
-Replies are pipelined: concurrent across connections, in order per connection.
+Replies go out concurrently across connections, in order per connection (``pipeline.runtime``).
 """
 
 from __future__ import annotations
@@ -28,4 +28,4 @@ def record_handler(record: Envelope, ctx: HandlerContext) -> None:
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> Any:
-    return process_batch(event, context, idempotent(record_handler), pipelined=True)
+    return process_batch(event, context, idempotent(record_handler))

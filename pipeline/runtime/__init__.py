@@ -5,13 +5,17 @@ A consumer is a pure ``record_handler(record: Envelope, ctx: HandlerContext) -> 
 
     def lambda_handler(event, context):
         return process_batch(event, context, record_handler)
+
+One reply path: ``ctx.reply``/``ctx.error``/``ctx.fanout`` queue posts on the invocation
+(:mod:`.invocation`), concurrent across connections and in order per connection; the batch
+answers once every post has settled.
 """
 
 from __future__ import annotations
 
 from .batch import OrderedKinesisProcessor, RecordHandler, process_batch
 from .connections import ConnectionsClient, Outcome, PostResult, RetryPolicy, connections_client
-from .context import FanoutReport, HandlerContext, error_frame, now_ms
+from .context import HandlerContext
 from .envelope import ConnectionId, Envelope, EnvelopeError, parse_envelope
 from .exceptions import (
     DeliveryError,
@@ -20,7 +24,9 @@ from .exceptions import (
     SkippedAfterFailure,
     UndecodableRecord,
 )
+from .invocation import FanoutReport, Invocation, ReplyObserver
 from .records import decode_record
+from .replies import error_frame, now_ms
 from .roster import Roster, roster
 
 __all__ = [
@@ -31,11 +37,13 @@ __all__ = [
     "EnvelopeError",
     "FanoutReport",
     "HandlerContext",
+    "Invocation",
     "OrderedKinesisProcessor",
     "Outcome",
     "PipelineRuntimeError",
     "PostResult",
     "RecordHandler",
+    "ReplyObserver",
     "RetryPolicy",
     "Roster",
     "RosterError",

@@ -20,17 +20,18 @@ Undecodable records (bad base64, corrupt KPL, not an envelope) follow ``undecoda
 stream, and retrying would block the shard until the record expires. ``"fail"`` reports it
 failed instead (then the mapping's bounded retries and on-failure destination apply).
 
-``pipelined=True`` posts the batch's replies concurrently across connections, in order per
-connection (:class:`~.context.ReplyPipeline`), instead of one after the other: a batch then
-costs about one @connections round trip per connection instead of one per record. A reply that
-fails for good fails its record when the batch ends, and with it every later record of the same
-partition key, as above. For consumers whose records only reply to their sender (echo).
+Replies and fan-outs are posted concurrently across connections and in order per connection
+while the batch runs (:mod:`.invocation`): a batch costs about one @connections round trip per
+connection instead of one per record. The batch waits for every post before it answers; a reply
+that fails for good fails its record, and with it every later record of the same partition key
+(those have run by then, but their replies to that connection were held back; the retry runs
+them again: at-least-once, as above). The posts never retry past the invocation's deadline (its remaining time less 10 %,
+at least 1 s), so the partial batch response goes out before Lambda's timeout.
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -39,10 +40,10 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 
 from . import observability as obs
-from .connections import set_invocation_deadline
-from .context import HandlerContext, ReplyPipeline, now_ms
+from .context import HandlerContext
 from .envelope import Envelope
 from .exceptions import DeliveryError, SkippedAfterFailure, UndecodableRecord
+from .invocation import Invocation
 from .records import decode_record
 
 RecordHandler = Callable[[Envelope, HandlerContext], None]
@@ -58,7 +59,7 @@ class OrderedKinesisProcessor(BatchProcessor):
         self.ctx = ctx
         self.undecodable = undecodable
         self._failed_keys: set[str] = set()
-        self._seen: list[KinesisStreamRecord] = []  # in order, for settling pipelined replies
+        self._seen: list[KinesisStreamRecord] = []  # in order, for settling the replies
 
     def _prepare(self) -> None:
         super()._prepare()  # type: ignore[no-untyped-call]
@@ -67,14 +68,13 @@ class OrderedKinesisProcessor(BatchProcessor):
 
     def process(self) -> list[Any]:
         results: list[Any] = super().process()
-        if self.ctx.pipeline is not None:
-            self._settle(self.ctx.pipeline)
+        self._settle(self.ctx.invocation)
         return results
 
-    def _settle(self, pipeline: ReplyPipeline) -> None:
-        """Fail the records whose pipelined replies failed, and every later record of their
-        partition keys (their replies were held back, or must not overtake on the retry)."""
-        failures = pipeline.settle()
+    def _settle(self, invocation: Invocation) -> None:
+        """Fail the records whose replies failed, and every later record of their partition
+        keys (their replies were held back, or must not overtake on the retry)."""
+        failures = invocation.settle()
         if not failures:
             return
         first: dict[str, int] = {}  # partition key -> index of its first failed record
@@ -101,7 +101,7 @@ class OrderedKinesisProcessor(BatchProcessor):
 
     def _process_record(self, record: dict[str, Any]) -> Any:
         data = KinesisStreamRecord(record)
-        self.ctx.tag = len(self._seen)
+        self.ctx.invocation.charge_to(len(self._seen))
         self._seen.append(data)
         seq = data.kinesis.sequence_number
         key = data.kinesis.partition_key
@@ -123,7 +123,7 @@ class OrderedKinesisProcessor(BatchProcessor):
         try:
             for envelope in envelopes:
                 obs.count(obs.RECORDS_IN)
-                _observe_latency(envelope, self.ctx.started_ms)
+                _observe_latency(envelope, self.ctx.invocation.started_ms)
                 self.handler(envelope, self.ctx)
         except Exception:
             self._failed_keys.add(key)
@@ -141,16 +141,6 @@ def _observe_latency(envelope: Envelope, started_ms: int) -> None:
     obs.latency(obs.STREAM_TO_CONSUMER_MS, started_ms - arrival)
 
 
-def invocation_deadline(lambda_context: Any) -> float | None:
-    """When posts must stop retrying: the invocation's remaining time less a safety margin
-    (10 %, at least 1 s) for settling and answering; None without a Lambda context."""
-    remaining_ms = getattr(lambda_context, "get_remaining_time_in_millis", None)
-    if remaining_ms is None:
-        return None
-    remaining = float(remaining_ms()) / 1000.0
-    return time.monotonic() + remaining - max(1.0, remaining * 0.1)
-
-
 def process_batch(
     event: dict[str, Any],
     lambda_context: Any,
@@ -158,14 +148,13 @@ def process_batch(
     *,
     undecodable: UndecodablePolicy = "report",
     ctx: HandlerContext | None = None,
-    pipelined: bool = False,
 ) -> PartialItemFailureResponse:
     """Run ``record_handler`` over a Lambda Kinesis event; returns the partial batch response.
 
-    ``pipelined``: post replies concurrently across connections (see the module docstring)."""
-    ctx = ctx or HandlerContext(lambda_context=lambda_context, started_ms=now_ms())
-    ctx.pipeline = ReplyPipeline(ctx) if pipelined else None
-    ctx.memo = {}
+    ``ctx`` (tests, or a container's own) is given a new invocation: an empty memo, the
+    deadline of ``lambda_context``."""
+    ctx = ctx or HandlerContext()
+    ctx.begin(lambda_context)
     processor = OrderedKinesisProcessor(ctx, undecodable)
     request_id = getattr(lambda_context, "aws_request_id", None)
     if request_id:
@@ -174,12 +163,10 @@ def process_batch(
     if not isinstance(records, list):
         ctx.logger.error("not a Kinesis event: no Records list", extra={"event": event})
         return {"batchItemFailures": []}
-    set_invocation_deadline(invocation_deadline(lambda_context))
     try:
         with processor(records, record_handler):
             processor.process()
     finally:
-        set_invocation_deadline(None)
         obs.metrics.flush_metrics()
     response = processor.response()
     if response["batchItemFailures"]:

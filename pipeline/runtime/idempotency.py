@@ -5,7 +5,8 @@ stream may then hold it several times, and Lambda's at-least-once delivery adds 
 handler runs once: Powertools' idempotency utility keeps an execution record in the roster table,
 and every reply the first execution sent to the sender (``HandlerContext.reply``, error frames
 included) is stored in it and sent again for each duplicate, so "sent three times" means "answered
-three times, side effects (room fan-out, roster writes) once".
+three times, side effects (room fan-out, roster writes) once". The replies are seen through the
+invocation's reply observers (``HandlerContext.observe_replies``), for the one execution.
 
 Roster items: ``pk = IDEM#<connectionId>``, ``sk = IDEM#<md5 of [routeKey, id]>``, ``expiresAt``
 (the table's TTL), ``status`` (INPROGRESS/COMPLETED), ``data`` (the replies) and ``validation``
@@ -35,7 +36,6 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyVa
 from botocore.config import Config
 
 from . import observability as obs
-from .connections import PostResult
 from .context import HandlerContext
 from .envelope import Envelope
 
@@ -99,20 +99,15 @@ def process_once(record: Envelope, ctx: HandlerContext,
         nonlocal executed
         executed = True
         replies: list[dict[str, Any]] = []
-        send = ctx.reply
 
-        def capture(to: Envelope, payload: Mapping[str, Any]) -> PostResult:
+        def capture(to: Envelope, payload: Mapping[str, Any]) -> None:
             if to is record:
                 replies.append(dict(payload))
-            return send(to, payload)
 
-        # Every reply to the sender goes through HandlerContext.reply (ctx.error included):
-        # shadow it on this instance for the one execution, so the replies can be stored.
-        ctx.reply = capture  # type: ignore[method-assign,assignment]
-        try:
+        # Every reply to the sender (error frames included) passes the invocation's reply
+        # observers: the ones of this execution are stored, to be replayed for duplicates.
+        with ctx.observe_replies(capture):
             handler(record, ctx)
-        finally:
-            del ctx.reply
         return {"replies": replies}
 
     config = IdempotencyConfig(
@@ -135,12 +130,11 @@ def process_once(record: Envelope, ctx: HandlerContext,
                   id=fid)
         return
     if executed:
-        if ctx.pipeline is not None:
-            # A pipelined fan-out is settled when the batch ends, after the record above was
-            # saved COMPLETED: if it fails for good, its record is retried, and the retry must
-            # run the handler again (deliver the message), not replay it as a duplicate.
-            prefix = f"{KEY_PREFIX}{record.connection_id}"
-            ctx.pipeline.on_fanout_failure(ctx.tag, lambda: _forget(config, prefix, frame))
+        # A fan-out is settled when the batch ends, after the record above was saved
+        # COMPLETED: if it fails for good, its record is retried, and the retry must run the
+        # handler again (deliver the message), not replay it as a duplicate.
+        prefix = f"{KEY_PREFIX}{record.connection_id}"
+        ctx.on_fanout_failure(lambda: _forget(config, prefix, frame))
         return
     obs.count(FRAMES_DEDUPLICATED)
     ctx.logger.info("duplicate frame: replies replayed, not processed again", extra={

@@ -7,9 +7,16 @@ LIFO; the request written in one ``sendall``, the answer parsed by ``http.client
 measured 2-3x less CPU per request than urllib3's ``HTTPConnectionPool.urlopen`` on this
 machine, which is why urllib3 is not used) and a Signature Version 4 signer
 that produces exactly the signature botocore's ``SigV4Auth`` produces for the same request
-(tests/runtime/test_runtime_connections.py checks it), with the signing key cached per day and
-the timestamp and frozen credentials cached per second.
+(tests/runtime/test_runtime_connections.py::test_the_signature_is_the_one_botocore_computes
+checks it), with the signing key cached per day and the timestamp and frozen credentials cached
+per second.
 https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html
+
+Why not botocore's signer: ``python -m loadtest.bench_signing`` (CPU per signature of the same
+``POST /prod/@connections/<id>`` with a session token, one process, same run) measured 12.9-16.3
+µs here against 133-191 µs for ``SigV4Auth.add_auth`` on an ``AWSRequest`` (145-157 µs for
+``add_auth`` alone on a request built once): botocore costs 10-12x the CPU, far above the 1.2x at
+which this signer would be dropped for it (2-core Intel Xeon @ 2.8 GHz, Python 3.11).
 """
 
 from __future__ import annotations

@@ -21,15 +21,13 @@ def send(ctx: HandlerContext, *frames: tuple[str, dict[str, Any] | str]) -> dict
     for cid, frame in frames:
         route = frame.get("action", "?") if isinstance(frame, dict) else "send"
         items.append((cid, envelope(str(route), cid, frame)))
-    return dict(process_batch(event(*items), None, chat.record_handler, ctx=ctx,
-                              pipelined=True))  # as chat.lambda_handler does
+    return dict(process_batch(event(*items), None, chat.record_handler, ctx=ctx))
 
 
 def test_the_fixture_conversation(atconn: AtConnections, ctx: HandlerContext, ddb: Any) -> None:
     put_meta(ddb, A)
     put_meta(ddb, B)
-    response = process_batch(load("kinesis_chat_batch"), None, chat.record_handler, ctx=ctx,
-                             pipelined=True)
+    response = process_batch(load("kinesis_chat_batch"), None, chat.record_handler, ctx=ctx)
     assert response == {"batchItemFailures": []}
     assert atconn.received(A) == [
         {"action": "joined", "room": "lobby"},
@@ -137,8 +135,8 @@ def test_a_batch_reads_each_room_once_and_sees_its_own_joins_and_leaves(
 def test_an_idempotent_send_whose_fanout_failed_is_delivered_on_the_retry(
     atconn: AtConnections, ctx: HandlerContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Pipelined, the fan-out is settled after the idempotency record was saved COMPLETED: the
-    # record must still be re-executed on the retry, not answered as a duplicate.
+    # The fan-out is settled after the idempotency record was saved COMPLETED: the record must
+    # still be re-executed on the retry, not answered as a duplicate.
     from kinesis_events import seqs
     from runtime_fixtures import TABLE
 
@@ -152,12 +150,10 @@ def test_an_idempotent_send_whose_fanout_failed_is_delivered_on_the_retry(
         frame = {"action": "send", "room": "r", "text": "hi", "id": "m-1"}
         evt = event((A, envelope("send", A, frame)))
         atconn.broken.add(B)
-        first = process_batch(evt, None, idempotent(chat.record_handler), ctx=ctx,
-                              pipelined=True)
+        first = process_batch(evt, None, idempotent(chat.record_handler), ctx=ctx)
         assert first == {"batchItemFailures": [{"itemIdentifier": seqs(evt)[0]}]}
         atconn.broken.discard(B)
-        again = process_batch(evt, None, idempotent(chat.record_handler), ctx=ctx,
-                              pipelined=True)
+        again = process_batch(evt, None, idempotent(chat.record_handler), ctx=ctx)
         assert again == {"batchItemFailures": []}
         assert atconn.received(B) == [{"action": "message", "room": "r", "from": A,
                                        "text": "hi"}]

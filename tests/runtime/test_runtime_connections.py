@@ -1,14 +1,10 @@
-"""The @connections client against a real local HTTP server that answers like AWS.
-
-The module's first tests run the default (lean) path through the shared ``connections``
-fixture; ``either`` runs a test on both paths."""
+"""The @connections client against a real local HTTP server that answers like AWS."""
 
 from __future__ import annotations
 
 import datetime
 import json
 import time
-from collections.abc import Iterator
 from urllib.parse import quote, urlsplit
 
 import boto3
@@ -22,7 +18,6 @@ from websockets.sync.client import connect
 
 from pipeline.local.harness import Twin
 from pipeline.runtime import ConnectionsClient, Outcome, RetryPolicy
-from pipeline.runtime.exceptions import PipelineRuntimeError
 from pipeline.runtime.signed_http import (
     SignedPoster,
     SigV4Signer,
@@ -102,29 +97,6 @@ def test_full_jitter_backoff_stays_under_the_cap() -> None:
     assert max(policy.delay(0) for _ in range(200)) <= 0.05
 
 
-# --- both post paths: the lean signed one (default) and boto3 (CONNECTIONS_CLIENT=boto3) ------
-
-@pytest.fixture(params=["lean", "boto3"])
-def either(request: pytest.FixtureRequest, atconn: AtConnections) -> Iterator[ConnectionsClient]:
-    client = ConnectionsClient(atconn.url, retry=FAST_RETRY, workers=8, backend=request.param)
-    yield client
-    client.close()
-
-
-def test_the_lean_path_is_the_default_and_the_env_switch_selects_boto3(
-    atconn: AtConnections, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    assert ConnectionsClient(atconn.url).backend == "lean"
-    monkeypatch.setenv("CONNECTIONS_CLIENT", "boto3")
-    client = ConnectionsClient(atconn.url)
-    assert client.backend == "boto3"
-    assert client.post("viaboto3", b"{}").outcome is Outcome.DELIVERED
-    assert atconn.posts == [("viaboto3", b"{}")]
-    monkeypatch.setenv("CONNECTIONS_CLIENT", "curl")
-    with pytest.raises(PipelineRuntimeError, match="CONNECTIONS_CLIENT"):
-        ConnectionsClient(atconn.url)
-
-
 @pytest.mark.parametrize(("setup", "expected"), [
     ("gone", (Outcome.GONE, 410, "GoneException", 1)),
     ("too_large", (Outcome.TOO_LARGE, 413, "PayloadTooLargeException", 1)),
@@ -132,8 +104,8 @@ def test_the_lean_path_is_the_default_and_the_env_switch_selects_boto3(
     ("throttle", (Outcome.DELIVERED, 200, "", 2)),
     ("flaky", (Outcome.DELIVERED, 200, "", 2)),
 ])
-def test_answers_map_the_same_on_both_paths(
-    atconn: AtConnections, either: ConnectionsClient, setup: str,
+def test_each_answer_maps_to_its_outcome(
+    atconn: AtConnections, connections: ConnectionsClient, setup: str,
     expected: tuple[Outcome, int, str, int],
 ) -> None:
     cid = "Ab1+/x="  # needs percent-encoding in the path, and is signed that way
@@ -141,7 +113,7 @@ def test_answers_map_the_same_on_both_paths(
         getattr(atconn, setup)[cid] = 1  # one 429 / 500, then 200
     else:
         getattr(atconn, setup).add(cid)
-    result = either.post(cid, b'{"n":1}')
+    result = connections.post(cid, b'{"n":1}')
     assert (result.outcome, result.status, result.error_code, result.attempts) == expected
     assert atconn.attempts[cid] == expected[3]
     assert atconn.delivered_to() == ([cid] if expected[0] is Outcome.DELIVERED else [])
@@ -264,9 +236,8 @@ def test_refreshed_credentials_are_used_from_the_next_second() -> None:
 def test_without_credentials_a_post_fails_after_its_attempts(
     atconn: AtConnections, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client = ConnectionsClient(atconn.url, retry=RetryPolicy(2, 0.001, 0.001))
-    assert client._lean is not None
-    client._lean.signer = SigV4Signer(lambda: None, "us-east-1")
+    client = ConnectionsClient(atconn.url, retry=RetryPolicy(2, 0.001, 0.001),
+                               credentials=lambda: None)
     result = client.post("x", b"{}")
     assert (result.outcome, result.status, result.error_code, result.attempts) == (
         Outcome.FAILED, 0, "NoCredentialsError", 2)
@@ -302,41 +273,45 @@ def test_the_lean_path_delivers_to_live_twin_connections_and_prunes_unknown_ones
         assert one.recv(timeout=5) == two.recv(timeout=5) == '{"hello":"twin"}'
 
 
-def test_posts_stop_retrying_at_the_invocation_deadline(atconn: AtConnections) -> None:
+def test_posts_stop_retrying_at_the_deadline_they_are_given(atconn: AtConnections) -> None:
     """A degraded endpoint must fail the post before the Lambda times out (which would replay
     the whole batch and lose the partial batch response), not retry past the deadline."""
-    from pipeline.runtime.connections import set_invocation_deadline
-
     atconn.broken.add("slow")
     patient = ConnectionsClient(atconn.url, retry=RetryPolicy(max_attempts=50, base_s=1.0,
                                                              cap_s=1.0), workers=2)
     try:
-        set_invocation_deadline(time.monotonic() + 0.5)
         started = time.monotonic()
-        result = patient.post("slow", b"{}")
+        result = patient.post("slow", b"{}", deadline=time.monotonic() + 0.5)
         assert result.outcome is Outcome.FAILED
         assert time.monotonic() - started < 3.0  # not ~50 attempts x U(0, 1 s)
         assert 1 <= atconn.attempts["slow"] < 50  # stopped early (full jitter: a few tries)
-        set_invocation_deadline(time.monotonic() - 1)  # already past: nothing is sent
-        late = patient.post("late", b"{}")
+        late = patient.post("late", b"{}", deadline=time.monotonic() - 1)  # already past
         assert (late.outcome, late.error_code, late.attempts) == (
             Outcome.FAILED, "DeadlineExceeded", 0)
         assert atconn.attempts["late"] == 0
+        many = patient.post_many(["m1", "m2"], b"{}", deadline=time.monotonic() - 1)
+        assert [r.error_code for r in many] == ["DeadlineExceeded"] * 2
+        assert atconn.attempts["m1"] == atconn.attempts["m2"] == 0
+        # without a deadline nothing else bounds the retries but the policy
+        atconn.flaky["no-deadline"] = 3
+        assert patient.post("no-deadline", b"{}").outcome is Outcome.DELIVERED
     finally:
-        set_invocation_deadline(None)
         patient.close()
 
 
-def test_process_batch_sets_the_deadline_from_the_lambda_context() -> None:
-    from pipeline.runtime import connections
-    from pipeline.runtime.batch import invocation_deadline
+def test_the_invocation_deadline_is_the_remaining_time_less_a_margin() -> None:
+    from pipeline.runtime.invocation import invocation_deadline
 
     class Context:
+        def __init__(self, ms: int) -> None:
+            self.ms = ms
+
         def get_remaining_time_in_millis(self) -> int:
-            return 30_000
+            return self.ms
 
     now = time.monotonic()
-    deadline = invocation_deadline(Context())
+    deadline = invocation_deadline(Context(30_000))
     assert deadline is not None and now + 26.5 < deadline < now + 27.5  # 10 % margin
+    short = invocation_deadline(Context(5_000))
+    assert short is not None and now + 3.5 < short < now + 4.5  # at least 1 s margin
     assert invocation_deadline(None) is None
-    assert connections._deadline is None  # only set while a batch runs

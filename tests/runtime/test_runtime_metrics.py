@@ -11,7 +11,6 @@ from kinesis_events import A, load
 from runtime_fixtures import put_meta
 
 from pipeline.runtime import Envelope, HandlerContext, process_batch
-from pipeline.runtime.observability import metrics as shared
 
 
 def emf(out: str) -> dict[str, list[float]]:
@@ -52,9 +51,12 @@ def test_gone_and_pruned_are_counted(
     put_meta(ddb, A)
     atconn.gone.add(A)
     atconn.throttle["t"] = 2
-    process_batch(load("kinesis_echo"), None, reply, ctx=ctx)
-    ctx.fanout(["t"], {"action": "broadcast"})
-    shared.flush_metrics()
+
+    def reply_and_fanout(record: Envelope, ctx: HandlerContext) -> None:
+        reply(record, ctx)
+        ctx.fanout(["t"], {"action": "broadcast"})
+
+    process_batch(load("kinesis_echo"), None, reply_and_fanout, ctx=ctx)
     metrics = emf(capsys.readouterr().out)
     assert metrics["PostsGone"] == [1.0] and metrics["ConnectionsPruned"] == [1.0]
     assert metrics["PostRetries"] == [2.0] and metrics["RepliesOut"] == [1.0]
