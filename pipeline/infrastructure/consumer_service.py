@@ -23,9 +23,9 @@ from pipeline.infrastructure.lambda_defaults import (
 from pipeline.infrastructure.packaging import ASSET_EXCLUDES
 from pipeline.registry import ConsumerSpec
 
-# Kinesis lets at most 5 consumers of a stream be in CREATING (or DELETING) at once; the 6th
-# RegisterStreamConsumer gets LimitExceededException. CloudFormation creates independent
-# resources in parallel, so the stack chains them (chain_stream_consumers).
+# Kinesis lets at most 5 consumers be in CREATING at once; a 6th RegisterStreamConsumer gets
+# LimitExceededException. CloudFormation creates independent resources in parallel, so the
+# stack chains them (chain_stream_consumers); deletes follow the chain in reverse.
 # https://docs.aws.amazon.com/kinesis/latest/APIReference/API_RegisterStreamConsumer.html
 CONSUMERS_CREATING_AT_ONCE = 5
 METRICS_NAMESPACE = "WebSocketPipeline"
@@ -50,8 +50,8 @@ def consumer_filter(spec: ConsumerSpec) -> dict[str, object]:
 def chain_stream_consumers(
     services: Sequence[ConsumerService], at_once: int = CONSUMERS_CREATING_AT_ONCE
 ) -> None:
-    """Make consumer ``i`` depend on consumer ``i - at_once``: at most ``at_once`` are created
-    (or, in reverse, deleted) by CloudFormation at the same time."""
+    """Make consumer ``i`` depend on consumer ``i - at_once``: CloudFormation then creates (and,
+    in reverse, deletes) at most ``at_once`` of them at the same time."""
     for earlier, later in zip(services, services[at_once:], strict=False):
         later_resource = later.consumer.node.default_child
         earlier_resource = earlier.consumer.node.default_child
