@@ -54,7 +54,7 @@ ACK_RESPONSES: dict[str, tuple[str, str]] = {
 # Kinesis speaks JSON 1.1: AWS's Kinesis proxy tutorial maps this static header on every action
 # (https://docs.aws.amazon.com/apigateway/latest/developerguide/integrating-api-with-aws-services-kinesis.html),
 # and aws-solutions-constructs sets its service's Content-Type the same way on WebSocket AWS
-# integrations (websocket-api-helper.ts, link above `partition` below). AWS's own sample for the
+# integrations (core/lib/websocket-api-helper.ts, URL at `partition` below). AWS's sample for the
 # DynamoDB $connect pattern (serverless-patterns apigw-websocket-api-connection-dynamodb) sets none,
 # so the PutItem integration stays as that sample has it.
 CONTENT_TYPE_PARAMETER = "integration.request.header.Content-Type"
