@@ -11,6 +11,12 @@ from pipeline.infrastructure import ConfigError
 
 AuthMode = Literal["none", "iam", "token"]
 AUTH_MODES: tuple[AuthMode, ...] = ("none", "iam", "token")
+# API Gateway's CloudWatch role is one setting per account and region (AWS::ApiGateway::Account):
+# "create" makes it in this stack and retains it (README "Deploy"); "existing" leaves the account
+# setting alone, for a region where another stack or an administrator already set it.
+AccountRoleMode = Literal["create", "existing"]
+ACCOUNT_ROLE_MODES: tuple[AccountRoleMode, ...] = ("create", "existing")
+BOOLEANS = {"true": True, "false": False}
 STAGE_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 
 # Kinesis retention is 24 h .. 8760 h (365 days).
@@ -32,6 +38,9 @@ class PipelineConfig:
     connection_ttl_seconds: int = 10800  # 3 h: longer than the 2 h connection limit
     throttle_rate_limit: float = 1000.0
     throttle_burst_limit: int = 2000
+    api_gateway_account_role: AccountRoleMode = "create"
+    # Keep the stream (and its records) when the stack is deleted; default: prod only.
+    retain_stream: bool = False
 
     @property
     def stack_name(self) -> str:
@@ -39,7 +48,8 @@ class PipelineConfig:
 
     @classmethod
     def from_context(cls, get: Callable[[str], object]) -> PipelineConfig:
-        """Read ``stage``, ``shards``, ``auth``, ``retentionHours`` (``get`` returns None if unset)."""
+        """Read ``stage``, ``shards``, ``auth``, ``retentionHours``, ``apiGatewayAccountRole``,
+        ``retainStream`` (``get`` returns None if unset)."""
         stage = str(get("stage") or "dev")
         if not STAGE_PATTERN.match(stage):
             raise ConfigError("stage", stage, f"a name matching {STAGE_PATTERN.pattern}")
@@ -51,12 +61,37 @@ class PipelineConfig:
         auth = str(auth_raw) if auth_raw not in (None, "") else default_auth(stage)
         if auth not in AUTH_MODES:
             raise ConfigError("auth", auth, " | ".join(AUTH_MODES))
-        return cls(stage=stage, shards=shards, auth=auth, retention_hours=retention)
+        role_raw = get("apiGatewayAccountRole")
+        role = str(role_raw) if role_raw not in (None, "") else "create"
+        if role not in ACCOUNT_ROLE_MODES:
+            raise ConfigError("apiGatewayAccountRole", role, " | ".join(ACCOUNT_ROLE_MODES))
+        retain_raw = get("retainStream")
+        if retain_raw in (None, ""):
+            retain = default_retain_stream(stage)
+        elif isinstance(retain_raw, bool):
+            retain = retain_raw
+        elif str(retain_raw).lower() in BOOLEANS:
+            retain = BOOLEANS[str(retain_raw).lower()]
+        else:
+            raise ConfigError("retainStream", retain_raw, "true | false")
+        return cls(
+            stage=stage,
+            shards=shards,
+            auth=auth,
+            retention_hours=retention,
+            api_gateway_account_role=role,
+            retain_stream=retain,
+        )
 
 
 def default_auth(stage: str) -> AuthMode:
     """``token`` for prod, ``none`` for every other stage."""
     return "token" if stage == "prod" else "none"
+
+
+def default_retain_stream(stage: str) -> bool:
+    """Retain the stream on ``prod`` (unconsumed records survive a mistaken destroy), not elsewhere."""
+    return stage == "prod"
 
 
 def _int(raw: object, key: str, default: int, low: int, high: int) -> int:

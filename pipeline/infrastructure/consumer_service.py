@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from collections.abc import Sequence
+
+from aws_cdk import CfnResource, Duration, RemovalPolicy
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
@@ -21,6 +23,11 @@ from pipeline.infrastructure.lambda_defaults import (
 from pipeline.infrastructure.packaging import ASSET_EXCLUDES
 from pipeline.registry import ConsumerSpec
 
+# Kinesis lets at most 5 consumers be in CREATING at once; a 6th RegisterStreamConsumer gets
+# LimitExceededException. CloudFormation creates independent resources in parallel, so the
+# stack chains them (chain_stream_consumers); deletes follow the chain in reverse.
+# https://docs.aws.amazon.com/kinesis/latest/APIReference/API_RegisterStreamConsumer.html
+CONSUMERS_CREATING_AT_ONCE = 5
 METRICS_NAMESPACE = "WebSocketPipeline"
 ITERATOR_AGE_ALARM_MS = 60_000
 
@@ -38,6 +45,19 @@ def consumer_filter(spec: ConsumerSpec) -> dict[str, object]:
     return dict(
         lambda_.FilterCriteria.filter({"data": {"routeKey": lambda_.FilterRule.or_(*keys)}})
     )
+
+
+def chain_stream_consumers(
+    services: Sequence[ConsumerService], at_once: int = CONSUMERS_CREATING_AT_ONCE
+) -> None:
+    """Make consumer ``i`` depend on consumer ``i - at_once``: CloudFormation then creates (and,
+    in reverse, deletes) at most ``at_once`` of them at the same time."""
+    for earlier, later in zip(services, services[at_once:], strict=False):
+        later_resource = later.consumer.node.default_child
+        earlier_resource = earlier.consumer.node.default_child
+        assert isinstance(later_resource, CfnResource)
+        assert isinstance(earlier_resource, CfnResource)
+        later_resource.add_dependency(earlier_resource)
 
 
 class ConsumerService(Construct):

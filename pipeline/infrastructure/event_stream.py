@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_kinesis as kinesis
 from constructs import Construct
 
@@ -13,9 +13,21 @@ class EventStream(Construct):
     The AWS managed key needs no key policy and no KMS permissions for producers or consumers
     (https://docs.aws.amazon.com/streams/latest/dev/what-is-sse.html), which keeps the API
     Gateway role to exactly ``kinesis:PutRecord``; cdk-nag (KDS3) prefers it too.
+
+    ``retain``: keep the stream when the stack is deleted (prod's default, README "Deploy"). A
+    retained stream keeps its records and keeps costing shard-hours until it is deleted by hand
+    (https://aws.amazon.com/kinesis/data-streams/pricing/); every other stage deletes it.
     """
 
-    def __init__(self, scope: Construct, id: str, *, shards: int, retention_hours: int) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        shards: int,
+        retention_hours: int,
+        retain: bool = False,
+    ) -> None:
         super().__init__(scope, id)
         self.stream = kinesis.Stream(
             self,
@@ -24,4 +36,5 @@ class EventStream(Construct):
             stream_mode=kinesis.StreamMode.PROVISIONED,
             retention_period=Duration.hours(retention_hours),
             encryption=kinesis.StreamEncryption.MANAGED,
+            removal_policy=RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY,
         )

@@ -58,12 +58,13 @@ def acknowledge_stack_findings(
                 "AwsSolutions-APIG4",
                 "auth=none was chosen for this stage (dev default); prod defaults to auth=token",
             )
-    acknowledge(
-        ingress.logging_role,
-        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-        "AmazonAPIGatewayPushToCloudWatchLogs]",
-        "the documented managed policy for API Gateway's account-level logging role",
-    )
+    if ingress.logging_role is not None:
+        acknowledge(
+            ingress.logging_role,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AmazonAPIGatewayPushToCloudWatchLogs]",
+            "the documented managed policy for API Gateway's account-level logging role",
+        )
     for service in services:
         _function_findings(service.function)
         acknowledge(

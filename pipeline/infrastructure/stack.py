@@ -10,7 +10,7 @@ from constructs import Construct
 from pipeline.infrastructure.config import PipelineConfig
 from pipeline.infrastructure.connect_auth import ConnectAuthorization
 from pipeline.infrastructure.connection_roster import ConnectionRoster
-from pipeline.infrastructure.consumer_service import ConsumerService
+from pipeline.infrastructure.consumer_service import ConsumerService, chain_stream_consumers
 from pipeline.infrastructure.event_stream import EventStream
 from pipeline.infrastructure.lambda_defaults import ARCHITECTURE, RUNTIME
 from pipeline.infrastructure.nag import acknowledge_stack_findings
@@ -37,7 +37,11 @@ class PipelineStack(Stack):
         )
         self.config = config
         events = EventStream(
-            self, "EventStream", shards=config.shards, retention_hours=config.retention_hours
+            self,
+            "EventStream",
+            shards=config.shards,
+            retention_hours=config.retention_hours,
+            retain=config.retain_stream,
         )
         roster = ConnectionRoster(self, "ConnectionRoster")
         auth = ConnectAuthorization(self, "ConnectAuthorization", mode=config.auth)
@@ -66,6 +70,7 @@ class PipelineStack(Stack):
             )
             for spec in consumers
         ]
+        chain_stream_consumers(self.services)
         CfnOutput(self, "WebSocketUrl", value=ingress.stage.url)
         CfnOutput(self, "ConnectionsUrl", value=ingress.stage.callback_url)
         CfnOutput(self, "StreamName", value=events.stream.stream_name)

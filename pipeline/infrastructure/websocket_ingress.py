@@ -51,7 +51,19 @@ ACK_RESPONSES: dict[str, tuple[str, str]] = {
     "$default": (NACK_TEMPLATE, "true"),
 }
 
-# WebSocket $context variables for access logs:
+# Kinesis speaks JSON 1.1: AWS's Kinesis proxy tutorial maps this static header on every action
+# (https://docs.aws.amazon.com/apigateway/latest/developerguide/integrating-api-with-aws-services-kinesis.html),
+# and aws-solutions-constructs sets its service's Content-Type the same way on WebSocket AWS
+# integrations (core/lib/websocket-api-helper.ts, URL at `partition` below). AWS's sample for the
+# DynamoDB $connect pattern (serverless-patterns apigw-websocket-api-connection-dynamodb) sets none,
+# so the PutItem integration stays as that sample has it.
+CONTENT_TYPE_PARAMETER = "integration.request.header.Content-Type"
+KINESIS_CONTENT_TYPE = "application/x-amz-json-1.1"
+
+# Access-log fields: only variables AWS lists for WebSocket access logging (checked against
+# pipeline/infrastructure/websocket_context_variables.py by
+# tests/infrastructure/test_infra_context_variables.py); API Gateway refuses an unsupported
+# variable when it creates the stage. $context.integrationErrorMessage is an HTTP API variable.
 # https://docs.aws.amazon.com/apigateway/latest/developerguide/websocket-api-logging.html
 ACCESS_LOG_FIELDS = {
     "requestId": "$context.requestId",
@@ -64,10 +76,10 @@ ACCESS_LOG_FIELDS = {
     "sourceIp": "$context.identity.sourceIp",
     "principal": "$context.authorizer.principalId",
     "error": "$context.error.message",
+    "errorType": "$context.error.responseType",
     "integrationStatus": "$context.integration.status",
     "integrationError": "$context.integration.error",
-    "integrationErrorMessage": "$context.integrationErrorMessage",
-    "integrationLatency": "$context.integration.latency",
+    "integrationLatency": "$context.integrationLatency",
 }
 
 
@@ -88,6 +100,10 @@ class WebSocketIngress(Construct):
     ) -> None:
         super().__init__(scope, id)
         region = Stack.of(self).region
+        # The stack's partition, never a literal "arn:aws:" (aws-cn, aws-us-gov); as
+        # aws-solutions-constructs builds WebSocket AWS integration URIs (websocket-api-helper.ts):
+        # https://github.com/awslabs/aws-solutions-constructs/blob/main/source/patterns/@aws-solutions-constructs/core/lib/websocket-api-helper.ts
+        partition = Stack.of(self).partition
         self.role = iam.Role(
             self,
             "IntegrationRole",
@@ -117,7 +133,7 @@ class WebSocketIngress(Construct):
         )
         connect = self._integration(
             "ConnectPutItem",
-            f"arn:aws:apigateway:{region}:dynamodb:action/PutItem",
+            f"arn:{partition}:apigateway:{region}:dynamodb:action/PutItem",
             render(
                 CONNECT_TEMPLATE,
                 {
@@ -132,8 +148,9 @@ class WebSocketIngress(Construct):
         )
         to_stream = self._integration(
             "StreamPutRecord",
-            f"arn:aws:apigateway:{region}:kinesis:action/PutRecord",
+            f"arn:{partition}:apigateway:{region}:kinesis:action/PutRecord",
             render(STREAM_TEMPLATE, {"STREAM_NAME": stream.stream_name}),
+            content_type=KINESIS_CONTENT_TYPE,
         )
         self.stream_routes: tuple[str, ...] = (
             *STREAM_ROUTES_ALWAYS,
@@ -152,8 +169,9 @@ class WebSocketIngress(Construct):
             # one-way routes' integration must stay without them.
             to_stream_acked = self._integration(
                 "StreamPutRecordAcked",
-                f"arn:aws:apigateway:{region}:kinesis:action/PutRecord",
+                f"arn:{partition}:apigateway:{region}:kinesis:action/PutRecord",
                 render(STREAM_TEMPLATE, {"STREAM_NAME": stream.stream_name}),
+                content_type=KINESIS_CONTENT_TYPE,
             )
             for route in acked:
                 # return_response=True: RouteResponseSelectionExpression + a $default RouteResponse.
@@ -170,22 +188,7 @@ class WebSocketIngress(Construct):
             retention=logs.RetentionDays.ONE_MONTH,
             removal_policy=RemovalPolicy.DESTROY,
         )
-        # Access logging needs API Gateway's account-wide CloudWatch role (one per region; the
-        # last stack to set it wins, which is harmless: every stage uses the same managed policy).
-        # https://docs.aws.amazon.com/apigateway/latest/developerguide/set-up-logging.html
-        self.logging_role = iam.Role(
-            self,
-            "CloudWatchRole",
-            assumed_by=iam.ServicePrincipal("apigateway.amazonaws.com"),
-            managed_policies=[
-                iam.ManagedPolicy.from_aws_managed_policy_name(
-                    "service-role/AmazonAPIGatewayPushToCloudWatchLogs"
-                )
-            ],
-        )
-        account = apigw.CfnAccount(
-            self, "Account", cloud_watch_role_arn=self.logging_role.role_arn
-        )
+        self.logging_role, account = self._account_logging_role(config)
         self.stage = apigwv2.WebSocketStage(
             self,
             "Stage",
@@ -197,7 +200,39 @@ class WebSocketIngress(Construct):
             ),
             access_log_settings=_AccessLogSettings(self.access_logs),
         )
-        self.stage.node.add_dependency(account)
+        if account is not None:
+            self.stage.node.add_dependency(account)
+
+    def _account_logging_role(
+        self, config: PipelineConfig
+    ) -> tuple[iam.Role | None, apigw.CfnAccount | None]:
+        """API Gateway's account-level CloudWatch role, which access logging needs.
+
+        It is ONE setting per account and region (``AWS::ApiGateway::Account``), not per stage:
+        https://docs.aws.amazon.com/apigateway/latest/developerguide/set-up-logging.html and
+        https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-apigateway-account.html
+        With ``apiGatewayAccountRole=create`` (default) this stack sets it and RETAINS both the
+        setting and the role, so deleting one stage's stack never unsets or deletes the role
+        another stage's logging uses (the last stack to deploy wins; every such role carries the
+        same managed policy). ``existing`` creates neither, for a region where it is already set.
+        """
+        if config.api_gateway_account_role == "existing":
+            return None, None
+        role = iam.Role(
+            self,
+            "CloudWatchRole",
+            assumed_by=iam.ServicePrincipal("apigateway.amazonaws.com"),
+            description="API Gateway account-level CloudWatch Logs role (retained on delete)",
+            managed_policies=[
+                iam.ManagedPolicy.from_aws_managed_policy_name(
+                    "service-role/AmazonAPIGatewayPushToCloudWatchLogs"
+                )
+            ],
+        )
+        role.apply_removal_policy(RemovalPolicy.RETAIN)
+        account = apigw.CfnAccount(self, "Account", cloud_watch_role_arn=role.role_arn)
+        account.apply_removal_policy(RemovalPolicy.RETAIN)
+        return role, account
 
     def _ack_responses(self, first_route: apigwv2.WebSocketRoute, integration_id: str) -> None:
         """The acked integration's responses: ack on 2xx, nack on anything else."""
@@ -217,9 +252,16 @@ class WebSocketIngress(Construct):
             )
 
     def _integration(
-        self, id: str, uri: str, template: str
+        self, id: str, uri: str, template: str, *, content_type: str | None = None
     ) -> integrations.WebSocketAwsIntegration:
-        """One AWS integration with exactly one request template under ``$default``."""
+        """One AWS integration with exactly one request template under ``$default``.
+
+        ``content_type`` becomes a static ``Content-Type`` request header (a quoted literal in
+        ``RequestParameters``), the media type of the service's JSON protocol.
+        """
+        parameters = (
+            {CONTENT_TYPE_PARAMETER: f"'{content_type}'"} if content_type is not None else None
+        )
         return integrations.WebSocketAwsIntegration(
             id,
             integration_uri=uri,
@@ -228,6 +270,7 @@ class WebSocketIngress(Construct):
             request_templates={"$default": template},
             template_selection_expression="\\$default",
             passthrough_behavior=apigwv2.PassthroughBehavior.NEVER,
+            request_parameters=parameters,
         )
 
 

@@ -17,6 +17,14 @@ def test_defaults_are_dev_two_shards_no_auth_one_day() -> None:
     assert (cfg.stage, cfg.shards, cfg.auth, cfg.retention_hours) == ("dev", 2, "none", 24)
     assert cfg.stack_name == "WebSocketPipeline-dev"
     assert cfg.connection_ttl_seconds == 10800
+    assert (cfg.api_gateway_account_role, cfg.retain_stream) == ("create", False)
+
+
+def test_the_stream_is_retained_by_default_on_prod_only_and_context_overrides() -> None:
+    assert config(stage="prod").retain_stream is True
+    assert config(stage="prod", retainStream="false").retain_stream is False
+    assert config(stage="dev", retainStream="TRUE").retain_stream is True
+    assert config(apiGatewayAccountRole="existing").api_gateway_account_role == "existing"
 
 
 def test_cli_strings_are_parsed_and_prod_defaults_to_token() -> None:
@@ -36,6 +44,8 @@ def test_cli_strings_are_parsed_and_prod_defaults_to_token() -> None:
         ({"retentionHours": "8761"}, "retentionHours"),
         ({"auth": "basic"}, "auth"),
         ({"stage": "Prod!"}, "stage"),
+        ({"apiGatewayAccountRole": "shared"}, "apiGatewayAccountRole"),
+        ({"retainStream": "maybe"}, "retainStream"),
     ],
 )
 def test_bad_values_raise_config_error_naming_the_key(context: dict[str, object], key: str) -> None:

@@ -1,0 +1,216 @@
+"""Synth tests for issue 11's infrastructure findings: what a first real deploy needs.
+
+- item 5: every Kinesis integration sends ``Content-Type: application/x-amz-json-1.1``;
+- item 7: at most 5 stream consumers are created at once (20-consumer stack);
+- item 8: the account-level API Gateway role is retained, and can be left to an existing one;
+- item 9: no literal ``arn:aws:`` partition; the stream is retained on prod only.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk import App
+
+from pipeline.infrastructure.config import PipelineConfig
+from pipeline.infrastructure.consumer_service import CONSUMERS_CREATING_AT_ONCE
+from pipeline.infrastructure.nag import enable_nag
+from pipeline.infrastructure.stack import PipelineStack
+from pipeline.infrastructure.synth import CLI_CONTEXT
+from pipeline.registry import CONSUMERS_DIR, MAX_STREAM_CONSUMERS, ConsumerSpec, load_spec
+
+pytestmark = pytest.mark.synth
+Template = dict[str, Any]
+CONTENT_TYPE = "integration.request.header.Content-Type"
+
+
+@dataclass(frozen=True)
+class _SyntheticSpec(ConsumerSpec):
+    """A registry entry whose code is another consumer's folder (consumers/ stays untouched)."""
+
+    code: Path = CONSUMERS_DIR / "echo"
+
+    @property
+    def directory(self) -> Path:
+        return self.code
+
+
+def _of_type(template: Template, kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+@pytest.fixture(scope="module")
+def templates(stack_template: Template, prod_assembly: Path) -> dict[str, Template]:
+    prod = json.loads((prod_assembly / "WebSocketPipeline-prod.template.json").read_text())
+    return {"dev": stack_template, "prod": prod}
+
+
+@pytest.fixture(scope="module")
+def wide_template(tmp_path_factory: pytest.TempPathFactory) -> Template:
+    """A stack with the registry's maximum of 20 consumers, ``auth=iam`` and
+    ``apiGatewayAccountRole=existing``, synthesized with cdk-nag on (any unacknowledged finding
+    fails the synth). The one extra synth these findings need (~10-30 s)."""
+    echo = load_spec("echo")
+    specs = [
+        _SyntheticSpec(**{**vars(echo), "name": f"c{i:02d}", "routes": (f"r{i:02d}",)})
+        for i in range(MAX_STREAM_CONSUMERS)
+    ]
+    context = {
+        **CLI_CONTEXT, "stage": "wide", "auth": "iam", "apiGatewayAccountRole": "existing"
+    }
+    app = App(outdir=str(tmp_path_factory.mktemp("cdk.out.wide")), context=context)
+    config = PipelineConfig.from_context(app.node.try_get_context)
+    PipelineStack(app, config.stack_name, config=config, consumers=specs)
+    enable_nag(app)
+    assembly = app.synth()
+    return assembly.get_stack_by_name(config.stack_name).template  # type: ignore[no-any-return]
+
+
+# --- item 5: Content-Type ----------------------------------------------------------------------
+
+def test_every_kinesis_integration_sends_the_json_1_1_content_type(
+    templates: dict[str, Template],
+) -> None:
+    for stage, template in templates.items():
+        integrations = _of_type(template, "AWS::ApiGatewayV2::Integration").values()
+        kinesis = [i["Properties"] for i in integrations
+                   if ":kinesis:action/" in json.dumps(i["Properties"]["IntegrationUri"])]
+        assert len(kinesis) >= 2, stage  # one-way and acked PutRecord integrations
+        for props in kinesis:
+            assert props["RequestParameters"] == {CONTENT_TYPE: "'application/x-amz-json-1.1'"}
+
+
+def test_the_dynamodb_connect_integration_is_as_awss_sample_has_it(
+    templates: dict[str, Template],
+) -> None:
+    # serverless-patterns apigw-websocket-api-connection-dynamodb sets no Content-Type
+    for template in templates.values():
+        integrations = _of_type(template, "AWS::ApiGatewayV2::Integration").values()
+        (put_item,) = [i["Properties"] for i in integrations
+                       if ":dynamodb:action/PutItem" in json.dumps(i["Properties"]["IntegrationUri"])]
+        assert CONTENT_TYPE not in put_item.get("RequestParameters", {})
+
+
+# --- item 9: partition, stream retention ---------------------------------------------------------
+
+def test_no_literal_aws_partition_in_any_template(
+    templates: dict[str, Template], wide_template: Template
+) -> None:
+    for template in (*templates.values(), wide_template):
+        text = json.dumps(template)
+        assert "arn:aws:" not in text
+        assert '"Ref": "AWS::Partition"' in text
+
+
+def test_integration_uris_use_the_stacks_partition(templates: dict[str, Template]) -> None:
+    for template in templates.values():
+        for integration in _of_type(template, "AWS::ApiGatewayV2::Integration").values():
+            uri = integration["Properties"]["IntegrationUri"]
+            parts = uri["Fn::Join"][1]
+            assert parts[0] == "arn:" and parts[1] == {"Ref": "AWS::Partition"}
+
+
+def test_the_stream_is_retained_on_prod_and_deleted_elsewhere(
+    templates: dict[str, Template], wide_template: Template
+) -> None:
+    policies = {
+        stage: [(r["DeletionPolicy"], r["UpdateReplacePolicy"])
+                for r in _of_type(template, "AWS::Kinesis::Stream").values()]
+        for stage, template in {**templates, "wide": wide_template}.items()
+    }
+    assert policies == {
+        "dev": [("Delete", "Delete")],
+        "prod": [("Retain", "Retain")],
+        "wide": [("Delete", "Delete")],
+    }
+
+
+# --- item 8: account-level API Gateway settings --------------------------------------------------
+
+def test_the_account_setting_and_its_role_survive_a_stack_delete(
+    templates: dict[str, Template],
+) -> None:
+    for stage, template in templates.items():
+        (account,) = _of_type(template, "AWS::ApiGateway::Account").values()
+        assert (account["DeletionPolicy"], account["UpdateReplacePolicy"]) == ("Retain", "Retain")
+        role_id = account["Properties"]["CloudWatchRoleArn"]["Fn::GetAtt"][0]
+        role = template["Resources"][role_id]
+        assert (role["DeletionPolicy"], role["UpdateReplacePolicy"]) == ("Retain", "Retain"), stage
+        assert "AmazonAPIGatewayPushToCloudWatchLogs" in json.dumps(role["Properties"])
+
+
+def test_existing_account_role_leaves_the_account_setting_alone(wide_template: Template) -> None:
+    assert _of_type(wide_template, "AWS::ApiGateway::Account") == {}
+    assert "AmazonAPIGatewayPushToCloudWatchLogs" not in json.dumps(wide_template)
+    (stage,) = _of_type(wide_template, "AWS::ApiGatewayV2::Stage").values()
+    assert "Format" in stage["Properties"]["AccessLogSettings"]  # logging still configured
+
+
+# --- item 7: at most 5 stream consumers created at once ------------------------------------------
+
+def _consumer_dependencies(template: Template) -> dict[str, set[str]]:
+    """Consumer logical id -> the consumers it (transitively) waits for."""
+    consumers = _of_type(template, "AWS::Kinesis::StreamConsumer")
+    direct = {
+        cid: {d for d in _depends_on(c) if d in consumers} for cid, c in consumers.items()
+    }
+    closure: dict[str, set[str]] = {}
+
+    def visit(cid: str) -> set[str]:
+        if cid not in closure:
+            closure[cid] = set(direct[cid])
+            for dep in direct[cid]:
+                closure[cid] |= visit(dep)
+        return closure[cid]
+
+    for cid in consumers:
+        visit(cid)
+    return closure
+
+
+def _depends_on(resource: dict[str, Any]) -> list[str]:
+    value = resource.get("DependsOn", [])
+    return [value] if isinstance(value, str) else list(value)
+
+
+def test_twenty_consumers_are_created_at_most_five_at_a_time(wide_template: Template) -> None:
+    waits_for = _consumer_dependencies(wide_template)
+    assert len(waits_for) == MAX_STREAM_CONSUMERS
+
+    def independent(group: tuple[str, ...]) -> bool:
+        return all(a not in waits_for[b] and b not in waits_for[a]
+                   for a, b in itertools.combinations(group, 2))
+
+    # CloudFormation may run any set of mutually independent resources at once: no 6 consumers
+    # may be independent of each other, while 5 are (creation stays parallel).
+    limit = CONSUMERS_CREATING_AT_ONCE
+    assert not any(independent(g) for g in itertools.combinations(sorted(waits_for), limit + 1))
+    assert any(independent(g) for g in itertools.combinations(sorted(waits_for), limit))
+
+
+def test_every_mapping_still_waits_for_its_own_consumer(wide_template: Template) -> None:
+    consumers = _of_type(wide_template, "AWS::Kinesis::StreamConsumer")
+    mappings = _of_type(wide_template, "AWS::Lambda::EventSourceMapping").values()
+    assert len(mappings) == MAX_STREAM_CONSUMERS
+    for mapping in mappings:
+        source = json.dumps(mapping["Properties"]["EventSourceArn"])
+        assert any(f'"{cid}"' in source for cid in consumers)
+
+
+# --- the variants stay lint-clean (the dev template is linted in test_infra_lint.py) -------------
+
+def test_cfn_lint_reports_nothing_on_prod_and_the_wide_stack(
+    templates: dict[str, Template], wide_template: Template, tmp_path: Path
+) -> None:
+    from cfnlint.api import ManualArgs, lint_file
+
+    for name, template in (("prod", templates["prod"]), ("wide", wide_template)):
+        path = tmp_path / f"{name}.template.json"
+        path.write_text(json.dumps(template))
+        matches = lint_file(path, config=ManualArgs(regions=["us-east-1"]))
+        assert [str(m) for m in matches] == [], name
