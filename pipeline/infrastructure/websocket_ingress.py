@@ -63,7 +63,8 @@ KINESIS_CONTENT_TYPE = "application/x-amz-json-1.1"
 # Access-log fields: only variables AWS lists for WebSocket access logging (checked against
 # pipeline/infrastructure/websocket_context_variables.py by
 # tests/infrastructure/test_infra_context_variables.py); API Gateway refuses an unsupported
-# variable when it creates the stage. $context.integrationErrorMessage is an HTTP API variable.
+# variable when it creates the stage. $context.integrationErrorMessage is an HTTP API variable;
+# $context.integration.status/.error are left out: not every copy of AWS's page lists them.
 # https://docs.aws.amazon.com/apigateway/latest/developerguide/websocket-api-logging.html
 ACCESS_LOG_FIELDS = {
     "requestId": "$context.requestId",
@@ -77,8 +78,6 @@ ACCESS_LOG_FIELDS = {
     "principal": "$context.authorizer.principalId",
     "error": "$context.error.message",
     "errorType": "$context.error.responseType",
-    "integrationStatus": "$context.integration.status",
-    "integrationError": "$context.integration.error",
     "integrationLatency": "$context.integrationLatency",
 }
 

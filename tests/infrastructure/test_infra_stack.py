@@ -239,7 +239,7 @@ def test_stage_is_named_for_the_stage_throttled_and_access_logged(resources: Res
     assert stage["DefaultRouteSettings"]["ThrottlingRateLimit"] > 0
     assert stage["DefaultRouteSettings"]["ThrottlingBurstLimit"] > 0
     log_format = json.loads(stage["AccessLogSettings"]["Format"])
-    for field in ("requestId", "connectionId", "routeKey", "status", "integrationError"):
+    for field in ("requestId", "connectionId", "routeKey", "status", "integrationLatency"):
         assert field in log_format
     assert resources[ref_id(stage["AccessLogSettings"]["DestinationArn"])]["Type"] == "AWS::Logs::LogGroup"
 
