@@ -7,10 +7,9 @@ and https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-map
 urlEncode/Decode, parseJson), ``$context`` (a plain nested dict built by the caller) and
 ``$stageVariables``.
 
-Templates are parsed by airspeed once and cached by their text (parsing costs ~1 ms); the parse
-tree then runs as a plan of closures built once (``vtl_compiled``: same node semantics, ~2x
-faster than airspeed's tree walk, errors still airspeed's), because the gateway renders on every
-frame. ``python -m pipeline.local.bench_vtl`` measures it.
+Templates are parsed by airspeed once and cached by their text (parsing costs ~1 ms); airspeed
+renders the cached parse tree on every frame (the one engine: ``python -m loadtest.bench_vtl``
+measures it).
 """
 
 from __future__ import annotations
@@ -26,8 +25,6 @@ from typing import Any
 
 import airspeed
 from airspeed import operators as _airspeed_ops
-
-from pipeline.local import vtl_compiled
 
 __all__ = [
     "ApiInput",
@@ -352,11 +349,6 @@ def compile_template(text: str) -> airspeed.Template:
     return template
 
 
-@lru_cache(maxsize=256)
-def _plan(text: str) -> vtl_compiled.Plan | None:
-    return vtl_compiled.plan(compile_template(text))
-
-
 _LOADER = _airspeed_ops.NullLoader()
 
 
@@ -367,14 +359,8 @@ def render(
     context: Mapping[str, Any],
     stage_variables: Mapping[str, str] | None = None,
     params: Mapping[str, Mapping[str, str]] | None = None,
-    interpreted: bool = False,
 ) -> str:
-    """Render the mapping template *text* for one request.
-
-    airspeed parses the template once; its parse tree then runs as a plan of closures
-    (``vtl_compiled``). ``interpreted=True`` has airspeed's interpreter walk the tree instead
-    (what the plan is tested against). Errors always come from airspeed's interpreter.
-    """
+    """Render the mapping template *text* for one request (parsed once, cached by its text)."""
     template = compile_template(text)
     namespace = {
         "input": ApiInput(body, params),
@@ -382,12 +368,6 @@ def render(
         "context": context,
         "stageVariables": dict(stage_variables) if stage_variables else {},
     }
-    plan = None if interpreted else _plan(text)
-    if plan is not None:
-        try:
-            return plan(namespace, _LOADER)
-        except Exception:
-            pass  # airspeed renders it again, below: the error is airspeed's
     try:
         return str(template.merge(namespace, _LOADER))
     except VtlError:

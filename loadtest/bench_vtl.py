@@ -1,36 +1,24 @@
 """Micro-benchmark of the twin's per-frame path: template renders and sans-I/O frame handling.
 
-Run: ``.venv/bin/python -m pipeline.local.bench_vtl`` (``--number N`` renders per repeat).
-Prints the best-of-5 µs per call of each integration template, rendered by the real Velocity
-engine (``vtl.render``) from the file on disk with a realistic ``$context`` and body, and of
-``GatewayProtocol.message`` (route selection, ids, ``$context``, request template) for a
-one-way route, plus ``message`` + ``answer`` (the ack template) for an acked two-way route.
-
-``--interpreted``: the render rows use airspeed's own tree walk instead of the compiled plan.
-
-Measured (2-core box shared with other work, Python 3.11, µs per call; "before" is commit
-2e035c0: airspeed's interpreter and ids from 15 ``secrets.choice`` calls):
-
-=======================================  ========  =====
-what                                     before    after
-=======================================  ========  =====
-render stream_put_record.vtl (echo)      109-114   47-51
-render stream_put_record.vtl ($disconn.) 115-119   49-53
-render connect_put_item.vtl              42        19
-render stream_ack_response.vtl           15.5      9.2
-render stream_nack_response.vtl          64-68     24-27
-frame one-way (echo): message()          143-148   57-62
-frame acked (chat): message()+answer()   167       74-78
-=======================================  ========  =====
+Run: ``.venv/bin/python -m loadtest.bench_vtl`` (``--number N`` calls per repeat). Prints the
+best-of-5 µs per call of each integration template, rendered by the twin's one engine
+(airspeed-ext through ``vtl.render``) from the file on disk with a realistic ``$context`` and
+body, and of ``GatewayProtocol.message`` (route selection, ids, ``$context``, request template)
+for a one-way route, plus ``message`` + ``answer`` (the ack template) for an acked two-way route.
+The baseline, measured in the same run, builds the same echo envelope in plain Python (orjson +
+base64): what rendering a template costs beyond producing its bytes at all.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import timeit
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from pipeline.local import vtl
 from pipeline.local.gateway.model import ApiModel, Integration, IntegrationResponse, Route
@@ -41,7 +29,7 @@ from pipeline.local.gateway.protocol import (
     IntegrationCall,
 )
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "integration_templates"
+TEMPLATES = Path(__file__).resolve().parents[1] / "integration_templates"
 ROLE_ARN = "arn:aws:iam::123456789012:role/IntegrationRole"
 ECHO_FRAME = '{"action":"echo","data":"hello from the benchmark, frame 000042 \\u00e9 \'q\'"}'
 CHAT_FRAME = '{"action":"chat","id":"m-42","text":"hi all, see https://example.com/a?b=c"}'
@@ -90,7 +78,7 @@ def _api() -> ApiModel:
     return ApiModel("a1b2c3d4e5", "dev", "$request.body.action", routes)
 
 
-def cases(interpreted: bool = False) -> list[tuple[str, Callable[[], object]]]:
+def cases() -> list[tuple[str, Callable[[], object]]]:
     """(name, zero-argument callable) for every measured operation."""
     renders = [
         ("stream_put_record.vtl (echo frame)", "stream_put_record.vtl", ECHO_FRAME,
@@ -108,7 +96,7 @@ def cases(interpreted: bool = False) -> list[tuple[str, Callable[[], object]]]:
         text = _template(name)
 
         def render(text: str = text, body: str = body, context: dict[str, Any] = context) -> str:
-            return vtl.render(text, body=body, context=context, interpreted=interpreted)
+            return vtl.render(text, body=body, context=context)
 
         out.append((f"render {label}", render))
 
@@ -132,13 +120,31 @@ def cases(interpreted: bool = False) -> list[tuple[str, Callable[[], object]]]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--number", type=int, default=2000, help="calls per repeat")
-    parser.add_argument("--interpreted", action="store_true",
-                        help="renders by airspeed's interpreter, not the compiled plan")
     args = parser.parse_args(argv)
-    for name, fn in cases(args.interpreted):
+    number: int = args.number
+
+    def per_call(fn: Callable[[], object]) -> float:
         fn()  # warm the template cache
-        best = min(timeit.repeat(fn, number=args.number, repeat=5))
-        print(f"{name:45s} {best / args.number * 1e6:8.1f} µs")
+        return min(timeit.repeat(fn, number=number, repeat=5)) / number * 1e6
+
+    baseline = per_call(_plain_envelope)
+    print(f"{'baseline: echo envelope in plain Python':45s} {baseline:8.1f} µs")
+    for name, fn in cases():
+        us = per_call(fn)
+        print(f"{name:45s} {us:8.1f} µs  ({us / baseline:.1f}x baseline)")
+
+
+def _plain_envelope() -> bytes:
+    """The echo frame's PutRecord request built without a template (the baseline)."""
+    c = _context("MESSAGE", "echo")
+    envelope = orjson.dumps({
+        "v": 1, "routeKey": c["routeKey"], "eventType": c["eventType"],
+        "connectionId": c["connectionId"], "requestId": c["requestId"],
+        "messageId": c["messageId"], "requestTimeEpoch": c["requestTimeEpoch"],
+        "stage": c["stage"], "domainName": c["domainName"],
+        "sourceIp": c["identity"]["sourceIp"], "principal": "user-7", "body": ECHO_FRAME})
+    return orjson.dumps({"StreamName": "ws-stream", "PartitionKey": c["connectionId"],
+                         "Data": base64.b64encode(envelope).decode()})
 
 
 if __name__ == "__main__":
