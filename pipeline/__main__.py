@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "publish": ("pipeline.publish", "put server-side messages for a room on the stream"),
     "new-consumer": ("pipeline.scaffold", "create a consumer microservice and register it"),
     "remove-consumer": ("pipeline.scaffold", "unregister a consumer and delete its files"),
+    "plan": ("pipeline.plan.cli", "shards, concurrency, quotas and monthly cost for a traffic shape"),
 }
 
 
