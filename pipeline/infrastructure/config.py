@@ -11,7 +11,12 @@ from pipeline.infrastructure import ConfigError
 
 AuthMode = Literal["none", "iam", "token"]
 AUTH_MODES: tuple[AuthMode, ...] = ("none", "iam", "token")
+StreamMode = Literal["provisioned", "on-demand"]
+# ``on-demand``: AWS manages the shards (``shards`` is then not used) and bills per GB.
+# https://docs.aws.amazon.com/streams/latest/dev/how-do-i-size-a-stream.html
+STREAM_MODES: tuple[StreamMode, ...] = ("provisioned", "on-demand")
 STAGE_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 # Kinesis retention is 24 h .. 8760 h (365 days).
 # https://docs.aws.amazon.com/streams/latest/dev/kinesis-extended-retention.html
@@ -29,6 +34,8 @@ class PipelineConfig:
     shards: int = 2
     auth: AuthMode = "none"
     retention_hours: int = 24
+    stream_mode: StreamMode = "provisioned"
+    alarm_email: str | None = None
     connection_ttl_seconds: int = 10800  # 3 h: longer than the 2 h connection limit
     throttle_rate_limit: float = 1000.0
     throttle_burst_limit: int = 2000
@@ -39,7 +46,8 @@ class PipelineConfig:
 
     @classmethod
     def from_context(cls, get: Callable[[str], object]) -> PipelineConfig:
-        """Read ``stage``, ``shards``, ``auth``, ``retentionHours`` (``get`` returns None if unset)."""
+        """Read ``stage``, ``shards``, ``auth``, ``retentionHours``, ``streamMode``,
+        ``alarmEmail`` (``get`` returns None if unset)."""
         stage = str(get("stage") or "dev")
         if not STAGE_PATTERN.match(stage):
             raise ConfigError("stage", stage, f"a name matching {STAGE_PATTERN.pattern}")
@@ -51,7 +59,15 @@ class PipelineConfig:
         auth = str(auth_raw) if auth_raw not in (None, "") else default_auth(stage)
         if auth not in AUTH_MODES:
             raise ConfigError("auth", auth, " | ".join(AUTH_MODES))
-        return cls(stage=stage, shards=shards, auth=auth, retention_hours=retention)
+        mode = str(get("streamMode") or "provisioned")
+        if mode not in STREAM_MODES:
+            raise ConfigError("streamMode", mode, " | ".join(STREAM_MODES))
+        email_raw = get("alarmEmail")
+        email = str(email_raw) if email_raw not in (None, "") else None
+        if email is not None and not EMAIL_PATTERN.match(email):
+            raise ConfigError("alarmEmail", email, "an e-mail address (name@example.com)")
+        return cls(stage=stage, shards=shards, auth=auth, retention_hours=retention,
+                   stream_mode=mode, alarm_email=email)
 
 
 def default_auth(stage: str) -> AuthMode:

@@ -15,13 +15,16 @@ class EventStream(Construct):
     Gateway role to exactly ``kinesis:PutRecord``; cdk-nag (KDS3) prefers it too.
     """
 
-    def __init__(self, scope: Construct, id: str, *, shards: int, retention_hours: int) -> None:
+    def __init__(self, scope: Construct, id: str, *, shards: int, retention_hours: int,
+                 on_demand: bool = False) -> None:
         super().__init__(scope, id)
+        # On-demand: AWS manages the shards (a new stream starts with 4), so no ShardCount.
         self.stream = kinesis.Stream(
             self,
             "Stream",
-            shard_count=shards,
-            stream_mode=kinesis.StreamMode.PROVISIONED,
+            shard_count=None if on_demand else shards,
+            stream_mode=kinesis.StreamMode.ON_DEMAND if on_demand
+            else kinesis.StreamMode.PROVISIONED,
             retention_period=Duration.hours(retention_hours),
             encryption=kinesis.StreamEncryption.MANAGED,
         )

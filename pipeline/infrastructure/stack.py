@@ -37,7 +37,8 @@ class PipelineStack(Stack):
         )
         self.config = config
         events = EventStream(
-            self, "EventStream", shards=config.shards, retention_hours=config.retention_hours
+            self, "EventStream", shards=config.shards, retention_hours=config.retention_hours,
+            on_demand=config.stream_mode == "on-demand",
         )
         roster = ConnectionRoster(self, "ConnectionRoster")
         auth = ConnectAuthorization(self, "ConnectAuthorization", mode=config.auth)
