@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """CDK entry point: ``cdk synth -c stage=dev|prod -c shards=N -c auth=none|iam|token``.
 
-Also ``-c retentionHours=N -c streamMode=provisioned|on-demand -c alarmEmail=ADDRESS``. Only reads the context and creates the stack; bad context values
-exit with one line naming the key and what it accepts.
+Also ``-c retentionHours=N -c streamMode=provisioned|on-demand -c alarmEmail=ADDRESS``. Only
+reads the context and creates the stack; bad context values exit with one line naming the key
+and what it accepts.
 """
 
 from __future__ import annotations
