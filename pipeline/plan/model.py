@@ -123,7 +123,7 @@ class Component:
 
 
 @dataclass(frozen=True)
-class Warning_:
+class QuotaWarning:
     """A quota exceeded (or nearly): what, how much, against what."""
 
     level: Literal["exceeded", "near"]
@@ -143,7 +143,7 @@ class Plan:
     rates: dict[str, float]
     concurrency_per_function: int
     components: dict[str, Component]
-    warnings: list[Warning_]
+    warnings: list[QuotaWarning]
     deploy: str
 
     @property
@@ -335,7 +335,7 @@ def _dynamodb(t: Traffic, prices: PriceList, sessions: float, frames: float,
                       _line(prices, "dynamodbReadRequestUnits", "roster reads", rru)])
 
 
-def _warnings(p: Plan) -> list[Warning_]:
+def _warnings(p: Plan) -> list[QuotaWarning]:
     t, r = p.traffic, p.rates
     checks: list[tuple[str, float, float, str]] = [
         ("@connections requests/s (account quota)", r["postsPerS"], CONNECTIONS_RPS_QUOTA,
@@ -366,13 +366,13 @@ def _warnings(p: Plan) -> list[Warning_]:
                        "a new on-demand stream doubles its previous peak within 15 min; ramp up"))
         checks.append(("write bytes/s vs a new on-demand stream's 4 MiB/s",
                        r["writeBytesPerS"], ON_DEMAND_START_BYTES_S, "ramp up or pre-warm"))
-    out: list[Warning_] = []
+    out: list[QuotaWarning] = []
     for quota, value, limit, advice in checks:
         if value > limit:
-            out.append(Warning_("exceeded", quota, round(value, 3), limit,
+            out.append(QuotaWarning("exceeded", quota, round(value, 3), limit,
                                 f"{quota}: {value:,.1f} exceeds {limit:,.0f}: {advice}"))
         elif value >= NEAR * limit and value > 0:
-            out.append(Warning_("near", quota, round(value, 3), limit,
+            out.append(QuotaWarning("near", quota, round(value, 3), limit,
                                 f"{quota}: {value:,.1f} is {value / limit:.0%} of {limit:,.0f}: "
                                 f"{advice}"))
     return out

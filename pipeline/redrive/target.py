@@ -75,8 +75,7 @@ def from_twin(consumer: str, *, assembly: Path, stage: str, aws_endpoint: str,
         raise RedriveError(f"consumer {consumer!r}: no on-failure queue or stream in {name}")
     sqs = _client("sqs", aws_endpoint)
     variables = function.properties.get("Environment", {}).get("Variables", {})
-    port = TWIN_GATEWAY_PORT
-    env = rewrite_environment(variables, gateway_port=port, aws_url=aws_endpoint)
+    env = rewrite_environment(variables, gateway_port=TWIN_GATEWAY_PORT, aws_url=aws_endpoint)
     if connections_url:
         env["CONNECTIONS_ENDPOINT_URL"] = connections_url
     # The handler runs here as the function does in the twin: its role's credentials.
