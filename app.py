@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """CDK entry point: ``cdk synth -c stage=dev|prod -c shards=N -c auth=none|iam|token``.
 
-Also ``-c retentionHours=N``, ``-c apiGatewayAccountRole=create|existing`` and
-``-c retainStream=true|false`` (README "Deploy"). Only reads the context and creates the stack; bad context values
-exit with one line naming the key and what it accepts.
+Also ``-c retentionHours=N``, ``-c apiGatewayAccountRole=create|existing``,
+``-c retainStream=true|false``, ``-c streamMode=provisioned|on-demand`` and
+``-c alarmEmail=ADDRESS`` (README "Deploy"). Only reads the context and creates the stack; bad
+context values exit with one line naming the key and what it accepts.
 """
 
 from __future__ import annotations

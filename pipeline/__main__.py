@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "new-consumer": ("pipeline.scaffold", "create a consumer microservice and register it"),
     "remove-consumer": ("pipeline.scaffold", "unregister a consumer and delete its files"),
     "verify": ("pipeline.verify.cli", "check a deployed stage (or the twin) behaves as assumed"),
+    "plan": ("pipeline.plan.cli", "shards, concurrency, quotas and monthly cost for a traffic shape"),
+    "redrive": ("pipeline.redrive.cli", "re-deliver the records behind a consumer's on-failure queue"),
 }
 
 

@@ -3,7 +3,7 @@
 Exceptions::
 
     InfrastructureError
-    ├── ConfigError        bad CDK context (stage, shards, auth, retentionHours, ...)
+    ├── ConfigError        bad CDK context (stage, shards, auth, retentionHours, streamMode, ...)
     ├── TemplateError      an integration template is missing or has unknown placeholders
     └── PackagingError     the shared layer could not be built
 """

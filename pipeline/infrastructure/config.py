@@ -17,7 +17,12 @@ AUTH_MODES: tuple[AuthMode, ...] = ("none", "iam", "token")
 AccountRoleMode = Literal["create", "existing"]
 ACCOUNT_ROLE_MODES: tuple[AccountRoleMode, ...] = ("create", "existing")
 BOOLEANS = {"true": True, "false": False}
+StreamMode = Literal["provisioned", "on-demand"]
+# ``on-demand``: AWS manages the shards (``shards`` is then not used) and bills per GB.
+# https://docs.aws.amazon.com/streams/latest/dev/how-do-i-size-a-stream.html
+STREAM_MODES: tuple[StreamMode, ...] = ("provisioned", "on-demand")
 STAGE_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 # Kinesis retention is 24 h .. 8760 h (365 days).
 # https://docs.aws.amazon.com/streams/latest/dev/kinesis-extended-retention.html
@@ -35,6 +40,8 @@ class PipelineConfig:
     shards: int = 2
     auth: AuthMode = "none"
     retention_hours: int = 24
+    stream_mode: StreamMode = "provisioned"
+    alarm_email: str | None = None
     connection_ttl_seconds: int = 10800  # 3 h: longer than the 2 h connection limit
     throttle_rate_limit: float = 1000.0
     throttle_burst_limit: int = 2000
@@ -49,7 +56,7 @@ class PipelineConfig:
     @classmethod
     def from_context(cls, get: Callable[[str], object]) -> PipelineConfig:
         """Read ``stage``, ``shards``, ``auth``, ``retentionHours``, ``apiGatewayAccountRole``,
-        ``retainStream`` (``get`` returns None if unset)."""
+        ``retainStream``, ``streamMode``, ``alarmEmail`` (``get`` returns None if unset)."""
         stage = str(get("stage") or "dev")
         if not STAGE_PATTERN.match(stage):
             raise ConfigError("stage", stage, f"a name matching {STAGE_PATTERN.pattern}")
@@ -74,6 +81,13 @@ class PipelineConfig:
             retain = BOOLEANS[str(retain_raw).lower()]
         else:
             raise ConfigError("retainStream", retain_raw, "true | false")
+        mode = str(get("streamMode") or "provisioned")
+        if mode not in STREAM_MODES:
+            raise ConfigError("streamMode", mode, " | ".join(STREAM_MODES))
+        email_raw = get("alarmEmail")
+        email = str(email_raw) if email_raw not in (None, "") else None
+        if email is not None and not EMAIL_PATTERN.match(email):
+            raise ConfigError("alarmEmail", email, "an e-mail address (name@example.com)")
         return cls(
             stage=stage,
             shards=shards,
@@ -81,6 +95,8 @@ class PipelineConfig:
             retention_hours=retention,
             api_gateway_account_role=role,
             retain_stream=retain,
+            stream_mode=mode,
+            alarm_email=email,
         )
 
 

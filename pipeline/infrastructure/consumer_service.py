@@ -141,7 +141,11 @@ class ConsumerService(Construct):
         drop_redundant_role_dependency(self.function)
 
     def _alarms(self) -> None:
-        cloudwatch.Alarm(
+        """Iterator age, on-failure queue depth and function errors; ``OperationsDashboard``
+        sends them to the stage's alarm topic."""
+        self.iterator_age_alarm_ms = ITERATOR_AGE_ALARM_MS
+        self.alarms: list[cloudwatch.Alarm] = []
+        self.alarms.append(cloudwatch.Alarm(
             self,
             "IteratorAgeAlarm",
             alarm_description=f"{self.spec.name}: records wait more than a minute on a shard",
@@ -152,8 +156,8 @@ class ConsumerService(Construct):
             evaluation_periods=5,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-        cloudwatch.Alarm(
+        ))
+        self.alarms.append(cloudwatch.Alarm(
             self,
             "DeadLetterAlarm",
             alarm_description=f"{self.spec.name}: records were sent to the on-failure queue",
@@ -164,5 +168,17 @@ class ConsumerService(Construct):
             evaluation_periods=1,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-
+        ))
+        # A failed invocation is retried and bisected, so one error is not yet a lost record;
+        # errors in 3 of 5 minutes are a consumer that keeps failing.
+        self.alarms.append(cloudwatch.Alarm(
+            self,
+            "ErrorsAlarm",
+            alarm_description=f"{self.spec.name}: invocations keep failing",
+            metric=self.function.metric_errors(statistic="Sum", period=Duration.minutes(1)),
+            threshold=0,
+            evaluation_periods=5,
+            datapoints_to_alarm=3,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        ))

@@ -27,13 +27,16 @@ class EventStream(Construct):
         shards: int,
         retention_hours: int,
         retain: bool = False,
+        on_demand: bool = False,
     ) -> None:
         super().__init__(scope, id)
+        # On-demand: AWS manages the shards (a new stream starts with 4), so no ShardCount.
         self.stream = kinesis.Stream(
             self,
             "Stream",
-            shard_count=shards,
-            stream_mode=kinesis.StreamMode.PROVISIONED,
+            shard_count=None if on_demand else shards,
+            stream_mode=kinesis.StreamMode.ON_DEMAND if on_demand
+            else kinesis.StreamMode.PROVISIONED,
             retention_period=Duration.hours(retention_hours),
             encryption=kinesis.StreamEncryption.MANAGED,
             removal_policy=RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY,

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
     from pipeline.infrastructure.connect_auth import ConnectAuthorization
     from pipeline.infrastructure.consumer_service import ConsumerService
+    from pipeline.infrastructure.operations_dashboard import OperationsDashboard
     from pipeline.infrastructure.websocket_ingress import WebSocketIngress
 
 BASIC_EXECUTION_ROLE = (
@@ -43,6 +44,7 @@ def acknowledge_stack_findings(
     ingress: WebSocketIngress,
     auth: ConnectAuthorization,
     services: Sequence[ConsumerService],
+    operations: OperationsDashboard | None = None,
 ) -> None:
     """Every accepted finding of the stack, each with a one-line reason."""
     for route_key, route in ingress.routes.items():
@@ -77,6 +79,13 @@ def acknowledge_stack_findings(
             service.dlq,
             "AwsSolutions-SQS3",
             "this queue is itself the on-failure destination (DLQ) of the event source mapping",
+        )
+    if operations is not None:
+        acknowledge(
+            operations.topic,
+            "AwsSolutions-SNS2",
+            "alarm notifications only; CloudWatch alarms cannot publish to a topic encrypted "
+            "with the AWS managed SNS key",
         )
     if auth.function is not None:
         _function_findings(auth.function)

@@ -14,6 +14,7 @@ from pipeline.infrastructure.consumer_service import ConsumerService, chain_stre
 from pipeline.infrastructure.event_stream import EventStream
 from pipeline.infrastructure.lambda_defaults import ARCHITECTURE, RUNTIME
 from pipeline.infrastructure.nag import acknowledge_stack_findings
+from pipeline.infrastructure.operations_dashboard import OperationsDashboard
 from pipeline.infrastructure.runtime_layer import RuntimeLayer
 from pipeline.infrastructure.websocket_ingress import WebSocketIngress
 from pipeline.registry import ConsumerSpec
@@ -42,6 +43,7 @@ class PipelineStack(Stack):
             shards=config.shards,
             retention_hours=config.retention_hours,
             retain=config.retain_stream,
+            on_demand=config.stream_mode == "on-demand",
         )
         roster = ConnectionRoster(self, "ConnectionRoster")
         auth = ConnectAuthorization(self, "ConnectAuthorization", mode=config.auth)
@@ -71,10 +73,16 @@ class PipelineStack(Stack):
             for spec in consumers
         ]
         chain_stream_consumers(self.services)
+        operations = OperationsDashboard(
+            self, "Operations", stage_name=config.stage, stage=ingress.stage,
+            services=self.services, alarm_email=config.alarm_email,
+        )
         CfnOutput(self, "WebSocketUrl", value=ingress.stage.url)
         CfnOutput(self, "ConnectionsUrl", value=ingress.stage.callback_url)
         CfnOutput(self, "StreamName", value=events.stream.stream_name)
         CfnOutput(self, "RosterTableName", value=roster.table.table_name)
         if auth.secret is not None:
             CfnOutput(self, "TokenSecretArn", value=auth.secret.secret_arn)
-        acknowledge_stack_findings(ingress=ingress, auth=auth, services=self.services)
+        CfnOutput(self, "AlarmTopicArn", value=operations.topic.topic_arn)
+        acknowledge_stack_findings(ingress=ingress, auth=auth, services=self.services,
+                                   operations=operations)

@@ -118,3 +118,22 @@ def identity_for(
     return physical, {"Arn": r.arn(service, physical)}
 
 
+
+
+# A new on-demand stream starts with 4 shards (4 MB/s, 4,000 records/s of writes) and AWS scales
+# it from there: https://docs.aws.amazon.com/streams/latest/dev/how-do-i-size-a-stream.html
+ON_DEMAND_INITIAL_SHARDS = 4
+
+
+def stream_is_on_demand(properties: Mapping[str, Any]) -> bool:
+    """Whether an ``AWS::Kinesis::Stream`` declares ``StreamMode: ON_DEMAND``."""
+    details = properties.get("StreamModeDetails") or {}
+    return isinstance(details, Mapping) and details.get("StreamMode") == "ON_DEMAND"
+
+
+def stream_shard_count(properties: Mapping[str, Any]) -> int:
+    """The shards an ``AWS::Kinesis::Stream`` starts with: its ``ShardCount``, or AWS's initial
+    count for an on-demand stream (which declares none)."""
+    if stream_is_on_demand(properties):
+        return ON_DEMAND_INITIAL_SHARDS
+    return int(properties.get("ShardCount", 1))

@@ -24,6 +24,7 @@ from werkzeug.test import Client
 
 from pipeline.local import kinesis_store
 from pipeline.local.cfn import ACCOUNT_ID, REGION, Resource, Stack
+from pipeline.local.cfn_types import stream_is_on_demand, stream_shard_count
 from pipeline.local.esm.interfaces import StoredRecord
 from pipeline.local.iam.access import AccessControl
 from pipeline.local.iam.integration import integration_denied
@@ -123,11 +124,12 @@ class AwsServices:
         kinesis, ddb = self.client("kinesis"), self.client("dynamodb")
         for res in stack.of_type("AWS::Kinesis::Stream"):
             p = res.properties
-            mode = p.get("StreamModeDetails", {}).get("StreamMode", "PROVISIONED")
-            kwargs: dict[str, Any] = {"StreamName": res.ref, "StreamModeDetails": {"StreamMode": mode}}
-            if mode == "PROVISIONED":
-                kwargs["ShardCount"] = int(p.get("ShardCount", 1))
-            kinesis.create_stream(**kwargs)
+            if stream_is_on_demand(p):  # Kinesis picks the shards of an on-demand stream
+                kinesis.create_stream(StreamName=res.ref,
+                                      StreamModeDetails={"StreamMode": "ON_DEMAND"})
+            else:
+                kinesis.create_stream(StreamName=res.ref, ShardCount=stream_shard_count(p),
+                                      StreamModeDetails={"StreamMode": "PROVISIONED"})
         for res in stack.of_type("AWS::Kinesis::StreamConsumer"):
             kinesis.register_stream_consumer(
                 StreamARN=res.properties["StreamARN"], ConsumerName=res.properties["ConsumerName"]

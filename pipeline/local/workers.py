@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from pipeline.local.cfn import REGION, Stack
+from pipeline.local.cfn_types import stream_shard_count
 from pipeline.local.esm.interfaces import InvokeResult
 from pipeline.local.iam.access import function_access_key, function_secret_key
 
@@ -109,7 +110,7 @@ def mapping_concurrency(stack: Stack) -> dict[str, int]:
     batches per shard ("concurrent batches per shard", up to PF x shards in AWS:
     https://docs.aws.amazon.com/lambda/latest/dg/services-kinesis-parameters.html), summed over
     the function's mappings, capped at :data:`MAX_CONCURRENCY` processes on one machine."""
-    shards = {r.ref: int(r.properties.get("ShardCount", 1))
+    shards = {r.ref: stream_shard_count(r.properties)
               for r in stack.of_type("AWS::Kinesis::Stream")}
     stream_of_consumer = {r.ref: str(r.properties.get("StreamARN", ""))
                           for r in stack.of_type("AWS::Kinesis::StreamConsumer")}

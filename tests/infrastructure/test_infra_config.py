@@ -53,3 +53,16 @@ def test_bad_values_raise_config_error_naming_the_key(context: dict[str, object]
         config(**context)
     assert caught.value.key == key
     assert f"context {key}=" in str(caught.value)
+
+
+def test_stream_mode_and_alarm_email_are_read_and_checked() -> None:
+    assert config().stream_mode == "provisioned" and config().alarm_email is None
+    cfg = config(streamMode="on-demand", alarmEmail="ops@example.com")
+    assert (cfg.stream_mode, cfg.alarm_email) == ("on-demand", "ops@example.com")
+    with pytest.raises(ConfigError) as caught:
+        config(streamMode="ondemand")
+    assert str(caught.value) == ("context streamMode='ondemand' is invalid: expected "
+                                 "provisioned | on-demand")
+    with pytest.raises(ConfigError) as caught:
+        config(alarmEmail="not-an-address")
+    assert caught.value.key == "alarmEmail"

@@ -192,12 +192,13 @@ def test_on_failure_queues_are_encrypted_and_ssl_only(template: Template) -> Non
     )
 
 
-def test_alarms_watch_iterator_age_and_dlq_depth(resources: Resources) -> None:
+def test_alarms_watch_iterator_age_dlq_depth_and_errors(resources: Resources) -> None:
     metrics = sorted(
         a["Properties"]["MetricName"] for a in of_type(resources, "AWS::CloudWatch::Alarm").values()
     )
     n = len(load_all())
-    assert metrics == ["ApproximateNumberOfMessagesVisible"] * n + ["IteratorAge"] * n
+    assert metrics == (["ApproximateNumberOfMessagesVisible"] * n + ["Errors"] * n
+                       + ["IteratorAge"] * n)
 
 
 def test_roster_table_ttl_pitr_on_demand_encrypted(template: Template) -> None:

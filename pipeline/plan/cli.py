@@ -1,0 +1,149 @@
+"""``python -m pipeline plan``: print (and ``--json``) the capacity and cost plan."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from pipeline.plan import PlanError
+from pipeline.plan.model import STREAM_MODES, Plan, Traffic, plan
+from pipeline.plan.prices import PRICES_FILE, load_prices
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    """The traffic shape (or a load-test report) and the model's assumptions."""
+    parser.add_argument("--connections", type=int, help="concurrent connections")
+    parser.add_argument("--frames-per-minute", type=float, help="frames each connection sends")
+    parser.add_argument("--frame-bytes", type=int, help="bytes per client frame")
+    parser.add_argument("--broadcasts-per-minute", type=float, default=0.0,
+                        help="server-side publishes per minute (whole stage)")
+    parser.add_argument("--room-size", type=int, default=0, help="members a broadcast reaches")
+    parser.add_argument("--replies-per-frame", type=float, default=1.0,
+                        help="postToConnection calls per client frame (default 1)")
+    parser.add_argument("--consumers", type=int, default=None,
+                        help="consumer functions (default: the registry's)")
+    parser.add_argument("--parallelization", type=int, default=None,
+                        help="ParallelizationFactor (default: the registry's largest)")
+    parser.add_argument("--hours-per-month", type=float, default=730.0)
+    parser.add_argument("--stream-mode", choices=STREAM_MODES, default="provisioned")
+    parser.add_argument("--headroom", type=float, default=0.25,
+                        help="share of each shard's write limit kept free (default 0.25)")
+    parser.add_argument("--session-minutes", type=float, default=120.0,
+                        help="average connection life (default 120, AWS's limit)")
+    parser.add_argument("--invocation-ms", type=float, default=20.0,
+                        help="Lambda time per invocation besides its posts (default 20)")
+    parser.add_argument("--ms-per-post", type=float, default=1.0,
+                        help="Lambda time per postToConnection, pipelined (default 1)")
+    parser.add_argument("--from-loadtest", type=Path, metavar="REPORT.json",
+                        help="take connections, rate, frame size and fan-out from a load test")
+    parser.add_argument("--prices", type=Path, default=PRICES_FILE, help="prices file")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the plan as JSON")
+
+
+def traffic_from_loadtest(path: Path) -> dict[str, Any]:
+    """Connections, frames/min, frame bytes and fan-out measured by ``python -m loadtest``."""
+    from loadtest.errors import ReportError
+    from loadtest.report import Report
+
+    try:
+        report = Report.read(path)
+    except ReportError as exc:
+        raise PlanError(str(exc)) from exc
+    meta, duration = report.meta, report.duration_s
+    connections = int(meta.get("connections") or report.totals["connectionsOpened"])
+    if duration <= 0 or connections <= 0:
+        raise PlanError(f"{path}: the report has no duration or no connections")
+    sent_per_min = report.totals["sent"] / duration * 60
+    frame_bytes = int(meta.get("payloadBytes") or 0) + 64  # the frame's JSON around the payload
+    scenario = meta.get("scenario")
+    if scenario == "broadcast":  # one publisher reaches every connection
+        return {"connections": connections, "frames_per_minute": 0.0, "frame_bytes": frame_bytes,
+                "broadcasts_per_minute": sent_per_min, "room_size": connections}
+    replies = 1.0
+    if scenario == "chat":  # a send reaches every other member of the room
+        replies = float(max(1, int(meta.get("roomSize") or 2) - 1))
+    return {"connections": connections, "frames_per_minute": sent_per_min / connections,
+            "frame_bytes": frame_bytes, "replies_per_frame": replies}
+
+
+def _registry_defaults() -> tuple[int, int, int, int, int]:
+    from pipeline.registry import load_all
+
+    specs = load_all()
+    client = [s for s in specs if s.routes] or specs
+    broadcast = [s for s in specs if not s.routes] or specs
+    return (len(specs), max(s.parallelization_factor for s in specs),
+            max(s.memory_mb for s in client), max(s.memory_mb for s in broadcast),
+            min(s.batch_size for s in specs))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Plan, print, and write the JSON."""
+    try:
+        shape: dict[str, Any] = {}
+        if args.from_loadtest:
+            shape = traffic_from_loadtest(args.from_loadtest)
+        for key in ("connections", "frames_per_minute", "frame_bytes"):
+            if getattr(args, key) is not None:
+                shape[key] = getattr(args, key)
+            if key not in shape:
+                raise PlanError(f"--{key.replace('_', '-')} is required "
+                                "(or --from-loadtest REPORT.json)")
+        consumers, parallel, memory, bmemory, batch = _registry_defaults()
+        shape.setdefault("broadcasts_per_minute", args.broadcasts_per_minute)
+        shape.setdefault("room_size", args.room_size)
+        shape.setdefault("replies_per_frame", args.replies_per_frame)
+        traffic = Traffic(
+            **shape, consumers=args.consumers or consumers,
+            parallelization=args.parallelization or parallel, memory_mb=memory,
+            broadcast_memory_mb=bmemory, hours_per_month=args.hours_per_month,
+            stream_mode=args.stream_mode, headroom=args.headroom,
+            session_minutes=args.session_minutes, invocation_ms=args.invocation_ms,
+            ms_per_post=args.ms_per_post, batch_size=batch,
+        )
+        result = plan(traffic, load_prices(args.prices))
+    except PlanError as exc:
+        print(f"plan: {exc}", file=sys.stderr)
+        return 2
+    print(format_plan(result))
+    if args.json:
+        args.json.write_text(json.dumps(result.as_json(), indent=2) + "\n")
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+def format_plan(p: Plan) -> str:
+    """The plan as a table for people."""
+    t, r = p.traffic, p.rates
+    out = [
+        f"traffic   {t.connections:,} connections x {t.frames_per_minute:g} frames/min of "
+        f"{t.frame_bytes:,} B; {t.broadcasts_per_minute:g} broadcasts/min to {t.room_size:,}",
+        f"stream    {p.shards} shards ({t.stream_mode}; limited by {p.shards_by}; headroom "
+        f"{t.headroom:.0%}); {r['recordsPerS']:,.1f} records/s, "
+        f"{r['writeBytesPerS'] / 1024:,.1f} KiB/s",
+        f"consumers {t.consumers} (max 20), concurrency {p.concurrency_per_function} per function "
+        f"(shards x ParallelizationFactor {t.parallelization}), "
+        f"{p.concurrency_per_function * t.consumers} in all",
+        f"@connections {r['postsPerS']:,.1f} requests/s (quota 10,000); new connections "
+        f"{r['newConnectionsPerS']:,.2f}/s (quota 500)",
+        "",
+        f"{'component':<30} {'quantity':>18} {'unit':<44} {'USD/month':>12}",
+    ]
+    for name, c in p.components.items():
+        for i, line in enumerate(c.lines):
+            label = name if i == 0 else "  " + line.item
+            out.append(f"{label:<30} {line.quantity:>18,.1f} {line.unit[:44]:<44} "
+                       f"{line.usd:>12,.2f}")
+    out.append(f"{'total':<30} {'':>18} {'':<44} {p.monthly_usd:>12,.2f}")
+    assumed = ", ".join(f"{f.name}={getattr(t, f.name)}" for f in fields(t)
+                        if f.name in ("session_minutes", "envelope_bytes", "invocation_ms",
+                                      "ms_per_post", "batch_size", "failure_rate",
+                                      "log_bytes_per_invocation"))
+    out += ["", f"assumed: {assumed}; no free tier; us-east-1 list prices ({PRICES_FILE.name})"]
+    out += [f"WARNING [{w.level}] {w.message}" for w in p.warnings] or ["no quota warnings"]
+    out.append(f"deploy: {p.deploy}")
+    return "\n".join(out)

@@ -1,0 +1,58 @@
+"""``python -m pipeline plan``: the table, the JSON document and ``--from-loadtest``."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from loadtest.report import Report
+from pipeline.__main__ import main
+
+
+def test_plan_prints_the_table_and_writes_the_json(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "p.json"
+    assert main(["plan", "--connections", "10000", "--frames-per-minute", "6",
+                 "--frame-bytes", "1000", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "npx cdk deploy -c shards=2" in text and "apiGatewayMessages" in text
+    doc = json.loads(out.read_text())
+    assert doc["shards"] == 2 and doc["connectionsRps"] == 1000
+    assert doc["monthlyUsd"] == pytest.approx(sum(c["monthlyUsd"] for c in
+                                                  doc["components"].values()), abs=0.05)
+    for name in ("apiGatewayMessages", "apiGatewayConnectionMinutes", "kinesis",
+                 "enhancedFanOut", "lambda", "dynamodb", "sqs", "cloudwatchLogs"):
+        c = doc["components"][name]
+        assert set(c) >= {"monthlyUsd", "quantity", "unit", "unitPriceUsd"}
+        assert c["quantity"] * c["unitPriceUsd"] <= c["monthlyUsd"] + 0.01
+    assert doc["components"]["apiGatewayMessages"]["monthlyUsd"] == pytest.approx(4404.80)
+    assert [w["level"] for w in doc["warnings"]] == ["near"]
+    # the registry's consumers and their ParallelizationFactor are the defaults
+    assert doc["consumers"] == 4 and doc["concurrencyPerFunction"] == 2
+
+
+def test_plan_from_a_loadtest_report(tmp_path: Path) -> None:
+    report = Report(meta={"scenario": "echo", "connections": 200, "rate": 100,
+                          "payloadBytes": 936},
+                    duration_s=60.0, totals=Counter({"sent": 6000, "connectionsOpened": 200}))
+    path = tmp_path / "r.json"
+    report.write(path)
+    out = tmp_path / "p.json"
+    assert main(["plan", "--from-loadtest", str(path), "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    # 6,000 frames in 60 s = 100 frames/s from 200 connections = 30 frames/min each
+    assert doc["rates"]["framesPerS"] == 100
+    assert doc["assumptions"]["frame_bytes"] == 1000  # 936 B payload + 64 B of frame JSON
+
+
+def test_plan_explains_missing_and_bad_input(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--connections", "10"]) == 2
+    assert "--frames-per-minute is required" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"tool": "other"}')
+    assert main(["plan", "--from-loadtest", str(bad)]) == 2
+    assert "not a loadtest report" in capsys.readouterr().err
