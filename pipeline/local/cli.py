@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import orjson
@@ -46,6 +49,31 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                         help="write each function's logs to DIR/<function>.log, like CloudWatch "
                              f"Logs (default: {DEFAULT_FUNCTION_LOGS}); '-' = inline on stderr")
     parser.add_argument("--log-level", default="WARNING", help="twin log level (default WARNING)")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of a start-up failure")
+
+
+def busy_port(port: int, host: str = "127.0.0.1") -> bool:
+    """True if ``host:port`` cannot be bound because something already listens there.
+
+    SO_REUSEADDR as the servers use it, so a port in TIME_WAIT counts as free; only a live
+    listener (a running twin, usually) makes it busy. Port 0 is never busy.
+    """
+    if port == 0:
+        return False
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
+
+
+def port_in_use_message(port: int) -> str:
+    """The one line a busy port gets (before any synth, so a running twin's cdk.out is kept)."""
+    return (f"port {port} is in use (a twin is probably already running: stop it, "
+            "or use --port/--aws-port)")
 
 
 def synthesize(assembly: Path, stage: str) -> None:
@@ -71,6 +99,11 @@ def run(args: argparse.Namespace) -> int:
         if not 0 <= port <= 65535:
             print(f"{flag} must be 0..65535", file=sys.stderr)
             return 2
+    # Before synthesizing: a second `make local` must not rewrite the running twin's cdk.out.
+    for port in (args.port, args.aws_port):
+        if busy_port(port):
+            print(port_in_use_message(port), file=sys.stderr)
+            return 2
     assembly = args.assembly.resolve()
     if not args.no_synth:
         synthesize(assembly, args.stage)
@@ -80,10 +113,10 @@ def run(args: argparse.Namespace) -> int:
         max_connection_life_s=args.max_connection_life, iam=not args.no_iam,
         function_logs=None if args.function_logs == "-" else Path(args.function_logs),
     )
-    return asyncio.run(_serve(config))
+    return asyncio.run(_serve(config, debug=args.debug))
 
 
-async def _serve(config: object) -> int:
+async def _serve(config: object, debug: bool = False) -> int:
     from pipeline.local.cfn import CfnError
     from pipeline.local.twin import Twin, TwinConfig, TwinError
 
@@ -115,10 +148,13 @@ async def _serve(config: object) -> int:
         print("stopping the local twin", flush=True)
         return 0
     except (CfnError, TwinError, OSError) as exc:
+        if debug:
+            traceback.print_exc()
         print(f"local twin failed to start: {exc}", file=sys.stderr, flush=True)
         return 1
     except Exception as exc:  # a part refused the stack: say which, never hang
-        log.debug("start-up failure", exc_info=True)
+        if debug:
+            traceback.print_exc()
         print(f"local twin failed to start: {type(exc).__name__}: {exc}", file=sys.stderr,
               flush=True)
         return 1
