@@ -55,3 +55,82 @@ def test_a_busy_port_is_one_line_before_any_synth(
     assert line == (f"port {busy_port} is in use (a twin is probably already running: stop it, "
                     "or use --port/--aws-port)")
     assert "synthesizing" not in done.stdout and not assembly.exists()
+
+
+# --- 2. a malformed consumers/<name>/settings.json ------------------------------------------
+
+@pytest.fixture
+def broken_project(tmp_path: Path) -> Path:
+    """A copy of the project whose echo consumer asks for ``"batchSize": "100"`` (a string)."""
+    from test_scaffold import copy_project
+
+    root = copy_project(tmp_path / "project")
+    for tool in (".venv", "node_modules", ".build"):  # what `cdk.json`'s app command runs with
+        if (PROJECT_ROOT / tool).exists():
+            (root / tool).symlink_to(PROJECT_ROOT / tool)
+    settings = root / "consumers" / "echo" / "settings.json"
+    settings.write_text(settings.read_text().replace('"batchSize": 100', '"batchSize": "100"'))
+    return root
+
+
+def expect_settings_line(line: str, root: Path) -> None:
+    path = root / "consumers" / "echo" / "settings.json"
+    assert line == f"error: {path}: batchSize must be an integer 1..10000, not '100'"
+
+
+def test_a_broken_settings_file_stops_the_twin_before_synth(broken_project: Path) -> None:
+    done = run("pipeline", "local", "--port", "0", "--aws-port", "0", cwd=broken_project)
+    assert done.returncode == 2
+    expect_settings_line(one_line(done.stderr), broken_project)
+    assert not (broken_project / "cdk.out").exists()
+
+
+def test_app_py_prints_one_line_for_cdk(broken_project: Path) -> None:
+    """What `cdk synth` runs (cdk.json's app): one line on stderr, a non-zero exit."""
+    done = subprocess.run([sys.executable, "app.py"], cwd=broken_project, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 1
+    expect_settings_line(one_line(done.stderr), broken_project)
+
+
+def test_registry_errors_name_the_key_as_written(tmp_path: Path) -> None:
+    from pipeline.registry import RegistryError, load_spec
+
+    folder = tmp_path / "svc"
+    folder.mkdir()
+    cases = {
+        '{"routes": ["a"], "startingPosition": "NOW"}':
+            "startingPosition must be one of LATEST, TRIM_HORIZON, not 'NOW'",
+        '{"routes": ["a"], "maxRecordAgeSeconds": -1}':
+            "maxRecordAgeSeconds must be an integer 60..604800 (finite), not -1",
+        '{"routes": "a"}': "routes must be a list of strings, not 'a'",
+        '{"routes": ["a"], "batch_size": 5}': "unknown settings ['batch_size']; the keys are "
+                                              "routes, serverRouteKeys, batchSize,",
+        '{"routes": ["a"], "roster": "write"}':
+            "roster must be one of none, read, readwrite, not 'write'",
+    }
+    for text, expected in cases.items():
+        (folder / "settings.json").write_text(text)
+        with pytest.raises(RegistryError) as caught:
+            load_spec("svc", tmp_path)
+        assert f"{folder / 'settings.json'}: {expected}" in str(caught.value)
+
+
+# --- 10. a bare `npx cdk synth` -------------------------------------------------------------
+
+def test_bare_npx_cdk_prints_no_node_banner(broken_project: Path) -> None:
+    """Without the Makefile's environment: no end-of-life banner, the settings line, exit 1."""
+    import os
+    import shutil
+
+    npx = shutil.which("npx")
+    if npx is None:
+        pytest.skip("npx is not installed")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JSII_", "CDK_"))}
+    done = subprocess.run([npx, "cdk", "synth", "--quiet"], cwd=broken_project, env=env,
+                          capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode != 0
+    out = done.stdout + done.stderr
+    assert "end-of-life" not in out and "b'!!" not in out and "Traceback" not in out, out
+    path = broken_project / "consumers" / "echo" / "settings.json"
+    assert f"error: {path}: batchSize must be an integer 1..10000, not '100'" in out

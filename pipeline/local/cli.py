@@ -76,6 +76,18 @@ def port_in_use_message(port: int) -> str:
             "or use --port/--aws-port)")
 
 
+def registry_problem() -> str | None:
+    """What is wrong with the consumers' settings files, checked in-process before a synth
+    (one line naming the file and the key), or None."""
+    from pipeline.registry import RegistryError, load_all
+
+    try:
+        load_all()
+    except RegistryError as exc:
+        return str(exc)
+    return None
+
+
 def synthesize(assembly: Path, stage: str) -> None:
     """``npx cdk synth`` for the stage into ``assembly``."""
     npx = shutil.which("npx")
@@ -106,6 +118,10 @@ def run(args: argparse.Namespace) -> int:
             return 2
     assembly = args.assembly.resolve()
     if not args.no_synth:
+        problem = registry_problem()
+        if problem is not None:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
         synthesize(assembly, args.stage)
     config = TwinConfig(
         stage=args.stage, port=args.port, aws_port=args.aws_port, assembly=assembly,
