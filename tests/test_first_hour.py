@@ -134,3 +134,70 @@ def test_bare_npx_cdk_prints_no_node_banner(broken_project: Path) -> None:
     assert "end-of-life" not in out and "b'!!" not in out and "Traceback" not in out, out
     path = broken_project / "consumers" / "echo" / "settings.json"
     assert f"error: {path}: batchSize must be an integer 1..10000, not '100'" in out
+
+
+# --- 6 and 11. log files by logical name; a wrong stage path; which routes exist -------------
+
+def test_misses_are_logged_once_per_interval_with_stage_and_routes() -> None:
+    from pipeline.local.gateway.misses import MissLog
+
+    now = [0.0]
+    misses = MissLog("dev", ["echo", "$default", "join", "$connect", "$disconnect"],
+                     interval_s=10, clock=lambda: now[0])
+    first = misses.miss("GET", "/prod", "ws://127.0.0.1:8080")
+    assert first == ("403 Forbidden for GET /prod: this twin serves stage 'dev' at "
+                     "ws://127.0.0.1:8080/dev (routes: $connect, $disconnect, $default, echo, join)")
+    assert [misses.miss("GET", "/", "ws://h:1") for _ in range(50)] == [None] * 50
+    now[0] = 10.0
+    again = misses.miss("GET", "/", "ws://h:1")
+    assert again is not None and again.endswith("(+50 more since the last such line)")
+
+
+def test_a_twin_says_what_it_serves_and_names_logs_by_function(
+    cloud_assembly: Path, tmp_path: Path
+) -> None:
+    import asyncio
+    import json
+    import urllib.error
+    import urllib.request
+
+    import websockets
+
+    from pipeline.local.harness import launch_twin, stop_twin
+
+    logs = tmp_path / "logs"
+    twin = launch_twin(["--no-synth", "--assembly", str(cloud_assembly), "--port", "0",
+                        "--aws-port", "0", "--function-logs", str(logs)])
+    try:
+        banner = "".join(twin.output)
+        assert "(stage dev; any other path: 403)" in banner
+        routes_line = next(line for line in twin.output if line.startswith("  routes  "))
+        assert routes_line.split()[1:5] == ["$connect,", "$disconnect,", "$default,", "echo,"]
+        assert "join, leave, send" in routes_line
+        assert {p.name for p in logs.iterdir()} >= {"echo.log", "chat.log", "fallback.log",
+                                                    "broadcast.log"}
+        assert not [p for p in logs.iterdir() if p.name.startswith("WebSocketPipeline-")]
+
+        base = twin.ws.rsplit("/", 1)[0].replace("ws://", "http://")
+        for path in ("/", "/prod"):  # as API Gateway: 403 {"message":"Forbidden"}
+            for _ in range(20):  # a flood logs one line
+                with pytest.raises(urllib.error.HTTPError) as caught:
+                    urllib.request.urlopen(base + path, timeout=10)
+                assert caught.value.code == 403
+                assert json.loads(caught.value.read()) == {"message": "Forbidden"}
+        lines = [line for line in twin.output if "403 Forbidden for" in line]
+        assert len(lines) == 1 and "GET /: this twin serves stage 'dev' at ws://" in lines[0]
+        assert "Traceback" not in "".join(twin.output)
+
+        async def unknown_action() -> dict[str, object]:
+            async with websockets.connect(twin.ws, open_timeout=10) as ws:
+                await ws.send('{"action": "teleport"}')
+                return json.loads(await asyncio.wait_for(ws.recv(), 30))  # type: ignore[no-any-return]
+
+        frame = asyncio.run(unknown_action())
+        assert frame["error"] == "unknown_action" and frame["received"] == "teleport"
+        assert isinstance(frame["routes"], list)
+        assert {"echo", "join", "leave", "send"} <= set(frame["routes"])
+        assert "the routes are echo, join, leave, send" in str(frame["message"])
+    finally:
+        stop_twin(twin)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -23,6 +25,8 @@ from pipeline.registry import ConsumerSpec
 
 METRICS_NAMESPACE = "WebSocketPipeline"
 ITERATOR_AGE_ALARM_MS = 60_000
+# The API's client routes, comma-separated, for the $default consumer (consumers/fallback).
+CLIENT_ROUTES_VARIABLE = "CLIENT_ROUTES"
 
 
 def consumer_filter(spec: ConsumerSpec) -> dict[str, object]:
@@ -55,6 +59,7 @@ class ConsumerService(Construct):
         table: dynamodb.ITableV2,
         layer: lambda_.ILayerVersion,
         stream_consumer_name: str,
+        client_routes: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, id)
         self.spec = spec
@@ -70,6 +75,8 @@ class ConsumerService(Construct):
         }
         if spec.roster != "none":
             environment["ROSTER_TABLE_NAME"] = table.table_name
+        if "$default" in spec.routes:  # its unknown_action frames list the API's routes
+            environment[CLIENT_ROUTES_VARIABLE] = ",".join(client_routes)
         self.logs = logs.LogGroup(
             self,
             "Logs",

@@ -152,12 +152,17 @@ async def _serve(config: object, debug: bool = False) -> int:
                 await start
             return 0
         urls = start.result()
+        from pipeline.local.gateway.misses import route_list
+
+        logs = ""
+        if config.function_logs:
+            logs = (f"\n  function logs     {config.function_logs}/<function>.log  "
+                    f"({', '.join(twin.function_log_names)})")
         print(f"local twin of WebSocketPipeline-{config.stage} ready (Ctrl-C to stop)\n"
-              f"  WebSocket API     {urls.ws}\n"
+              f"  WebSocket API     {urls.ws}  (stage {config.stage}; any other path: 403)\n"
+              f"  routes            {route_list(twin.route_keys)}\n"
               f"  @connections API  {urls.connections}/{{connectionId}}\n"
-              f"  AWS services      {urls.aws}  (any credentials, region us-east-1)"
-              + (f"\n  function logs     {config.function_logs}/<function>.log"
-                 if config.function_logs else ""),
+              f"  AWS services      {urls.aws}  (any credentials, region us-east-1)" + logs,
               flush=True)
         print("TWIN-READY " + orjson.dumps(urls.as_dict()).decode(), flush=True)
         await stopped
