@@ -160,14 +160,26 @@ class Report:
 def merge(reports: list[Report], sources: list[str] | None = None) -> Report:
     """One report holding all of ``reports``: counters summed, histograms added bucket by bucket.
 
+    Reports of different scenarios or targets (``meta`` ``scenario``/``url``) are refused with
+    :class:`ReportError`: their latencies measure different things.
+
     Per-second windows are aligned on each run's own start; the duration is the longest run's,
     so the achieved rate is the combined rate of runs that ran at the same time.
     """
     if not reports:
         raise ReportError("merge", "nothing to merge")
+    names = sources or [f"#{i}" for i in range(len(reports))]
+    for key, what in (("scenario", "scenario"), ("url", "target")):
+        values = [r.meta.get(key) for r in reports]
+        if len(set(values)) > 1:
+            first = values[0]
+            other = next(i for i, v in enumerate(values) if v != first)
+            raise ReportError("merge", f"{names[0]} and {names[other]} have different {what}s "
+                              f"({first} vs {values[other]}): only runs of one scenario against "
+                              "one target merge; merge them separately")
     out = Report()
     out.meta = dict(reports[0].meta)
-    out.meta["mergedFrom"] = sources or [f"#{i}" for i in range(len(reports))]
+    out.meta["mergedFrom"] = names
     for key in ("rate", "connections"):  # the merged load is the sum of the parts' loads
         values = [r.meta.get(key) for r in reports]
         if all(isinstance(v, int | float) for v in values):

@@ -201,3 +201,28 @@ def test_a_twin_says_what_it_serves_and_names_logs_by_function(
         assert "the routes are echo, join, leave, send" in str(frame["message"])
     finally:
         stop_twin(twin)
+
+
+# --- 5. merging reports of different runs ----------------------------------------------------
+
+@pytest.mark.parametrize(("key", "other", "what"), [
+    ("scenario", "chat", "scenarios (echo vs chat)"),
+    ("url", "ws://10.0.0.9:8080/dev", "targets (ws://127.0.0.1:8080/dev vs ws://10.0.0.9:8080/dev)"),
+])
+def test_merge_refuses_reports_of_different_runs(
+    key: str, other: str, what: str, tmp_path: Path
+) -> None:
+    from loadtest.report import Report
+
+    meta = {"scenario": "echo", "url": "ws://127.0.0.1:8080/dev", "rate": 10, "connections": 1}
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    Report(meta=meta, duration_s=1.0).write(a)
+    Report(meta={**meta, key: other}, duration_s=1.0).write(b)
+    done = run("loadtest", "merge", str(a), str(b), "-o", str(tmp_path / "all.json"))
+    assert done.returncode == 1
+    assert one_line(done.stderr) == (
+        f"python -m loadtest: merge: {a} and {b} have different {what}: only runs of one "
+        "scenario against one target merge; merge them separately")
+    assert not (tmp_path / "all.json").exists()
+    same = run("loadtest", "merge", str(a), str(a), "-o", str(tmp_path / "all.json"))
+    assert same.returncode == 0 and (tmp_path / "all.json").exists()
