@@ -19,6 +19,21 @@ MAX_RATE = 100_000.0
 MAX_DURATION_S = 3600.0
 DEFAULT_TWIN_PORT = 8080
 DEFAULT_AWS_PORT = 4566
+# Where a bare output file name (``--json run.json``) goes: git-ignored, never the repo root.
+RESULTS_DIR = Path("loadtest-results")
+
+
+def output_path(path: Path | None) -> Path | None:
+    """``run.json`` -> ``loadtest-results/run.json``; a path with a folder is used as given."""
+    if path is None or path.is_absolute() or path.parent != Path("."):
+        return path
+    return RESULTS_DIR / path
+
+
+def prepare_output(path: Path) -> None:
+    """Create :data:`RESULTS_DIR` when ``path`` is in it (other folders must exist already)."""
+    if path.parent == RESULTS_DIR:
+        path.parent.mkdir(exist_ok=True)
 
 
 @dataclass(frozen=True)
@@ -78,8 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--aws-endpoint", help="broadcast: AWS endpoint for publish (twin: its aws URL)")
     p.add_argument("--no-start-twin", action="store_true",
                    help="fail instead of starting a twin when none answers on 127.0.0.1:8080")
-    p.add_argument("--json", type=Path, help="write the JSON report (with HDR histograms) here")
-    p.add_argument("--plot", type=Path, help="write a PNG plot here")
+    p.add_argument("--json", type=Path, help="write the JSON report (with HDR histograms) here; "
+                   f"a bare file name goes to {RESULTS_DIR}/ (git-ignored)")
+    p.add_argument("--plot", type=Path,
+                   help=f"write a PNG plot here; a bare file name goes to {RESULTS_DIR}/")
     prog = p.add_mutually_exclusive_group()
     prog.add_argument("--progress", dest="progress", action="store_true", default=None)
     prog.add_argument("--no-progress", dest="progress", action="store_false")
@@ -119,8 +136,9 @@ def parse_run_args(argv: list[str]) -> RunConfig:
         )
     if ns.scenario == "chat" and not 2 <= ns.room_size <= ns.connections:
         raise ConfigError("--room-size", f"{ns.room_size} must be in [2, connections={ns.connections}]")
+    ns.json, ns.plot = output_path(ns.json), output_path(ns.plot)
     for option, path in (("--json", ns.json), ("--plot", ns.plot)):
-        if path is not None and not path.resolve().parent.is_dir():
+        if path is not None and path.parent != RESULTS_DIR and not path.resolve().parent.is_dir():
             raise ConfigError(option, f"directory {path.resolve().parent} does not exist")
     if ns.url is not None:
         scheme = urllib.parse.urlsplit(ns.url).scheme

@@ -226,3 +226,20 @@ def test_merge_refuses_reports_of_different_runs(
     assert not (tmp_path / "all.json").exists()
     same = run("loadtest", "merge", str(a), str(a), "-o", str(tmp_path / "all.json"))
     assert same.returncode == 0 and (tmp_path / "all.json").exists()
+
+
+# --- 8. load-test outputs land in a git-ignored folder ---------------------------------------
+
+def test_bare_output_names_go_to_the_ignored_results_folder(tmp_path: Path) -> None:
+    from loadtest.report import Report
+
+    report = tmp_path / "a.json"
+    Report(meta={"scenario": "echo", "url": "ws://x/dev"}, duration_s=1.0).write(report)
+    done = run("loadtest", "merge", str(report), str(report), "-o", "all.json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "report: loadtest-results/all.json" in done.stdout
+    assert (tmp_path / "loadtest-results" / "all.json").is_file()
+    assert not (tmp_path / "all.json").exists()
+    ignored = subprocess.run(["git", "check-ignore", "-q", "loadtest-results/run.json"],
+                             cwd=PROJECT_ROOT, check=False)
+    assert ignored.returncode == 0  # git check-ignore: 0 = ignored
