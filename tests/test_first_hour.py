@@ -243,3 +243,21 @@ def test_bare_output_names_go_to_the_ignored_results_folder(tmp_path: Path) -> N
     ignored = subprocess.run(["git", "check-ignore", "-q", "loadtest-results/run.json"],
                              cwd=PROJECT_ROOT, check=False)
     assert ignored.returncode == 0  # git check-ignore: 0 = ignored
+
+
+# --- 7. the hostile run uses a running twin ----------------------------------------------------
+
+def test_the_hostile_run_uses_the_running_twin(cloud_assembly: Path) -> None:
+    from pipeline.local.harness import launch_twin, stop_twin
+
+    twin = launch_twin(["--no-synth", "--assembly", str(cloud_assembly), "--port", "0",
+                        "--aws-port", "0", "--function-logs", "-"])
+    try:
+        port = twin.ws.rsplit(":", 1)[1].split("/")[0]
+        done = run("pipeline.local.hostile", "--port", port, "--aws-endpoint", twin.aws,
+                   timeout=300)
+        assert f"using the twin already running at ws://127.0.0.1:{port}/dev" in done.stdout
+        assert "starting the twin" not in done.stdout and "synthesizing" not in done.stdout
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    finally:
+        stop_twin(twin)
