@@ -17,6 +17,7 @@ MAX_FRAME_BYTES = 32 * 1024
 MAX_CONNECTIONS = 20_000
 MAX_RATE = 100_000.0
 MAX_DURATION_S = 3600.0
+DEFAULT_WARMUP_S = 3.0
 DEFAULT_TWIN_PORT = 8080
 DEFAULT_AWS_PORT = 4566
 # Where a bare output file name (``--json run.json``) goes: git-ignored, never the repo root.
@@ -50,6 +51,7 @@ class RunConfig:
     payload: int = 128
     room_size: int = 5
     drain: float = 5.0
+    warmup: float = 0.0  # seconds of unrecorded traffic first (the command line's default: 3)
     connect_timeout: float = 10.0
     headers: tuple[tuple[str, str], ...] = ()
     query: tuple[tuple[str, str], ...] = ()
@@ -85,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--payload", type=int, default=128, help="frame size in bytes (default 128)")
     p.add_argument("--room-size", type=int, default=5, help="chat: members per room (default 5)")
     p.add_argument("--drain", type=float, default=5.0, help="seconds to wait for late replies")
+    p.add_argument("--warmup", type=float, default=DEFAULT_WARMUP_S, metavar="SECONDS",
+                   help="seconds of unrecorded traffic on separate connections before measuring, "
+                        f"so cold starts are not measured (default {DEFAULT_WARMUP_S:g}; 0: none)")
     p.add_argument("--connect-timeout", type=float, default=10.0)
     p.add_argument("--header", action="append", default=[], metavar="K:V",
                    help="HTTP header on the $connect request (repeatable)")
@@ -129,6 +134,7 @@ def parse_run_args(argv: list[str]) -> RunConfig:
     _finite("--duration", ns.duration, 0, MAX_DURATION_S)
     _finite("--ramp", ns.ramp, 0, 100_000)
     _finite("--drain", ns.drain, 0, 600, low_inclusive=True)
+    _finite("--warmup", ns.warmup, 0, 600, low_inclusive=True)
     _finite("--connect-timeout", ns.connect_timeout, 0, 120)
     if not 0 <= ns.payload <= MAX_FRAME_BYTES:
         raise ConfigError(
@@ -155,6 +161,7 @@ def parse_run_args(argv: list[str]) -> RunConfig:
         payload=ns.payload,
         room_size=ns.room_size,
         drain=ns.drain,
+        warmup=ns.warmup,
         connect_timeout=ns.connect_timeout,
         headers=_pairs("--header", ns.header, ":"),
         query=_pairs("--query", ns.query, "="),

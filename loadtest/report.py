@@ -217,6 +217,7 @@ def format_summary(report: Report) -> str:
         f"unexpected {t['unexpected']}",
         f"errors   {t['errorFrames']} error frames {dict(report.errors) or ''}  "
         f"close codes {dict(report.close_codes) or '{}'}",
+        *([_warmup_line(meta)] if "warmupS" in meta else []),
         *([f"acks     {t['acks']} acks  {t['nacks']} nacks  {t['retries']} retries  "
            f"{t['ackGaveUp']} given up  {t['ackMissing']} unanswered"]
           if t["acks"] or t["nacks"] or t["ackMissing"] else []),
@@ -238,6 +239,15 @@ def format_summary(report: Report) -> str:
     if meta.get("clock") == "remote":
         lines.append("(remote target: only server-to-server stages are comparable; clocks differ)")
     return "\n".join(lines)
+
+
+def _warmup_line(meta: dict[str, Any]) -> str:
+    warm = meta.get("warmup")
+    if not meta.get("warmupS") or not isinstance(warm, dict):
+        return "warm-up  none: the first seconds include cold starts (--warmup SECONDS)"
+    return (f"warm-up  {meta['warmupS']:g} s before measuring, not recorded: "
+            f"{warm.get('connections')} connections, {warm.get('sent')} frames sent, "
+            f"{warm.get('received')} answered")
 
 
 def _fmt(ms: float | int) -> str:
