@@ -13,6 +13,7 @@ from hdrh.histogram import HdrHistogram
 
 from loadtest import histo
 from loadtest.errors import ReportError
+from loadtest.machine import describe
 from loadtest.stages import STAGES
 
 REPORT_VERSION = 1
@@ -209,6 +210,8 @@ def format_summary(report: Report) -> str:
     lines = [
         f"target   {meta.get('url', '?')}  scenario={meta.get('scenario', '?')}  "
         f"clock={meta.get('clock', '?')}",
+        *([f"machine  {describe(meta['machine'])} (load generator's host)"]
+          if isinstance(meta.get("machine"), dict) else []),
         f"run      {report.duration_s:.1f} s, {t['connectionsOpened']} connections "
         f"({t['connectFailed']} failed), offered {meta.get('rate', '?')}/s, "
         f"achieved sent {report.achieved()['sentPerS']}/s received {report.achieved()['receivedPerS']}/s",

@@ -25,6 +25,7 @@ from loadtest import stages
 from loadtest.accounting import Ledger, Outcome
 from loadtest.acks import AckTracker, Pending, backoff_s
 from loadtest.config import RunConfig
+from loadtest.machine import machine
 from loadtest.progress import progress_loop
 from loadtest.report import Report
 from loadtest.schedule import Timeline, ramp_delays
@@ -115,7 +116,7 @@ class LoadRun:
             "connections": cfg.connections, "rate": cfg.rate, "durationS": cfg.duration,
             "payloadBytes": cfg.payload, "roomSize": cfg.room_size if cfg.scenario == "chat" else None,
             "clock": "same-host" if self.same_clock else "remote", "runId": self.run_id,
-            "warmupS": cfg.warmup,
+            "warmupS": cfg.warmup, "machine": machine(),
         }  # fmt: skip
         if warmed is not None:
             self.report.meta["warmup"] = {
