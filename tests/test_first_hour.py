@@ -199,8 +199,35 @@ def test_a_twin_says_what_it_serves_and_names_logs_by_function(
         assert isinstance(frame["routes"], list)
         assert {"echo", "join", "leave", "send"} <= set(frame["routes"])
         assert "the routes are echo, join, leave, send" in str(frame["message"])
+
+        # the scripted client waits for the replies that stdin-piped `python -m websockets` misses
+        frames = '{"action":"echo","data":"hi"}\n{"action":"join","room":"lobby"}\nhello\n'
+        talk = subprocess.run([sys.executable, "-m", "pipeline", "client", "--url", twin.ws],
+                              input=frames, capture_output=True, text=True, timeout=60,
+                              check=False)
+        assert talk.returncode == 0, talk.stderr
+        replies = [json.loads(line[2:]) for line in talk.stdout.splitlines()
+                   if line.startswith("< ")]
+        # three consumers answer: no order between them (per connection, per consumer only)
+        by_action = {r["action"]: r for r in replies}
+        assert sorted(by_action) == ["echo", "error", "joined"] and len(replies) == 3, talk.stdout
+        assert by_action["echo"]["data"] == "hi" and by_action["error"]["error"] == "invalid_frame"
+        wrong = run("pipeline", "client", "--url", twin.ws.replace("/dev", "/prod"), "{}")
+        assert wrong.returncode == 1
+        assert one_line(wrong.stderr).endswith(
+            "/prod: the handshake was refused with HTTP 403 (a wrong stage path? `make local` "
+            "serves ws://127.0.0.1:8080/dev)")
     finally:
         stop_twin(twin)
+
+
+def test_the_client_without_a_twin_is_one_line() -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    done = run("pipeline", "client", "--url", f"ws://127.0.0.1:{port}/dev", "{}", timeout=60)
+    assert done.returncode == 1
+    assert one_line(done.stderr).endswith("is the twin running? start it with `make local`")
 
 
 # --- 5. merging reports of different runs ----------------------------------------------------
