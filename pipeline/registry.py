@@ -202,3 +202,20 @@ def load_all(
                 )
             owner[route] = spec.name
     return specs
+
+
+def main() -> int:
+    """``python -m pipeline.registry``: check every consumer's settings; one line on error."""
+    import sys
+
+    try:
+        specs = load_all()
+    except RegistryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{len(specs)} consumers: {', '.join(s.name for s in specs)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -85,6 +85,14 @@ def test_a_broken_settings_file_stops_the_twin_before_synth(broken_project: Path
     assert not (broken_project / "cdk.out").exists()
 
 
+def test_make_synth_checks_the_settings_first(broken_project: Path) -> None:
+    """``make synth`` runs ``python -m pipeline.registry`` before cdk: one line, exit 2."""
+    done = run("pipeline.registry", cwd=broken_project, timeout=60)
+    assert done.returncode == 2
+    expect_settings_line(one_line(done.stderr), broken_project)
+    assert "@$(PY) -m pipeline.registry" in (PROJECT_ROOT / "Makefile").read_text()
+
+
 def test_app_py_prints_one_line_for_cdk(broken_project: Path) -> None:
     """What `cdk synth` runs (cdk.json's app): one line on stderr, a non-zero exit."""
     done = subprocess.run([sys.executable, "app.py"], cwd=broken_project, capture_output=True,
