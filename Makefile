@@ -35,7 +35,9 @@ lint: install
 	$(PY) -m ruff check .
 	$(PY) -m mypy pipeline loadtest consumers app.py
 
+# The consumers' settings are checked first, so a bad settings.json is one line, not cdk's output.
 synth: install
+	@$(PY) -m pipeline.registry >/dev/null
 	npx cdk synth --quiet -c stage=$(STAGE) -c shards=$(SHARDS)
 
 local: install

@@ -10,7 +10,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from loadtest.config import RunConfig, parse_run_args
+from loadtest.config import RESULTS_DIR, RunConfig, output_path, parse_run_args, prepare_output
 from loadtest.errors import ConfigError, LoadTestError
 from loadtest.report import Report, format_summary, merge
 from loadtest.runner import LoadRun, Publish
@@ -21,17 +21,23 @@ def merge_main(argv: list[str]) -> int:
         prog="python -m loadtest merge", description="Merge JSON reports exactly (HDR add)."
     )
     parser.add_argument("reports", nargs="+", type=Path)
-    parser.add_argument("-o", "--output", type=Path, help="write the merged report here")
+    parser.add_argument("-o", "--output", type=Path, help="write the merged report here "
+                        f"(a bare file name goes to {RESULTS_DIR}/)")
     parser.add_argument("--plot", type=Path, help="write a PNG of the merged report")
     args = parser.parse_args(argv)
+    args.output, args.plot = output_path(args.output), output_path(args.plot)
     merged = merge([Report.read(p) for p in args.reports], [str(p) for p in args.reports])
     print(format_summary(merged))
     if args.output:
+        prepare_output(args.output)
         merged.write(args.output)
+        print(f"report: {args.output}")
     if args.plot:
         from loadtest.plot import write_plot
 
+        prepare_output(args.plot)
         write_plot(merged, args.plot)
+        print(f"plot:   {args.plot}")
     return 0
 
 
@@ -52,11 +58,13 @@ def run_main(cfg: RunConfig) -> int:
         target.stop()
     print(format_summary(report))
     if cfg.json_path:
+        prepare_output(cfg.json_path)
         report.write(cfg.json_path)
         print(f"report: {cfg.json_path}")
     if cfg.plot_path:
         from loadtest.plot import write_plot
 
+        prepare_output(cfg.plot_path)
         write_plot(report, cfg.plot_path)
         print(f"plot:   {cfg.plot_path}")
     failed = report.totals["lost"] or not report.totals["connectionsOpened"]

@@ -17,8 +17,24 @@ MAX_FRAME_BYTES = 32 * 1024
 MAX_CONNECTIONS = 20_000
 MAX_RATE = 100_000.0
 MAX_DURATION_S = 3600.0
+DEFAULT_WARMUP_S = 3.0
 DEFAULT_TWIN_PORT = 8080
 DEFAULT_AWS_PORT = 4566
+# Where a bare output file name (``--json run.json``) goes: git-ignored, never the repo root.
+RESULTS_DIR = Path("loadtest-results")
+
+
+def output_path(path: Path | None) -> Path | None:
+    """``run.json`` -> ``loadtest-results/run.json``; a path with a folder is used as given."""
+    if path is None or path.is_absolute() or path.parent != Path("."):
+        return path
+    return RESULTS_DIR / path
+
+
+def prepare_output(path: Path) -> None:
+    """Create :data:`RESULTS_DIR` when ``path`` is in it (other folders must exist already)."""
+    if path.parent == RESULTS_DIR:
+        path.parent.mkdir(exist_ok=True)
 
 
 @dataclass(frozen=True)
@@ -35,6 +51,7 @@ class RunConfig:
     payload: int = 128
     room_size: int = 5
     drain: float = 5.0
+    warmup: float = 0.0  # seconds of unrecorded traffic first (the command line's default: 3)
     connect_timeout: float = 10.0
     headers: tuple[tuple[str, str], ...] = ()
     query: tuple[tuple[str, str], ...] = ()
@@ -70,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--payload", type=int, default=128, help="frame size in bytes (default 128)")
     p.add_argument("--room-size", type=int, default=5, help="chat: members per room (default 5)")
     p.add_argument("--drain", type=float, default=5.0, help="seconds to wait for late replies")
+    p.add_argument("--warmup", type=float, default=DEFAULT_WARMUP_S, metavar="SECONDS",
+                   help="seconds of unrecorded traffic on separate connections before measuring, "
+                        f"so cold starts are not measured (default {DEFAULT_WARMUP_S:g}; 0: none)")
     p.add_argument("--connect-timeout", type=float, default=10.0)
     p.add_argument("--header", action="append", default=[], metavar="K:V",
                    help="HTTP header on the $connect request (repeatable)")
@@ -78,8 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--aws-endpoint", help="broadcast: AWS endpoint for publish (twin: its aws URL)")
     p.add_argument("--no-start-twin", action="store_true",
                    help="fail instead of starting a twin when none answers on 127.0.0.1:8080")
-    p.add_argument("--json", type=Path, help="write the JSON report (with HDR histograms) here")
-    p.add_argument("--plot", type=Path, help="write a PNG plot here")
+    p.add_argument("--json", type=Path, help="write the JSON report (with HDR histograms) here; "
+                   f"a bare file name goes to {RESULTS_DIR}/ (git-ignored)")
+    p.add_argument("--plot", type=Path,
+                   help=f"write a PNG plot here; a bare file name goes to {RESULTS_DIR}/")
     prog = p.add_mutually_exclusive_group()
     prog.add_argument("--progress", dest="progress", action="store_true", default=None)
     prog.add_argument("--no-progress", dest="progress", action="store_false")
@@ -112,6 +134,7 @@ def parse_run_args(argv: list[str]) -> RunConfig:
     _finite("--duration", ns.duration, 0, MAX_DURATION_S)
     _finite("--ramp", ns.ramp, 0, 100_000)
     _finite("--drain", ns.drain, 0, 600, low_inclusive=True)
+    _finite("--warmup", ns.warmup, 0, 600, low_inclusive=True)
     _finite("--connect-timeout", ns.connect_timeout, 0, 120)
     if not 0 <= ns.payload <= MAX_FRAME_BYTES:
         raise ConfigError(
@@ -119,8 +142,9 @@ def parse_run_args(argv: list[str]) -> RunConfig:
         )
     if ns.scenario == "chat" and not 2 <= ns.room_size <= ns.connections:
         raise ConfigError("--room-size", f"{ns.room_size} must be in [2, connections={ns.connections}]")
+    ns.json, ns.plot = output_path(ns.json), output_path(ns.plot)
     for option, path in (("--json", ns.json), ("--plot", ns.plot)):
-        if path is not None and not path.resolve().parent.is_dir():
+        if path is not None and path.parent != RESULTS_DIR and not path.resolve().parent.is_dir():
             raise ConfigError(option, f"directory {path.resolve().parent} does not exist")
     if ns.url is not None:
         scheme = urllib.parse.urlsplit(ns.url).scheme
@@ -137,6 +161,7 @@ def parse_run_args(argv: list[str]) -> RunConfig:
         payload=ns.payload,
         room_size=ns.room_size,
         drain=ns.drain,
+        warmup=ns.warmup,
         connect_timeout=ns.connect_timeout,
         headers=_pairs("--header", ns.header, ":"),
         query=_pairs("--query", ns.query, "="),

@@ -13,6 +13,7 @@ from hdrh.histogram import HdrHistogram
 
 from loadtest import histo
 from loadtest.errors import ReportError
+from loadtest.machine import describe
 from loadtest.stages import STAGES
 
 REPORT_VERSION = 1
@@ -160,14 +161,26 @@ class Report:
 def merge(reports: list[Report], sources: list[str] | None = None) -> Report:
     """One report holding all of ``reports``: counters summed, histograms added bucket by bucket.
 
+    Reports of different scenarios or targets (``meta`` ``scenario``/``url``) are refused with
+    :class:`ReportError`: their latencies measure different things.
+
     Per-second windows are aligned on each run's own start; the duration is the longest run's,
     so the achieved rate is the combined rate of runs that ran at the same time.
     """
     if not reports:
         raise ReportError("merge", "nothing to merge")
+    names = sources or [f"#{i}" for i in range(len(reports))]
+    for key, what in (("scenario", "scenario"), ("url", "target")):
+        values = [r.meta.get(key) for r in reports]
+        if len(set(values)) > 1:
+            first = values[0]
+            other = next(i for i, v in enumerate(values) if v != first)
+            raise ReportError("merge", f"{names[0]} and {names[other]} have different {what}s "
+                              f"({first} vs {values[other]}): only runs of one scenario against "
+                              "one target merge; merge them separately")
     out = Report()
     out.meta = dict(reports[0].meta)
-    out.meta["mergedFrom"] = sources or [f"#{i}" for i in range(len(reports))]
+    out.meta["mergedFrom"] = names
     for key in ("rate", "connections"):  # the merged load is the sum of the parts' loads
         values = [r.meta.get(key) for r in reports]
         if all(isinstance(v, int | float) for v in values):
@@ -197,6 +210,8 @@ def format_summary(report: Report) -> str:
     lines = [
         f"target   {meta.get('url', '?')}  scenario={meta.get('scenario', '?')}  "
         f"clock={meta.get('clock', '?')}",
+        *([f"machine  {describe(meta['machine'])} (load generator's host)"]
+          if isinstance(meta.get("machine"), dict) else []),
         f"run      {report.duration_s:.1f} s, {t['connectionsOpened']} connections "
         f"({t['connectFailed']} failed), offered {meta.get('rate', '?')}/s, "
         f"achieved sent {report.achieved()['sentPerS']}/s received {report.achieved()['receivedPerS']}/s",
@@ -205,6 +220,7 @@ def format_summary(report: Report) -> str:
         f"unexpected {t['unexpected']}",
         f"errors   {t['errorFrames']} error frames {dict(report.errors) or ''}  "
         f"close codes {dict(report.close_codes) or '{}'}",
+        *([_warmup_line(meta)] if "warmupS" in meta else []),
         *([f"acks     {t['acks']} acks  {t['nacks']} nacks  {t['retries']} retries  "
            f"{t['ackGaveUp']} given up  {t['ackMissing']} unanswered"]
           if t["acks"] or t["nacks"] or t["ackMissing"] else []),
@@ -226,6 +242,15 @@ def format_summary(report: Report) -> str:
     if meta.get("clock") == "remote":
         lines.append("(remote target: only server-to-server stages are comparable; clocks differ)")
     return "\n".join(lines)
+
+
+def _warmup_line(meta: dict[str, Any]) -> str:
+    warm = meta.get("warmup")
+    if not meta.get("warmupS") or not isinstance(warm, dict):
+        return "warm-up  none: the first seconds include cold starts (--warmup SECONDS)"
+    return (f"warm-up  {meta['warmupS']:g} s before measuring, not recorded: "
+            f"{warm.get('connections')} connections, {warm.get('sent')} frames sent, "
+            f"{warm.get('received')} answered")
 
 
 def _fmt(ms: float | int) -> str:

@@ -25,6 +25,7 @@ from loadtest import stages
 from loadtest.accounting import Ledger, Outcome
 from loadtest.acks import AckTracker, Pending, backoff_s
 from loadtest.config import RunConfig
+from loadtest.machine import machine
 from loadtest.progress import progress_loop
 from loadtest.report import Report
 from loadtest.schedule import Timeline, ramp_delays
@@ -32,6 +33,7 @@ from loadtest.schedule import Timeline, ramp_delays
 Publish = Callable[[dict[str, Any]], Awaitable[None]]
 PUBLISHER = "publisher"
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+WARMUP_CONNECTIONS = 20  # at most; the warm-up offers the run's full rate over them
 
 
 class Clock:
@@ -80,6 +82,7 @@ class LoadRun:
         if cfg.scenario == "broadcast" and publish is None:
             raise ValueError("the broadcast scenario needs a publish function")
         self.cfg = cfg
+        self.base_url = url
         self.url = cfg.target_url(url)
         self.publish = publish
         self.out = out
@@ -107,12 +110,19 @@ class LoadRun:
     async def run(self) -> Report:
         cfg = self.cfg
         raise_fd_limit()
+        warmed = await self._warm_up() if cfg.warmup > 0 else None
         self.report.meta = {
             "url": self.url.split("?", 1)[0], "scenario": cfg.scenario,
             "connections": cfg.connections, "rate": cfg.rate, "durationS": cfg.duration,
             "payloadBytes": cfg.payload, "roomSize": cfg.room_size if cfg.scenario == "chat" else None,
             "clock": "same-host" if self.same_clock else "remote", "runId": self.run_id,
+            "warmupS": cfg.warmup, "machine": machine(),
         }  # fmt: skip
+        if warmed is not None:
+            self.report.meta["warmup"] = {
+                "connections": warmed.totals["connectionsOpened"], "sent": warmed.totals["sent"],
+                "received": warmed.totals["received"],
+            }  # fmt: skip
         self.report.started_at = time.time()
         await self._open_all()
         if self.conns and cfg.scenario == "chat":
@@ -137,6 +147,21 @@ class LoadRun:
         await self._close_all()
         self._finish()
         return self.report
+
+    async def _warm_up(self) -> Report:
+        """``--warmup`` seconds of the same scenario at the same rate on separate connections
+        (and rooms), drained and discarded: the twin's workers, pools and caches are warm, so
+        the measured run does not report cold starts. Nothing of it is recorded in the report."""
+        cfg = self.cfg
+        connections = min(cfg.connections, WARMUP_CONNECTIONS)
+        if cfg.scenario == "chat":
+            connections = max(connections, cfg.room_size)
+        warm_cfg = dataclasses.replace(
+            cfg, duration=cfg.warmup, warmup=0.0, connections=connections, json_path=None,
+            plot_path=None, progress=False)
+        print(f"warm-up: {cfg.warmup:g} s on {connections} connections, not recorded",
+              file=self.out, flush=True)
+        return await LoadRun(warm_cfg, self.base_url, publish=self.publish, out=self.out).run()
 
     async def _open_all(self) -> None:
         delays = ramp_delays(self.cfg.connections, self.cfg.ramp)

@@ -17,6 +17,7 @@ from types import ModuleType
 COMMANDS: dict[str, tuple[str, str]] = {
     "local": ("pipeline.local.cli", "run the synthesized pipeline on 127.0.0.1 (the local twin)"),
     "publish": ("pipeline.publish", "put server-side messages for a room on the stream"),
+    "client": ("pipeline.client", "send frames to a stage and print the replies"),
     "new-consumer": ("pipeline.scaffold", "create a consumer microservice and register it"),
     "remove-consumer": ("pipeline.scaffold", "unregister a consumer and delete its files"),
     "verify": ("pipeline.verify.cli", "check a deployed stage (or the twin) behaves as assumed"),

@@ -93,8 +93,16 @@ _SETTING_KEYS = {
 }
 
 
+_KEY_OF = {attr: key for key, attr in _SETTING_KEYS.items()}  # the key as the file spells it
+_LIST_SETTINGS = ("routes", "server_route_keys", "ack_routes")
+
+
 def load_spec(name: str, consumers_dir: Path = CONSUMERS_DIR) -> ConsumerSpec:
-    """Read ``consumers/<name>/settings.json`` into a validated spec."""
+    """Read ``consumers/<name>/settings.json`` into a validated spec.
+
+    Every error names the file, the key as the file spells it (``batchSize``) and what the key
+    accepts, in one line.
+    """
     if not NAME_PATTERN.match(name):
         raise RegistryError(f"invalid consumer name {name!r}: use {NAME_PATTERN.pattern}")
     path = consumers_dir / name / "settings.json"
@@ -105,14 +113,18 @@ def load_spec(name: str, consumers_dir: Path = CONSUMERS_DIR) -> ConsumerSpec:
     except ValueError as exc:  # not JSON, or not UTF-8
         raise RegistryError(f"{path}: not valid JSON: {exc}") from exc
     if not isinstance(raw, dict):
-        raise RegistryError(f"{path}: must be a JSON object")
+        raise RegistryError(f"{path}: must be a JSON object like {{\"routes\": [\"score\"]}}")
     unknown = set(raw) - set(_SETTING_KEYS)
     if unknown:
-        raise RegistryError(f"{path}: unknown settings {sorted(unknown)}")
+        raise RegistryError(f"{path}: unknown settings {sorted(unknown)}; the keys are "
+                            + ", ".join(_SETTING_KEYS))
     kwargs: dict[str, object] = {_SETTING_KEYS[k]: v for k, v in raw.items()}
-    kwargs["routes"] = tuple(kwargs.get("routes", ()))  # type: ignore[arg-type]
-    kwargs["server_route_keys"] = tuple(kwargs.get("server_route_keys", ()))  # type: ignore[arg-type]
-    kwargs["ack_routes"] = tuple(kwargs.get("ack_routes", ()))  # type: ignore[arg-type]
+    for attr in _LIST_SETTINGS:
+        value = kwargs.get(attr, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise RegistryError(f"{path}: {_KEY_OF[attr]} must be a list of strings, "
+                                f"not {value!r}")
+        kwargs[attr] = tuple(value)
     spec = ConsumerSpec(name=name, **kwargs)  # type: ignore[arg-type]
     _validate(spec, path)
     return spec
@@ -120,51 +132,52 @@ def load_spec(name: str, consumers_dir: Path = CONSUMERS_DIR) -> ConsumerSpec:
 
 _INT_SETTINGS = ("batch_size", "max_batching_window_seconds", "parallelization_factor",
                  "retry_attempts", "max_record_age_seconds", "timeout_seconds", "memory_mb")
-_TEXT_SETTINGS = ("routes", "server_route_keys", "ack_routes", "starting_position", "roster",
-                  "description")
+# (low, high, why), inclusive; Lambda's own ranges:
+# https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html
+_RANGES: dict[str, tuple[int, int, str]] = {
+    "batch_size": (1, 10_000, ""),
+    "max_batching_window_seconds": (0, 300, ""),
+    "parallelization_factor": (1, 10, ""),
+    "retry_attempts": (0, 10_000, " (finite)"),
+    "max_record_age_seconds": (60, 604_800, " (finite)"),
+    "timeout_seconds": (1, 900, ""),
+    "memory_mb": (128, 10_240, ""),
+}
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "starting_position": ("LATEST", "TRIM_HORIZON"),
+    "roster": ("none", "read", "readwrite"),
+}
 
 
 def _validate(spec: ConsumerSpec, path: Path) -> None:
     for attr in _INT_SETTINGS:
         value = getattr(spec, attr)
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise RegistryError(f"{path}: {attr} must be an integer, not {value!r}")
-    for attr in _TEXT_SETTINGS:
+        low, high, why = _RANGES[attr]
+        is_int = isinstance(value, int) and not isinstance(value, bool)
+        if not is_int or not low <= value <= high:
+            raise RegistryError(f"{path}: {_KEY_OF[attr]} must be an integer {low}..{high}{why}, "
+                                f"not {value!r}")
+    for attr, choices in _CHOICES.items():
         value = getattr(spec, attr)
-        items = value if isinstance(value, tuple) else (value,)
-        if not all(isinstance(item, str) for item in items):
-            raise RegistryError(f"{path}: {attr} must be text, not {value!r}")
+        if value not in choices:
+            raise RegistryError(f"{path}: {_KEY_OF[attr]} must be one of "
+                                f"{', '.join(choices)}, not {value!r}")
+    if not isinstance(spec.description, str):
+        raise RegistryError(f"{path}: description must be a string, not {spec.description!r}")
     for route in spec.routes:
         if not ROUTE_PATTERN.match(route):
-            raise RegistryError(f"{path}: invalid route {route!r}")
+            raise RegistryError(f"{path}: routes entry {route!r} is invalid: use $default, "
+                                "$disconnect or a name matching [A-Za-z][A-Za-z0-9_.-]{0,63}")
     for key in spec.server_route_keys:
         if key.startswith("$") or not ROUTE_PATTERN.match(key):
-            raise RegistryError(f"{path}: invalid server route key {key!r}")
+            raise RegistryError(f"{path}: serverRouteKeys entry {key!r} is invalid: use a name "
+                                "matching [A-Za-z][A-Za-z0-9_.-]{0,63}")
     for key in spec.ack_routes:
         if key not in spec.api_routes:
             raise RegistryError(f"{path}: ackRoutes entry {key!r} is not one of this consumer's "
-                                "non-$ routes")
+                                f"non-$ routes ({', '.join(spec.api_routes) or 'none'})")
     if not spec.routes and not spec.server_route_keys:
         raise RegistryError(f"{path}: a consumer needs routes or serverRouteKeys")
-    if not 1 <= spec.batch_size <= 10_000:
-        raise RegistryError(f"{path}: batchSize must be 1..10000")
-    if not 0 <= spec.max_batching_window_seconds <= 300:
-        raise RegistryError(f"{path}: maxBatchingWindowSeconds must be 0..300")
-    if not 1 <= spec.parallelization_factor <= 10:
-        raise RegistryError(f"{path}: parallelizationFactor must be 1..10")
-    if not 0 <= spec.retry_attempts <= 10_000:
-        raise RegistryError(f"{path}: retryAttempts must be 0..10000 (finite)")
-    if not 60 <= spec.max_record_age_seconds <= 604_800:
-        raise RegistryError(f"{path}: maxRecordAgeSeconds must be 60..604800 (finite)")
-    if spec.starting_position not in ("LATEST", "TRIM_HORIZON"):
-        raise RegistryError(f"{path}: startingPosition must be LATEST or TRIM_HORIZON")
-    # Lambda's own ranges: https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html
-    if not 1 <= spec.timeout_seconds <= 900:
-        raise RegistryError(f"{path}: timeoutSeconds must be 1..900")
-    if not 128 <= spec.memory_mb <= 10_240:
-        raise RegistryError(f"{path}: memoryMb must be 128..10240")
-    if spec.roster not in ("none", "read", "readwrite"):
-        raise RegistryError(f"{path}: roster must be none, read or readwrite")
 
 
 def load_all(
@@ -189,3 +202,20 @@ def load_all(
                 )
             owner[route] = spec.name
     return specs
+
+
+def main() -> int:
+    """``python -m pipeline.registry``: check every consumer's settings; one line on error."""
+    import sys
+
+    try:
+        specs = load_all()
+    except RegistryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{len(specs)} consumers: {', '.join(s.name for s in specs)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

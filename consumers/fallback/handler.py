@@ -1,15 +1,22 @@
 """fallback ($default): answers what no route claims with an error frame, never an exception.
 
 - a JSON object (any ``action``, or none): ``unknown_action``, with ``"received"`` = the action
-  (``null`` when absent or not a string);
+  (``null`` when absent or not a string) and ``"routes"`` = the API's client routes (from
+  ``CLIENT_ROUTES``, which the stack sets from the registry), also named in the message;
 - anything else (not JSON, or JSON that is not an object): ``invalid_frame``.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from pipeline.runtime import Envelope, HandlerContext, process_batch
+
+
+def client_routes() -> list[str]:
+    """The actions a client can send, as the stack declared them (``CLIENT_ROUTES``)."""
+    return [r for r in os.environ.get("CLIENT_ROUTES", "").split(",") if r]
 
 
 def record_handler(record: Envelope, ctx: HandlerContext) -> None:
@@ -28,7 +35,10 @@ def record_handler(record: Envelope, ctx: HandlerContext) -> None:
         message = "the action must be a string naming a route"
     else:
         message = 'the frame has no "action"'
-    ctx.error(record, "unknown_action", message, received=received)
+    routes = client_routes()
+    if routes:
+        message += f"; the routes are {', '.join(routes)}"
+    ctx.error(record, "unknown_action", message, received=received, routes=routes)
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> Any:

@@ -30,6 +30,8 @@ from pipeline.registry import ConsumerSpec
 CONSUMERS_CREATING_AT_ONCE = 5
 METRICS_NAMESPACE = "WebSocketPipeline"
 ITERATOR_AGE_ALARM_MS = 60_000
+# The API's client routes, comma-separated, for the $default consumer (consumers/fallback).
+CLIENT_ROUTES_VARIABLE = "CLIENT_ROUTES"
 
 
 def consumer_filter(spec: ConsumerSpec) -> dict[str, object]:
@@ -75,6 +77,7 @@ class ConsumerService(Construct):
         table: dynamodb.ITableV2,
         layer: lambda_.ILayerVersion,
         stream_consumer_name: str,
+        client_routes: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, id)
         self.spec = spec
@@ -90,6 +93,8 @@ class ConsumerService(Construct):
         }
         if spec.roster != "none":
             environment["ROSTER_TABLE_NAME"] = table.table_name
+        if "$default" in spec.routes:  # its unknown_action frames list the API's routes
+            environment[CLIENT_ROUTES_VARIABLE] = ",".join(client_routes)
         self.logs = logs.LogGroup(
             self,
             "Logs",

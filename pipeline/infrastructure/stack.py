@@ -58,6 +58,7 @@ class PipelineStack(Stack):
             connect_authorizer=auth.authorizer,
         )
         layer = RuntimeLayer(self, "RuntimeLayer", runtime=RUNTIME, architecture=ARCHITECTURE)
+        client_routes = sorted(route for spec in consumers for route in spec.api_routes)
         self.services = [
             ConsumerService(
                 self,
@@ -69,6 +70,7 @@ class PipelineStack(Stack):
                 table=roster.table,
                 layer=layer.layer,
                 stream_consumer_name=f"{id}-{spec.name}",
+                client_routes=client_routes,
             )
             for spec in consumers
         ]

@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,6 +50,43 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                         help="write each function's logs to DIR/<function>.log, like CloudWatch "
                              f"Logs (default: {DEFAULT_FUNCTION_LOGS}); '-' = inline on stderr")
     parser.add_argument("--log-level", default="WARNING", help="twin log level (default WARNING)")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of a start-up failure")
+
+
+def busy_port(port: int, host: str = "127.0.0.1") -> bool:
+    """True if ``host:port`` cannot be bound because something already listens there.
+
+    SO_REUSEADDR as the servers use it, so a port in TIME_WAIT counts as free; only a live
+    listener (a running twin, usually) makes it busy. Port 0 is never busy.
+    """
+    if port == 0:
+        return False
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
+
+
+def port_in_use_message(port: int) -> str:
+    """The one line a busy port gets (before any synth, so a running twin's cdk.out is kept)."""
+    return (f"port {port} is in use (a twin is probably already running: stop it, "
+            "or use --port/--aws-port)")
+
+
+def registry_problem() -> str | None:
+    """What is wrong with the consumers' settings files, checked in-process before a synth
+    (one line naming the file and the key), or None."""
+    from pipeline.registry import RegistryError, load_all
+
+    try:
+        load_all()
+    except RegistryError as exc:
+        return str(exc)
+    return None
 
 
 def synthesize(assembly: Path, stage: str) -> None:
@@ -72,8 +112,17 @@ def run(args: argparse.Namespace) -> int:
         if not 0 <= port <= 65535:
             print(f"{flag} must be 0..65535", file=sys.stderr)
             return 2
+    # Before synthesizing: a second `make local` must not rewrite the running twin's cdk.out.
+    for port in (args.port, args.aws_port):
+        if busy_port(port):
+            print(port_in_use_message(port), file=sys.stderr)
+            return 2
     assembly = args.assembly.resolve()
     if not args.no_synth:
+        problem = registry_problem()
+        if problem is not None:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
         synthesize(assembly, args.stage)
     config = TwinConfig(
         stage=args.stage, port=args.port, aws_port=args.aws_port, assembly=assembly,
@@ -82,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         function_logs=None if args.function_logs == "-" else Path(args.function_logs),
     )
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        return runner.run(_serve(config))
+        return runner.run(_serve(config, debug=args.debug))
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -95,7 +144,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-async def _serve(config: object) -> int:
+async def _serve(config: object, debug: bool = False) -> int:
     from pipeline.local.cfn import CfnError
     from pipeline.local.twin import Twin, TwinConfig, TwinError
 
@@ -115,22 +164,30 @@ async def _serve(config: object) -> int:
                 await start
             return 0
         urls = start.result()
+        from pipeline.local.gateway.misses import route_list
+
+        logs = ""
+        if config.function_logs:
+            logs = (f"\n  function logs     {config.function_logs}/<function>.log  "
+                    f"({', '.join(twin.function_log_names)})")
         print(f"local twin of WebSocketPipeline-{config.stage} ready (Ctrl-C to stop)\n"
-              f"  WebSocket API     {urls.ws}\n"
+              f"  WebSocket API     {urls.ws}  (stage {config.stage}; any other path: 403)\n"
+              f"  routes            {route_list(twin.route_keys)}\n"
               f"  @connections API  {urls.connections}/{{connectionId}}\n"
-              f"  AWS services      {urls.aws}  (any credentials, region us-east-1)"
-              + (f"\n  function logs     {config.function_logs}/<function>.log"
-                 if config.function_logs else ""),
+              f"  AWS services      {urls.aws}  (any credentials, region us-east-1)" + logs,
               flush=True)
         print("TWIN-READY " + orjson.dumps(urls.as_dict()).decode(), flush=True)
         await stopped
         print("stopping the local twin", flush=True)
         return 0
     except (CfnError, TwinError, OSError) as exc:
+        if debug:
+            traceback.print_exc()
         print(f"local twin failed to start: {exc}", file=sys.stderr, flush=True)
         return 1
     except Exception as exc:  # a part refused the stack: say which, never hang
-        log.debug("start-up failure", exc_info=True)
+        if debug:
+            traceback.print_exc()
         print(f"local twin failed to start: {type(exc).__name__}: {exc}", file=sys.stderr,
               flush=True)
         return 1

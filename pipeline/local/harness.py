@@ -11,6 +11,7 @@ import collections
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +22,8 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TWIN_START_TIMEOUT_S = 90.0
 OUTPUT_LINES = 10_000
+DEFAULT_PORT = 8080  # where `make local` serves (python -m pipeline local's defaults)
+DEFAULT_AWS_PORT = 4566
 
 
 class TwinStartError(RuntimeError):
@@ -36,6 +39,18 @@ class Twin:
     aws: str
     process: subprocess.Popen[str]
     output: collections.deque[str]
+
+
+def running_twin(stage: str = "dev", port: int = DEFAULT_PORT,
+                 aws_port: int = DEFAULT_AWS_PORT) -> tuple[str, str] | None:
+    """``(ws URL, AWS URL)`` of a twin already serving on 127.0.0.1 (``make local``), or None
+    when nothing accepts connections on ``port``."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            pass
+    except OSError:
+        return None
+    return f"ws://127.0.0.1:{port}/{stage}", f"http://127.0.0.1:{aws_port}"
 
 
 def launch_twin(

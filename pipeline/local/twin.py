@@ -132,7 +132,7 @@ class Twin:
 
         specs = function_specs(stack, gateway_port=port, aws_url=aws_url)
         if cfg.function_logs is not None:
-            specs = [_replace(s, log_file=cfg.function_logs / f"{s.name}.log") for s in specs]
+            specs = [_replace(s, log_file=cfg.function_logs / f"{s.log_name}.log") for s in specs]
         self.workers = Workers(specs, aws_url)
         backend.workers = self.workers
         await self.workers.start()
@@ -160,6 +160,16 @@ class Twin:
             aws=aws_url,
         )
         return self.urls
+
+    @property
+    def route_keys(self) -> tuple[str, ...]:
+        """The route keys the running stage serves (empty before :meth:`start`)."""
+        return tuple(self._gateway.api.routes) if self._gateway is not None else ()
+
+    @property
+    def function_log_names(self) -> tuple[str, ...]:
+        """The functions' log names (``echo``...), as in ``<function-logs>/<name>.log``."""
+        return tuple(self.workers.log_names) if self.workers is not None else ()
 
     async def stop(self) -> None:
         """Stop in reverse order; every part is stopped even if another fails."""

@@ -20,7 +20,7 @@ import sys
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,12 @@ class FunctionSpec:
     memory_mb: int = 128
     max_concurrency: int = DEFAULT_CONCURRENCY
     log_file: Path | None = None  # the function's logs (its stderr); None: the twin's stderr
+    label: str = ""  # the name a person knows it by (``echo``), for its log file; default: name
+
+    @property
+    def log_name(self) -> str:
+        """The file name of its logs: the logical name (``echo``), never the physical CFN name."""
+        return self.label or self.name
 
 
 def rewrite_environment(
@@ -127,6 +133,24 @@ def mapping_concurrency(stack: Stack) -> dict[str, int]:
     return {name: max(DEFAULT_CONCURRENCY, min(MAX_CONCURRENCY, n)) for name, n in wanted.items()}
 
 
+def function_label(res: Any) -> str:
+    """What a person calls a function: its service name (``echo``, from the consumer's
+    ``POWERTOOLS_SERVICE_NAME``), else its construct path without the stack and the trailing
+    ``Function/Resource`` (``ConnectAuthorization``), else its logical id."""
+    variables = res.properties.get("Environment", {}).get("Variables", {})
+    service = variables.get("POWERTOOLS_SERVICE_NAME")
+    if isinstance(service, str) and service:
+        return _file_safe(service)
+    path = str(res.metadata.get("aws:cdk:path", "")).split("/")[1:]
+    while path and path[-1] in ("Resource", "Function"):
+        path.pop()
+    return _file_safe("-".join(path) or res.logical_id)
+
+
+def _file_safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
+
+
 def function_specs(stack: Stack, *, gateway_port: int, aws_url: str) -> list[FunctionSpec]:
     """Every ``AWS::Lambda::Function`` with a local code asset and a Python handler."""
     layers = {r.ref: stack.asset_path(r.logical_id) for r in
@@ -148,8 +172,11 @@ def function_specs(stack: Stack, *, gateway_port: int, aws_url: str) -> list[Fun
             environment=rewrite_environment(variables, gateway_port=gateway_port, aws_url=aws_url),
             timeout_s=float(p.get("Timeout", 3)), memory_mb=int(p.get("MemorySize", 128)),
             max_concurrency=concurrency.get(res.ref, DEFAULT_CONCURRENCY),
+            label=function_label(res),
         ))
-    return specs
+    labels = [spec.label for spec in specs]
+    # functions that would share a log file keep their physical names instead
+    return [s if labels.count(s.label) == 1 else replace(s, label=s.name) for s in specs]
 
 
 class _Process:
@@ -317,6 +344,11 @@ class Workers:
             pool = FunctionPool(spec, aws_url, max_concurrency)
             self._pools[spec.name] = pool
             self._pools[spec.arn] = pool
+
+    @property
+    def log_names(self) -> list[str]:
+        """Each function's :attr:`FunctionSpec.log_name`, in template order."""
+        return list(dict.fromkeys(pool.spec.log_name for pool in self._pools.values()))
 
     def pool(self, function: str) -> FunctionPool:
         # a qualified ARN (":$LATEST") or a bare name both select the function

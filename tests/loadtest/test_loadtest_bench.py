@@ -28,7 +28,8 @@ async def test_sequential_round_trip_counts_every_frame() -> None:
 def test_table_has_the_machine_header_and_every_row() -> None:
     info = machine()
     text = format_table(info, [Row("a", "1 ms", "2 ms", "0.5x"), Row("b", "n/a (missing)")], ["n"])
-    assert text.splitlines()[0].startswith(f"machine: {info['cores']} cores")
+    assert text.splitlines()[0].startswith(f"machine: {info['cores']} cores, {info['cpu']}")
+    assert "load " in text.splitlines()[0] and "measured in this run" in text.splitlines()[1]
     assert "n/a (missing)" in text and "0.5x" in text
 
 

@@ -140,3 +140,25 @@ def test_frames_are_padded_to_the_payload_size() -> None:
     frame = pad_frame(lambda p: {"action": "echo", "data": {"p": p}}, 500)
     assert len(frame.encode()) == 500
     assert pad_frame(lambda p: {"action": "echo", "p": p}, 3) == '{"action":"echo","p":""}'
+
+
+async def test_warm_up_runs_first_on_its_own_connections_and_is_not_recorded(
+    echo_url: str,
+) -> None:
+    from loadtest.config import parse_run_args
+    from loadtest.report import format_summary
+
+    assert parse_run_args([]).warmup == 3.0  # the command line warms up by default
+    out = io.StringIO()
+    report = await LoadRun(_cfg(warmup=0.5), echo_url, out=out).run()
+    t = report.totals
+    assert (t["connectionsOpened"], t["sent"], t["received"], t["lost"]) == (3, 60, 60, 0)
+    assert report.histograms["latency"].get_total_count() == 60
+    assert sum(w.sent for w in report.windows.values()) == 60
+    assert report.meta["warmupS"] == 0.5
+    assert report.meta["warmup"] == {"connections": 3, "sent": 30, "received": 30}
+    assert "warm-up: 0.5 s on 3 connections, not recorded" in out.getvalue()
+    assert ("warm-up  0.5 s before measuring, not recorded: 3 connections, 30 frames sent, "
+            "30 answered") in format_summary(report)
+    cold = await LoadRun(_cfg(), echo_url, out=io.StringIO()).run()
+    assert "warm-up  none: the first seconds include cold starts" in format_summary(cold)

@@ -25,6 +25,7 @@ from aiohttp.http import WebSocketError
 
 from pipeline.local import vtl
 from pipeline.local.gateway import AwsResponse, GatewayLimits, IntegrationBackend
+from pipeline.local.gateway.misses import MissLog
 from pipeline.local.gateway.model import ApiModel
 from pipeline.local.gateway.protocol import (
     INTERNAL_ERROR,
@@ -157,6 +158,7 @@ class Gateway:
         self.limits = limits
         self._backend = backend
         self._protocol = GatewayProtocol(api)
+        self._misses = MissLog(stage, api.routes)
         self._clients: dict[str, _Client] = {}
         self._handlers: set[_Client] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -223,7 +225,7 @@ class Gateway:
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         if request.match_info["stage"] != self.stage:
-            return _aws_error(403, "ForbiddenException", "Forbidden")
+            return self._missed(request)
         # aiohttp refuses a message whose size *equals* max_msg_size; AWS accepts 128 KB itself.
         ws = _WebSocket(frame_bytes=self.limits.frame_bytes,
                         max_msg_size=self.limits.max_message_bytes + 1, autoping=True)
@@ -413,7 +415,7 @@ class Gateway:
 
     async def _connections(self, request: web.Request) -> web.StreamResponse:
         if request.match_info["stage"] != self.stage:
-            return _aws_error(403, "ForbiddenException", "Forbidden")
+            return self._missed(request)
         connection_id = request.match_info["connection_id"]
         if request.method not in ("POST", "GET", "DELETE"):
             return _aws_error(403, "ForbiddenException", "Forbidden")
@@ -447,4 +449,11 @@ class Gateway:
         return web.Response(status=200)
 
     async def _forbidden(self, request: web.Request) -> web.StreamResponse:
+        return self._missed(request)
+
+    def _missed(self, request: web.Request) -> web.StreamResponse:
+        """A path outside the stage: AWS's 403, and one (rate-limited) line saying what is served."""
+        line = self._misses.miss(request.method, request.path, f"ws://{self.host}:{self.port}")
+        if line is not None:
+            LOG.warning("%s", line)
         return _aws_error(403, "ForbiddenException", "Forbidden")

@@ -1,7 +1,9 @@
 """`python -m pipeline.local.hostile [--url ws://...]`: the hostile-input run, printed as a table.
 
-Without ``--url`` it starts its own twin (``python -m pipeline local --port 0 --aws-port 0``),
-waits for its TWIN-READY line and stops it at the end. Exit status: 0 when every case got its
+Without ``--url`` it attacks the twin already running on 127.0.0.1:8080 (``make local``), as
+``make loadtest`` does; when none runs (or with ``--new-twin``) it starts its own
+(``python -m pipeline local --port 0 --aws-port 0``), waits for its TWIN-READY line and stops it
+at the end. Exit status: 0 when every case got its
 documented answer and valid frames are still answered afterwards; 1 when the twin died or a
 valid frame went unanswered; 2 when the pipeline is healthy but some case got another answer.
 """
@@ -17,7 +19,15 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pipeline.local.harness import OUTPUT_LINES, Twin, TwinStartError, launch_twin, stop_twin
+from pipeline.local.harness import (
+    DEFAULT_PORT,
+    OUTPUT_LINES,
+    Twin,
+    TwinStartError,
+    launch_twin,
+    running_twin,
+    stop_twin,
+)
 from pipeline.local.hostile import cases, runner
 
 TWIN_START_TIMEOUT_S = 180.0  # includes `cdk synth` (~10-15 s here) unless --no-synth
@@ -44,7 +54,12 @@ def alive(twin: Twin) -> bool:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pipeline.local.hostile",
                                      description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--url", help="WebSocket URL to attack (default: start a twin)")
+    parser.add_argument("--url", help="WebSocket URL to attack (default: the twin running on "
+                        f"127.0.0.1:{DEFAULT_PORT}, else one started for this run)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help=f"port of the running twin to use (default {DEFAULT_PORT})")
+    parser.add_argument("--new-twin", action="store_true",
+                        help="start a twin for this run even when one is running")
     parser.add_argument("--no-synth", action="store_true",
                         help="the started twin uses the existing assembly (no `cdk synth`)")
     parser.add_argument("--assembly", type=Path, help="cloud assembly for the started twin")
@@ -101,6 +116,14 @@ async def main_async(args: argparse.Namespace) -> int:
             print(f"--url must be a ws:// or wss:// URL, got {args.url!r}", file=sys.stderr)
             return 2
         return await attack(args.url, args.concurrency, None, args.aws_endpoint)
+    running = None
+    if not (args.new_twin or args.no_synth or args.assembly is not None):
+        running = await asyncio.to_thread(running_twin, port=args.port)
+    if running is not None:
+        ws, aws = running
+        print(f"using the twin already running at {ws} (--new-twin starts a separate one; its "
+              "log is not checked for tracebacks here)\n", flush=True)
+        return await attack(ws, args.concurrency, None, args.aws_endpoint or aws)
     extra = ["--no-synth"] if args.no_synth else []
     if args.assembly is not None:
         extra += ["--assembly", str(args.assembly)]
