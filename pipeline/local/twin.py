@@ -48,6 +48,9 @@ class TwinConfig:
     max_connection_life_s: float | None = None
     iam: bool = True  # evaluate the stack's IAM policies locally (``--no-iam``: off)
     function_logs: Path | None = None  # a directory: <function>.log each; None: the twin's stderr
+    # GatewayRules: the twin's choices where AWS documents nothing (docs/fidelity.md)
+    integration_response_selection: str = "status"
+    connect_failure: str = "accept"
 
     @property
     def stack_name(self) -> str:
@@ -101,7 +104,12 @@ class Twin:
 
     async def start(self) -> TwinUrls:
         from pipeline.local.esm import EventSourceMappingRunner, MappingConfig
-        from pipeline.local.gateway import Gateway, GatewayLimits, build_api_model
+        from pipeline.local.gateway import (
+            Gateway,
+            GatewayLimits,
+            GatewayRules,
+            build_api_model,
+        )
 
         cfg = self.config
         template = load_template(cfg.assembly, cfg.stack_name)
@@ -123,7 +131,9 @@ class Twin:
         api = build_api_model(stack.as_dict(), cfg.stage)
         gateway_access = GatewayAccess(access, api.api_id, cfg.stage) if access else None
         self._gateway = Gateway(api, backend, stage=cfg.stage, host="127.0.0.1",
-                                port=cfg.port, limits=limits, access=gateway_access)
+                                port=cfg.port, limits=limits, access=gateway_access,
+                                rules=GatewayRules(cfg.integration_response_selection,
+                                                   cfg.connect_failure))
         port = await self._gateway.start()
 
         specs = function_specs(stack, gateway_port=port, aws_url=aws_url)

@@ -145,8 +145,10 @@ def integration_failed(status: int, error_type: str | None) -> bool:
 class GatewayProtocol:
     """Route selection, $context and request templates for one API stage."""
 
-    def __init__(self, api: ApiModel, *, clock_ms: Callable[[], int] = _now_ms) -> None:
+    def __init__(self, api: ApiModel, *, clock_ms: Callable[[], int] = _now_ms,
+                 selection_rule: str = "status") -> None:
         self.api = api
+        self.selection_rule = selection_rule  # GatewayRules.integration_response_selection
         self._clock_ms = clock_ms
         expression = api.route_selection_expression
         prefix = "$request.body."
@@ -256,7 +258,8 @@ class GatewayProtocol:
         try:
             text = render_response(call.responses, status=status, body=body,
                                    context=call.context,
-                                   stage_variables=self.api.stage_variables)
+                                   stage_variables=self.api.stage_variables,
+                                   rule=self.selection_rule)
         except vtl.VtlError:
             text = None
         if text is None:

@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.local.gateway import AwsResponse, Gateway, GatewayLimits, build_api_model
+from pipeline.local.gateway import (
+    AwsResponse,
+    Gateway,
+    GatewayLimits,
+    GatewayRules,
+    build_api_model,
+)
 
 TEMPLATES = Path(__file__).resolve().parents[3] / "integration_templates"
 API_ID = "a1b2c3d4e5"
@@ -129,9 +135,10 @@ class Running:
 
 
 async def start_gateway(limits: GatewayLimits | None = None,
-                        res: dict[str, dict[str, Any]] | None = None) -> Running:
+                        res: dict[str, dict[str, Any]] | None = None,
+                        rules: GatewayRules | None = None) -> Running:
     backend = RecordingBackend()
     gateway = Gateway(build_api_model(res or resources(), "dev"), backend, stage="dev", port=0,
-                      limits=limits or GatewayLimits())
+                      limits=limits or GatewayLimits(), rules=rules or GatewayRules())
     await gateway.start()
     return Running(gateway, backend)
