@@ -74,10 +74,11 @@ class TwinBackend:
         self._services = services
         self.workers: Workers | None = None
 
-    def call_aws(self, service: str, action: str, body: bytes, credentials_arn: str | None) -> Any:
+    def call_aws(self, service: str, action: str, body: bytes, credentials_arn: str | None,
+                 content_type: str | None = None) -> Any:
         from pipeline.local.gateway import AwsResponse
 
-        r = self._services.call_aws(service, action, body, credentials_arn)
+        r = self._services.call_aws(service, action, body, credentials_arn, content_type)
         return AwsResponse(r.status, r.body, r.error_type)
 
     async def invoke_function(self, function_arn: str, event: dict[str, Any]) -> Any:

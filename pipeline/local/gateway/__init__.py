@@ -36,9 +36,13 @@ class IntegrationBackend(Protocol):
     """Executes what the integrations ask for, against the twin's services."""
 
     def call_aws(
-        self, service: str, action: str, body: bytes, credentials_arn: str | None
+        self, service: str, action: str, body: bytes, credentials_arn: str | None,
+        content_type: str | None = None,
     ) -> AwsResponse:
-        """Run one AWS JSON-protocol action ("kinesis", "PutRecord"); never raises for AWS errors."""
+        """Run one AWS JSON-protocol action ("kinesis", "PutRecord"); never raises for AWS errors.
+
+        ``content_type``: the Content-Type header the integration sends (None: an SDK's own).
+        """
         ...
 
     async def invoke_function(self, function_arn: str, event: dict[str, Any]) -> Any:

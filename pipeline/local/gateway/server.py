@@ -358,7 +358,7 @@ class Gateway:
         """Run one integration; its response, AWS errors included (None: the backend raised)."""
         try:
             response = self._backend.call_aws(call.service, call.action, call.body,
-                                              call.credentials_arn)
+                                              call.credentials_arn, call.content_type)
         except Exception:
             LOG.exception("integration %s:%s raised", call.service, call.action)
             return None

@@ -78,6 +78,7 @@ class Call:
     service: str
     action: str
     request: dict[str, Any]
+    content_type: str | None = None
 
     @property
     def envelope(self) -> dict[str, Any]:
@@ -94,10 +95,10 @@ class RecordingBackend:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def call_aws(self, service: str, action: str, body: bytes,
-                 credentials_arn: str | None) -> AwsResponse:
+                 credentials_arn: str | None, content_type: str | None = None) -> AwsResponse:
         assert credentials_arn == ROLE_ARN
         with self.lock:
-            self.calls.append(Call(service, action, json.loads(body)))
+            self.calls.append(Call(service, action, json.loads(body), content_type))
         error = self.fail.get(action)
         if error is not None:
             return AwsResponse(400, json.dumps({"__type": error}).encode(), error)
