@@ -130,6 +130,7 @@ class Twin:
         if cfg.max_connection_life_s is not None:
             limits = _replace(limits, max_connection_s=cfg.max_connection_life_s)
         api = build_api_model(stack.as_dict(), cfg.stage)
+        _warn_about_content_types(api)
         gateway_access = GatewayAccess(access, api.api_id, cfg.stage) if access else None
         self._gateway = Gateway(api, backend, stage=cfg.stage, host="127.0.0.1",
                                 port=cfg.port, limits=limits, access=gateway_access,
@@ -194,6 +195,23 @@ def _log_mapping_problems(access: AccessControl, res: Any, role: str) -> None:
     destination = ((p.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
     for problem in mapping_problems(access, role, str(p.get("EventSourceArn", "")), destination):
         log.error("%s: InvalidParameterValueException at deploy: %s", res.logical_id, problem)
+
+
+def _warn_about_content_types(api: Any) -> None:
+    """Say at start-up what every frame would otherwise say later: Kinesis refuses a Content-Type
+    other than JSON 1.1 (content_types.py), so a Kinesis integration without that static
+    request parameter fails every frame, here as on AWS."""
+    from pipeline.local.content_types import GATEWAY_DEFAULT, kinesis_refusal
+
+    for route in api.routes.values():
+        integration = route.integration
+        if integration is None or integration.service != "kinesis":
+            continue
+        sent = integration.static_header("Content-Type") or GATEWAY_DEFAULT
+        if kinesis_refusal(sent) is not None:
+            log.warning("route %s: its Kinesis integration sends Content-Type %s; Kinesis "
+                        "refuses it (set integration.request.header.Content-Type to "
+                        "'application/x-amz-json-1.1')", route.route_key, sent)
 
 
 def _replace(limits: Any, **changes: Any) -> Any:
