@@ -67,8 +67,8 @@ class ConnectAuthorization(Construct):
         )
         self.secret.grant_read(self.function)
         drop_redundant_role_dependency(self.function)
-        # No identity source: the token may be in the query string OR the subprotocol header,
-        # and API Gateway refuses (401) without invoking when a listed source is missing.
+        # No identity source: with one, API Gateway refuses a connect without ?token= (401)
+        # before invoking, leaving no log line; without, the function denies (403) and logs why.
         self.authorizer = authorizers.WebSocketLambdaAuthorizer(
             "ConnectAuthorizer", self.function, identity_source=[]
         )

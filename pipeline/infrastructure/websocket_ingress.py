@@ -145,6 +145,7 @@ class WebSocketIngress(Construct):
         self.routes["$connect"] = self.api.add_route(
             "$connect", integration=connect, authorizer=connect_authorizer
         )
+        self._connect_responses(self.routes["$connect"], "ConnectPutItem")
         to_stream = self._integration(
             "StreamPutRecord",
             f"arn:{partition}:apigateway:{region}:kinesis:action/PutRecord",
@@ -232,6 +233,34 @@ class WebSocketIngress(Construct):
         account = apigw.CfnAccount(self, "Account", cloud_watch_role_arn=role.role_arn)
         account.apply_removal_policy(RemovalPolicy.RETAIN)
         return role, account
+
+    def _connect_responses(self, route: apigwv2.WebSocketRoute, integration_id: str) -> None:
+        """``$connect``'s route response and integration response, as AWS's own sample for a
+        DynamoDB PutItem ``$connect`` declares them (serverless-patterns
+        ``apigw-websocket-api-connection-dynamodb/template.yaml``: RouteResponse ``$default``,
+        IntegrationResponse ``/200/`` with no template). What a failed PutItem then does to the
+        upgrade is not documented (docs/fidelity.md "Unverified on AWS", verify ``connect-roster``);
+        the roster copes either way: a connection without its META item is still pruned on
+        its first 410 and its memberships carry a TTL.
+        https://github.com/aws-samples/serverless-patterns/tree/main/apigw-websocket-api-connection-dynamodb
+        """
+        bound = route.node.find_child(integration_id)
+        assert isinstance(bound, apigwv2.WebSocketIntegration)
+        apigwv2.CfnRouteResponse(
+            self,
+            "ConnectRouteResponse",
+            api_id=self.api.api_id,
+            route_id=route.route_id,
+            route_response_key="$default",
+        )
+        apigwv2.CfnIntegrationResponse(
+            self,
+            "ConnectIntegrationResponse",
+            api_id=self.api.api_id,
+            integration_id=bound.integration_id,
+            integration_response_key="/200/",
+            template_selection_expression="\\$default",
+        )
 
     def _ack_responses(self, first_route: apigwv2.WebSocketRoute, integration_id: str) -> None:
         """The acked integration's responses: ack on 2xx, nack on anything else."""

@@ -46,6 +46,16 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--no-iam", action="store_true",
                         help="do not evaluate the stack's IAM policies (integration roles, "
                              "function roles, @connections, SigV4 $connect); default: enforced")
+    parser.add_argument("--integration-response-selection", choices=("status", "lambda-like"),
+                        default="status",
+                        help="how an AWS-service integration's answer selects its integration "
+                             "response (AWS does not document it): the HTTP status (default, as "
+                             "for HTTP and AWS back ends in REST APIs) or the body's errorMessage "
+                             "(as for Lambda: every Kinesis answer falls to $default)")
+    parser.add_argument("--connect-failure", choices=("accept", "refuse"), default="accept",
+                        help="a failed $connect integration (roster PutItem): accept the "
+                             "connection anyway (default, as users report for non-proxy "
+                             "integrations) or refuse it with 500")
     parser.add_argument("--function-logs", default=str(DEFAULT_FUNCTION_LOGS), metavar="DIR",
                         help="write each function's logs to DIR/<function>.log, like CloudWatch "
                              f"Logs (default: {DEFAULT_FUNCTION_LOGS}); '-' = inline on stderr")
@@ -129,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
         enforce_limits=args.enforce_limits, idle_timeout_s=args.idle_timeout,
         max_connection_life_s=args.max_connection_life, iam=not args.no_iam,
         function_logs=None if args.function_logs == "-" else Path(args.function_logs),
+        integration_response_selection=args.integration_response_selection,
+        connect_failure=args.connect_failure,
     )
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(_serve(config, debug=args.debug))

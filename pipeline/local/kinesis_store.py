@@ -96,10 +96,36 @@ def _keys(shard: Any) -> list[int]:
     return keys
 
 
+# Sequence numbers as AWS shapes them: 56-digit decimal strings, strictly increasing per shard,
+# not consecutive ("Sequence numbers for the same partition key generally increase over time";
+# compare them as numbers, never assume +1):
+# https://docs.aws.amazon.com/kinesis/latest/APIReference/API_PutRecord.html
+# https://docs.aws.amazon.com/streams/latest/dev/key-concepts.html#sequence-number
+# A shard's first number is 49..., then the shard's creation time (ms) and its index, like the
+# "49590338271490256608559692538361571095921575989136588898" of AWS's Lambda event samples.
+# moto keeps them as ints, so its GetRecords, AT_/AFTER_SEQUENCE_NUMBER iterators and the ESM's
+# checkpoints compare them numerically, as AWS does.
+SEQUENCE_DIGITS = 56
+SEQUENCE_STRIDE = 1_000_003  # gap between consecutive records of a shard (not 1, as on AWS)
+_SEQUENCE_PREFIX = 49 * 10**54
+
+
+def first_sequence(shard_index: int, created_ms: int) -> int:
+    """The sequence number of a shard's first record (56 digits, see above)."""
+    return _SEQUENCE_PREFIX + created_ms * 10**36 + (shard_index % 10**6) * 10**30 + 1
+
+
 def _shard_put_record(self: Any, partition_key: str, data: str, explicit_hash_key: str) -> str:
     with LOCK:
         keys = _keys(self)
-        sequence_number = (keys[-1] if keys else 0) + 1
+        if keys:
+            sequence_number = keys[-1] + SEQUENCE_STRIDE
+        else:
+            base = self.__dict__.get("_twin_base")
+            if base is None:
+                base = self.__dict__["_twin_base"] = first_sequence(
+                    int(self._shard_id), time.time_ns() // 1_000_000)
+            sequence_number = base
         self.records[sequence_number] = kinesis_models.Record(
             partition_key, data, sequence_number, explicit_hash_key
         )

@@ -25,6 +25,7 @@ from werkzeug.test import Client
 from pipeline.local import kinesis_store
 from pipeline.local.cfn import ACCOUNT_ID, REGION, Resource, Stack
 from pipeline.local.cfn_types import stream_is_on_demand, stream_shard_count
+from pipeline.local.content_types import kinesis_refusal
 from pipeline.local.esm.interfaces import StoredRecord
 from pipeline.local.iam.access import AccessControl
 from pipeline.local.iam.integration import integration_denied
@@ -185,9 +186,13 @@ class AwsServices:
 
     # --- the gateway's integrations -------------------------------------------------------------
     def call_aws(
-        self, service: str, action: str, body: bytes, credentials_arn: str | None
+        self, service: str, action: str, body: bytes, credentials_arn: str | None,
+        content_type: str | None = None,
     ) -> AwsResponse:
         """One AWS JSON-protocol call, in process; AWS errors come back as responses.
+
+        ``content_type`` is the request's Content-Type header (None: the one an SDK sends);
+        Kinesis refuses any type it does not read, as AWS does (``content_types.py``).
 
         Kinesis PutRecord/PutRecords go straight to the backend (~0.05 ms); any other action
         goes through moto's own request handling in process (~1 ms, no socket).
@@ -197,6 +202,10 @@ class AwsServices:
             denied = integration_denied(self.access, service, action, body, credentials_arn)
             if denied is not None:
                 return AwsResponse(denied.status, denied.body, denied.error_type)
+        if service == "kinesis" and content_type is not None:
+            refused = kinesis_refusal(content_type)
+            if refused is not None:
+                return AwsResponse(refused.status, refused.body, refused.error_type)
         try:
             if service == "kinesis" and action in ("PutRecord", "PutRecords"):
                 return self._kinesis_put(action, body)

@@ -50,6 +50,9 @@ class TwinConfig:
     max_connection_life_s: float | None = None
     iam: bool = True  # evaluate the stack's IAM policies locally (``--no-iam``: off)
     function_logs: Path | None = None  # a directory: <function>.log each; None: the twin's stderr
+    # GatewayRules: the twin's choices where AWS documents nothing (docs/fidelity.md)
+    integration_response_selection: str = "status"
+    connect_failure: str = "accept"
 
     @property
     def stack_name(self) -> str:
@@ -73,10 +76,11 @@ class TwinBackend:
         self._services = services
         self.workers: Workers | None = None
 
-    def call_aws(self, service: str, action: str, body: bytes, credentials_arn: str | None) -> Any:
+    def call_aws(self, service: str, action: str, body: bytes, credentials_arn: str | None,
+                 content_type: str | None = None) -> Any:
         from pipeline.local.gateway import AwsResponse
 
-        r = self._services.call_aws(service, action, body, credentials_arn)
+        r = self._services.call_aws(service, action, body, credentials_arn, content_type)
         return AwsResponse(r.status, r.body, r.error_type)
 
     async def invoke_function(self, function_arn: str, event: dict[str, Any]) -> Any:
@@ -103,7 +107,12 @@ class Twin:
 
     async def start(self) -> TwinUrls:
         from pipeline.local.esm import EventSourceMappingRunner, MappingConfig
-        from pipeline.local.gateway import Gateway, GatewayLimits, build_api_model
+        from pipeline.local.gateway import (
+            Gateway,
+            GatewayLimits,
+            GatewayRules,
+            build_api_model,
+        )
 
         cfg = self.config
         template = load_template(cfg.assembly, cfg.stack_name)
@@ -123,9 +132,12 @@ class Twin:
         if cfg.max_connection_life_s is not None:
             limits = _replace(limits, max_connection_s=cfg.max_connection_life_s)
         api = build_api_model(stack.as_dict(), cfg.stage)
+        _warn_about_content_types(api)
         gateway_access = GatewayAccess(access, api.api_id, cfg.stage) if access else None
         self._gateway = Gateway(api, backend, stage=cfg.stage, host="127.0.0.1",
-                                port=cfg.port, limits=limits, access=gateway_access)
+                                port=cfg.port, limits=limits, access=gateway_access,
+                                rules=GatewayRules(cfg.integration_response_selection,
+                                                   cfg.connect_failure))
         # The port is bound now (the functions need it) but accepts connections only once
         # every mapping reads the stream: a frame sent earlier would never be answered.
         port = self._gateway.reserve()
@@ -198,6 +210,23 @@ def _log_mapping_problems(access: AccessControl, res: Any, role: str) -> None:
     destination = ((p.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
     for problem in mapping_problems(access, role, str(p.get("EventSourceArn", "")), destination):
         log.error("%s: InvalidParameterValueException at deploy: %s", res.logical_id, problem)
+
+
+def _warn_about_content_types(api: Any) -> None:
+    """Say at start-up what every frame would otherwise say later: Kinesis refuses a Content-Type
+    other than JSON 1.1 (content_types.py), so a Kinesis integration without that static
+    request parameter fails every frame, here as on AWS."""
+    from pipeline.local.content_types import GATEWAY_DEFAULT, kinesis_refusal
+
+    for route in api.routes.values():
+        integration = route.integration
+        if integration is None or integration.service != "kinesis":
+            continue
+        sent = integration.static_header("Content-Type") or GATEWAY_DEFAULT
+        if kinesis_refusal(sent) is not None:
+            log.warning("route %s: its Kinesis integration sends Content-Type %s; Kinesis "
+                        "refuses it (set integration.request.header.Content-Type to "
+                        "'application/x-amz-json-1.1')", route.route_key, sent)
 
 
 def _replace(limits: Any, **changes: Any) -> Any:

@@ -1,5 +1,9 @@
-"""Nacks with AWS's error codes, on one extra twin: ``--enforce-limits`` and a template copy with
-an extra acked route, ``denied``, whose integration role may not call kinesis:PutRecord."""
+"""Acks and nacks with AWS's error codes, on an extra twin: ``--enforce-limits`` and a template copy
+with an extra acked route, ``denied``, whose integration role may not call kinesis:PutRecord.
+
+The twin runs once per integration response selection rule (``--integration-response-selection``):
+AWS does not document which one an AWS-service integration uses, and acks must be right under
+both (docs/fidelity.md "Unverified on AWS", verify check ``ack``)."""
 
 from __future__ import annotations
 
@@ -58,13 +62,15 @@ def _with_denied_route(template: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@pytest.fixture(scope="module")
-def limits_twin(cloud_assembly: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Twin]:
+@pytest.fixture(scope="module", params=["status", "lambda-like"])
+def limits_twin(cloud_assembly: Path, tmp_path_factory: pytest.TempPathFactory,
+                request: pytest.FixtureRequest) -> Iterator[Twin]:
     assembly = tmp_path_factory.mktemp("acks") / "cdk.out"
     shutil.copytree(cloud_assembly, assembly)
     template = json.loads((assembly / TEMPLATE).read_text())
     (assembly / TEMPLATE).write_text(json.dumps(_with_denied_route(template)))
-    running = start_twin(assembly, "--enforce-limits")
+    running = start_twin(assembly, "--enforce-limits",
+                         "--integration-response-selection", request.param)
     yield running
     stop_twin(running)
 
@@ -78,6 +84,14 @@ async def _answers(ws: Any, count: int) -> list[dict[str, Any]]:
         if frame.get("action") in ("ack", "nack"):
             found.append(frame)
     return found
+
+
+async def test_a_stored_frame_is_acked_with_its_sequence_number(limits_twin: Twin) -> None:
+    async with websockets.connect(limits_twin.ws, open_timeout=TIMEOUT_S) as ws:
+        await ws.send(json.dumps({"action": "send", "room": "r", "text": "t", "id": "a-1"}))
+        (ack,) = await _answers(ws, 1)
+    assert ack["action"] == "ack" and ack["route"] == "send", ack
+    assert ack["shardId"].startswith("shardId-") and len(ack["sequenceNumber"]) == 56
 
 
 async def test_refused_by_iam_is_a_non_retryable_access_denied_nack(limits_twin: Twin) -> None:

@@ -78,6 +78,7 @@ async def test_ack_carries_the_real_shard_and_sequence_number(twin: Twin) -> Non
         StartingSequenceNumber=ack["sequenceNumber"])["ShardIterator"]
     record = kinesis.get_records(ShardIterator=iterator, Limit=1)["Records"][0]
     assert record["SequenceNumber"] == ack["sequenceNumber"]
+    assert len(ack["sequenceNumber"]) == 56  # AWS-shaped (tests/local/test_sequence_numbers.py)
     envelope = json.loads(record["Data"])
     assert envelope["requestId"] == ack["requestId"] and envelope["routeKey"] == "send"
     assert json.loads(envelope["body"])["id"] == "m-1"  # the id travels in the envelope

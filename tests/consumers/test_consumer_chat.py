@@ -99,6 +99,28 @@ def test_gone_members_are_pruned_while_the_others_get_the_message(
     assert not any(C in pk or C in sk for pk, sk in all_items(ddb))
 
 
+def test_a_sender_with_no_meta_item_is_served_and_still_cleaned_up(
+    atconn: AtConnections, ctx: HandlerContext, ddb: Any
+) -> None:
+    """A connection whose $connect roster write failed (AWS may connect it anyway; docs/fidelity.md
+    "Unverified on AWS") has no META item. It can join and send like any other, every item it
+    makes carries a TTL, and the first 410 to it removes all of them."""
+    put_meta(ddb, A)
+    send(ctx, (C, {"action": "join", "room": "lobby"}), (A, {"action": "join", "room": "lobby"}))
+    assert atconn.received(C) == [{"action": "joined", "room": "lobby"}]
+    send(ctx, (C, {"action": "send", "room": "lobby", "text": "from C"}))
+    assert atconn.received(A)[-1] == {"action": "message", "room": "lobby", "from": C,
+                                      "text": "from C"}
+    items = ddb.scan(TableName=ctx.roster.table_name)["Items"]
+    of_c = [i for i in items if C in i["pk"]["S"] or C in i["sk"]["S"]]
+    assert len(of_c) == 2 and all("expiresAt" in i for i in of_c)  # both membership items
+    atconn.gone.add(C)
+    send(ctx, (A, {"action": "send", "room": "lobby", "text": "to C"}))
+    assert not any(C in pk or C in sk for pk, sk in all_items(ddb))
+    assert all_items(ddb) == sorted([(f"CONN#{A}", "META"), (f"CONN#{A}", "ROOM#lobby"),
+                                     ("ROOM#lobby", f"CONN#{A}")])
+
+
 def test_join_and_leave_are_idempotent(atconn: AtConnections, ctx: HandlerContext) -> None:
     send(ctx, (A, {"action": "join", "room": "r"}), (A, {"action": "join", "room": "r"}),
          (A, {"action": "leave", "room": "r"}), (A, {"action": "leave", "room": "r"}))

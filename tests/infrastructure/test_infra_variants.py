@@ -42,7 +42,7 @@ def test_prod_defaults_to_a_token_authorizer_on_connect_only(prod_template: Temp
     assert len(authorizers) == 1
     (authorizer_id, authorizer), = authorizers.items()
     assert authorizer["Properties"]["AuthorizerType"] == "REQUEST"
-    # No identity source: the token may come as ?token= or in Sec-WebSocket-Protocol.
+    # No identity source: a missing ?token= reaches the function, which denies and logs it.
     assert authorizer["Properties"]["IdentitySource"] == []
     routes = routes_by_key(prod_template)
     assert routes["$connect"]["AuthorizationType"] == "CUSTOM"

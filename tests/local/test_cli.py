@@ -24,6 +24,26 @@ def test_defaults_and_flags_parse() -> None:
     assert args.enforce_limits and args.idle_timeout == 5.0 and args.max_connection_life == 60.0
 
 
+def test_undocumented_aws_rules_are_flags_with_documented_defaults() -> None:
+    import argparse
+
+    from pipeline.local import cli
+    from pipeline.local.gateway import GatewayRules
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser, "local")
+    args = parser.parse_args([])
+    assert (args.integration_response_selection, args.connect_failure) == ("status", "accept")
+    assert GatewayRules() == GatewayRules("status", "accept")
+    args = parser.parse_args(["--integration-response-selection", "lambda-like",
+                              "--connect-failure", "refuse"])
+    assert (args.integration_response_selection, args.connect_failure) == ("lambda-like", "refuse")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--integration-response-selection", "errorMessage"])
+    with pytest.raises(ValueError, match="connect_failure"):
+        GatewayRules(connect_failure="maybe")
+
+
 @pytest.mark.parametrize("flag", ["--port", "--aws-port"])
 def test_out_of_range_port_is_refused(flag: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["local", "--no-synth", flag, "70000"]) == 2

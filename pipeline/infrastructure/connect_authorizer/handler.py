@@ -1,17 +1,17 @@
 """``$connect`` REQUEST authorizer: verifies an HS256 JWT, returns an IAM policy.
 
-Where the token comes from (first match wins):
-
-* query string ``?token=<jwt>`` (CLIs, servers, the load test);
-* ``Sec-WebSocket-Protocol: pipeline.v1, <jwt>`` (browsers cannot set headers:
-  ``new WebSocket(url, ["pipeline.v1", jwt])``). The entry that has the shape of a JWT is used.
-  A browser drops the connection unless the handshake answer echoes ONE of the offered
-  subprotocols, so the ``$connect`` route response must return ``Sec-WebSocket-Protocol:
-  pipeline.v1`` (never the token). That response belongs to the ``$connect`` integration.
+The token comes from the query string only: ``?token=<jwt>``, which every client can set,
+browsers included (``new WebSocket(url + "?token=" + jwt)``). It is never read from
+``Sec-WebSocket-Protocol``: a browser that offers a subprotocol drops the connection unless the
+handshake answer echoes one of them, and only a Lambda ``$connect`` integration can return that
+header (AWS documents the echo for Lambda only:
+https://docs.aws.amazon.com/apigateway/latest/developerguide/websocket-connect-route-subprotocol.html);
+this stack's ``$connect`` is a DynamoDB PutItem with no Lambda, so it answers no subprotocol.
 
 The authorizer has no identity source on purpose: API Gateway answers 401 without calling the
-function when any configured identity source is missing, and the token may sit in either place.
-Without identity sources it is invoked for every connect (WebSocket authorizers do not cache).
+function when a configured identity source is missing, which leaves no log line saying why;
+without one, a missing token reaches the function, is denied (403) and logged as
+``missing_token``. WebSocket authorizers do not cache, so it runs for every connect anyway.
 https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-lambda-auth.html
 
 The signing secret is read once per container from Secrets Manager (``TOKEN_SECRET_ARN``).
@@ -28,7 +28,6 @@ import re
 import time
 from typing import Any
 
-SUBPROTOCOL = "pipeline.v1"
 LEEWAY_SECONDS = 5
 _JWT_SHAPE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
 _secret: bytes | None = None
@@ -92,18 +91,11 @@ def verify_token(token: str, secret: bytes, now: float) -> dict[str, Any]:
 
 
 def find_token(event: dict[str, Any]) -> str:
-    """The token from ``?token=`` or from a ``Sec-WebSocket-Protocol`` entry."""
+    """The token from ``?token=`` (never from a header: see the module docstring)."""
     query = event.get("queryStringParameters") or {}
     token = query.get("token") if isinstance(query, dict) else None
     if isinstance(token, str) and token:
         return token
-    headers = event.get("headers") or {}
-    if isinstance(headers, dict):
-        for name, value in headers.items():
-            if str(name).lower() == "sec-websocket-protocol" and isinstance(value, str):
-                for entry in (part.strip() for part in value.split(",")):
-                    if _JWT_SHAPE.match(entry):
-                        return entry
     raise TokenError("missing_token")
 
 

@@ -17,6 +17,7 @@ __all__ = [
     "Gateway",
     "GatewayError",
     "GatewayLimits",
+    "GatewayRules",
     "IntegrationBackend",
     "build_api_model",
 ]
@@ -35,9 +36,13 @@ class IntegrationBackend(Protocol):
     """Executes what the integrations ask for, against the twin's services."""
 
     def call_aws(
-        self, service: str, action: str, body: bytes, credentials_arn: str | None
+        self, service: str, action: str, body: bytes, credentials_arn: str | None,
+        content_type: str | None = None,
     ) -> AwsResponse:
-        """Run one AWS JSON-protocol action ("kinesis", "PutRecord"); never raises for AWS errors."""
+        """Run one AWS JSON-protocol action ("kinesis", "PutRecord"); never raises for AWS errors.
+
+        ``content_type``: the Content-Type header the integration sends (None: an SDK's own).
+        """
         ...
 
     async def invoke_function(self, function_arn: str, event: dict[str, Any]) -> Any:
@@ -58,6 +63,36 @@ class GatewayLimits:
     # The twin's choice (AWS documents no figure): a client that stops reading is dropped once a
     # send to it has been blocked this long (its $disconnect says 1006); the post answers 410.
     send_timeout_s: float = 10.0
+
+
+SELECTION_RULES = ("status", "lambda-like")
+CONNECT_FAILURE_RULES = ("accept", "refuse")
+
+
+@dataclass(frozen=True)
+class GatewayRules:
+    """The twin's answers where AWS documents nothing (docs/fidelity.md "Unverified on AWS").
+
+    ``integration_response_selection``: how an AWS-service integration's response picks its
+    integration response. ``status`` (default) matches the ``/regex/`` keys against the HTTP
+    status, as AWS documents for HTTP and "all other HTTP and AWS back ends" in REST APIs
+    (https://docs.aws.amazon.com/apigateway/latest/api/API_IntegrationResponse.html,
+    ``selectionPattern``); ``lambda-like`` matches them against the body's ``errorMessage``, as
+    for a Lambda integration, so a Kinesis answer (which has none) always falls to ``$default``.
+
+    ``connect_failure``: what a failed non-proxy ``$connect`` integration (e.g. the roster's
+    PutItem) does. ``accept`` (default): the upgrade completes anyway, as users report for
+    non-proxy ``$connect`` integrations; ``refuse``: HTTP 500, as the route-keys page reads.
+    """
+
+    integration_response_selection: str = "status"
+    connect_failure: str = "accept"
+
+    def __post_init__(self) -> None:
+        if self.integration_response_selection not in SELECTION_RULES:
+            raise ValueError(f"integration_response_selection must be one of {SELECTION_RULES}")
+        if self.connect_failure not in CONNECT_FAILURE_RULES:
+            raise ValueError(f"connect_failure must be one of {CONNECT_FAILURE_RULES}")
 
 
 # Imported last: these modules use the types above.

@@ -37,6 +37,20 @@ class Integration:
     request_template: str | None
     passthrough_behavior: str = "NEVER"
     responses: tuple[IntegrationResponse, ...] = ()
+    request_parameters: Mapping[str, str] = field(default_factory=dict)
+
+    def static_header(self, name: str) -> str | None:
+        """The value of a static ``integration.request.header.<name>`` request parameter.
+
+        Static values are single-quoted ('application/x-amz-json-1.1'); a mapped value
+        (``route.request.header.X``) is not a constant and gives None.
+        https://docs.aws.amazon.com/apigateway/latest/developerguide/websocket-api-data-mapping.html
+        """
+        wanted = f"integration.request.header.{name}".lower()
+        for key, value in self.request_parameters.items():
+            if key.lower() == wanted and len(value) >= 2 and value[0] == value[-1] == "'":
+                return value[1:-1]
+        return None
 
 
 @dataclass(frozen=True)
@@ -109,6 +123,9 @@ def _integration(logical_id: str, spec: Mapping[str, Any],
     # The only selection expression we honour is the constant "\$default" (docs/contracts.md).
     template = templates.get(selection.replace("\\", "")) or templates.get("$default")
     credentials = props.get("CredentialsArn")
+    parameters = props.get("RequestParameters") or {}
+    if not isinstance(parameters, Mapping):
+        raise ApiModelError("RequestParameters is not an object", logical_id=logical_id)
     return Integration(
         integration_id=_ref(logical_id, spec),
         service=match.group(1),
@@ -117,6 +134,7 @@ def _integration(logical_id: str, spec: Mapping[str, Any],
         request_template=str(template) if template is not None else None,
         passthrough_behavior=str(props.get("PassthroughBehavior", "WHEN_NO_MATCH")),
         responses=responses,
+        request_parameters={str(k): str(v) for k, v in parameters.items()},
     )
 
 

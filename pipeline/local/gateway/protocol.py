@@ -20,6 +20,7 @@ from typing import Any, NewType
 import orjson
 
 from pipeline.local import vtl
+from pipeline.local.content_types import GATEWAY_DEFAULT
 from pipeline.local.gateway.model import ApiModel, IntegrationResponse, Route
 from pipeline.local.gateway.responses import render_response
 
@@ -113,6 +114,9 @@ class IntegrationCall:
     two_way: bool = False
     responses: tuple[IntegrationResponse, ...] = ()
     context: Mapping[str, Any] = field(default_factory=dict)
+    # The Content-Type header the integration request carries: its static request parameter,
+    # else what API Gateway sends by default (content_types.GATEWAY_DEFAULT).
+    content_type: str = GATEWAY_DEFAULT
 
 
 @dataclass(frozen=True)
@@ -145,8 +149,10 @@ def integration_failed(status: int, error_type: str | None) -> bool:
 class GatewayProtocol:
     """Route selection, $context and request templates for one API stage."""
 
-    def __init__(self, api: ApiModel, *, clock_ms: Callable[[], int] = _now_ms) -> None:
+    def __init__(self, api: ApiModel, *, clock_ms: Callable[[], int] = _now_ms,
+                 selection_rule: str = "status") -> None:
         self.api = api
+        self.selection_rule = selection_rule  # GatewayRules.integration_response_selection
         self._clock_ms = clock_ms
         expression = api.route_selection_expression
         prefix = "$request.body."
@@ -256,7 +262,8 @@ class GatewayProtocol:
         try:
             text = render_response(call.responses, status=status, body=body,
                                    context=call.context,
-                                   stage_variables=self.api.stage_variables)
+                                   stage_variables=self.api.stage_variables,
+                                   rule=self.selection_rule)
         except vtl.VtlError:
             text = None
         if text is None:
@@ -334,7 +341,9 @@ class GatewayProtocol:
             return IntegrationCall(integration.service, integration.action, payload.encode(),
                                    integration.credentials_arn, route.route_key, request_id,
                                    two_way=route.two_way, responses=integration.responses,
-                                   context=context)
+                                   context=context,
+                                   content_type=integration.static_header("Content-Type")
+                                   or GATEWAY_DEFAULT)
 
         if template is None:
             if integration.passthrough_behavior == "NEVER":

@@ -6,8 +6,9 @@ response makes of the integration's result; a one-way route sends nothing back o
 https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-integration-responses.html
 https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-route-response.html
 
-Selection, for a non-proxy integration: the integration's HTTP status is matched against every
-``/regex/`` key (the whole status must match); if none matches, the ``$default`` response is
+Selection, for a non-proxy integration: the integration's HTTP status (rule ``status``; rule
+``lambda-like``: the body's ``errorMessage``, "" when absent, see ``GatewayRules``) is matched
+against every ``/regex/`` key (the whole value must match); if none matches, the ``$default`` response is
 used; with neither, the request fails. The response's template selection expression is evaluated
 (a constant such as ``\\$default``, or ``${integration.response.statuscode}``) and looked up in
 its ``ResponseTemplates``, falling back to the ``$default`` template; with no template at all the
@@ -22,6 +23,8 @@ import re
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
+
+import orjson
 
 from pipeline.local import vtl
 from pipeline.local.gateway.model import IntegrationResponse
@@ -38,10 +41,24 @@ def _key_regex(key: str) -> re.Pattern[str] | None:
         return None  # a key that is not a valid regex never matches
 
 
-def select_response(responses: Sequence[IntegrationResponse],
-                    status: int) -> IntegrationResponse | None:
-    """The integration response for an integration *status*: first matching regex, else $default."""
-    code = str(status)
+def selection_value(rule: str, status: int, body: bytes) -> str:
+    """What the ``/regex/`` keys are matched against under *rule* (``GatewayRules``)."""
+    if rule == "status":
+        return str(status)
+    # Lambda: the selection expression is fixed to ${integration.response.body.errorMessage}.
+    # https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-integration-responses.html
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return ""
+    message = doc.get("errorMessage") if isinstance(doc, dict) else None
+    return message if isinstance(message, str) else ""
+
+
+def select_response(responses: Sequence[IntegrationResponse], status: int, *,
+                    rule: str = "status", body: bytes = b"") -> IntegrationResponse | None:
+    """The integration response for an integration result: first matching regex, else $default."""
+    code = selection_value(rule, status, body)
     default = None
     for response in responses:
         if response.key == "$default":
@@ -65,13 +82,13 @@ def select_template(response: IntegrationResponse, status: int) -> str | None:
 
 def render_response(responses: Sequence[IntegrationResponse], *, status: int, body: bytes,
                     context: Mapping[str, Any],
-                    stage_variables: Mapping[str, str]) -> str | None:
+                    stage_variables: Mapping[str, str], rule: str = "status") -> str | None:
     """The frame a two-way route sends for an integration result; None when no integration
     response applies (the gateway then sends its error frame).
 
     Raises :class:`vtl.VtlError` when the template fails.
     """
-    response = select_response(responses, status)
+    response = select_response(responses, status, rule=rule, body=body)
     if response is None:
         return None
     text = body.decode("utf-8", "replace")

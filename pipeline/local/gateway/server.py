@@ -24,7 +24,7 @@ from aiohttp import WSMsgType, web
 from aiohttp.http import WebSocketError
 
 from pipeline.local import vtl
-from pipeline.local.gateway import AwsResponse, GatewayLimits, IntegrationBackend
+from pipeline.local.gateway import AwsResponse, GatewayLimits, GatewayRules, IntegrationBackend
 from pipeline.local.gateway.misses import MissLog
 from pipeline.local.gateway.model import ApiModel
 from pipeline.local.gateway.protocol import (
@@ -50,6 +50,7 @@ CLOSE_TOO_BIG = 1009
 STOP_DEADLINE_S = 10.0
 AUTHORIZER_TIMEOUT_S = 29.0  # the integration timeout
 DEFAULT_LIMITS = GatewayLimits()
+DEFAULT_RULES = GatewayRules()
 
 
 @dataclass(eq=False)
@@ -149,15 +150,18 @@ class Gateway:
     def __init__(self, api: ApiModel, backend: IntegrationBackend, *, stage: str,
                  host: str = "127.0.0.1", port: int = 8080,
                  limits: GatewayLimits = DEFAULT_LIMITS,
-                 access: GatewayAccess | None = None) -> None:
+                 access: GatewayAccess | None = None,
+                 rules: GatewayRules = DEFAULT_RULES) -> None:
         self.api = api
+        self.rules = rules
         self._access = access  # IAM: SigV4 $connect and @connections (None: not checked)
         self.stage = stage
         self.host = host
         self.port = port
         self.limits = limits
         self._backend = backend
-        self._protocol = GatewayProtocol(api)
+        self._protocol = GatewayProtocol(
+            api, selection_rule=rules.integration_response_selection)
         self._misses = MissLog(stage, api.routes)
         self._clients: dict[str, _Client] = {}
         self._handlers: set[_Client] = set()
@@ -240,15 +244,23 @@ class Gateway:
             refused = await self._authorize(conn)
         if refused is not None:
             return refused
-        # $connect runs before the upgrade completes; a failure refuses it with the status AWS
-        # answers (https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-route-keys-connect-disconnect.html).
+        # $connect runs before the upgrade completes. A template that cannot render refuses it.
+        # What a failed non-proxy integration (the roster's PutItem) does is not settled: the
+        # route-keys page says the connection "will not be made"
+        # (https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-route-keys-connect-disconnect.html),
+        # users report that a non-proxy $connect integration answering 4xx still connects.
+        # GatewayRules.connect_failure picks one (default: accept; docs/fidelity.md
+        # "Unverified on AWS", verify check `connect-roster`).
         try:
             call = self._protocol.connect(conn)
         except vtl.VtlError as exc:
             LOG.warning("$connect template failed: %s", exc)
             return _aws_error(500, "InternalServerErrorException", INTERNAL_ERROR)
         if call is not None and self._execute(call) is None:
-            return _aws_error(500, "InternalServerErrorException", INTERNAL_ERROR)
+            if self.rules.connect_failure == "refuse":
+                return _aws_error(500, "InternalServerErrorException", INTERNAL_ERROR)
+            LOG.warning("$connect integration failed for %s; connecting anyway "
+                        "(connect_failure=accept)", conn.connection_id)
         try:
             await ws.prepare(request)
         except Exception:  # the peer went away during the upgrade: $connect ran, so disconnect
@@ -374,7 +386,7 @@ class Gateway:
         """Run one integration; its response, AWS errors included (None: the backend raised)."""
         try:
             response = self._backend.call_aws(call.service, call.action, call.body,
-                                              call.credentials_arn)
+                                              call.credentials_arn, call.content_type)
         except Exception:
             LOG.exception("integration %s:%s raised", call.service, call.action)
             return None

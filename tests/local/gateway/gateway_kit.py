@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.local.gateway import AwsResponse, Gateway, GatewayLimits, build_api_model
+from pipeline.local.gateway import (
+    AwsResponse,
+    Gateway,
+    GatewayLimits,
+    GatewayRules,
+    build_api_model,
+)
 
 TEMPLATES = Path(__file__).resolve().parents[3] / "integration_templates"
 API_ID = "a1b2c3d4e5"
@@ -72,6 +78,7 @@ class Call:
     service: str
     action: str
     request: dict[str, Any]
+    content_type: str | None = None
 
     @property
     def envelope(self) -> dict[str, Any]:
@@ -88,10 +95,10 @@ class RecordingBackend:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def call_aws(self, service: str, action: str, body: bytes,
-                 credentials_arn: str | None) -> AwsResponse:
+                 credentials_arn: str | None, content_type: str | None = None) -> AwsResponse:
         assert credentials_arn == ROLE_ARN
         with self.lock:
-            self.calls.append(Call(service, action, json.loads(body)))
+            self.calls.append(Call(service, action, json.loads(body), content_type))
         error = self.fail.get(action)
         if error is not None:
             return AwsResponse(400, json.dumps({"__type": error}).encode(), error)
@@ -129,9 +136,10 @@ class Running:
 
 
 async def start_gateway(limits: GatewayLimits | None = None,
-                        res: dict[str, dict[str, Any]] | None = None) -> Running:
+                        res: dict[str, dict[str, Any]] | None = None,
+                        rules: GatewayRules | None = None) -> Running:
     backend = RecordingBackend()
     gateway = Gateway(build_api_model(res or resources(), "dev"), backend, stage="dev", port=0,
-                      limits=limits or GatewayLimits())
+                      limits=limits or GatewayLimits(), rules=rules or GatewayRules())
     await gateway.start()
     return Running(gateway, backend)

@@ -16,7 +16,7 @@ from polling import until
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from pipeline.local.gateway import GatewayLimits
+from pipeline.local.gateway import GatewayLimits, GatewayRules
 
 
 def management(url: str) -> Any:
@@ -65,13 +65,34 @@ async def test_connect_writes_the_roster_then_frames_route_to_the_stream(running
     await ws.close()
 
 
-async def test_connect_refused_when_the_roster_write_fails(running: Running) -> None:
+async def test_connect_refused_when_the_roster_write_fails_under_refuse() -> None:
+    run = await start_gateway(rules=GatewayRules(connect_failure="refuse"))
+    try:
+        run.backend.fail["PutItem"] = "ProvisionedThroughputExceededException"
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(run.ws_url, open_timeout=5)
+        assert refused.value.response.status_code == 500
+        assert run.gateway.connection_ids == []
+        assert run.backend.of("PutRecord", "$disconnect") == []
+    finally:
+        await run.gateway.stop()
+
+
+async def test_a_failed_roster_write_still_connects_by_default(running: Running) -> None:
+    """Non-proxy $connect integrations do not refuse on a backend error (docs/fidelity.md
+    "Unverified on AWS"): the connection works, @connections reaches it, and its $disconnect
+    still reaches the stream, so the consumers can clean up whatever it did meanwhile."""
     running.backend.fail["PutItem"] = "ProvisionedThroughputExceededException"
-    with pytest.raises(InvalidStatus) as refused:
-        await connect(running.ws_url, open_timeout=5)
-    assert refused.value.response.status_code == 500
-    assert running.gateway.connection_ids == []
-    assert running.backend.of("PutRecord", "$disconnect") == []
+    ws = await connect(running.ws_url, open_timeout=5)
+    (cid,) = running.gateway.connection_ids
+    assert running.backend.of("PutItem")[0].request["Item"]["connectionId"] == {"S": cid}
+    await ws.send('{"action":"echo","data":1}')
+    await until(lambda: len(running.backend.of("PutRecord", "echo")) == 1)
+    await asyncio.to_thread(management(running.connections_url).post_to_connection,
+                            ConnectionId=cid, Data=b"hi")
+    assert await asyncio.wait_for(ws.recv(), 5) == "hi"
+    await ws.close()
+    await until(lambda: len(disconnects(running, cid)) == 1)
 
 
 async def test_integration_failure_sends_the_aws_error_frame(running: Running) -> None:

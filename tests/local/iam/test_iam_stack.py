@@ -18,7 +18,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from pipeline.local.cfn import Stack
-from pipeline.local.gateway import Gateway, build_api_model
+from pipeline.local.gateway import Gateway, GatewayRules, build_api_model
 from pipeline.local.iam.access import AccessControl, function_access_key, function_secret_key
 from pipeline.local.iam.gateway_access import GatewayAccess
 from pipeline.local.iam.integration import integration_denied
@@ -33,10 +33,12 @@ def _stream(stack: Stack) -> Any:
     return stack.of_type("AWS::Kinesis::Stream")[0]
 
 
-async def _gateway(stack: Stack, services: AwsServices, access: AccessControl) -> Gateway:
+async def _gateway(stack: Stack, services: AwsServices, access: AccessControl,
+                   rules: GatewayRules | None = None) -> Gateway:
     api = build_api_model(stack.as_dict(), "dev")
     gateway = Gateway(api, TwinBackend(services), stage="dev", port=0,
-                      access=GatewayAccess(access, api.api_id, "dev"))
+                      access=GatewayAccess(access, api.api_id, "dev"),
+                      rules=rules or GatewayRules())
     await gateway.start()
     return gateway
 
@@ -78,8 +80,10 @@ async def test_integration_role_without_put_record_gets_aws_error_frame(
 
 async def test_integration_role_without_put_item_refuses_connect(
         iam_stack: Stack, services: AwsServices) -> None:
+    """Under ``--connect-failure refuse``; the default accepts (test_server.py)."""
     services.access = AccessControl.from_stack(without_action(iam_stack, "dynamodb:PutItem"))
-    gateway = await _gateway(iam_stack, services, services.access)
+    gateway = await _gateway(iam_stack, services, services.access,
+                             GatewayRules(connect_failure="refuse"))
     try:
         role = role_of(iam_stack, "WebSocketIngressIntegrationRole")
         answer = services.call_aws("dynamodb", "PutItem", b'{"TableName": "t", "Item": {}}', role)

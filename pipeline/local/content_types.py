@@ -1,0 +1,51 @@
+"""What an AWS JSON-protocol service does with a request's ``Content-Type``, with no I/O.
+
+Kinesis reads ``application/x-amz-json-1.1`` (JSON) and ``application/x-amz-cbor-1.1`` (CBOR, the
+Java SDK's default) and nothing else: its API reference requires the JSON 1.1 header on every
+request (https://docs.aws.amazon.com/kinesis/latest/APIReference/Welcome.html, "Making API
+Requests", ``Content-Type: application/x-amz-json-1.1``), AWS's Kinesis proxy tutorial maps it as a
+static integration header for that reason
+(https://docs.aws.amazon.com/apigateway/latest/developerguide/integrating-api-with-aws-services-kinesis.html),
+and a request with another type (e.g. ``application/octet-stream``) is answered
+``<UnknownOperationException/>``, not executed
+(https://github.com/disneystreaming/smithy4s/issues/167). The twin answers a missing or other type
+404 ``UnknownOperationException`` (the status AWS's common errors give an unknown operation), and a
+CBOR type 400 ``SerializationException``: every body this project sends is JSON text, which is no
+CBOR map (docs/fidelity.md "Unverified on AWS").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+KINESIS_JSON = "application/x-amz-json-1.1"
+KINESIS_CBOR = "application/x-amz-cbor-1.1"
+# What API Gateway sends an AWS integration that sets no Content-Type request parameter: not
+# documented for WebSocket APIs; REST APIs pass the method request's type, JSON here.
+GATEWAY_DEFAULT = "application/json"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """An AWS error answer: HTTP status, error code, raw body."""
+
+    status: int
+    error_type: str
+    body: bytes
+
+
+def media_type(content_type: str | None) -> str:
+    """``type/subtype`` of a Content-Type header, lower case, without parameters ("" if none)."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def kinesis_refusal(content_type: str | None) -> Refusal | None:
+    """None when Kinesis would read a JSON request sent with *content_type*, else its answer."""
+    kind = media_type(content_type)
+    if kind == KINESIS_JSON:
+        return None
+    if kind == KINESIS_CBOR:
+        return Refusal(400, "SerializationException",
+                       b'{"__type":"SerializationException","message":"Start of structure or '
+                       b'map found where not expected."}')
+    return Refusal(404, "UnknownOperationException", b"<UnknownOperationException/>\n")
