@@ -289,7 +289,7 @@ def test_the_hostile_run_uses_the_running_twin(cloud_assembly: Path) -> None:
                         "--aws-port", "0", "--function-logs", "-"])
     try:
         port = twin.ws.rsplit(":", 1)[1].split("/")[0]
-        done = run("pipeline.local.hostile", "--port", port, "--aws-endpoint", twin.aws,
+        done = run("loadtest.hostile", "--port", port, "--aws-endpoint", twin.aws,
                    timeout=300)
         assert f"using the twin already running at ws://127.0.0.1:{port}/dev" in done.stdout
         assert "starting the twin" not in done.stdout and "synthesizing" not in done.stdout

@@ -13,9 +13,8 @@ import struct
 from gateway_kit import Running
 from polling import until
 
-from pipeline.local.gateway.protocol import FrameSizeScanner
-from pipeline.local.hostile.cases import padded
-from pipeline.local.hostile.rawws import (
+from loadtest.hostile.cases import padded
+from loadtest.hostile.rawws import (
     OP_CONT,
     OP_PING,
     OP_TEXT,
@@ -23,6 +22,7 @@ from pipeline.local.hostile.rawws import (
     RawWebSocket,
     encode_frame,
 )
+from pipeline.local.gateway.protocol import FrameSizeScanner
 
 KB = 1024
 

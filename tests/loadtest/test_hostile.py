@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from pipeline.local.hostile import cases, runner
-from pipeline.local.hostile.__main__ import main
-from pipeline.local.hostile.rawws import OP_TEXT, HandshakeError, RawWebSocket
+from loadtest.hostile import cases, runner
+from loadtest.hostile.__main__ import main
+from loadtest.hostile.rawws import OP_TEXT, HandshakeError, RawWebSocket
 
 CASES = cases.build()
 

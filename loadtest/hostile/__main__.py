@@ -1,4 +1,4 @@
-"""`python -m pipeline.local.hostile [--url ws://...]`: the hostile-input run, printed as a table.
+"""`python -m loadtest.hostile [--url ws://...]`: the hostile-input run, printed as a table.
 
 Without ``--url`` it attacks the twin already running on 127.0.0.1:8080 (``make local``), as
 ``make loadtest`` does; when none runs (or with ``--new-twin``) it starts its own
@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from loadtest.hostile import cases, runner
 from pipeline.local.harness import (
     DEFAULT_PORT,
     OUTPUT_LINES,
@@ -28,7 +29,6 @@ from pipeline.local.harness import (
     running_twin,
     stop_twin,
 )
-from pipeline.local.hostile import cases, runner
 
 TWIN_START_TIMEOUT_S = 180.0  # includes `cdk synth` (~10-15 s here) unless --no-synth
 
@@ -52,7 +52,7 @@ def alive(twin: Twin) -> bool:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.local.hostile",
+    parser = argparse.ArgumentParser(prog="python -m loadtest.hostile",
                                      description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--url", help="WebSocket URL to attack (default: the twin running on "
                         f"127.0.0.1:{DEFAULT_PORT}, else one started for this run)")

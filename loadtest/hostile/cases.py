@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.local.hostile.rawws import (
+from loadtest.hostile.rawws import (
     OP_BINARY,
     OP_CLOSE,
     OP_CONT,

@@ -1,4 +1,4 @@
-"""The hostile-input run: `python -m pipeline.local.hostile [--url ws://...]` (docs/hostile-input.md).
+"""The hostile-input run: `python -m loadtest.hostile [--url ws://...]` (docs/hostile-input.md).
 
 Sends malformed, oversized, spoofed and protocol-breaking frames to the twin (or any WebSocket
 URL), each on a fresh connection, prints what came back, then checks that valid frames are still

@@ -10,8 +10,8 @@ from typing import Any
 
 import orjson
 
-from pipeline.local.hostile.cases import MISSING, Case, Expect
-from pipeline.local.hostile.rawws import OP_PING, HandshakeError, RawWebSocket
+from loadtest.hostile.cases import MISSING, Case, Expect
+from loadtest.hostile.rawws import OP_PING, HandshakeError, RawWebSocket
 
 REPLY_TIMEOUT_S = 15.0  # the whole pipeline (stream, poller, worker cold start) answers well within
 QUIET_S = 3.0  # how long "nothing" is waited for
