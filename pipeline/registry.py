@@ -206,6 +206,11 @@ def load_spec(name: str, consumers_dir: Path = CONSUMERS_DIR) -> ConsumerSpec:
     return spec
 
 
+def consumer_handler(name: str, consumers_dir: Path = CONSUMERS_DIR) -> Path:
+    """Where consumer ``name``'s ``handler.py`` is (whether or not it exists)."""
+    return consumers_dir / name / "handler.py"
+
+
 def discover(consumers_dir: Path = CONSUMERS_DIR) -> tuple[str, ...]:
     """The consumers' names: the folders of ``consumers_dir`` holding ``handler.py`` and
     ``settings.json``, sorted by name (the deployment order).
