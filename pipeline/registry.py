@@ -1,20 +1,26 @@
-"""The one place consumers are declared.
+"""Consumers are folders: ``consumers/<name>/handler.py`` + ``consumers/<name>/settings.json``.
 
-Adding a microservice is one entry in ``CONSUMERS`` plus its folder ``consumers/<name>/``
-(``handler.py`` and ``settings.json``). The CDK stack, the local twin (through the synthesized
-template) and ``python -m pipeline new-consumer`` all read this module.
+:func:`discover` lists them (sorted by name: the deployment order) and :func:`load_all` reads
+every ``settings.json`` into a :class:`ConsumerSpec`, validated together. The CDK stack, the
+local twin (through the synthesized template), ``pipeline plan`` and ``new-consumer`` all call
+these; nothing else lists consumers.
+
+A settings key is one :class:`ConsumerSpec` field declared with :func:`setting` (the key as the
+file spells it, its default and its :class:`Rule`); :func:`load_spec` checks each once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONSUMERS_DIR = PROJECT_ROOT / "consumers"
+CONSUMER_FILES = ("handler.py", "settings.json")  # what makes a folder a consumer
 
 # A Kinesis stream allows at most 20 registered (enhanced fan-out) consumers.
 # https://docs.aws.amazon.com/streams/latest/dev/service-sizes-and-limits.html
@@ -22,47 +28,120 @@ MAX_STREAM_CONSUMERS = 20
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{1,30}$")
 ROUTE_PATTERN = re.compile(r"^(\$disconnect|\$default|[A-Za-z][A-Za-z0-9_.-]{0,63})$")
-
-# --- registry: one entry per consumer, in deployment order -----------------------------------
-CONSUMERS: tuple[str, ...] = (
-    "echo",
-    "chat",
-    "fallback",
-    "broadcast",
-)
-# --- end of registry ---------------------------------------------------------------------------
+_ROUTE_NAME = "[A-Za-z][A-Za-z0-9_.-]{0,63}"
 
 RosterAccess = Literal["none", "read", "readwrite"]
 StartingPosition = Literal["LATEST", "TRIM_HORIZON"]
 
 
 class RegistryError(ValueError):
-    """A consumer's declaration is invalid."""
+    """A consumer's folder or settings are invalid; ``str(exc)`` is one line naming the file."""
+
+
+class Invalid(ValueError):
+    """A rule's verdict on one value: the words after the key (``must be ..., not '9'``)."""
+
+
+class Rule(Protocol):
+    """How one settings key is checked: the JSON value in, the field's value out."""
+
+    def __call__(self, value: object) -> Any: ...
+
+
+@dataclass(frozen=True)
+class IntRange:
+    """An integer (not a bool) in ``low..high`` inclusive; ``why`` is appended to the range."""
+
+    low: int
+    high: int
+    why: str = ""
+
+    def __call__(self, value: object) -> int:
+        if isinstance(value, int) and not isinstance(value, bool) and self.low <= value <= self.high:
+            return value
+        raise Invalid(f"must be an integer {self.low}..{self.high}{self.why}, not {value!r}")
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """One of a few strings."""
+
+    choices: tuple[str, ...]
+
+    def __call__(self, value: object) -> str:
+        if isinstance(value, str) and value in self.choices:
+            return value
+        raise Invalid(f"must be one of {', '.join(self.choices)}, not {value!r}")
+
+
+@dataclass(frozen=True)
+class Text:
+    """Any string."""
+
+    def __call__(self, value: object) -> str:
+        if isinstance(value, str):
+            return value
+        raise Invalid(f"must be a string, not {value!r}")
+
+
+@dataclass(frozen=True)
+class Names:
+    """A list of strings, each matching ``pattern`` (``use`` says what it accepts) -> a tuple."""
+
+    pattern: re.Pattern[str] | None = None
+    use: str = ""
+
+    def __call__(self, value: object) -> tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise Invalid(f"must be a list of strings, not {value!r}")
+        for item in value:
+            if self.pattern is not None and not self.pattern.match(item):
+                raise Invalid(f"entry {item!r} is invalid: use {self.use}")
+        return tuple(value)
+
+
+def setting(key: str, rule: Rule, default: object) -> Any:
+    """A :class:`ConsumerSpec` field read from ``settings.json`` key ``key``, checked by ``rule``."""
+    return field(default=default, metadata={"key": key, "rule": rule})
+
+
+_SERVER_KEY = re.compile(f"^{_ROUTE_NAME}$")
 
 
 @dataclass(frozen=True)
 class ConsumerSpec:
-    """One microservice: what it is subscribed to and how its event source mapping behaves."""
+    """One microservice: its folder, what it is subscribed to and how its mapping behaves.
+
+    Every field after ``directory`` is a ``settings.json`` key, in the order the file lists them;
+    Lambda's own ranges: https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html
+    """
 
     name: str
-    routes: tuple[str, ...]
-    server_route_keys: tuple[str, ...] = ()
-    batch_size: int = 100
-    max_batching_window_seconds: int = 0
-    starting_position: StartingPosition = "LATEST"
-    parallelization_factor: int = 1
-    retry_attempts: int = 3
-    max_record_age_seconds: int = 3600
-    timeout_seconds: int = 30
-    memory_mb: int = 256
-    roster: RosterAccess = "none"
-    description: str = ""
+    directory: Path
+    routes: tuple[str, ...] = setting("routes", Names(
+        ROUTE_PATTERN, f"$default, $disconnect or a name matching {_ROUTE_NAME}"), ())
+    # Route keys server-side producers write (never exposed as API routes).
+    server_route_keys: tuple[str, ...] = setting(
+        "serverRouteKeys", Names(_SERVER_KEY, f"a name matching {_ROUTE_NAME}"), ())
+    batch_size: int = setting("batchSize", IntRange(1, 10_000), 100)
+    max_batching_window_seconds: int = setting("maxBatchingWindowSeconds", IntRange(0, 300), 0)
+    starting_position: StartingPosition = setting(
+        "startingPosition", OneOf(("LATEST", "TRIM_HORIZON")), "LATEST")
+    parallelization_factor: int = setting("parallelizationFactor", IntRange(1, 10), 1)
+    retry_attempts: int = setting("retryAttempts", IntRange(0, 10_000, " (finite)"), 3)
+    max_record_age_seconds: int = setting(
+        "maxRecordAgeSeconds", IntRange(60, 604_800, " (finite)"), 3600)
+    timeout_seconds: int = setting("timeoutSeconds", IntRange(1, 900), 30)
+    memory_mb: int = setting("memoryMb", IntRange(128, 10_240), 256)
+    roster: RosterAccess = setting("roster", OneOf(("none", "read", "readwrite")), "none")
+    description: str = setting("description", Text(), "")
     # Two-way routes: the gateway answers each frame with an ack/nack (README "Acknowledgements").
-    ack_routes: tuple[str, ...] = ()
+    ack_routes: tuple[str, ...] = setting("ackRoutes", Names(), ())
 
     @property
-    def directory(self) -> Path:
-        return CONSUMERS_DIR / self.name
+    def handler(self) -> Path:
+        """The consumer's ``handler.py``."""
+        return self.directory / "handler.py"
 
     @property
     def api_routes(self) -> tuple[str, ...]:
@@ -72,33 +151,28 @@ class ConsumerSpec:
     @property
     def filter_route_keys(self) -> tuple[str, ...]:
         """Envelope ``routeKey`` values the event source mapping lets through: the client routes
-        plus the route keys server-side producers write (never exposed as API routes)."""
+        plus the route keys server-side producers write."""
         return self.routes + self.server_route_keys
 
 
-_SETTING_KEYS = {
-    "routes": "routes",
-    "serverRouteKeys": "server_route_keys",
-    "batchSize": "batch_size",
-    "maxBatchingWindowSeconds": "max_batching_window_seconds",
-    "startingPosition": "starting_position",
-    "parallelizationFactor": "parallelization_factor",
-    "retryAttempts": "retry_attempts",
-    "maxRecordAgeSeconds": "max_record_age_seconds",
-    "timeoutSeconds": "timeout_seconds",
-    "memoryMb": "memory_mb",
-    "roster": "roster",
-    "description": "description",
-    "ackRoutes": "ack_routes",
-}
+SETTINGS: dict[str, dataclasses.Field[Any]] = {
+    f.metadata["key"]: f for f in dataclasses.fields(ConsumerSpec) if "key" in f.metadata
+}  # the keys as settings.json spells them, in order
 
 
-_KEY_OF = {attr: key for key, attr in _SETTING_KEYS.items()}  # the key as the file spells it
-_LIST_SETTINGS = ("routes", "server_route_keys", "ack_routes")
+def _check_together(spec: ConsumerSpec) -> str | None:
+    """Rules that involve more than one key."""
+    for key in spec.ack_routes:
+        if key not in spec.api_routes:
+            return (f"ackRoutes entry {key!r} is not one of this consumer's "
+                    f"non-$ routes ({', '.join(spec.api_routes) or 'none'})")
+    if not spec.routes and not spec.server_route_keys:
+        return "a consumer needs routes or serverRouteKeys"
+    return None
 
 
 def load_spec(name: str, consumers_dir: Path = CONSUMERS_DIR) -> ConsumerSpec:
-    """Read ``consumers/<name>/settings.json`` into a validated spec.
+    """Read ``<consumers_dir>/<name>/settings.json`` into a validated spec.
 
     Every error names the file, the key as the file spells it (``batchSize``) and what the key
     accepts, in one line.
@@ -114,82 +188,64 @@ def load_spec(name: str, consumers_dir: Path = CONSUMERS_DIR) -> ConsumerSpec:
         raise RegistryError(f"{path}: not valid JSON: {exc}") from exc
     if not isinstance(raw, dict):
         raise RegistryError(f"{path}: must be a JSON object like {{\"routes\": [\"score\"]}}")
-    unknown = set(raw) - set(_SETTING_KEYS)
+    unknown = sorted(set(raw) - set(SETTINGS))
     if unknown:
-        raise RegistryError(f"{path}: unknown settings {sorted(unknown)}; the keys are "
-                            + ", ".join(_SETTING_KEYS))
-    kwargs: dict[str, object] = {_SETTING_KEYS[k]: v for k, v in raw.items()}
-    for attr in _LIST_SETTINGS:
-        value = kwargs.get(attr, [])
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise RegistryError(f"{path}: {_KEY_OF[attr]} must be a list of strings, "
-                                f"not {value!r}")
-        kwargs[attr] = tuple(value)
-    spec = ConsumerSpec(name=name, **kwargs)  # type: ignore[arg-type]
-    _validate(spec, path)
+        raise RegistryError(f"{path}: unknown settings {unknown}; the keys are "
+                            + ", ".join(SETTINGS))
+    values: dict[str, Any] = {}
+    for key, spec_field in SETTINGS.items():
+        if key in raw:
+            try:
+                values[spec_field.name] = spec_field.metadata["rule"](raw[key])
+            except Invalid as exc:
+                raise RegistryError(f"{path}: {key} {exc}") from None
+    spec = ConsumerSpec(name=name, directory=consumers_dir / name, **values)
+    problem = _check_together(spec)
+    if problem:
+        raise RegistryError(f"{path}: {problem}")
     return spec
 
 
-_INT_SETTINGS = ("batch_size", "max_batching_window_seconds", "parallelization_factor",
-                 "retry_attempts", "max_record_age_seconds", "timeout_seconds", "memory_mb")
-# (low, high, why), inclusive; Lambda's own ranges:
-# https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html
-_RANGES: dict[str, tuple[int, int, str]] = {
-    "batch_size": (1, 10_000, ""),
-    "max_batching_window_seconds": (0, 300, ""),
-    "parallelization_factor": (1, 10, ""),
-    "retry_attempts": (0, 10_000, " (finite)"),
-    "max_record_age_seconds": (60, 604_800, " (finite)"),
-    "timeout_seconds": (1, 900, ""),
-    "memory_mb": (128, 10_240, ""),
-}
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "starting_position": ("LATEST", "TRIM_HORIZON"),
-    "roster": ("none", "read", "readwrite"),
-}
+def consumer_handler(name: str, consumers_dir: Path = CONSUMERS_DIR) -> Path:
+    """Where consumer ``name``'s ``handler.py`` is (whether or not it exists)."""
+    return consumers_dir / name / "handler.py"
 
 
-def _validate(spec: ConsumerSpec, path: Path) -> None:
-    for attr in _INT_SETTINGS:
-        value = getattr(spec, attr)
-        low, high, why = _RANGES[attr]
-        is_int = isinstance(value, int) and not isinstance(value, bool)
-        if not is_int or not low <= value <= high:
-            raise RegistryError(f"{path}: {_KEY_OF[attr]} must be an integer {low}..{high}{why}, "
-                                f"not {value!r}")
-    for attr, choices in _CHOICES.items():
-        value = getattr(spec, attr)
-        if value not in choices:
-            raise RegistryError(f"{path}: {_KEY_OF[attr]} must be one of "
-                                f"{', '.join(choices)}, not {value!r}")
-    if not isinstance(spec.description, str):
-        raise RegistryError(f"{path}: description must be a string, not {spec.description!r}")
-    for route in spec.routes:
-        if not ROUTE_PATTERN.match(route):
-            raise RegistryError(f"{path}: routes entry {route!r} is invalid: use $default, "
-                                "$disconnect or a name matching [A-Za-z][A-Za-z0-9_.-]{0,63}")
-    for key in spec.server_route_keys:
-        if key.startswith("$") or not ROUTE_PATTERN.match(key):
-            raise RegistryError(f"{path}: serverRouteKeys entry {key!r} is invalid: use a name "
-                                "matching [A-Za-z][A-Za-z0-9_.-]{0,63}")
-    for key in spec.ack_routes:
-        if key not in spec.api_routes:
-            raise RegistryError(f"{path}: ackRoutes entry {key!r} is not one of this consumer's "
-                                f"non-$ routes ({', '.join(spec.api_routes) or 'none'})")
-    if not spec.routes and not spec.server_route_keys:
-        raise RegistryError(f"{path}: a consumer needs routes or serverRouteKeys")
+def discover(consumers_dir: Path = CONSUMERS_DIR) -> tuple[str, ...]:
+    """The consumers' names: the folders of ``consumers_dir`` holding ``handler.py`` and
+    ``settings.json``, sorted by name (the deployment order).
+
+    A hidden folder, or one holding neither file (``__pycache__``, an emptied folder), is not a
+    consumer and is skipped; one holding only one of them, or named against
+    :data:`NAME_PATTERN`, is an error naming the folder.
+    """
+    if not consumers_dir.is_dir():
+        raise RegistryError(f"no consumers folder {consumers_dir}")
+    names = []
+    for folder in sorted(p for p in consumers_dir.iterdir() if p.is_dir()):
+        if folder.name.startswith("."):
+            continue  # hidden: tools' folders, and new-consumer's staging folder
+        present = [f for f in CONSUMER_FILES if (folder / f).is_file()]
+        if not present:
+            continue
+        if len(present) < len(CONSUMER_FILES):
+            missing = next(f for f in CONSUMER_FILES if f not in present)
+            raise RegistryError(f"{folder}: a consumer folder needs {' and '.join(CONSUMER_FILES)}"
+                                f"; {missing} is missing")
+        if not NAME_PATTERN.match(folder.name):
+            raise RegistryError(f"{folder}: invalid consumer name {folder.name!r}: "
+                                f"use {NAME_PATTERN.pattern}")
+        names.append(folder.name)
+    return tuple(names)
 
 
-def load_all(
-    names: tuple[str, ...] = CONSUMERS, consumers_dir: Path = CONSUMERS_DIR
-) -> list[ConsumerSpec]:
-    """Every registered consumer, validated together (unique names and routes, <= 20)."""
+def load_all(consumers_dir: Path = CONSUMERS_DIR) -> list[ConsumerSpec]:
+    """Every consumer in ``consumers_dir``, in deployment order, validated together (unique
+    routes, at most 20)."""
+    names = discover(consumers_dir)
     if len(names) > MAX_STREAM_CONSUMERS:
-        raise RegistryError(
-            f"{len(names)} consumers declared; a Kinesis stream allows {MAX_STREAM_CONSUMERS}"
-        )
-    if len(set(names)) != len(names):
-        raise RegistryError("a consumer is registered twice")
+        raise RegistryError(f"{len(names)} consumers in {consumers_dir}; a Kinesis stream "
+                            f"allows {MAX_STREAM_CONSUMERS}")
     specs = [load_spec(n, consumers_dir) for n in names]
     owner: dict[str, str] = {}
     for spec in specs:

@@ -1,14 +1,14 @@
 """``python -m pipeline new-consumer`` / ``remove-consumer``: one command per microservice.
 
-``new-consumer NAME --route ACTION ...`` validates everything first (name, routes, the 20
-consumers a stream allows, what the registry already holds), then writes
-``consumers/NAME/handler.py``, ``consumers/NAME/settings.json``,
-``tests/consumers/test_NAME_twin.py`` and the ``CONSUMERS`` entry in ``pipeline/registry.py``.
-If any write or the final ``registry.load_all()`` check fails, everything is rolled back.
+A consumer is its folder (``pipeline/registry.py``), so ``new-consumer NAME --route ACTION ...``
+validates everything first (name, routes, the 20 consumers a stream allows, the consumers already
+there), then writes ``consumers/NAME/`` (``handler.py``, ``settings.json``) and
+``tests/consumers/test_NAME_twin.py``. The folder is filled under a hidden name and renamed into
+place, so discovery never sees half a consumer; if anything fails, everything is removed.
 
-``remove-consumer NAME`` undoes exactly that. It refuses a consumer whose folder holds files the
-generator did not write (or whose handler lacks the generator's marker, e.g. the built-in
-consumers) unless ``--force``; ``__pycache__`` folders never count.
+``remove-consumer NAME`` deletes exactly those files. It refuses a consumer whose folder holds
+files the generator did not write (or whose handler lacks the generator's marker, e.g. the
+built-in consumers) unless ``--force``; ``__pycache__`` folders never count.
 
 Exit codes: 0 done, 1 refused (one line on stderr, nothing changed).
 """
@@ -16,23 +16,17 @@ Exit codes: 0 done, 1 refused (one line on stderr, nothing changed).
 from __future__ import annotations
 
 import argparse
-import ast
 import json
-import os
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import registry
 from pipeline.scaffold_templates import GENERATED_MARKER, render_handler, render_test
 
-REGISTRY_FILE = Path("pipeline") / "registry.py"
-REGISTRY_START = "# --- registry"
-REGISTRY_END = "# --- end of registry"
 RESERVED_ROUTES = frozenset({"$connect"})  # $connect writes the roster; no consumer sees it
 SHAREABLE_ROUTES = frozenset({"$disconnect"})  # registry.load_all lets several consumers react
-GENERATED_FILES = ("handler.py", "settings.json")
 
 
 class ScaffoldError(Exception):
@@ -58,10 +52,6 @@ class Project:
     root: Path
 
     @property
-    def registry_file(self) -> Path:
-        return self.root / REGISTRY_FILE
-
-    @property
     def consumers_dir(self) -> Path:
         return self.root / "consumers"
 
@@ -75,142 +65,35 @@ class Project:
     def test_file(self, name: str) -> Path:
         return self.tests_dir / f"test_{name}_twin.py"
 
-
-# --- registry block -------------------------------------------------------------------------
-
-
-def registered_names(source: str) -> tuple[str, ...]:
-    """The ``CONSUMERS`` tuple of a registry module's source, without importing it."""
-    try:
-        body = ast.parse(source).body
-    except SyntaxError as exc:
-        raise ScaffoldError(f"pipeline/registry.py is not valid Python: {exc}") from exc
-    for node in body:
-        targets: list[ast.expr]
-        if isinstance(node, ast.AnnAssign):
-            targets, value = [node.target], node.value
-        elif isinstance(node, ast.Assign):
-            targets, value = node.targets, node.value
-        else:
-            continue
-        if value is None or not any(isinstance(t, ast.Name) and t.id == "CONSUMERS" for t in targets):
-            continue
-        try:
-            names = ast.literal_eval(value)
-        except ValueError:
-            break
-        if isinstance(names, tuple) and all(isinstance(n, str) for n in names):
-            return names
-    raise ScaffoldError("pipeline/registry.py has no literal CONSUMERS tuple of names")
-
-
-def _block_bounds(lines: list[str]) -> tuple[int, int]:
-    starts = [i for i, line in enumerate(lines) if line.startswith(REGISTRY_START)]
-    ends = [i for i, line in enumerate(lines) if line.startswith(REGISTRY_END)]
-    if len(starts) != 1 or len(ends) != 1 or starts[0] > ends[0]:
-        raise ScaffoldError(
-            f"pipeline/registry.py needs exactly one '{REGISTRY_START}' ... '{REGISTRY_END}' block"
-        )
-    return starts[0], ends[0]
-
-
-def with_entry_added(source: str, name: str) -> str:
-    """``source`` with ``name`` appended to the CONSUMERS tuple (one line, before its ``)``)."""
-    lines = source.splitlines(keepends=True)
-    start, end = _block_bounds(lines)
-    closing = [i for i in range(start + 1, end) if lines[i].strip() == ")"]
-    if len(closing) != 1:
-        raise ScaffoldError("pipeline/registry.py: the CONSUMERS tuple must end with a ')' line")
-    lines.insert(closing[0], f'    "{name}",\n')
-    return _checked("".join(lines), (*registered_names(source), name))
-
-
-def with_entry_removed(source: str, name: str) -> str:
-    """``source`` without ``name``'s line in the CONSUMERS tuple."""
-    lines = source.splitlines(keepends=True)
-    start, end = _block_bounds(lines)
-    entry = [i for i in range(start + 1, end) if lines[i].split("#")[0].strip() == f'"{name}",']
-    if len(entry) != 1:
-        raise ScaffoldError(f"pipeline/registry.py: no line '\"{name}\",' in the CONSUMERS block")
-    del lines[entry[0]]
-    expected = tuple(n for n in registered_names(source) if n != name)
-    return _checked("".join(lines), expected)
-
-
-def _checked(source: str, expected: tuple[str, ...]) -> str:
-    if registered_names(source) != expected:  # the edit must mean exactly what we intended
-        raise ScaffoldError("pipeline/registry.py: could not edit the CONSUMERS tuple safely")
-    return source
-
-
-# --- files ----------------------------------------------------------------------------------
+    def check(self) -> None:
+        if not self.consumers_dir.is_dir():
+            raise ScaffoldError(f"{self.root} is not a project: no consumers/ folder")
 
 
 def render_settings(spec: NewConsumer) -> str:
-    """``settings.json`` with every key of ``registry._SETTING_KEYS`` the generator sets."""
-    values: dict[str, object] = {
+    """``settings.json`` with every key of ``registry.SETTINGS`` (so the file shows what can be
+    tuned), the defaults except what the command was given."""
+    given: dict[str, object] = {
         "description": spec.description or f"{spec.name}: answers {', '.join(spec.routes)}.",
         "routes": list(spec.routes),
         "batchSize": spec.batch_size,
-        "maxBatchingWindowSeconds": 0,
         "startingPosition": spec.starting_position,
-        "parallelizationFactor": 1,
-        "retryAttempts": 3,
-        "maxRecordAgeSeconds": 3600,
-        "timeoutSeconds": 30,
-        "memoryMb": 256,
         "roster": spec.roster,
     }
+    values = {"description": given["description"]}  # first: what the consumer is
+    for key, spec_field in registry.SETTINGS.items():
+        default = spec_field.default
+        values.setdefault(key, given.get(key, list(default) if isinstance(default, tuple)
+                                         else default))
     body = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in values.items())
     return "{\n" + body + "\n}\n"
-
-
-@dataclass
-class _Transaction:
-    """Writes files atomically and remembers how to undo them."""
-
-    created_files: list[Path] = field(default_factory=list)
-    created_dirs: list[Path] = field(default_factory=list)
-    replaced: dict[Path, bytes] = field(default_factory=dict)
-
-    def mkdir(self, path: Path) -> None:
-        missing = [p for p in (path, *path.parents) if not p.exists()]
-        for directory in reversed(missing):
-            directory.mkdir()
-            self.created_dirs.append(directory)
-
-    def write(self, path: Path, text: str) -> None:
-        self.mkdir(path.parent)
-        original = path.read_bytes() if path.exists() else None
-        _atomic_write(path, text.encode())  # all or nothing: undo only what happened
-        if original is None:
-            self.created_files.append(path)
-        else:
-            self.replaced.setdefault(path, original)
-
-    def rollback(self) -> None:
-        for path, data in self.replaced.items():
-            _atomic_write(path, data)
-        for path in reversed(self.created_files):
-            path.unlink(missing_ok=True)
-        for directory in reversed(self.created_dirs):
-            shutil.rmtree(directory, ignore_errors=True)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # --- new-consumer ---------------------------------------------------------------------------
 
 
-def validate_new(project: Project, spec: NewConsumer) -> tuple[str, ...]:
-    """Every refusal of ``new-consumer``; returns the registry's names (before the add)."""
+def validate_new(project: Project, spec: NewConsumer) -> None:
+    """Every refusal of ``new-consumer``, checked before anything is written."""
     if not registry.NAME_PATTERN.match(spec.name):
         raise ScaffoldError(
             f"invalid consumer name {spec.name!r}: use {registry.NAME_PATTERN.pattern}"
@@ -230,54 +113,65 @@ def validate_new(project: Project, spec: NewConsumer) -> tuple[str, ...]:
         raise ScaffoldError(f"--batch-size must be 1..10000, not {spec.batch_size}")
     if not spec.description.isprintable() or '"' in spec.description or "\\" in spec.description:
         raise ScaffoldError("--description must be one printable line without '\"' or '\\'")
-    if not project.registry_file.is_file():
-        raise ScaffoldError(f"{project.root} is not a project: no {REGISTRY_FILE}")
-    names = registered_names(project.registry_file.read_text())
-    if spec.name in names:
-        raise ScaffoldError(f"consumer {spec.name!r} is already registered")
+    project.check()
     for path in (project.consumer_dir(spec.name), project.test_file(spec.name)):
         if path.exists():
             raise ScaffoldError(f"{path.relative_to(project.root)} already exists")
-    if len(names) >= registry.MAX_STREAM_CONSUMERS:
+    try:
+        existing = registry.load_all(project.consumers_dir)
+    except registry.RegistryError as exc:
+        raise ScaffoldError(f"the existing consumers are invalid: {exc}") from exc
+    if len(existing) >= registry.MAX_STREAM_CONSUMERS:
         raise ScaffoldError(
-            f"{len(names)} consumers are registered; a Kinesis stream allows "
+            f"{len(existing)} consumers exist; a Kinesis stream allows "
             f"{registry.MAX_STREAM_CONSUMERS} enhanced fan-out consumers"
         )
-    try:
-        existing = registry.load_all(names, project.consumers_dir)
-    except registry.RegistryError as exc:
-        raise ScaffoldError(f"the registry is invalid already: {exc}") from exc
     owners = {r: s.name for s in existing for r in s.routes if r not in SHAREABLE_ROUTES}
     for route in spec.routes:
         if route in owners:
             raise ScaffoldError(f"route {route!r} is already claimed by consumer {owners[route]!r}")
-    return names
+
+
+def _staging(project: Project, name: str) -> Path:
+    """Where a folder is filled or emptied: hidden, so discovery skips it."""
+    return project.consumers_dir / f".{name}.scaffold"
 
 
 def create_consumer(project: Project, spec: NewConsumer) -> list[Path]:
-    """Validate, then write the consumer's files and registry entry; roll back on any failure."""
-    names = validate_new(project, spec)
-    registry_source = project.registry_file.read_text()
-    new_registry = with_entry_added(registry_source, spec.name)
+    """Validate, then write the consumer's folder and test; remove them again on any failure."""
+    validate_new(project, spec)
+    folder, test = project.consumer_dir(spec.name), project.test_file(spec.name)
+    staging = _staging(project, spec.name)
     action_routes = tuple(r for r in spec.routes if not r.startswith("$"))
-    folder = project.consumer_dir(spec.name)
-    outputs = {
-        folder / "handler.py": render_handler(spec.name, spec.routes, spec.description),
-        folder / "settings.json": render_settings(spec),
-        project.test_file(spec.name): render_test(spec.name, action_routes),
-    }
-    tx = _Transaction()
+    created: list[Path] = []  # undone in reverse
     try:
-        for path, text in outputs.items():
-            tx.write(path, text)
-        tx.write(project.registry_file, new_registry)
-        registry.load_all((*names, spec.name), project.consumers_dir)
+        shutil.rmtree(staging, ignore_errors=True)  # left by a killed run: ours by its name
+        staging.mkdir()
+        created.append(staging)
+        _write(staging / "handler.py", render_handler(spec.name, spec.routes, spec.description))
+        _write(staging / "settings.json", render_settings(spec))
+        created.extend(d for d in (test.parent.parent, test.parent) if not d.exists())
+        test.parent.mkdir(parents=True, exist_ok=True)
+        _write(test, render_test(spec.name, action_routes))
+        created.append(test)
+        staging.rename(folder)
+        created[0] = folder
+        registry.load_all(project.consumers_dir)
     except BaseException as exc:
-        tx.rollback()
+        for path in reversed(created):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
         if isinstance(exc, registry.RegistryError | OSError):
             raise ScaffoldError(f"nothing written: {exc}") from exc
         raise
-    return [*outputs, project.registry_file]
+    return [folder / "handler.py", folder / "settings.json", test]
+
+
+def _write(path: Path, text: str) -> None:
+    with path.open("x") as out:  # never overwrite: every file written here is new
+        out.write(text)
 
 
 # --- remove-consumer ------------------------------------------------------------------------
@@ -287,15 +181,14 @@ def _foreign_files(project: Project, name: str) -> list[str]:
     """Files in the consumer's folder (and its test) that the generator did not write."""
     folder = project.consumer_dir(name)
     foreign = []
-    if folder.is_dir():
-        for path in sorted(folder.rglob("*")):
-            if "__pycache__" in path.parts or path.is_dir():
-                continue
-            if path.relative_to(folder).as_posix() not in GENERATED_FILES:
-                foreign.append(str(path.relative_to(project.root)))
-        handler = folder / "handler.py"
-        if not handler.is_file() or GENERATED_MARKER not in handler.read_text():
-            foreign.append(f"{handler.relative_to(project.root)} (not written by new-consumer)")
+    for path in sorted(folder.rglob("*")):
+        if "__pycache__" in path.parts or path.is_dir():
+            continue
+        if path.relative_to(folder).as_posix() not in registry.CONSUMER_FILES:
+            foreign.append(str(path.relative_to(project.root)))
+    handler = folder / "handler.py"
+    if not handler.is_file() or GENERATED_MARKER not in handler.read_text():
+        foreign.append(f"{handler.relative_to(project.root)} (not written by new-consumer)")
     test = project.test_file(name)
     if test.is_file() and GENERATED_MARKER not in test.read_text():
         foreign.append(f"{test.relative_to(project.root)} (not written by new-consumer)")
@@ -303,48 +196,41 @@ def _foreign_files(project: Project, name: str) -> list[str]:
 
 
 def remove_consumer(project: Project, name: str, *, force: bool = False) -> list[Path]:
-    """Unregister ``name`` and delete its folder and generated test; returns what was removed."""
-    if not project.registry_file.is_file():
-        raise ScaffoldError(f"{project.root} is not a project: no {REGISTRY_FILE}")
-    source = project.registry_file.read_text()
-    if name not in registered_names(source):
-        raise ScaffoldError(f"no consumer {name!r} is registered")
-    new_source = with_entry_removed(source, name)
+    """Delete ``name``'s folder and generated test; returns what was removed."""
+    project.check()
+    folder, test = project.consumer_dir(name), project.test_file(name)
+    if not registry.NAME_PATTERN.match(name) or not folder.is_dir():
+        raise ScaffoldError(f"no consumer {name!r}: no {folder.relative_to(project.root)}/")
     foreign = _foreign_files(project, name)
     if foreign and not force:
         raise ScaffoldError(
             f"consumer {name!r} has files the generator did not write ({', '.join(foreign)}); "
             "re-run with --force to delete them too"
         )
+    staging = _staging(project, name)
     try:
-        _atomic_write(project.registry_file, new_source.encode())
+        shutil.rmtree(staging, ignore_errors=True)
+        folder.rename(staging)  # one step: from here on the consumer is out of the stack
     except OSError as exc:
-        raise ScaffoldError(f"nothing removed: cannot write pipeline/registry.py: {exc}") from exc
-    # Unregistered first: from here on the consumer is out of the stack whatever else happens.
-    removed = [project.registry_file]
+        raise ScaffoldError(f"nothing removed: cannot move {folder}: {exc}") from exc
+    removed = [folder]
     try:
-        _delete_files(project, name, removed)
+        shutil.rmtree(staging)
+        if test.exists():
+            test.unlink()
+            removed.append(test)
+        cache = project.tests_dir / "__pycache__"
+        for pyc in cache.glob(f"test_{name}_twin.*.pyc") if cache.is_dir() else ():
+            pyc.unlink()
+        for directory in (cache, project.tests_dir):  # created by new-consumer when missing
+            if directory.is_dir() and not any(directory.iterdir()):
+                directory.rmdir()
     except OSError as exc:
         raise ScaffoldError(
-            f"{name!r} is unregistered but some of its files remain ({exc}): delete them by hand"
+            f"{name!r} is out of the stack but some of its files remain ({exc}): delete them "
+            "by hand"
         ) from exc
     return removed
-
-
-def _delete_files(project: Project, name: str, removed: list[Path]) -> None:
-    folder, test = project.consumer_dir(name), project.test_file(name)
-    if folder.exists():
-        shutil.rmtree(folder)
-        removed.append(folder)
-    if test.exists():
-        test.unlink()
-        removed.append(test)
-    cache = project.tests_dir / "__pycache__"
-    for pyc in cache.glob(f"test_{name}_twin.*.pyc") if cache.is_dir() else ():
-        pyc.unlink()
-    for directory in (cache, project.tests_dir):  # created by new-consumer when missing
-        if directory.is_dir() and not any(directory.iterdir()):
-            directory.rmdir()
 
 
 # --- command line ---------------------------------------------------------------------------
@@ -384,7 +270,7 @@ def run(args: argparse.Namespace) -> int:
     project = Project(Path(args.project_dir).resolve())
     try:
         if args.command == "remove-consumer":
-            removed = remove_consumer(project, args.name, force=args.force)
+            paths = remove_consumer(project, args.name, force=args.force)
             verb = "removed"
         else:
             spec = NewConsumer(
@@ -392,13 +278,12 @@ def run(args: argparse.Namespace) -> int:
                 starting_position=args.starting_position, roster=args.roster,
                 description=args.description,
             )
-            removed = create_consumer(project, spec)
+            paths = create_consumer(project, spec)
             verb = "wrote"
     except ScaffoldError as exc:
         print(f"{args.command}: refused: {exc}", file=sys.stderr)
         return 1
-    for path in removed:
-        done = "updated" if path == project.registry_file else verb
-        print(f"{done} {path.relative_to(project.root)}")
+    for path in paths:
+        print(f"{verb} {path.relative_to(project.root)}")
     print("restart `make local` (it synthesizes) to serve the change; `make synth` shows it")
     return 0

@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 
 from pipeline.redrive import RedriveError
-from pipeline.registry import CONSUMERS_DIR
+from pipeline.registry import consumer_handler
 
 TWIN_REGION = "us-east-1"
 TWIN_GATEWAY_PORT = 8080  # `python -m pipeline local`'s default WebSocket/@connections port
@@ -33,7 +33,7 @@ class Target:
 
     @property
     def handler_path(self) -> Path:
-        return CONSUMERS_DIR / self.consumer / "handler.py"
+        return consumer_handler(self.consumer)
 
 
 def _client(service: str, endpoint: str | None) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import dataclass
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -22,22 +22,11 @@ from pipeline.infrastructure.consumer_service import CONSUMERS_CREATING_AT_ONCE
 from pipeline.infrastructure.nag import enable_nag
 from pipeline.infrastructure.stack import PipelineStack
 from pipeline.infrastructure.synth import CLI_CONTEXT
-from pipeline.registry import CONSUMERS_DIR, MAX_STREAM_CONSUMERS, ConsumerSpec, load_spec
+from pipeline.registry import CONSUMERS_DIR, MAX_STREAM_CONSUMERS, load_all
 
 pytestmark = pytest.mark.synth
 Template = dict[str, Any]
 CONTENT_TYPE = "integration.request.header.Content-Type"
-
-
-@dataclass(frozen=True)
-class _SyntheticSpec(ConsumerSpec):
-    """A registry entry whose code is another consumer's folder (consumers/ stays untouched)."""
-
-    code: Path = CONSUMERS_DIR / "echo"
-
-    @property
-    def directory(self) -> Path:
-        return self.code
 
 
 def _of_type(template: Template, kind: str) -> dict[str, dict[str, Any]]:
@@ -55,11 +44,14 @@ def wide_template(tmp_path_factory: pytest.TempPathFactory) -> Template:
     """A stack with the registry's maximum of 20 consumers, ``auth=iam`` and
     ``apiGatewayAccountRole=existing``, synthesized with cdk-nag on (any unacknowledged finding
     fails the synth). The one extra synth these findings need (~10-30 s)."""
-    echo = load_spec("echo")
-    specs = [
-        _SyntheticSpec(**{**vars(echo), "name": f"c{i:02d}", "routes": (f"r{i:02d}",)})
-        for i in range(MAX_STREAM_CONSUMERS)
-    ]
+    consumers = tmp_path_factory.mktemp("consumers")  # consumers/ stays untouched
+    settings = json.loads((CONSUMERS_DIR / "echo" / "settings.json").read_text())
+    for i in range(MAX_STREAM_CONSUMERS):
+        folder = consumers / f"c{i:02d}"
+        folder.mkdir()
+        shutil.copy2(CONSUMERS_DIR / "echo" / "handler.py", folder / "handler.py")
+        (folder / "settings.json").write_text(json.dumps({**settings, "routes": [f"r{i:02d}"]}))
+    specs = load_all(consumers)
     context = {
         **CLI_CONTEXT, "stage": "wide", "auth": "iam", "apiGatewayAccountRole": "existing"
     }
