@@ -23,9 +23,11 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_ba
 from werkzeug.test import Client
 
 from pipeline.local import kinesis_store
-from pipeline.local.cfn import ACCOUNT_ID, REGION, Resource, Stack
+from pipeline.local.aws import ACCOUNT_ID, REGION
+from pipeline.local.cfn import Resource, Stack
 from pipeline.local.cfn_types import stream_is_on_demand, stream_shard_count
 from pipeline.local.content_types import kinesis_refusal
+from pipeline.local.errors import ServicesError
 from pipeline.local.esm.interfaces import StoredRecord
 from pipeline.local.iam.access import AccessControl
 from pipeline.local.iam.integration import integration_denied
@@ -40,10 +42,6 @@ _TARGETS = {
     "sqs": ("AmazonSQS", "application/x-amz-json-1.0"),
     "secretsmanager": ("secretsmanager", "application/x-amz-json-1.1"),
 }
-
-
-class ServicesError(Exception):
-    """The twin's AWS services could not be started or provisioned."""
 
 
 @dataclass(frozen=True)

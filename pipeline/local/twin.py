@@ -16,25 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.local.cfn import Stack, load_template, resolve_stack
+from pipeline.local.errors import FunctionError, TwinError
 from pipeline.local.iam.access import AccessControl
 from pipeline.local.iam.gateway_access import GatewayAccess
 from pipeline.local.services import AwsServices, MotoShardSource, SqsFailureSink
 from pipeline.local.workers import Workers, function_specs
 
 log = logging.getLogger(__name__)
-
-
-class TwinError(Exception):
-    """The twin cannot start: a missing template or a part that refuses the stack."""
-
-
-class FunctionError(TwinError):
-    """A synchronously invoked function failed (Lambda ``FunctionError: Unhandled``)."""
-
-    def __init__(self, function: str, payload: Any) -> None:
-        super().__init__(f"{function}: {payload}")
-        self.function = function
-        self.payload = payload
 
 
 @dataclass(frozen=True)
@@ -93,8 +81,8 @@ class TwinBackend:
 
 
 @dataclass
-class Twin:
-    """A running twin; ``await Twin(config).start()`` then ``await twin.stop()``."""
+class RunningTwin:
+    """A running twin; ``await RunningTwin(config).start()`` then ``await twin.stop()``."""
 
     config: TwinConfig
     stack: Stack | None = None

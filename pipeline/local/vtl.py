@@ -26,6 +26,8 @@ from typing import Any
 import airspeed
 from airspeed import operators as _airspeed_ops
 
+from pipeline.local.errors import TwinError
+
 __all__ = [
     "ApiInput",
     "ApiUtil",
@@ -42,7 +44,7 @@ __all__ = [
 ]
 
 
-class VtlError(Exception):
+class VtlError(TwinError):
     """Base of every VTL engine error.
 
     VtlError

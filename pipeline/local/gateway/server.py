@@ -29,7 +29,7 @@ from pipeline.local.gateway.misses import MissLog
 from pipeline.local.gateway.model import ApiModel
 from pipeline.local.gateway.protocol import (
     INTERNAL_ERROR,
-    Connection,
+    ClientConnection,
     FrameSizeScanner,
     GatewayProtocol,
     IntegrationCall,
@@ -55,7 +55,7 @@ DEFAULT_RULES = GatewayRules()
 
 @dataclass(eq=False)
 class _Client:
-    conn: Connection
+    conn: ClientConnection
     ws: web.WebSocketResponse
     server_code: int | None = None  # set when the gateway closes
     transport: asyncio.Transport | None = None  # to drop a client that stopped reading
@@ -291,7 +291,7 @@ class Gateway:
             return None
         return _aws_error(refusal.status, refusal.error_type, refusal.message)
 
-    async def _authorize(self, conn: Connection) -> web.Response | None:
+    async def _authorize(self, conn: ClientConnection) -> web.Response | None:
         """Run the $connect Lambda authorizer; a refusal response, or None to go on."""
         try:
             call = self._protocol.authorizer(conn)
