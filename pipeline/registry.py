@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from pipeline import PROJECT_ROOT as PROJECT_ROOT  # re-exported: scaffold.py reads it here
+
 CONSUMERS_DIR = PROJECT_ROOT / "consumers"
 
 # A Kinesis stream allows at most 20 registered (enhanced fan-out) consumers.

@@ -12,7 +12,6 @@ from pipeline.local.harness import TwinProcess, start_twin, stop_twin
 
 __all__ = ["TwinProcess", "start_twin", "stop_twin"]
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")

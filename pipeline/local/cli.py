@@ -19,7 +19,7 @@ from pathlib import Path
 
 import orjson
 
-from pipeline.registry import PROJECT_ROOT
+from pipeline import PROJECT_ROOT
 
 log = logging.getLogger("pipeline.local")
 

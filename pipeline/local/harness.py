@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline import PROJECT_ROOT as PROJECT_ROOT  # re-exported for tests and scripts
 from pipeline.local.errors import TwinStartError as TwinStartError  # re-exported for scripts
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TWIN_START_TIMEOUT_S = 90.0
 OUTPUT_LINES = 10_000
 DEFAULT_PORT = 8080  # where `make local` serves (python -m pipeline local's defaults)

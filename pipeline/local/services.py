@@ -11,7 +11,6 @@ import asyncio
 import logging
 import threading
 from collections import defaultdict
-from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -23,7 +22,8 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_ba
 from werkzeug.test import Client
 
 from pipeline.local import kinesis_store
-from pipeline.local.aws import ACCOUNT_ID, REGION
+from pipeline.local.aws import ACCOUNT_ID, REGION, AwsResponse
+from pipeline.local.aws import aws_error as _error
 from pipeline.local.cfn import Resource, Stack
 from pipeline.local.cfn_types import stream_is_on_demand, stream_shard_count
 from pipeline.local.content_types import kinesis_refusal
@@ -42,20 +42,6 @@ _TARGETS = {
     "sqs": ("AmazonSQS", "application/x-amz-json-1.0"),
     "secretsmanager": ("secretsmanager", "application/x-amz-json-1.1"),
 }
-
-
-@dataclass(frozen=True)
-class AwsResponse:
-    """An AWS JSON protocol answer: HTTP status, JSON body, ``__type`` on errors."""
-
-    status: int
-    body: bytes
-    error_type: str | None = None
-
-
-def _error(status: int, error_type: str, message: str) -> AwsResponse:
-    body = orjson.dumps({"__type": error_type, "message": message})
-    return AwsResponse(status, body, error_type)
 
 
 def _from_exception(exc: Exception) -> AwsResponse:
@@ -199,11 +185,11 @@ class AwsServices:
         if self.access is not None and credentials_arn:
             denied = integration_denied(self.access, service, action, body, credentials_arn)
             if denied is not None:
-                return AwsResponse(denied.status, denied.body, denied.error_type)
+                return denied
         if service == "kinesis" and content_type is not None:
             refused = kinesis_refusal(content_type)
             if refused is not None:
-                return AwsResponse(refused.status, refused.body, refused.error_type)
+                return refused
         try:
             if service == "kinesis" and action in ("PutRecord", "PutRecords"):
                 return self._kinesis_put(action, body)

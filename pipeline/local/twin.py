@@ -66,10 +66,7 @@ class TwinBackend:
 
     def call_aws(self, service: str, action: str, body: bytes, credentials_arn: str | None,
                  content_type: str | None = None) -> Any:
-        from pipeline.local.gateway import AwsResponse
-
-        r = self._services.call_aws(service, action, body, credentials_arn, content_type)
-        return AwsResponse(r.status, r.body, r.error_type)
+        return self._services.call_aws(service, action, body, credentials_arn, content_type)
 
     async def invoke_function(self, function_arn: str, event: dict[str, Any]) -> Any:
         if self.workers is None:
