@@ -19,7 +19,8 @@ from pipeline.local.cfn import Stack, load_template, resolve_stack
 from pipeline.local.errors import FunctionError, TwinError
 from pipeline.local.iam.access import AccessControl
 from pipeline.local.iam.gateway_access import GatewayAccess
-from pipeline.local.services import AwsServices, MotoShardSource, SqsFailureSink
+from pipeline.local.services import AwsServices
+from pipeline.local.shard_source import MotoShardSource, SqsFailureSink
 from pipeline.local.workers import Workers, function_specs
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,9 @@ class RunningTwin:
             GatewayRules,
             build_api_model,
         )
+        from pipeline.local.patches import check_versions
 
+        check_versions()  # the patched libraries first: a clear TwinError, not an odd failure
         cfg = self.config
         template = load_template(cfg.assembly, cfg.stack_name)
         self.stack = stack = resolve_stack(template, cfg.stack_name, cfg.assembly.resolve())
