@@ -102,12 +102,6 @@ class Stack:
                     out[str(dest["objectKey"])] = str(src)
         return out
 
-    def as_dict(self) -> dict[str, dict[str, Any]]:
-        """``{logicalId: {"Type": ..., "Properties": ...}}``, the shape other parts consume."""
-        return {
-            lid: {"Type": r.type, "Properties": r.properties, "Ref": r.ref}
-            for lid, r in self.resources.items()
-        }
 
 
 def load_template(assembly_dir: Path, stack_name: str) -> dict[str, Any]:

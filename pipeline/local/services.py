@@ -46,7 +46,15 @@ class AwsServices:
         self.door = AwsDoor(self.kinesis, access)
         self._server: GuardedMotoServer | None = None
         self.url = ""
-        self.access = access  # IAM checks (None: off, ``--no-iam``)
+
+    @property
+    def access(self) -> AccessControl | None:
+        """The IAM checks of every door (None: off, ``--no-iam``); settable, e.g. by tests."""
+        return self.door.access
+
+    @access.setter
+    def access(self, access: AccessControl | None) -> None:
+        self.door.access = access
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self, port: int) -> str:

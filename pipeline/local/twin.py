@@ -119,7 +119,7 @@ class RunningTwin:
             limits = _replace(limits, idle_timeout_s=cfg.idle_timeout_s)
         if cfg.max_connection_life_s is not None:
             limits = _replace(limits, max_connection_s=cfg.max_connection_life_s)
-        api = build_api_model(stack.as_dict(), cfg.stage)
+        api = build_api_model(stack, cfg.stage)
         _warn_about_content_types(api)
         gateway_access = GatewayAccess(access, api.api_id, cfg.stage) if access else None
         self._gateway = Gateway(api, backend, stage=cfg.stage, host="127.0.0.1",
