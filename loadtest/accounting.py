@@ -12,7 +12,7 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 
 
-class Outcome(enum.Enum):
+class SeqOutcome(enum.Enum):
     """What a received sequence number means for its stream."""
 
     IN_ORDER = "in_order"
@@ -31,20 +31,20 @@ class SeqTracker:
     out_of_order: int = 0
     unexpected: int = 0
 
-    def observe(self, seq: int, sent: int | None = None) -> Outcome:
+    def observe(self, seq: int, sent: int | None = None) -> SeqOutcome:
         """Record the receipt of ``seq``; ``sent`` (if known) bounds the valid numbers."""
         if seq < 0 or (sent is not None and seq >= sent):
             self.unexpected += 1
-            return Outcome.UNEXPECTED
+            return SeqOutcome.UNEXPECTED
         if seq in self.seen:
             self.duplicated += 1
-            return Outcome.DUPLICATE
+            return SeqOutcome.DUPLICATE
         self.seen.add(seq)
         if seq < self.highest:
             self.out_of_order += 1
-            return Outcome.OUT_OF_ORDER
+            return SeqOutcome.OUT_OF_ORDER
         self.highest = seq
-        return Outcome.IN_ORDER
+        return SeqOutcome.IN_ORDER
 
     @property
     def received(self) -> int:
@@ -84,7 +84,7 @@ class Ledger:
     def __init__(self) -> None:
         self.streams: dict[Hashable, SeqTracker] = {}
 
-    def observe(self, sender: Hashable, seq: int, sent: int | None = None) -> Outcome:
+    def observe(self, sender: Hashable, seq: int, sent: int | None = None) -> SeqOutcome:
         tracker = self.streams.get(sender)
         if tracker is None:
             tracker = self.streams[sender] = SeqTracker()

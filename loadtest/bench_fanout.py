@@ -27,17 +27,14 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from pipeline import PROJECT_ROOT
 from pipeline.runtime import ConnectionsClient, Outcome
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
 
 _OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 0\r\n\r\n"
 _NOT_FOUND = (b"HTTP/1.1 404 Not Found\r\nx-amzn-ErrorType: NotFoundException\r\n"

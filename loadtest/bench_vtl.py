@@ -23,7 +23,7 @@ import orjson
 from pipeline.local import vtl
 from pipeline.local.gateway.model import ApiModel, Integration, IntegrationResponse, Route
 from pipeline.local.gateway.protocol import (
-    Connection,
+    ClientConnection,
     ConnectionId,
     GatewayProtocol,
     IntegrationCall,
@@ -101,7 +101,7 @@ def cases() -> list[tuple[str, Callable[[], object]]]:
         out.append((f"render {label}", render))
 
     protocol = GatewayProtocol(_api())
-    conn = Connection(ConnectionId("L0SM9cOFvHcCIhw="), 1700000000000, "127.0.0.1", "bench",
+    conn = ClientConnection(ConnectionId("L0SM9cOFvHcCIhw="), 1700000000000, "127.0.0.1", "bench",
                       "127.0.0.1", {"Host": "127.0.0.1"}, {}, {"principalId": "user-7"})
 
     def one_way() -> object:

@@ -22,7 +22,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from loadtest import stages
-from loadtest.accounting import Ledger, Outcome
+from loadtest.accounting import Ledger, SeqOutcome
 from loadtest.acks import AckTracker, Pending, backoff_s
 from loadtest.config import RunConfig
 from loadtest.machine import machine
@@ -406,7 +406,7 @@ class LoadRun:
         else:
             known = self.sent[sender] if 0 <= sender < len(self.sent) else 0
         outcome = self.ledgers[i].observe(key, seq, known)
-        if outcome in (Outcome.DUPLICATE, Outcome.UNEXPECTED):
+        if outcome in (SeqOutcome.DUPLICATE, SeqOutcome.UNEXPECTED):
             return
         self.report.record_latency(
             (due_us - self.start_us) / 1e6, now_us - due_us, now_us - sent_us

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 from loadtest.config import DEFAULT_AWS_PORT, DEFAULT_TWIN_PORT, RunConfig
 from loadtest.errors import TargetError
-from pipeline.local.harness import Twin, TwinStartError, launch_twin, stop_twin
+from pipeline.local.errors import TwinStartError
+from pipeline.local.harness import TwinProcess, launch_twin, stop_twin
 
 TWIN_START_TIMEOUT_S = 180.0  # includes a CDK synth (~10 s) and the twin's own start
 
@@ -31,7 +32,7 @@ class Target:
     ws: str
     aws: str | None
     connections: str | None = None  # the @connections URL as the twin announces it
-    twin: Twin | None = None
+    twin: TwinProcess | None = None
 
     @property
     def process(self) -> subprocess.Popen[str] | None:

@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import random
-import re
 import sys
 import time
 import uuid
@@ -33,14 +32,15 @@ from aws_kinesis_agg.aggregator import RecordAggregator
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from pipeline.local.aws import KINESIS_MAX_PARTITION_KEY as MAX_PARTITION_KEY_BYTES
+from pipeline.local.aws import KINESIS_MAX_RECORD_BYTES as MAX_RECORD_BYTES
+from pipeline.runtime.roster import ROOM_PATTERN
+
 LOCAL_ENDPOINT = "http://127.0.0.1:4566"
-MAX_RECORD_BYTES = 1024 * 1024  # data + partition key, per Kinesis record
-MAX_PARTITION_KEY_BYTES = 256
 MAX_CALL_RECORDS = 500
 MAX_CALL_BYTES = 5 * 1024 * 1024
 MAX_MESSAGE_BYTES = 128 * 1024  # a WebSocket message API Gateway can post
 MAX_COUNT = 100_000
-ROOM_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")  # the chat consumer's rule
 PUT_ATTEMPTS = 5
 
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from pipeline import PROJECT_ROOT as PROJECT_ROOT  # re-exported: scaffold.py reads it here
+
 CONSUMERS_DIR = PROJECT_ROOT / "consumers"
 CONSUMER_FILES = ("handler.py", "settings.json")  # what makes a folder a consumer
 

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.local.harness import Twin, start_twin, stop_twin
+from pipeline.local.harness import TwinProcess, start_twin, stop_twin
 
-__all__ = ["Twin", "start_twin", "stop_twin"]
+__all__ = ["TwinProcess", "start_twin", "stop_twin"]
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +40,7 @@ def stack_template(cloud_assembly: Path) -> dict[str, object]:
 
 
 @pytest.fixture(scope="session")
-def twin(cloud_assembly: Path) -> Iterator[Twin]:
+def twin(cloud_assembly: Path) -> Iterator[TwinProcess]:
     """One local twin for the session, serving the `dev` assembly."""
     running = start_twin(cloud_assembly)
     yield running

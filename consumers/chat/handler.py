@@ -24,13 +24,12 @@ record is handled; a recipient that answers 413 makes the runtime send the sende
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from pipeline.runtime import Envelope, HandlerContext, process_batch
 from pipeline.runtime.idempotency import idempotent
+from pipeline.runtime.roster import ROOM_PATTERN
 
-ROOM_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 MAX_TEXT_CHARS = 4000
 
 

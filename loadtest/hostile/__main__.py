@@ -23,7 +23,7 @@ from loadtest.hostile import cases, runner
 from pipeline.local.harness import (
     DEFAULT_PORT,
     OUTPUT_LINES,
-    Twin,
+    TwinProcess,
     TwinStartError,
     launch_twin,
     running_twin,
@@ -33,7 +33,7 @@ from pipeline.local.harness import (
 TWIN_START_TIMEOUT_S = 180.0  # includes `cdk synth` (~10-15 s here) unless --no-synth
 
 
-async def start_twin(extra: list[str]) -> Twin:
+async def start_twin(extra: list[str]) -> TwinProcess:
     """The twin this run attacks, on free ports; its functions' logs inline, where the run
     looks for tracebacks."""
     return await asyncio.to_thread(
@@ -41,13 +41,13 @@ async def start_twin(extra: list[str]) -> Twin:
         timeout=TWIN_START_TIMEOUT_S)
 
 
-async def stop(twin: Twin) -> int:
+async def stop(twin: TwinProcess) -> int:
     with contextlib.suppress(subprocess.TimeoutExpired):  # killed after 20 s
         await asyncio.to_thread(stop_twin, twin)
     return twin.process.returncode or 0
 
 
-def alive(twin: Twin) -> bool:
+def alive(twin: TwinProcess) -> bool:
     return twin.process.poll() is None
 
 
@@ -71,7 +71,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-async def attack(url: str, concurrency: int, twin: Twin | None,
+async def attack(url: str, concurrency: int, twin: TwinProcess | None,
                  aws_endpoint: str | None = None) -> int:
     """Run every case against *url*, print the table and the liveness checks; the exit status."""
     started = time.monotonic()

@@ -23,8 +23,8 @@ import tomllib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from pipeline import PROJECT_ROOT
 from pipeline.infrastructure import PackagingError
-from pipeline.registry import PROJECT_ROOT
 
 LAYER_PLATFORM = ("manylinux2014_aarch64", "cp", "3.12")
 ASSET_EXCLUDES = ["__pycache__", "*.pyc", "tests", "test_*.py", ".pytest_cache"]

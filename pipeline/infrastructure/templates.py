@@ -10,8 +10,8 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from pipeline import PROJECT_ROOT
 from pipeline.infrastructure import TemplateError
-from pipeline.registry import PROJECT_ROOT
 
 TEMPLATES_DIR = PROJECT_ROOT / "integration_templates"
 CONNECT_TEMPLATE = "connect_put_item.vtl"

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.local.aws import ACCOUNT_ID, PARTITION, REGION
 from pipeline.local.cfn_types import (
     LOWER,
     NAME_PROPERTY,
@@ -26,15 +27,11 @@ from pipeline.local.cfn_types import (
 from pipeline.local.cfn_types import (
     generated_name as generated_name,  # re-exported: part of this module's API
 )
+from pipeline.local.errors import CfnError as CfnError  # re-exported: raised by this module
 
-REGION = "us-east-1"
-ACCOUNT_ID = "123456789012"
-PARTITION = "aws"
 NO_VALUE = object()  # AWS::NoValue: the property is removed
 
 _SUB_VAR = re.compile(r"\$\{([^}]*)\}")
-class CfnError(Exception):
-    """The template cannot be resolved (unknown logical id, malformed intrinsic, cycle)."""
 
 
 @dataclass(frozen=True)
@@ -105,12 +102,6 @@ class Stack:
                     out[str(dest["objectKey"])] = str(src)
         return out
 
-    def as_dict(self) -> dict[str, dict[str, Any]]:
-        """``{logicalId: {"Type": ..., "Properties": ...}}``, the shape other parts consume."""
-        return {
-            lid: {"Type": r.type, "Properties": r.properties, "Ref": r.ref}
-            for lid, r in self.resources.items()
-        }
 
 
 def load_template(assembly_dir: Path, stack_name: str) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import orjson
 
-from pipeline.registry import PROJECT_ROOT
+from pipeline import PROJECT_ROOT
 
 log = logging.getLogger("pipeline.local")
 
@@ -157,15 +157,16 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 async def _serve(config: object, debug: bool = False) -> int:
-    from pipeline.local.cfn import CfnError
-    from pipeline.local.twin import Twin, TwinConfig, TwinError
+    from pipeline.local.aws import REGION
+    from pipeline.local.errors import TwinError
+    from pipeline.local.twin import RunningTwin, TwinConfig
 
     assert isinstance(config, TwinConfig)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    twin = Twin(config)
+    twin = RunningTwin(config)
     try:
         start = asyncio.ensure_future(twin.start())
         stopped = asyncio.ensure_future(stop.wait())
@@ -186,13 +187,13 @@ async def _serve(config: object, debug: bool = False) -> int:
               f"  WebSocket API     {urls.ws}  (stage {config.stage}; any other path: 403)\n"
               f"  routes            {route_list(twin.route_keys)}\n"
               f"  @connections API  {urls.connections}/{{connectionId}}\n"
-              f"  AWS services      {urls.aws}  (any credentials, region us-east-1)" + logs,
+              f"  AWS services      {urls.aws}  (any credentials, region {REGION})" + logs,
               flush=True)
         print("TWIN-READY " + orjson.dumps(urls.as_dict()).decode(), flush=True)
         await stopped
         print("stopping the local twin", flush=True)
         return 0
-    except (CfnError, TwinError, OSError) as exc:
+    except (TwinError, OSError) as exc:  # every part's errors derive from TwinError
         if debug:
             traceback.print_exc()
         print(f"local twin failed to start: {exc}", file=sys.stderr, flush=True)

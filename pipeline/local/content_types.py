@@ -16,7 +16,7 @@ CBOR map (docs/fidelity.md "Unverified on AWS").
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pipeline.local.aws import AwsResponse
 
 KINESIS_JSON = "application/x-amz-json-1.1"
 KINESIS_CBOR = "application/x-amz-cbor-1.1"
@@ -25,27 +25,18 @@ KINESIS_CBOR = "application/x-amz-cbor-1.1"
 GATEWAY_DEFAULT = "application/json"
 
 
-@dataclass(frozen=True)
-class Refusal:
-    """An AWS error answer: HTTP status, error code, raw body."""
-
-    status: int
-    error_type: str
-    body: bytes
-
-
 def media_type(content_type: str | None) -> str:
     """``type/subtype`` of a Content-Type header, lower case, without parameters ("" if none)."""
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-def kinesis_refusal(content_type: str | None) -> Refusal | None:
+def kinesis_refusal(content_type: str | None) -> AwsResponse | None:
     """None when Kinesis would read a JSON request sent with *content_type*, else its answer."""
     kind = media_type(content_type)
     if kind == KINESIS_JSON:
         return None
     if kind == KINESIS_CBOR:
-        return Refusal(400, "SerializationException",
-                       b'{"__type":"SerializationException","message":"Start of structure or '
-                       b'map found where not expected."}')
-    return Refusal(404, "UnknownOperationException", b"<UnknownOperationException/>\n")
+        return AwsResponse(400, b'{"__type":"SerializationException","message":"Start of '
+                           b'structure or map found where not expected."}',
+                           "SerializationException")
+    return AwsResponse(404, b"<UnknownOperationException/>\n", "UnknownOperationException")

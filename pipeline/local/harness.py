@@ -1,4 +1,4 @@
-"""Start and stop a local twin from tests or scripts: ``start_twin(assembly)`` -> :class:`Twin`.
+"""Start and stop a local twin from tests or scripts: ``start_twin(assembly)`` -> :class:`TwinProcess`.
 
 The twin runs as its own process (``python -m pipeline local``) exactly as a user runs it; this
 module waits for its ``TWIN-READY`` line (docs/contracts.md) and stops it with SIGTERM.
@@ -19,19 +19,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+from pipeline import PROJECT_ROOT as PROJECT_ROOT  # re-exported for tests and scripts
+from pipeline.local.errors import TwinStartError as TwinStartError  # re-exported for scripts
+
 TWIN_START_TIMEOUT_S = 90.0
 OUTPUT_LINES = 10_000
 DEFAULT_PORT = 8080  # where `make local` serves (python -m pipeline local's defaults)
 DEFAULT_AWS_PORT = 4566
 
 
-class TwinStartError(RuntimeError):
-    """The twin exited, or was not ready in time; the message ends with its output."""
-
-
 @dataclass(frozen=True)
-class Twin:
+class TwinProcess:
     """A running local twin: its URLs, its process and the tail of its output."""
 
     ws: str
@@ -39,6 +37,10 @@ class Twin:
     aws: str
     process: subprocess.Popen[str]
     output: collections.deque[str]
+
+
+# The name consumer tests generated before the rename import (pipeline/scaffold_templates).
+Twin = TwinProcess
 
 
 def running_twin(stage: str = "dev", port: int = DEFAULT_PORT,
@@ -55,11 +57,11 @@ def running_twin(stage: str = "dev", port: int = DEFAULT_PORT,
 
 def launch_twin(
     args: Sequence[str], *, cwd: Path = PROJECT_ROOT, timeout: float = TWIN_START_TIMEOUT_S
-) -> Twin:
+) -> TwinProcess:
     """Run ``python -m pipeline local *args`` and wait for its ``TWIN-READY`` line.
 
     The output keeps being read (so the twin never blocks on a full pipe); the last
-    :data:`OUTPUT_LINES` lines stay in :attr:`Twin.output`. Raises :class:`TwinStartError`
+    :data:`OUTPUT_LINES` lines stay in :attr:`TwinProcess.output`. Raises :class:`TwinStartError`
     with that output when the twin exits or is not ready within ``timeout`` seconds.
     """
     cmd = [sys.executable, "-m", "pipeline", "local", *args]
@@ -88,16 +90,16 @@ def launch_twin(
                              + "".join(output))
     if not ready:
         raise TwinStartError("twin exited before it was ready:\n" + "".join(output))
-    return Twin(ready["ws"], ready["connections"], ready["aws"], proc, output)
+    return TwinProcess(ready["ws"], ready["connections"], ready["aws"], proc, output)
 
 
 def start_twin(
     assembly: Path, *extra_args: str, stage: str = "dev", cwd: Path = PROJECT_ROOT
-) -> Twin:
+) -> TwinProcess:
     """A twin for tests: an existing assembly, free ports, the functions' logs inline.
 
     ``cwd`` is the project whose ``pipeline`` package runs (a copy, in the scaffold test).
-    The functions' logs stay inline in :attr:`Twin.output`, where a failing test shows them.
+    The functions' logs stay inline in :attr:`TwinProcess.output`, where a failing test shows them.
     """
     return launch_twin(
         ["--no-synth", "--assembly", str(assembly), "--stage", stage, "--port", "0",
@@ -106,7 +108,7 @@ def start_twin(
     )
 
 
-def stop_twin(twin: Twin) -> int:
+def stop_twin(twin: TwinProcess) -> int:
     """SIGTERM the twin and return its exit code (killing it if it does not stop in 20 s)."""
     twin.process.send_signal(signal.SIGTERM)
     try:

@@ -16,25 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.local.cfn import Stack, load_template, resolve_stack
+from pipeline.local.errors import FunctionError, TwinError
 from pipeline.local.iam.access import AccessControl
 from pipeline.local.iam.gateway_access import GatewayAccess
-from pipeline.local.services import AwsServices, MotoShardSource, SqsFailureSink
+from pipeline.local.services import AwsServices
+from pipeline.local.shard_source import MotoShardSource, SqsFailureSink
 from pipeline.local.workers import Workers, function_specs
 
 log = logging.getLogger(__name__)
-
-
-class TwinError(Exception):
-    """The twin cannot start: a missing template or a part that refuses the stack."""
-
-
-class FunctionError(TwinError):
-    """A synchronously invoked function failed (Lambda ``FunctionError: Unhandled``)."""
-
-    def __init__(self, function: str, payload: Any) -> None:
-        super().__init__(f"{function}: {payload}")
-        self.function = function
-        self.payload = payload
 
 
 @dataclass(frozen=True)
@@ -78,10 +67,7 @@ class TwinBackend:
 
     def call_aws(self, service: str, action: str, body: bytes, credentials_arn: str | None,
                  content_type: str | None = None) -> Any:
-        from pipeline.local.gateway import AwsResponse
-
-        r = self._services.call_aws(service, action, body, credentials_arn, content_type)
-        return AwsResponse(r.status, r.body, r.error_type)
+        return self._services.call_aws(service, action, body, credentials_arn, content_type)
 
     async def invoke_function(self, function_arn: str, event: dict[str, Any]) -> Any:
         if self.workers is None:
@@ -93,8 +79,8 @@ class TwinBackend:
 
 
 @dataclass
-class Twin:
-    """A running twin; ``await Twin(config).start()`` then ``await twin.stop()``."""
+class RunningTwin:
+    """A running twin; ``await RunningTwin(config).start()`` then ``await twin.stop()``."""
 
     config: TwinConfig
     stack: Stack | None = None
@@ -113,7 +99,9 @@ class Twin:
             GatewayRules,
             build_api_model,
         )
+        from pipeline.local.patches import check_versions
 
+        check_versions()  # the patched libraries first: a clear TwinError, not an odd failure
         cfg = self.config
         template = load_template(cfg.assembly, cfg.stack_name)
         self.stack = stack = resolve_stack(template, cfg.stack_name, cfg.assembly.resolve())
@@ -131,7 +119,7 @@ class Twin:
             limits = _replace(limits, idle_timeout_s=cfg.idle_timeout_s)
         if cfg.max_connection_life_s is not None:
             limits = _replace(limits, max_connection_s=cfg.max_connection_life_s)
-        api = build_api_model(stack.as_dict(), cfg.stage)
+        api = build_api_model(stack, cfg.stage)
         _warn_about_content_types(api)
         gateway_access = GatewayAccess(access, api.api_id, cfg.stage) if access else None
         self._gateway = Gateway(api, backend, stage=cfg.stage, host="127.0.0.1",

@@ -24,7 +24,9 @@ from functools import lru_cache
 from typing import Any
 
 import airspeed
-from airspeed import operators as _airspeed_ops
+
+from pipeline.local.errors import TwinError
+from pipeline.local.patches.airspeed_methods import add_methods, null_loader
 
 __all__ = [
     "ApiInput",
@@ -42,7 +44,7 @@ __all__ = [
 ]
 
 
-class VtlError(Exception):
+class VtlError(TwinError):
     """Base of every VTL engine error.
 
     VtlError
@@ -172,10 +174,10 @@ _JAVA_STRING_METHODS: dict[str, Callable[..., Any]] = {
     "toString": lambda s: s,
     "concat": lambda s, other: s + other,
 }
-# airspeed looks methods up in this module-level table; it already has length, startsWith,
+# airspeed looks methods up in a module-level table (patches/airspeed_methods.py); it already has length, startsWith,
 # contains, substring and matches. Ours replace replaceAll (Java "$1" replacements) and indexOf
 # (-1 when absent, not a Python ValueError).
-_airspeed_ops.__additional_methods__[str].update(_JAVA_STRING_METHODS)
+add_methods(str, _JAVA_STRING_METHODS)
 
 
 # --- JSON values as the Java objects API Gateway's templates see ---------------------------------
@@ -207,16 +209,14 @@ class JavaList(list[Any]):
 
 # airspeed finds methods by the exact class: the Java views get dict's and list's tables plus the
 # java.util.Map methods airspeed lacks (keySet() as a List, which renders as Java's "[a, b]").
-_airspeed_ops.__additional_methods__[JavaMap] = {
-    **_airspeed_ops.__additional_methods__[dict],
+add_methods(JavaMap, {
     "size": len,
     "isEmpty": lambda m: len(m) == 0,
     "containsKey": lambda m, key: key in m,
     "keySet": lambda m: JavaList(m.keys()),
     "toString": str,
-}
-_airspeed_ops.__additional_methods__[JavaList] = {
-    **_airspeed_ops.__additional_methods__[list], "toString": str}
+}, like=dict)
+add_methods(JavaList, {"toString": str}, like=list)
 
 
 def _java_value(value: Any) -> Any:
@@ -349,7 +349,7 @@ def compile_template(text: str) -> airspeed.Template:
     return template
 
 
-_LOADER = _airspeed_ops.NullLoader()
+_LOADER = null_loader()
 
 
 def render(

@@ -26,8 +26,10 @@ from typing import Any
 
 import orjson
 
-from pipeline.local.cfn import REGION, Stack
+from pipeline.local.aws import REGION
+from pipeline.local.cfn import Stack
 from pipeline.local.cfn_types import stream_shard_count
+from pipeline.local.errors import WorkerError
 from pipeline.local.esm.interfaces import InvokeResult
 from pipeline.local.iam.access import function_access_key, function_secret_key
 
@@ -40,10 +42,6 @@ _CONNECTIONS_URL = re.compile(
 )
 # What a worker inherits from the twin's own environment; everything else is the template's.
 _INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT", "VIRTUAL_ENV")
-
-
-class WorkerError(Exception):
-    """A function cannot be invoked (unknown function, worker cannot start)."""
 
 
 # Processes per function: spawned on demand, so the cap only costs memory under load.

@@ -23,12 +23,12 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from pipeline import PROJECT_ROOT
 from pipeline.local.esm.events import EventContext, kinesis_event
 from pipeline.local.esm.interfaces import StoredRecord
 from pipeline.redrive import RedriveError
 from pipeline.redrive.ranges import FailedRange, Selection, select
 from pipeline.redrive.target import Target, from_aws, from_twin
-from pipeline.registry import PROJECT_ROOT
 
 MAX_MESSAGES = 1000  # one run handles at most this many queue messages
 VISIBILITY_S = 300  # messages being redriven stay hidden from a concurrent run meanwhile

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +25,8 @@ MEMBERSHIP_TTL_SECONDS = 3 * 3600
 P = ParamSpec("P")
 T = TypeVar("T")
 BATCH_WRITE_MAX = 25  # BatchWriteItem limit
+# A room name: what the chat consumer accepts and `python -m pipeline publish --room` checks.
+ROOM_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _UNPROCESSED_ATTEMPTS = 8
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import websockets
 
-from pipeline.local.harness import Twin, start_twin, stop_twin
+from pipeline.local.harness import TwinProcess, start_twin, stop_twin
 
 pytestmark = [pytest.mark.twin, pytest.mark.synth]
 TIMEOUT_S = 20.0
@@ -65,7 +65,7 @@ def _with_denied_route(template: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module", params=["status", "lambda-like"])
 def limits_twin(cloud_assembly: Path, tmp_path_factory: pytest.TempPathFactory,
-                request: pytest.FixtureRequest) -> Iterator[Twin]:
+                request: pytest.FixtureRequest) -> Iterator[TwinProcess]:
     assembly = tmp_path_factory.mktemp("acks") / "cdk.out"
     shutil.copytree(cloud_assembly, assembly)
     template = json.loads((assembly / TEMPLATE).read_text())
@@ -87,7 +87,7 @@ async def _answers(ws: Any, count: int) -> list[dict[str, Any]]:
     return found
 
 
-async def test_a_stored_frame_is_acked_with_its_sequence_number(limits_twin: Twin) -> None:
+async def test_a_stored_frame_is_acked_with_its_sequence_number(limits_twin: TwinProcess) -> None:
     async with websockets.connect(limits_twin.ws, open_timeout=TIMEOUT_S) as ws:
         await ws.send(json.dumps({"action": "send", "room": "r", "text": "t", "id": "a-1"}))
         (ack,) = await _answers(ws, 1)
@@ -95,7 +95,7 @@ async def test_a_stored_frame_is_acked_with_its_sequence_number(limits_twin: Twi
     assert ack["shardId"].startswith("shardId-") and len(ack["sequenceNumber"]) == 56
 
 
-async def test_refused_by_iam_is_a_non_retryable_access_denied_nack(limits_twin: Twin) -> None:
+async def test_refused_by_iam_is_a_non_retryable_access_denied_nack(limits_twin: TwinProcess) -> None:
     async with websockets.connect(limits_twin.ws, open_timeout=TIMEOUT_S) as ws:
         await ws.send(json.dumps({"action": "denied", "room": "r", "text": "t", "id": "d-1"}))
         (nack,) = await _answers(ws, 1)
@@ -104,7 +104,7 @@ async def test_refused_by_iam_is_a_non_retryable_access_denied_nack(limits_twin:
 
 
 async def test_over_the_shard_write_limit_is_a_retryable_throughput_nack(
-        limits_twin: Twin) -> None:
+        limits_twin: TwinProcess) -> None:
     text = "x" * FRAME_TEXT_BYTES
     async with websockets.connect(limits_twin.ws, open_timeout=TIMEOUT_S) as ws:
         started = time.monotonic()

@@ -62,7 +62,7 @@ def test_integration_responses_belong_to_the_acked_integration_only(
 def test_the_twin_model_reads_two_way_routes(stack_template: dict[str, Any],
                                              cloud_assembly: Any) -> None:
     stack = resolve_stack(stack_template, "AckModel-dev", cloud_assembly)
-    model = build_api_model(stack.as_dict(), "dev")
+    model = build_api_model(stack, "dev")
     send, echo = model.routes["send"], model.routes["echo"]
     assert send.two_way and send.integration is not None
     assert [r.key for r in sorted(send.integration.responses, key=lambda r: r.key)] == [

@@ -16,13 +16,13 @@ import boto3
 import pytest
 import websockets
 
-from pipeline.local.harness import Twin
+from pipeline.local.harness import TwinProcess
 
 pytestmark = [pytest.mark.twin, pytest.mark.synth]
 TIMEOUT_S = 15.0
 
 
-def _client(twin: Twin, service: str) -> Any:
+def _client(twin: TwinProcess, service: str) -> Any:
     return boto3.client(service, endpoint_url=twin.aws, region_name="us-east-1",
                         aws_access_key_id="x", aws_secret_access_key="x")
 
@@ -45,7 +45,7 @@ def _room() -> str:
     return "ack-" + uuid.uuid4().hex[:10]
 
 
-def _roster_items(twin: Twin, pk: str) -> list[dict[str, Any]]:
+def _roster_items(twin: TwinProcess, pk: str) -> list[dict[str, Any]]:
     ddb = _client(twin, "dynamodb")
     table = next(t for t in ddb.list_tables()["TableNames"] if "Roster" in t)
     items: list[dict[str, Any]] = ddb.query(
@@ -59,7 +59,7 @@ async def _join(ws: Any, room: str) -> None:
     assert await _recv(ws) == {"action": "joined", "room": room}
 
 
-async def test_ack_carries_the_real_shard_and_sequence_number(twin: Twin) -> None:
+async def test_ack_carries_the_real_shard_and_sequence_number(twin: TwinProcess) -> None:
     room = _room()
     async with _connect(twin.ws) as a, _connect(twin.ws) as b:
         await _join(a, room)
@@ -85,7 +85,7 @@ async def test_ack_carries_the_real_shard_and_sequence_number(twin: Twin) -> Non
 
 
 async def test_chat_send_resent_three_times_is_acked_three_times_delivered_once(
-        twin: Twin) -> None:
+        twin: TwinProcess) -> None:
     room = _room()
     async with _connect(twin.ws) as a, _connect(twin.ws) as b:
         await _join(a, room)
@@ -115,7 +115,7 @@ async def _connection_id(ws: Any, helper: Any) -> str:
 
 
 async def test_echo_resent_three_times_is_echoed_three_times_but_executed_once(
-        twin: Twin) -> None:
+        twin: TwinProcess) -> None:
     async with _connect(twin.ws) as ws, _connect(twin.ws) as helper:
         cid = await _connection_id(ws, helper)
         frame = {"action": "echo", "data": {"n": 1}, "id": 42}

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from stacks import stack_of
 
 from pipeline.local.gateway import ApiModelError, build_api_model
 from pipeline.runtime.envelope import ConnectionId, Envelope
@@ -58,7 +59,7 @@ def _api(response_key: str) -> dict[str, Any]:
 
 
 def test_model_links_integration_responses_and_route_responses() -> None:
-    model = build_api_model(_api("/2\\d\\d/"), "dev")
+    model = build_api_model(stack_of(_api("/2\\d\\d/")), "dev")
     route = model.routes["send"]
     assert route.two_way and route.integration is not None
     assert [r.key for r in route.integration.responses] == ["/2\\d\\d/"]
@@ -67,9 +68,9 @@ def test_model_links_integration_responses_and_route_responses() -> None:
 def test_a_route_without_its_route_response_is_one_way() -> None:
     resources = _api("$default")
     del resources["RouteResponse"]
-    assert not build_api_model(resources, "dev").routes["send"].two_way
+    assert not build_api_model(stack_of(resources), "dev").routes["send"].two_way
 
 
 def test_an_integration_response_key_must_be_default_or_a_regex() -> None:
     with pytest.raises(ApiModelError, match="neither"):
-        build_api_model(_api("200"), "dev")
+        build_api_model(stack_of(_api("200")), "dev")

@@ -56,6 +56,6 @@ def test_connect_has_the_samples_integration_response(stack_template: dict[str, 
 def test_the_twin_reads_connect_as_one_way_with_its_response(
         stack_template: dict[str, Any], cloud_assembly: Any) -> None:
     stack = resolve_stack(stack_template, "ConnectModel-dev", cloud_assembly)
-    connect = build_api_model(stack.as_dict(), "dev").routes["$connect"]
+    connect = build_api_model(stack, "dev").routes["$connect"]
     assert connect.integration is not None and not connect.two_way
     assert [r.key for r in connect.integration.responses] == ["/200/"]

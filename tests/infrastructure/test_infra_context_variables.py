@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from pipeline import PROJECT_ROOT
 from pipeline.infrastructure.templates import TEMPLATES_DIR
 from pipeline.infrastructure.websocket_context_variables import (
     MAPPING_TEMPLATE_VARIABLES,
@@ -22,7 +23,6 @@ from pipeline.infrastructure.websocket_context_variables import (
 from pipeline.infrastructure.websocket_ingress import ACCESS_LOG_FIELDS
 
 pytestmark = pytest.mark.synth
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PROPERTIES = ("RequestTemplates", "ResponseTemplates")
 
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from pipeline import PROJECT_ROOT
 from pipeline.infrastructure import PackagingError, packaging
-from pipeline.registry import PROJECT_ROOT
 
 PYPROJECT = """
 [project]

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.registry import PROJECT_ROOT
+from pipeline import PROJECT_ROOT
 
 pytestmark = pytest.mark.synth
 Template = dict[str, Any]

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from loadtest.accounting import Ledger, Outcome, SeqTracker
+from loadtest.accounting import Ledger, SeqOutcome, SeqTracker
 
 
 def test_in_order_receipts_lose_nothing() -> None:
     t = SeqTracker()
-    assert [t.observe(s, 5) for s in range(5)] == [Outcome.IN_ORDER] * 5
+    assert [t.observe(s, 5) for s in range(5)] == [SeqOutcome.IN_ORDER] * 5
     assert (t.received, t.lost(5), t.duplicated, t.out_of_order) == (5, 0, 0, 0)
 
 
@@ -13,8 +13,8 @@ def test_loss_duplicates_and_reordering_are_counted_separately() -> None:
     t = SeqTracker()
     outcomes = [t.observe(s, 10) for s in (0, 2, 1, 2, 5, 4, 9)]
     assert outcomes == [
-        Outcome.IN_ORDER, Outcome.IN_ORDER, Outcome.OUT_OF_ORDER, Outcome.DUPLICATE,
-        Outcome.IN_ORDER, Outcome.OUT_OF_ORDER, Outcome.IN_ORDER,
+        SeqOutcome.IN_ORDER, SeqOutcome.IN_ORDER, SeqOutcome.OUT_OF_ORDER, SeqOutcome.DUPLICATE,
+        SeqOutcome.IN_ORDER, SeqOutcome.OUT_OF_ORDER, SeqOutcome.IN_ORDER,
     ]  # fmt: skip
     assert t.received == 6
     assert t.duplicated == 1
@@ -24,8 +24,8 @@ def test_loss_duplicates_and_reordering_are_counted_separately() -> None:
 
 def test_numbers_never_sent_are_unexpected_not_received() -> None:
     t = SeqTracker()
-    assert t.observe(-1, 3) is Outcome.UNEXPECTED
-    assert t.observe(3, 3) is Outcome.UNEXPECTED
+    assert t.observe(-1, 3) is SeqOutcome.UNEXPECTED
+    assert t.observe(3, 3) is SeqOutcome.UNEXPECTED
     assert (t.received, t.unexpected, t.lost(3)) == (0, 2, 3)
 
 

@@ -23,31 +23,31 @@ import websockets
 from websockets.exceptions import InvalidStatus
 
 from pipeline.infrastructure.connect_authorizer.handler import encode_token
-from pipeline.local.harness import Twin, start_twin, stop_twin
+from pipeline.local.harness import TwinProcess, start_twin, stop_twin
 
 pytestmark = [pytest.mark.twin, pytest.mark.synth]
 TIMEOUT_S = 15.0
 
 
 @pytest.fixture(scope="module")
-def prod_twin(prod_assembly: Path) -> Iterator[Twin]:
+def prod_twin(prod_assembly: Path) -> Iterator[TwinProcess]:
     running = start_twin(prod_assembly, stage="prod")
     yield running
     stop_twin(running)
 
 
-def _aws(twin: Twin, service: str) -> Any:
+def _aws(twin: TwinProcess, service: str) -> Any:
     return boto3.client(service, endpoint_url=twin.aws, region_name="us-east-1",
                         aws_access_key_id="test", aws_secret_access_key="test")
 
 
-def _secret(twin: Twin) -> bytes:
+def _secret(twin: TwinProcess) -> bytes:
     client = _aws(twin, "secretsmanager")
     (entry,) = client.list_secrets()["SecretList"]
     return str(client.get_secret_value(SecretId=entry["ARN"])["SecretString"]).encode()
 
 
-def _token(twin: Twin, sub: str, ttl_s: int = 300, secret: bytes | None = None) -> str:
+def _token(twin: TwinProcess, sub: str, ttl_s: int = 300, secret: bytes | None = None) -> str:
     now = int(time.time())
     return encode_token(secret or _secret(twin), {"sub": sub, "iat": now, "exp": now + ttl_s})
 
@@ -59,7 +59,7 @@ async def _refused(url: str, **kwargs: Any) -> int:
     return refused.value.response.status_code
 
 
-async def test_connect_without_a_valid_token_is_refused_with_403(prod_twin: Twin) -> None:
+async def test_connect_without_a_valid_token_is_refused_with_403(prod_twin: TwinProcess) -> None:
     assert await _refused(prod_twin.ws) == 403
     assert await _refused(prod_twin.ws + "?token=not-a-jwt") == 403
     forged = _token(prod_twin, "mallory", secret=b"not the stack's secret")
@@ -69,7 +69,7 @@ async def test_connect_without_a_valid_token_is_refused_with_403(prod_twin: Twin
 
 
 async def test_a_valid_token_connects_and_its_principal_reaches_the_consumers(
-    prod_twin: Twin,
+    prod_twin: TwinProcess,
 ) -> None:
     kinesis = _aws(prod_twin, "kinesis")
     (stream,) = kinesis.list_streams()["StreamNames"]

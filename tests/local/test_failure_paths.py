@@ -29,7 +29,8 @@ import pytest
 from polling import until
 
 from pipeline.local.esm import EventSourceMappingRunner, InvokeResult, MappingConfig
-from pipeline.local.services import AwsServices, MotoShardSource, SqsFailureSink
+from pipeline.local.services import AwsServices
+from pipeline.local.shard_source import MotoShardSource, SqsFailureSink
 from pipeline.local.workers import FunctionSpec, Workers
 
 pytestmark = pytest.mark.twin

@@ -18,7 +18,8 @@ import orjson
 import pytest
 
 from pipeline.local.cfn import resolve_stack
-from pipeline.local.services import AwsServices, MotoShardSource
+from pipeline.local.services import AwsServices
+from pipeline.local.shard_source import MotoShardSource
 
 TEMPLATE: dict[str, Any] = {"Resources": {
     "Stream": {"Type": "AWS::Kinesis::Stream", "Properties": {"ShardCount": 2}},

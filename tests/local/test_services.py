@@ -14,8 +14,10 @@ import pytest
 from botocore.exceptions import ClientError
 
 from pipeline.local import kinesis_store
+from pipeline.local.aws import KINESIS_MAX_RECORD_BYTES
 from pipeline.local.cfn import resolve_stack
-from pipeline.local.services import AwsServices, MotoShardSource, SqsFailureSink
+from pipeline.local.services import AwsServices
+from pipeline.local.shard_source import MotoShardSource, SqsFailureSink
 
 TEMPLATE: dict[str, Any] = {"Resources": {
     "Stream": {"Type": "AWS::Kinesis::Stream", "Properties": {"ShardCount": 2}},
@@ -111,13 +113,11 @@ def test_explicit_hash_key_equal_to_ending_hash_key(services: tuple[AwsServices,
         assert out["ShardId"] == shard["ShardId"]
 
 
-def test_throughput_limit_per_shard(
-    services: tuple[AwsServices, Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_throughput_limit_per_shard(services: tuple[AwsServices, Any]) -> None:
     svc, stack = services
     stream = stack.resources["Stream"].ref
-    monkeypatch.setattr(kinesis_store, "clock", lambda: 1e9)  # one frozen second
-    kinesis_store.set_limits(True)
+    svc.store.clock = lambda: 1e9  # one frozen second
+    svc.store.enforce_limits = True
     try:
         records = [{"Data": _b64(b"x"), "PartitionKey": "same",
                     "ExplicitHashKey": "0"} for _ in range(500)]
@@ -133,7 +133,33 @@ def test_throughput_limit_per_shard(
                                              ExplicitHashKey="0")
         assert err.value.response["Error"]["Code"] == "ProvisionedThroughputExceededException"
     finally:
-        kinesis_store.set_limits(False)
+        svc.store.enforce_limits = False
+
+
+def test_limits_and_listeners_belong_to_one_store(services: tuple[AwsServices, Any]) -> None:
+    # Instance state: a second store neither throttles nor hears the first one's puts.
+    svc, stack = services
+    stream = stack.resources["Stream"].ref
+    other = kinesis_store.KinesisStore(enforce_limits=True)
+    heard: list[tuple[str, str]] = []
+    other.add_listener(lambda name, shard: heard.append((name, shard)))
+    mine: list[str] = []
+    svc.store.add_listener(lambda name, shard: mine.append(shard))
+    body = orjson.dumps({"StreamName": stream, "Data": _b64(b"x"), "PartitionKey": "k",
+                         "ExplicitHashKey": "0"})
+    for _ in range(3):
+        assert svc.call_aws("kinesis", "PutRecord", body, None).status == 200
+    assert heard == [] and len(mine) == 3
+    other.attach(svc.kinesis)  # now the other store serves the backend's puts
+    try:
+        other.clock = lambda: 5e9
+        for _ in range(1000):
+            other.admit(stream, "shardId-000000000000", 1)
+        out = svc.call_aws("kinesis", "PutRecord", body, None)
+        assert out.error_type == "ProvisionedThroughputExceededException"
+        assert len(mine) == 3 and heard == []
+    finally:
+        svc.store.attach(svc.kinesis)
 
 
 def test_limiter_window_slides() -> None:
@@ -211,7 +237,7 @@ def test_record_over_1_mib_is_refused_on_every_path(services: tuple[AwsServices,
     before = {s: kinesis_store.last_sequence(sh)
               for s, sh in svc.kinesis.describe_stream(stream_arn=None, stream_name=stream)
               .shards.items()}
-    over = b"x" * (kinesis_store.MAX_RECORD_BYTES - 1 + 1)  # + the 1-byte key = 1 MiB + 1
+    over = b"x" * (KINESIS_MAX_RECORD_BYTES - 1 + 1)  # + the 1-byte key = 1 MiB + 1
     with pytest.raises(ClientError) as err:
         kinesis.put_record(StreamName=stream, Data=over, PartitionKey="k")
     assert err.value.response["Error"]["Code"] == "ValidationException"
@@ -221,5 +247,5 @@ def test_record_over_1_mib_is_refused_on_every_path(services: tuple[AwsServices,
              for s, sh in svc.kinesis.describe_stream(stream_arn=None, stream_name=stream)
              .shards.items()}
     assert after == before  # nothing stored
-    exact = b"x" * (kinesis_store.MAX_RECORD_BYTES - 1)
+    exact = b"x" * (KINESIS_MAX_RECORD_BYTES - 1)
     assert kinesis.put_record(StreamName=stream, Data=exact, PartitionKey="k")["SequenceNumber"]

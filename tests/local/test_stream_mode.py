@@ -16,7 +16,7 @@ import boto3
 import pytest
 import websockets
 
-from pipeline.local.harness import Twin, start_twin, stop_twin
+from pipeline.local.harness import TwinProcess, start_twin, stop_twin
 
 pytestmark = [pytest.mark.twin, pytest.mark.synth]
 
@@ -37,7 +37,7 @@ def on_demand_template(on_demand_assembly: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def on_demand_twin(on_demand_assembly: Path) -> Iterator[Twin]:
+def on_demand_twin(on_demand_assembly: Path) -> Iterator[TwinProcess]:
     running = start_twin(on_demand_assembly)
     yield running
     stop_twin(running)
@@ -59,7 +59,7 @@ def test_alarm_email_subscribes_the_address(on_demand_template: dict[str, Any]) 
     assert sub["Properties"]["Endpoint"] == "ops@example.com"
 
 
-def test_twin_runs_the_on_demand_stream(on_demand_twin: Twin) -> None:
+def test_twin_runs_the_on_demand_stream(on_demand_twin: TwinProcess) -> None:
     kinesis = boto3.client("kinesis", endpoint_url=on_demand_twin.aws, region_name="us-east-1",
                            aws_access_key_id="x", aws_secret_access_key="x")
     (name,) = kinesis.list_streams()["StreamNames"]

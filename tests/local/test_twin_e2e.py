@@ -22,20 +22,20 @@ import pytest
 import websockets
 from botocore.exceptions import ClientError
 
-from pipeline.local.harness import PROJECT_ROOT, Twin, start_twin, stop_twin
+from pipeline.local.harness import PROJECT_ROOT, TwinProcess, start_twin, stop_twin
 
 pytestmark = [pytest.mark.twin, pytest.mark.synth]
 TIMEOUT_S = 15.0
 
 
-def _client(twin: Twin, service: str, **kwargs: Any) -> Any:
+def _client(twin: TwinProcess, service: str, **kwargs: Any) -> Any:
     return boto3.client(service, endpoint_url=kwargs.pop("endpoint_url", twin.aws),
                         region_name="us-east-1", aws_access_key_id="x",
                         aws_secret_access_key="x", **kwargs)
 
 
 @asynccontextmanager
-async def _connect(twin: Twin) -> AsyncIterator[Any]:
+async def _connect(twin: TwinProcess) -> AsyncIterator[Any]:
     async with websockets.connect(twin.ws, open_timeout=TIMEOUT_S) as ws:
         yield ws
 
@@ -71,7 +71,7 @@ async def _ids(a: Any, b: Any) -> tuple[str, str]:
     return a_id, b_id
 
 
-async def test_echo_round_trip(twin: Twin) -> None:
+async def test_echo_round_trip(twin: TwinProcess) -> None:
     async with _connect(twin) as ws:
         payload = {"nested": [1, "two", None], "quote": "\"'</script>"}
         await _send(ws, {"action": "echo", "data": payload})
@@ -84,7 +84,7 @@ async def test_echo_round_trip(twin: Twin) -> None:
         assert timing["gatewayMs"] <= timing["replyMs"]
 
 
-async def test_chat_three_clients_two_rooms(twin: Twin) -> None:
+async def test_chat_three_clients_two_rooms(twin: TwinProcess) -> None:
     room1, room2 = _room(), _room()
     async with _connect(twin) as a, _connect(twin) as b, _connect(twin) as c:
         await _join(a, room1)
@@ -99,7 +99,7 @@ async def test_chat_three_clients_two_rooms(twin: Twin) -> None:
         await _join(c, room2)
 
 
-async def test_unknown_action_and_non_json_get_error_frames(twin: Twin) -> None:
+async def test_unknown_action_and_non_json_get_error_frames(twin: TwinProcess) -> None:
     async with _connect(twin) as ws:
         await _send(ws, {"action": "teleport"})
         assert (await _recv(ws))["error"] == "unknown_action"
@@ -108,7 +108,7 @@ async def test_unknown_action_and_non_json_get_error_frames(twin: Twin) -> None:
         assert reply["action"] == "error" and reply["error"] == "invalid_frame"
 
 
-async def test_publish_reaches_a_room(twin: Twin) -> None:
+async def test_publish_reaches_a_room(twin: TwinProcess) -> None:
     room = _room()
     async with _connect(twin) as a, _connect(twin) as b:
         await _join(a, room)
@@ -122,7 +122,7 @@ async def test_publish_reaches_a_room(twin: Twin) -> None:
             assert await _recv(ws) == {"action": "broadcast", "room": room, "data": {"news": 1}}
 
 
-async def test_gone_connection_is_pruned_from_the_roster(twin: Twin) -> None:
+async def test_gone_connection_is_pruned_from_the_roster(twin: TwinProcess) -> None:
     ddb = _client(twin, "dynamodb")
     table = ddb.list_tables()["TableNames"][0]
     ghost = "G" + uuid.uuid4().hex[:14] + "="
@@ -151,7 +151,7 @@ async def test_gone_connection_is_pruned_from_the_roster(twin: Twin) -> None:
     assert ghost_items() == []
 
 
-async def test_connections_api_with_boto3(twin: Twin) -> None:
+async def test_connections_api_with_boto3(twin: TwinProcess) -> None:
     api = _client(twin, "apigatewaymanagementapi",
                   endpoint_url=twin.connections.removesuffix("/@connections"))
     async with _connect(twin) as a, _connect(twin) as b:
@@ -168,7 +168,7 @@ async def test_connections_api_with_boto3(twin: Twin) -> None:
     assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 410
 
 
-async def test_put_records_from_outside_reach_the_consumers(twin: Twin) -> None:
+async def test_put_records_from_outside_reach_the_consumers(twin: TwinProcess) -> None:
     kinesis = _client(twin, "kinesis")
     stream = kinesis.list_streams()["StreamNames"][0]
     async with _connect(twin) as a, _connect(twin) as b:

@@ -21,7 +21,7 @@ import boto3
 import pytest
 import websockets
 
-from pipeline.local.harness import PROJECT_ROOT, Twin, start_twin, stop_twin
+from pipeline.local.harness import PROJECT_ROOT, TwinProcess, start_twin, stop_twin
 from pipeline.redrive.target import from_twin
 from tests.polling import until
 
@@ -30,18 +30,18 @@ TIMEOUT_S = 15.0
 
 
 @pytest.fixture(scope="module")
-def own_twin(cloud_assembly: Path) -> Iterator[Twin]:
+def own_twin(cloud_assembly: Path) -> Iterator[TwinProcess]:
     running = start_twin(cloud_assembly)  # its own: this test deletes the roster table
     yield running
     stop_twin(running)
 
 
-def _client(twin: Twin, service: str) -> Any:
+def _client(twin: TwinProcess, service: str) -> Any:
     return boto3.client(service, endpoint_url=twin.aws, region_name="us-east-1",
                         aws_access_key_id="x", aws_secret_access_key="x")
 
 
-def _redrive(twin: Twin, assembly: Path, out: Path, *extra: str) -> tuple[int, dict[str, Any]]:
+def _redrive(twin: TwinProcess, assembly: Path, out: Path, *extra: str) -> tuple[int, dict[str, Any]]:
     connections = twin.ws.replace("ws://", "http://", 1)  # the runtime's endpoint: http://host/stage
     done = subprocess.run(
         [sys.executable, "-m", "pipeline", "redrive", "--consumer", "echo", "--aws-endpoint",
@@ -52,7 +52,7 @@ def _redrive(twin: Twin, assembly: Path, out: Path, *extra: str) -> tuple[int, d
     return done.returncode, json.loads(out.read_text())
 
 
-def test_failed_record_is_redriven_once_after_the_fix(own_twin: Twin, cloud_assembly: Path,
+def test_failed_record_is_redriven_once_after_the_fix(own_twin: TwinProcess, cloud_assembly: Path,
                                                       tmp_path: Path) -> None:
     ddb, sqs = _client(own_twin, "dynamodb"), _client(own_twin, "sqs")
     (table,) = ddb.list_tables()["TableNames"]

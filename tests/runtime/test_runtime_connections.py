@@ -16,7 +16,7 @@ from connections_stub import AtConnections
 from runtime_fixtures import FAST_RETRY
 from websockets.sync.client import connect
 
-from pipeline.local.harness import Twin
+from pipeline.local.harness import TwinProcess
 from pipeline.runtime import ConnectionsClient, Outcome, RetryPolicy
 from pipeline.runtime.signed_http import (
     SignedPoster,
@@ -247,7 +247,7 @@ def test_without_credentials_a_post_fails_after_its_attempts(
 # --- the twin's real @connections endpoint ----------------------------------------------------
 
 def test_the_lean_path_delivers_to_live_twin_connections_and_prunes_unknown_ones(
-    twin: Twin, aws_env: None
+    twin: TwinProcess, aws_env: None
 ) -> None:
     ddb = boto3.client("dynamodb", endpoint_url=twin.aws)
     table = ddb.list_tables()["TableNames"][0]

@@ -22,7 +22,7 @@ import boto3
 import pytest
 
 from pipeline.infrastructure.connect_authorizer.handler import encode_token
-from pipeline.local.harness import PROJECT_ROOT, Twin, start_twin, stop_twin
+from pipeline.local.harness import PROJECT_ROOT, TwinProcess, start_twin, stop_twin
 from pipeline.verify.cli import CHECK_NAMES, TOTAL_S
 
 pytestmark = [pytest.mark.twin, pytest.mark.synth]
@@ -50,7 +50,7 @@ def _checks(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def test_every_check_passes_on_the_twin_and_auth_skips_without_an_authorizer(
-    twin: Twin, tmp_path: Path
+    twin: TwinProcess, tmp_path: Path
 ) -> None:
     out = tmp_path / "verify.json"
     code, output, took = _verify("--url", twin.ws, "--aws-endpoint", twin.aws, "--json", str(out))
@@ -67,7 +67,7 @@ def test_every_check_passes_on_the_twin_and_auth_skips_without_an_authorizer(
         assert any(line.startswith(name + " ") for line in output.splitlines()), output
 
 
-def test_stack_outputs_are_read_from_cloudformation(twin: Twin, tmp_path: Path) -> None:
+def test_stack_outputs_are_read_from_cloudformation(twin: TwinProcess, tmp_path: Path) -> None:
     # A stack in the twin's CloudFormation whose outputs name the twin's resources, as
     # `cdk deploy` leaves them (pipeline/infrastructure/stack.py).
     def client(service: str) -> Any:
@@ -92,7 +92,7 @@ def test_stack_outputs_are_read_from_cloudformation(twin: Twin, tmp_path: Path) 
 
 @pytest.mark.parametrize("how", ["no endpoint", "stack without credentials"])
 def test_without_aws_access_the_stream_and_roster_checks_skip(
-    twin: Twin, tmp_path: Path, how: str
+    twin: TwinProcess, tmp_path: Path, how: str
 ) -> None:
     out = tmp_path / "verify.json"
     if how == "no endpoint":
@@ -116,7 +116,7 @@ def test_without_aws_access_the_stream_and_roster_checks_skip(
         assert checks[name]["status"] == "pass", output
 
 
-def test_a_stage_that_refuses_fails_with_exit_status_1(twin: Twin, tmp_path: Path) -> None:
+def test_a_stage_that_refuses_fails_with_exit_status_1(twin: TwinProcess, tmp_path: Path) -> None:
     out = tmp_path / "verify.json"
     wrong_stage = twin.ws.rsplit("/", 1)[0] + "/nostage"
     code, output, _ = _verify("--url", wrong_stage, "--aws-endpoint", twin.aws, "--json", str(out))
@@ -136,13 +136,13 @@ def test_bad_arguments_exit_2() -> None:
 
 
 @pytest.fixture(scope="module")
-def prod_twin(prod_assembly: Path) -> Iterator[Twin]:
+def prod_twin(prod_assembly: Path) -> Iterator[TwinProcess]:
     running = start_twin(prod_assembly, stage="prod")
     yield running
     stop_twin(running)
 
 
-def test_auth_passes_on_a_stack_with_token_auth(prod_twin: Twin, tmp_path: Path) -> None:
+def test_auth_passes_on_a_stack_with_token_auth(prod_twin: TwinProcess, tmp_path: Path) -> None:
     secrets = boto3.client("secretsmanager", endpoint_url=prod_twin.aws, region_name="us-east-1",
                            aws_access_key_id="test", aws_secret_access_key="test")
     (entry,) = secrets.list_secrets()["SecretList"]

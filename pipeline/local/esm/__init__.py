@@ -9,7 +9,7 @@ The interface (all the orchestrator needs)::
 
     config = MappingConfig.from_cfn(resource["Properties"], logical_id="EchoMapping")
     runner = EventSourceMappingRunner(config, source, invoker, sink,
-                                      region="us-east-1", invoke_identity_arn=role_arn)
+                                      region=REGION, invoke_identity_arn=role_arn)
     await runner.start()      # no-op for Enabled: false; call inside the twin's event loop
     ...                       # runner.stats: records read/filtered/processed/discarded, ...
     await runner.stop()

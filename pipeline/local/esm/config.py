@@ -1,6 +1,6 @@
 """``MappingConfig``: the resolved properties of one ``AWS::Lambda::EventSourceMapping``.
 
-Defaults and ranges are Lambda's for Kinesis sources:
+Defaults are Lambda's for Kinesis sources; the ranges are ``pipeline.local.aws``'s ``ESM_*``:
 https://docs.aws.amazon.com/lambda/latest/api/API_CreateEventSourceMapping.html
 """
 
@@ -11,6 +11,17 @@ import uuid as uuid_mod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from pipeline.local.aws import (
+    ESM_BATCH_SIZE,
+    ESM_BATCHING_WINDOW_S,
+    ESM_PARALLELIZATION_FACTOR,
+    ESM_RECORD_AGE_MIN_S,
+    ESM_RECORD_AGE_S,
+    ESM_RETRY_ATTEMPTS,
+    ESM_TUMBLING_WINDOW_S,
+    Range,
+)
 
 from .errors import InvalidMappingConfigError
 from .filters import validate_pattern
@@ -51,9 +62,10 @@ class MappingConfig:
         timestamp = p.number_or_none("StartingPositionTimestamp")
         if position == "AT_TIMESTAMP" and timestamp is None:
             raise p.error("StartingPositionTimestamp", "is required with AT_TIMESTAMP")
-        age = p.integer("MaximumRecordAgeInSeconds", -1, -1, 604_800)
-        if age != -1 and age < 60:
-            raise p.error("MaximumRecordAgeInSeconds", "must be -1 or 60..604800")
+        age = p.integer("MaximumRecordAgeInSeconds", -1, ESM_RECORD_AGE_S)
+        if age != -1 and age < ESM_RECORD_AGE_MIN_S:
+            raise p.error("MaximumRecordAgeInSeconds",
+                          f"must be -1 or {ESM_RECORD_AGE_MIN_S}..{ESM_RECORD_AGE_S.high}")
         response_types = p.get("FunctionResponseTypes") or []
         if not isinstance(response_types, list) or any(
             t != "ReportBatchItemFailures" for t in response_types
@@ -63,19 +75,19 @@ class MappingConfig:
             uuid=str(properties.get("Id") or uuid_mod.uuid5(_UUID_NAMESPACE, logical_id)),
             function_name=p.string("FunctionName"),
             event_source_arn=p.string("EventSourceArn"),
-            batch_size=p.integer("BatchSize", 100, 1, 10_000),
-            maximum_batching_window_s=float(p.integer("MaximumBatchingWindowInSeconds", 0, 0, 300)),
+            batch_size=p.integer("BatchSize", 100, ESM_BATCH_SIZE),
+            maximum_batching_window_s=float(p.integer("MaximumBatchingWindowInSeconds", 0, ESM_BATCHING_WINDOW_S)),
             starting_position=position,
             starting_position_timestamp=timestamp,
             bisect_batch_on_function_error=p.boolean("BisectBatchOnFunctionError", False),
-            maximum_retry_attempts=p.integer("MaximumRetryAttempts", -1, -1, 10_000),
+            maximum_retry_attempts=p.integer("MaximumRetryAttempts", -1, ESM_RETRY_ATTEMPTS),
             maximum_record_age_s=age,
-            parallelization_factor=p.integer("ParallelizationFactor", 1, 1, 10),
+            parallelization_factor=p.integer("ParallelizationFactor", 1, ESM_PARALLELIZATION_FACTOR),
             report_batch_item_failures="ReportBatchItemFailures" in response_types,
             filters=p.filters(),
             on_failure_destination_arn=p.destination(),
             enabled=p.boolean("Enabled", True),
-            tumbling_window_s=p.integer("TumblingWindowInSeconds", 0, 0, 900),
+            tumbling_window_s=p.integer("TumblingWindowInSeconds", 0, ESM_TUMBLING_WINDOW_S),
         )
 
 
@@ -98,7 +110,7 @@ class _Props:
             raise self.error(prop, "must be a non-empty string (is it resolved?)")
         return value
 
-    def integer(self, prop: str, default: int, low: int, high: int) -> int:
+    def integer(self, prop: str, default: int, allowed: Range) -> int:
         value = self._p.get(prop, default)
         try:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
@@ -106,8 +118,8 @@ class _Props:
             number = int(value)
         except (TypeError, ValueError):
             raise self.error(prop, f"must be an integer, got {value!r}") from None
-        if not low <= number <= high:
-            raise self.error(prop, f"must be {low}..{high}, got {number}")
+        if number not in allowed:
+            raise self.error(prop, f"must be {allowed.low}..{allowed.high}, got {number}")
         return number
 
     def number_or_none(self, prop: str) -> float | None:

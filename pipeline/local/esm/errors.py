@@ -8,8 +8,10 @@ One base, :class:`EsmError`; subclasses carry the AWS error code Lambda would an
 
 from __future__ import annotations
 
+from pipeline.local.errors import TwinError
 
-class EsmError(Exception):
+
+class EsmError(TwinError):
     """Base of every error raised by ``pipeline.local.esm``."""
 
     code: str = "ServiceException"

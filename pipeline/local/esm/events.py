@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pipeline.local.aws import ACCOUNT_ID
+
 from .interfaces import InvokeResult, StoredRecord
 
-DEFAULT_ACCOUNT = "123456789012"
+DEFAULT_ACCOUNT = ACCOUNT_ID  # moto's default account, the twin's
 
 
 def arn_region_account(arn: str, *, region: str) -> tuple[str, str]:

@@ -28,6 +28,8 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
+from pipeline.runtime.records import KPL_MAGIC
+
 from .interfaces import StoredRecord
 
 _OPERATORS = frozenset(
@@ -104,8 +106,6 @@ def record_matches(
         )
     return False
 
-
-KPL_MAGIC = b"\xf3\x89\x9a\xc2"
 
 
 def user_records(record: StoredRecord) -> list[StoredRecord]:

@@ -11,6 +11,8 @@ import contextlib
 import time
 from collections.abc import Callable
 
+from pipeline.local.aws import ACCOUNT_ID, REGION
+
 from .batching import lane_of
 from .interfaces import StoredRecord
 
@@ -23,8 +25,8 @@ class MemoryStream:
         name: str = "stream",
         *,
         shards: int = 1,
-        region: str = "us-east-1",
-        account: str = "123456789012",
+        region: str = REGION,
+        account: str = ACCOUNT_ID,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.stream_arn = f"arn:aws:kinesis:{region}:{account}:stream/{name}"

@@ -38,7 +38,7 @@ class WorkItem:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class BatchOutcome:
     """An invocation classified: success, failure (whole batch) or partial (from an index)."""
 
     kind: Literal["success", "failure", "partial"]
@@ -56,7 +56,7 @@ class Discard:
 
 
 @dataclass(frozen=True)
-class Decision:
+class RetryDecision:
     """What follows an invocation."""
 
     done: tuple[StoredRecord, ...] = ()  # processed; the checkpoint passes them
@@ -67,62 +67,62 @@ class Decision:
 
 def classify(
     result: InvokeResult, batch: Sequence[StoredRecord], *, report_batch_item_failures: bool
-) -> Outcome:
-    """Turn an invocation result into an :class:`Outcome`."""
+) -> BatchOutcome:
+    """Turn an invocation result into an :class:`BatchOutcome`."""
     if not result.ok:
-        return Outcome("failure", reason=f"{result.error_type}: {result.error_message}")
+        return BatchOutcome("failure", reason=f"{result.error_type}: {result.error_message}")
     if not report_batch_item_failures:
-        return Outcome("success")
+        return BatchOutcome("success")
     return parse_batch_item_failures(result.payload, [r.sequence_number for r in batch])
 
 
-def parse_batch_item_failures(payload: Any, sequence_numbers: Sequence[str]) -> Outcome:
+def parse_batch_item_failures(payload: Any, sequence_numbers: Sequence[str]) -> BatchOutcome:
     """Read ``{"batchItemFailures": [{"itemIdentifier": seq}, ...]}`` against the batch."""
     if not isinstance(payload, Mapping):
-        return Outcome("success")  # null/empty response (or not an object): nothing reported
+        return BatchOutcome("success")  # null/empty response (or not an object): nothing reported
     failures = payload.get("batchItemFailures")
     if failures is None:
-        return Outcome("success")
+        return BatchOutcome("success")
     if not isinstance(failures, list):
-        return Outcome("failure", reason="batchItemFailures is not a list")
+        return BatchOutcome("failure", reason="batchItemFailures is not a list")
     if not failures:
-        return Outcome("success")
+        return BatchOutcome("success")
     index = {seq: i for i, seq in enumerate(sequence_numbers)}
     lowest: int | None = None
     for entry in failures:
         identifier = entry.get("itemIdentifier") if isinstance(entry, Mapping) else None
         if not isinstance(identifier, str) or not identifier:
-            return Outcome("failure", reason=f"malformed batch item failure {entry!r}")
+            return BatchOutcome("failure", reason=f"malformed batch item failure {entry!r}")
         if identifier not in index:
-            return Outcome("failure", reason=f"itemIdentifier {identifier!r} is not in the batch")
+            return BatchOutcome("failure", reason=f"itemIdentifier {identifier!r} is not in the batch")
         lowest = index[identifier] if lowest is None else min(lowest, index[identifier])
     assert lowest is not None
-    return Outcome("partial", first_failed=lowest)
+    return BatchOutcome("partial", first_failed=lowest)
 
 
 def can_retry(retries_used: int, maximum_retry_attempts: int) -> bool:
     return maximum_retry_attempts == -1 or retries_used < maximum_retry_attempts
 
 
-def decide(item: WorkItem, outcome: Outcome, config: MappingConfig) -> Decision:
+def decide(item: WorkItem, outcome: BatchOutcome, config: MappingConfig) -> RetryDecision:
     """The next step after invoking ``item`` (whose ``invokes`` already counts this call)."""
     records = item.records
     if outcome.kind == "success":
-        return Decision(done=records)
+        return RetryDecision(done=records)
     if outcome.kind == "partial" and outcome.first_failed > 0:
         done, rest = records[: outcome.first_failed], records[outcome.first_failed :]
         if config.bisect_batch_on_function_error:
-            return Decision(done=done, retry=(WorkItem(rest, item.retries),))
+            return RetryDecision(done=done, retry=(WorkItem(rest, item.retries),))
         if can_retry(item.retries, config.maximum_retry_attempts):
-            return Decision(done=done, retry=(WorkItem(rest, item.retries + 1),), backoff=True)
-        return Decision(done=done, discard=Discard(rest, RETRY_EXHAUSTED, item.invokes))
+            return RetryDecision(done=done, retry=(WorkItem(rest, item.retries + 1),), backoff=True)
+        return RetryDecision(done=done, discard=Discard(rest, RETRY_EXHAUSTED, item.invokes))
     if config.bisect_batch_on_function_error and len(records) > 1:
         middle = (len(records) + 1) // 2
         halves = (WorkItem(records[:middle], item.retries), WorkItem(records[middle:], item.retries))
-        return Decision(retry=halves)
+        return RetryDecision(retry=halves)
     if can_retry(item.retries, config.maximum_retry_attempts):
-        return Decision(retry=(WorkItem(records, item.retries + 1, item.invokes),), backoff=True)
-    return Decision(discard=Discard(records, RETRY_EXHAUSTED, item.invokes))
+        return RetryDecision(retry=(WorkItem(records, item.retries + 1, item.invokes),), backoff=True)
+    return RetryDecision(discard=Discard(records, RETRY_EXHAUSTED, item.invokes))
 
 
 def split_expired(

@@ -15,6 +15,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from pipeline.local.aws import KINESIS_GET_RECORDS_MAX, REGION
+
 from .batching import Batcher, lane_of
 from .config import MappingConfig
 from .events import EventContext, arn_region_account, failure_record, function_arn, kinesis_event
@@ -24,7 +26,7 @@ from .policy import RECORD_AGE_EXCEEDED, Discard, WorkItem, classify, decide, sp
 
 log = logging.getLogger(__name__)
 
-READ_LIMIT = 10_000  # GetRecords' maximum
+READ_LIMIT = KINESIS_GET_RECORDS_MAX
 IDLE_WAIT_S = 1.0  # upper bound of one wait_for_records; records wake the reader earlier
 
 
@@ -51,7 +53,7 @@ class EventSourceMappingRunner:
         invoker: Invoker,
         sink: FailureSink,
         *,
-        region: str = "us-east-1",
+        region: str = REGION,
         clock: Callable[[], float] = time.time,
         invoke_identity_arn: str | None = None,
         retry_backoff_s: float = 0.1,

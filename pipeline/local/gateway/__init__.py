@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from pipeline.local.aws import AwsResponse
+
 __all__ = [
     "ApiModel",
     "ApiModelError",
@@ -21,15 +23,6 @@ __all__ = [
     "IntegrationBackend",
     "build_api_model",
 ]
-
-
-@dataclass(frozen=True)
-class AwsResponse:
-    """What an AWS JSON-protocol action answered (error_type e.g. "AccessDeniedException")."""
-
-    status: int
-    body: bytes
-    error_type: str | None = None
 
 
 class IntegrationBackend(Protocol):

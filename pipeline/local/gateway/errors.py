@@ -1,4 +1,4 @@
-"""The gateway's exceptions.
+"""The gateway's exceptions (under :class:`~pipeline.local.errors.TwinError`).
 
 GatewayError
 +-- ApiModelError        the resolved template does not describe a usable WebSocket API
@@ -6,8 +6,10 @@ GatewayError
 
 from __future__ import annotations
 
+from pipeline.local.errors import TwinError
 
-class GatewayError(Exception):
+
+class GatewayError(TwinError):
     """Base of every gateway error."""
 
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.local.cfn import Resource, Stack
 from pipeline.local.gateway.errors import ApiModelError
 
 # arn:aws:apigateway:<region>:<service>:action/<Action>
@@ -81,18 +82,18 @@ class ApiModel:
         return self.routes.get(route_key)
 
 
-def _ref(logical_id: str, spec: Mapping[str, Any]) -> str:
-    return str(spec.get("Ref", logical_id))
+def _ref(logical_id: str, spec: Resource) -> str:
+    return spec.ref or logical_id
 
 
-def _props(spec: Mapping[str, Any]) -> Mapping[str, Any]:
-    props = spec.get("Properties") or {}
+def _props(spec: Resource) -> Mapping[str, Any]:
+    props = spec.properties or {}
     if not isinstance(props, Mapping):
         raise ApiModelError("Properties is not an object")
     return props
 
 
-def _integration_response(logical_id: str, spec: Mapping[str, Any]) -> IntegrationResponse:
+def _integration_response(logical_id: str, spec: Resource) -> IntegrationResponse:
     props = _props(spec)
     key = str(props.get("IntegrationResponseKey", ""))
     if key != "$default" and not (len(key) > 2 and key.startswith("/") and key.endswith("/")):
@@ -107,7 +108,7 @@ def _integration_response(logical_id: str, spec: Mapping[str, Any]) -> Integrati
     )
 
 
-def _integration(logical_id: str, spec: Mapping[str, Any],
+def _integration(logical_id: str, spec: Resource,
                  responses: tuple[IntegrationResponse, ...] = ()) -> Integration:
     props = _props(spec)
     kind = props.get("IntegrationType")
@@ -138,10 +139,11 @@ def _integration(logical_id: str, spec: Mapping[str, Any],
     )
 
 
-def build_api_model(resources: Mapping[str, Mapping[str, Any]], stage: str) -> ApiModel:
-    """The WebSocket API of the resolved *resources* (intrinsics already resolved) at *stage*."""
+def build_api_model(stack: Stack, stage: str) -> ApiModel:
+    """The WebSocket API of the resolved *stack* (intrinsics already resolved) at *stage*."""
+    resources = stack.resources
     apis = [(lid, s) for lid, s in resources.items()
-            if s.get("Type") == "AWS::ApiGatewayV2::Api"
+            if s.type == "AWS::ApiGatewayV2::Api"
             and _props(s).get("ProtocolType") == "WEBSOCKET"]
     if len(apis) != 1:
         raise ApiModelError(f"expected exactly one WebSocket API, found {len(apis)}")
@@ -149,9 +151,9 @@ def build_api_model(resources: Mapping[str, Mapping[str, Any]], stage: str) -> A
     api_props = _props(api_spec)
     api_id = _ref(api_lid, api_spec)
 
-    def of_api(rtype: str) -> list[tuple[str, Mapping[str, Any]]]:
+    def of_api(rtype: str) -> list[tuple[str, Resource]]:
         return [(lid, s) for lid, s in resources.items()
-                if s.get("Type") == rtype and str(_props(s).get("ApiId")) == api_id]
+                if s.type == rtype and str(_props(s).get("ApiId")) == api_id]
 
     responses: dict[str, list[IntegrationResponse]] = {}
     for lid, s in of_api("AWS::ApiGatewayV2::IntegrationResponse"):

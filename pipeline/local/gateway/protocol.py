@@ -20,6 +20,7 @@ from typing import Any, NewType
 import orjson
 
 from pipeline.local import vtl
+from pipeline.local.aws import ACCOUNT_ID, REGION
 from pipeline.local.content_types import GATEWAY_DEFAULT
 from pipeline.local.gateway.model import ApiModel, IntegrationResponse, Route
 from pipeline.local.gateway.responses import render_response
@@ -33,8 +34,6 @@ ID_LENGTH = 16
 _SPECIAL_ROUTES = frozenset({"$connect", "$disconnect"})
 
 _AUTHORIZER_URI = re.compile(r"functions/(arn:[^/]+)/invocations$")
-REGION = "us-east-1"
-ACCOUNT_ID = "123456789012"
 
 INTERNAL_ERROR = "Internal server error"
 FORBIDDEN = "Forbidden"
@@ -77,7 +76,7 @@ def iso_time(epoch_ms: int) -> str:
 
 
 @dataclass
-class Connection:
+class ClientConnection:
     """One client connection, as the gateway sees it."""
 
     connection_id: ConnectionId
@@ -134,7 +133,7 @@ class AuthorizerCall:
     event: dict[str, Any]
 
 
-def error_frame(message: str, connection_id: str, request_id: str) -> Reply:
+def gateway_error_reply(message: str, connection_id: str, request_id: str) -> Reply:
     """The frame API Gateway sends when it cannot route or integrate a message."""
     return Reply(orjson.dumps(
         {"message": message, "connectionId": connection_id, "requestId": request_id}
@@ -167,13 +166,13 @@ class GatewayProtocol:
 
     def open(self, *, source_ip: str, user_agent: str, domain_name: str,
              headers: Mapping[str, str] | None = None,
-             query: Mapping[str, str] | None = None) -> Connection:
+             query: Mapping[str, str] | None = None) -> ClientConnection:
         """A new connection (not yet accepted: run :meth:`connect` first)."""
         now = self._clock_ms()
-        return Connection(ConnectionId(new_id()), now, source_ip, user_agent, domain_name,
+        return ClientConnection(ConnectionId(new_id()), now, source_ip, user_agent, domain_name,
                           dict(headers or {}), dict(query or {}), last_active_ms=now)
 
-    def connect(self, conn: Connection) -> IntegrationCall | None:
+    def connect(self, conn: ClientConnection) -> IntegrationCall | None:
         """The $connect integration call (None: no $connect integration, accept).
 
         Raises :class:`vtl.VtlError` when the template fails (the upgrade is then refused).
@@ -183,7 +182,7 @@ class GatewayProtocol:
             return None
         return self._call(conn, route, "CONNECT", body="", extra={})
 
-    def authorizer(self, conn: Connection) -> AuthorizerCall | None:
+    def authorizer(self, conn: ClientConnection) -> AuthorizerCall | None:
         """The $connect Lambda authorizer call (None: the route has no CUSTOM authorizer).
 
         Event shape: https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-lambda-auth.html
@@ -209,7 +208,7 @@ class GatewayProtocol:
             "requestContext": self.context(conn, "$connect", "CONNECT", request_id, {}),
         })
 
-    def authorized(self, conn: Connection, result: Any) -> int | None:
+    def authorized(self, conn: ClientConnection, result: Any) -> int | None:
         """Apply the authorizer's answer: None when allowed, else the HTTP status refusing it.
 
         An Allow statement (and no Deny) admits; ``principalId`` and ``context`` become
@@ -228,20 +227,20 @@ class GatewayProtocol:
                            "principalId": str(result.get("principalId", ""))}
         return None
 
-    def message(self, conn: Connection, text: str) -> IntegrationCall | Reply | None:
+    def message(self, conn: ClientConnection, text: str) -> IntegrationCall | Reply | None:
         """What one client text frame does: an integration call, or an error frame."""
         conn.last_active_ms = self._clock_ms()
         route = self.api.route(self.select_route(text)) or self.api.route("$default")
         request_id = new_id()
         if route is None:
-            return error_frame(FORBIDDEN, conn.connection_id, request_id)
+            return gateway_error_reply(FORBIDDEN, conn.connection_id, request_id)
         if route.integration is None:
             return None
         try:
             return self._call(conn, route, "MESSAGE", body=text, extra={"messageId": new_id()},
                               request_id=request_id)
         except vtl.VtlError:
-            return error_frame(INTERNAL_ERROR, conn.connection_id, request_id)
+            return gateway_error_reply(INTERNAL_ERROR, conn.connection_id, request_id)
 
     def answer(self, call: IntegrationCall, status: int | None, body: bytes = b"",
                error_type: str | None = None) -> Reply | None:
@@ -252,11 +251,11 @@ class GatewayProtocol:
         error frame.
         """
         if status is None:
-            return error_frame(INTERNAL_ERROR, call.context.get("connectionId", ""),
+            return gateway_error_reply(INTERNAL_ERROR, call.context.get("connectionId", ""),
                                call.request_id)
         if not call.two_way:
             if integration_failed(status, error_type):
-                return error_frame(INTERNAL_ERROR, call.context.get("connectionId", ""),
+                return gateway_error_reply(INTERNAL_ERROR, call.context.get("connectionId", ""),
                                    call.request_id)
             return None
         try:
@@ -267,11 +266,11 @@ class GatewayProtocol:
         except vtl.VtlError:
             text = None
         if text is None:
-            return error_frame(INTERNAL_ERROR, call.context.get("connectionId", ""),
+            return gateway_error_reply(INTERNAL_ERROR, call.context.get("connectionId", ""),
                                call.request_id)
         return Reply(text)
 
-    def disconnect(self, conn: Connection, status_code: int, reason: str = "") -> (
+    def disconnect(self, conn: ClientConnection, status_code: int, reason: str = "") -> (
             IntegrationCall | None):
         """The $disconnect call, at most once per connection (later calls return None)."""
         if conn.disconnect_claimed:
@@ -304,7 +303,7 @@ class GatewayProtocol:
 
     # --- context and templates ------------------------------------------------------------
 
-    def context(self, conn: Connection, route_key: str, event_type: str, request_id: str,
+    def context(self, conn: ClientConnection, route_key: str, event_type: str, request_id: str,
                 extra: Mapping[str, Any]) -> dict[str, Any]:
         """``$context`` for one request."""
         now = self._clock_ms()
@@ -328,7 +327,7 @@ class GatewayProtocol:
         ctx.update(extra)
         return ctx
 
-    def _call(self, conn: Connection, route: Route, event_type: str, *, body: str,
+    def _call(self, conn: ClientConnection, route: Route, event_type: str, *, body: str,
               extra: Mapping[str, Any], request_id: str | None = None) -> IntegrationCall:
         integration = route.integration
         assert integration is not None

@@ -4,7 +4,7 @@ Close paths and the codes ``$disconnect`` reports (``$context.disconnectStatusCo
 own close code (1005 when its close frame has none), 1006 when the network drops, 1001 for idle
 timeout, maximum connection duration and server stop, 1000 for DELETE @connections, 1009 for a
 message over 128 KB, 1007 for invalid UTF-8, 1003 for a binary frame (the API declares no binary
-media types), 1009 for a single frame over 32 KB and 1002 for an unmasked one (:class:`_FrameGuard`),
+media types), 1009 for a single frame over 32 KB and 1002 for an unmasked one (``patches/aiohttp_frames.py``),
 1002 for other protocol errors (aiohttp's reader). Every path delivers
 ``$disconnect`` exactly once, best effort (its failure is only logged, as AWS:
 https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-route-keys-connect-disconnect.html).
@@ -17,11 +17,9 @@ import contextlib
 import logging
 import socket
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 from aiohttp import WSMsgType, web
-from aiohttp.http import WebSocketError
 
 from pipeline.local import vtl
 from pipeline.local.gateway import AwsResponse, GatewayLimits, GatewayRules, IntegrationBackend
@@ -29,8 +27,7 @@ from pipeline.local.gateway.misses import MissLog
 from pipeline.local.gateway.model import ApiModel
 from pipeline.local.gateway.protocol import (
     INTERNAL_ERROR,
-    Connection,
-    FrameSizeScanner,
+    ClientConnection,
     GatewayProtocol,
     IntegrationCall,
     Reply,
@@ -38,6 +35,7 @@ from pipeline.local.gateway.protocol import (
     is_well_formed_id,
 )
 from pipeline.local.iam.gateway_access import GatewayAccess
+from pipeline.local.patches.aiohttp_frames import FrameLimitedWebSocket as _WebSocket
 
 LOG = logging.getLogger(__name__)
 
@@ -55,7 +53,7 @@ DEFAULT_RULES = GatewayRules()
 
 @dataclass(eq=False)
 class _Client:
-    conn: Connection
+    conn: ClientConnection
     ws: web.WebSocketResponse
     server_code: int | None = None  # set when the gateway closes
     transport: asyncio.Transport | None = None  # to drop a client that stopped reading
@@ -65,67 +63,6 @@ class _Client:
     @property
     def closing(self) -> bool:
         return self.server_code is not None or self.client_code is not None or self.ws.closed
-
-
-class _FrameGuard:
-    """Stands in front of aiohttp's WebSocketReader and checks every frame header.
-
-    aiohttp only limits the reassembled message; API Gateway also closes 1009 on any single frame
-    over 32 KB (and RFC 6455 requires 1002 for an unmasked client frame). Frames before the bad
-    one are still delivered, then the reader's queue gets the error, exactly as aiohttp reports
-    its own violations (the app then sees an ERROR message and aiohttp sends the close frame).
-    """
-
-    def __init__(self, parser: Any, queue: Any, limit: int) -> None:
-        self._parser = parser
-        self._queue = queue
-        self.scanner = FrameSizeScanner(limit)
-        self._tripped = False
-
-    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
-        if self._tripped:
-            return True, b""
-        cut = self.scanner.feed(bytes(data))
-        if cut is None:
-            result: tuple[bool, bytes] = self._parser.feed_data(data)
-            return result
-        self._tripped = True
-        eof, _ = self._parser.feed_data(data[:cut])
-        if not eof and self.scanner.close_code is not None:  # no earlier error of the reader's
-            self._queue.set_exception(WebSocketError(self.scanner.close_code, self.scanner.reason))
-        return True, b""
-
-    def feed_eof(self) -> None:
-        self._parser.feed_eof()
-
-
-class _WebSocket(web.WebSocketResponse):
-    """A WebSocketResponse whose reader enforces the 32 KB frame quota (see :class:`_FrameGuard`).
-
-    The guard is installed where aiohttp hands the parser to the connection's protocol; it relies
-    on aiohttp internals (``_payload_parser``, ``_message_tail``, ``_reader``), checked by
-    tests/local/gateway/test_server.py and tests/local/test_hostile.py. Without them it logs a
-    warning and only the 128 KB message limit holds.
-    """
-
-    def __init__(self, *, frame_bytes: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._frame_bytes = frame_bytes
-
-    def _post_start(self, request: Any, protocol: Any, writer: Any) -> None:
-        handler = request.protocol
-        if not hasattr(handler, "_payload_parser") or not hasattr(handler, "_message_tail"):
-            LOG.warning("aiohttp internals changed: the %d-byte frame limit is not enforced",
-                        self._frame_bytes)
-            super()._post_start(request, protocol, writer)
-            return
-        # Bytes that arrived with the upgrade request go through the guard too, in order.
-        tail, handler._message_tail = handler._message_tail, b""
-        super()._post_start(request, protocol, writer)
-        guard = _FrameGuard(handler._payload_parser, self._reader, self._frame_bytes)
-        handler._payload_parser = guard
-        if tail:
-            guard.feed_data(tail)
 
 
 def _too_big(text: str, limit: int) -> bool:
@@ -291,7 +228,7 @@ class Gateway:
             return None
         return _aws_error(refusal.status, refusal.error_type, refusal.message)
 
-    async def _authorize(self, conn: Connection) -> web.Response | None:
+    async def _authorize(self, conn: ClientConnection) -> web.Response | None:
         """Run the $connect Lambda authorizer; a refusal response, or None to go on."""
         try:
             call = self._protocol.authorizer(conn)

@@ -20,14 +20,14 @@ from pipeline.local.iam.access import (
     function_secret_key,
 )
 from pipeline.local.iam.errors import Denial, IamError, PolicyError, denied_message
-from pipeline.local.iam.policy import Decision, evaluate, parse_policy
+from pipeline.local.iam.policy import PolicyDecision, evaluate, parse_policy
 
 __all__ = [
     "AccessControl",
     "Caller",
-    "Decision",
     "Denial",
     "IamError",
+    "PolicyDecision",
     "PolicyError",
     "denied_message",
     "evaluate",

@@ -16,10 +16,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.local.cfn import ACCOUNT_ID, REGION, Stack
+from pipeline.local.aws import ACCOUNT_ID, REGION
+from pipeline.local.cfn import Stack
 from pipeline.local.iam.errors import Denial, PolicyError
 from pipeline.local.iam.managed import managed_policy
-from pipeline.local.iam.policy import Context, Decision, Statement, evaluate, parse_policy
+from pipeline.local.iam.policy import Context, PolicyDecision, Statement, evaluate, parse_policy
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ class AccessControl:
                  secret_arns: Mapping[str, str] | None = None) -> None:
         self._roles = dict(roles)
         self.secret_arns = dict(secret_arns or {})  # Secrets Manager name -> the stack's ARN
-        self._cache: dict[tuple[str, str, str], Decision] = {}
+        self._cache: dict[tuple[str, str, str], PolicyDecision] = {}
         self._callers: dict[str, Caller] = {}
         self._secrets: dict[str, str] = dict(ADMIN_KEYS)
         for function_name, role_arn in (functions or {}).items():
@@ -142,7 +143,7 @@ class AccessControl:
         """The secret of a key the twin knows (for SigV4 verification); None if unknown."""
         return self._secrets.get(access_key)
 
-    def decide(self, role_arn: str, action: str, resource: str) -> Decision:
+    def decide(self, role_arn: str, action: str, resource: str) -> PolicyDecision:
         """The decision for a role (cached; a role the stack does not define allows nothing)."""
         key = (role_arn, action, resource)
         decision = self._cache.get(key)
@@ -155,10 +156,10 @@ class AccessControl:
     def check(self, caller: Caller, action: str, resource: str) -> Denial | None:
         """None when allowed, else what AWS's AccessDenied message needs."""
         decision = self.decide(caller.role_arn, action, resource)
-        if decision is Decision.ALLOW:
+        if decision is PolicyDecision.ALLOW:
             return None
         return Denial(caller.principal, action, resource,
-                      explicit=decision is Decision.EXPLICIT_DENY)
+                      explicit=decision is PolicyDecision.EXPLICIT_DENY)
 
     def check_integration(self, credentials_arn: str, action: str, resource: str) -> Denial | None:
         """An API Gateway integration acting with its credentials role."""

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pipeline.local.errors import TwinError
 
-class IamError(Exception):
+
+class IamError(TwinError):
     """Base of every error of the local IAM checks."""
 
 

@@ -9,26 +9,16 @@ refuses the connection)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import orjson
 
+from pipeline.local.aws import ACCESS_DENIED, AwsResponse
 from pipeline.local.iam.access import AccessControl
 from pipeline.local.iam.errors import denied_message
 from pipeline.local.iam.requests import checks_for, denied_body
 
 
-@dataclass(frozen=True)
-class DeniedResponse:
-    """The service's AccessDenied answer: HTTP status, JSON body, error type."""
-
-    status: int
-    body: bytes
-    error_type: str = "AccessDeniedException"
-
-
 def integration_denied(access: AccessControl, service: str, action: str, body: bytes,
-                       credentials_arn: str) -> DeniedResponse | None:
+                       credentials_arn: str) -> AwsResponse | None:
     """None when the role allows ``<service>:<action>`` on every resource the body names."""
     try:
         request = orjson.loads(body)
@@ -40,5 +30,5 @@ def integration_denied(access: AccessControl, service: str, action: str, body: b
         denial = access.check_integration(credentials_arn, iam_action, resource)
         if denial is not None:
             status, _, payload = denied_body(service, "json", denied_message(denial))
-            return DeniedResponse(status, payload)
+            return AwsResponse(status, payload, ACCESS_DENIED)
     return None

@@ -36,7 +36,7 @@ ContextValue = str | bool | Sequence[str]
 Context = Mapping[str, ContextValue]
 
 
-class Decision(enum.Enum):
+class PolicyDecision(enum.Enum):
     """The outcome of an evaluation."""
 
     ALLOW = "allow"
@@ -45,7 +45,7 @@ class Decision(enum.Enum):
 
     @property
     def allowed(self) -> bool:
-        return self is Decision.ALLOW
+        return self is PolicyDecision.ALLOW
 
 
 @lru_cache(maxsize=4096)
@@ -235,13 +235,13 @@ def parse_policy(document: Any) -> tuple[Statement, ...]:
 
 def evaluate(
     statements: Sequence[Statement], action: str, resource: str, context: Context | None = None
-) -> Decision:
+) -> PolicyDecision:
     """Explicit Deny, else Allow, else implicit deny."""
     ctx: Context = context or {}
     allowed = False
     for statement in statements:
         if statement.applies(action, resource, ctx):
             if statement.effect == "Deny":
-                return Decision.EXPLICIT_DENY
+                return PolicyDecision.EXPLICIT_DENY
             allowed = True
-    return Decision.ALLOW if allowed else Decision.IMPLICIT_DENY
+    return PolicyDecision.ALLOW if allowed else PolicyDecision.IMPLICIT_DENY

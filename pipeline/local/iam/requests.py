@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from pipeline.local.cfn import ACCOUNT_ID, REGION
+from pipeline.local.aws import ACCOUNT_ID, REGION
 
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
 # signing name -> IAM service prefix, where they differ

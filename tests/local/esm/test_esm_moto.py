@@ -27,7 +27,8 @@ class Moto:
     def __init__(self) -> None:
         import asyncio
 
-        from pipeline.local.services import AwsServices, MotoShardSource, SqsFailureSink
+        from pipeline.local.services import AwsServices
+        from pipeline.local.shard_source import MotoShardSource, SqsFailureSink
 
         self.services = AwsServices()
         self.source = MotoShardSource(self.services, asyncio.get_running_loop())

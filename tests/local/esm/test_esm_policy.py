@@ -13,8 +13,8 @@ from pipeline.local.esm import InvokeResult, MappingConfig, StoredRecord
 from pipeline.local.esm.policy import (
     RECORD_AGE_EXCEEDED,
     RETRY_EXHAUSTED,
+    BatchOutcome,
     Discard,
-    Outcome,
     WorkItem,
     classify,
     decide,
@@ -96,7 +96,7 @@ def test_zero_retries_means_one_invocation() -> None:
 
 def test_infinite_retries_keep_retrying() -> None:
     decision = decide(WorkItem(recs(2), retries=10_000, invokes=1),
-                      Outcome("failure"), cfg(maximum_retry_attempts=-1))
+                      BatchOutcome("failure"), cfg(maximum_retry_attempts=-1))
     assert decision.retry and decision.retry[0].retries == 10_001 and decision.backoff
 
 

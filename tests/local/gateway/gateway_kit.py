@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stacks import stack_of
+
 from pipeline.local.gateway import (
     AwsResponse,
     Gateway,
@@ -139,7 +141,7 @@ async def start_gateway(limits: GatewayLimits | None = None,
                         res: dict[str, dict[str, Any]] | None = None,
                         rules: GatewayRules | None = None) -> Running:
     backend = RecordingBackend()
-    gateway = Gateway(build_api_model(res or resources(), "dev"), backend, stage="dev", port=0,
+    gateway = Gateway(build_api_model(stack_of(res or resources()), "dev"), backend, stage="dev", port=0,
                       limits=limits or GatewayLimits(), rules=rules or GatewayRules())
     await gateway.start()
     return Running(gateway, backend)

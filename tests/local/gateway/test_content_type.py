@@ -19,6 +19,7 @@ import orjson
 import pytest
 from gateway_kit import ROLE_ARN, STREAM_NAME, resources
 from polling import until
+from stacks import stack_of
 from websockets.asyncio.client import connect
 
 from pipeline.local.content_types import GATEWAY_DEFAULT, KINESIS_JSON, kinesis_refusal, media_type
@@ -84,7 +85,7 @@ async def gateway_for(services: AwsServices) -> AsyncIterator[Any]:
     started: list[Gateway] = []
 
     async def start(content_type: str | None) -> Gateway:
-        gateway = Gateway(build_api_model(with_content_type(content_type), "dev"),
+        gateway = Gateway(build_api_model(stack_of(with_content_type(content_type)), "dev"),
                           TwinBackend(services), stage="dev", port=0)
         await gateway.start()
         started.append(gateway)
@@ -121,13 +122,13 @@ async def test_a_kinesis_integration_with_the_header_stores_the_frame(
 
 
 def test_the_model_reads_the_header_from_request_parameters() -> None:
-    api = build_api_model(with_content_type(KINESIS_JSON), "dev")
+    api = build_api_model(stack_of(with_content_type(KINESIS_JSON)), "dev")
     echo = api.routes["echo"].integration
     assert echo is not None and echo.static_header("content-type") == KINESIS_JSON
     mapped = copy.deepcopy(resources())
     mapped["StreamInt"]["Properties"]["RequestParameters"] = {
         PARAMETER: "route.request.header.Content-Type"}  # not a constant: not a static header
-    echo = build_api_model(mapped, "dev").routes["echo"].integration
+    echo = build_api_model(stack_of(mapped), "dev").routes["echo"].integration
     assert echo is not None and echo.static_header("Content-Type") is None
 
 
@@ -140,7 +141,7 @@ def test_the_synthesized_kinesis_integrations_send_what_their_template_says(
     from pipeline.local.cfn import resolve_stack
 
     stack = resolve_stack(stack_template, "ContentType-dev", cloud_assembly)
-    api = build_api_model(stack.as_dict(), "dev")
+    api = build_api_model(stack, "dev")
     protocol = GatewayProtocol(api)
     conn = protocol.open(source_ip="127.0.0.1", user_agent="t", domain_name="d")
     kinesis_routes = [r for r in api.routes.values()

@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 from gateway_kit import ROLE_ARN, resources
+from stacks import stack_of
 
 from pipeline.local.gateway import ApiModelError, build_api_model
 from pipeline.local.gateway.protocol import GatewayProtocol, IntegrationCall
 
 
 def test_routes_integrations_and_stage() -> None:
-    api = build_api_model(resources(), "dev")
+    api = build_api_model(stack_of(resources()), "dev")
     assert api.api_id == "a1b2c3d4e5"
     assert api.route_selection_expression == "$request.body.action"
     assert set(api.routes) == {"$connect", "$disconnect", "$default", "echo", "chat"}
@@ -31,20 +32,20 @@ def test_routes_integrations_and_stage() -> None:
 
 def test_unknown_stage_and_bad_target_are_errors() -> None:
     with pytest.raises(ApiModelError, match="no stage 'prod'"):
-        build_api_model(resources(), "prod")
+        build_api_model(stack_of(resources()), "prod")
     res = resources()
     res["Routeecho"]["Properties"]["Target"] = "integrations/nope"
     with pytest.raises(ApiModelError, match="Routeecho"):
-        build_api_model(res, "dev")
+        build_api_model(stack_of(res), "dev")
     with pytest.raises(ApiModelError, match="exactly one WebSocket API"):
-        build_api_model({}, "dev")
+        build_api_model(stack_of({}), "dev")
 
 
 def test_non_aws_integration_is_an_error() -> None:
     res = resources()
     res["StreamInt"]["Properties"]["IntegrationType"] = "AWS_PROXY"
     with pytest.raises(ApiModelError, match="AWS only"):
-        build_api_model(res, "dev")
+        build_api_model(stack_of(res), "dev")
 
 
 @pytest.mark.synth
@@ -56,7 +57,7 @@ def test_model_of_the_synthesized_stack(cloud_assembly: Path,
     from pipeline.registry import load_all
 
     stack = resolve_stack(stack_template, "WebSocketPipeline-dev", cloud_assembly)
-    api = build_api_model(stack.as_dict(), "dev")
+    api = build_api_model(stack, "dev")
     custom = {r for spec in load_all() for r in spec.api_routes}
     assert set(api.routes) == {"$connect", "$disconnect", "$default", *custom}
     connect = api.routes["$connect"].integration

@@ -9,6 +9,7 @@ from collections import Counter
 
 import pytest
 from gateway_kit import resources
+from stacks import stack_of
 
 from pipeline.local.gateway import build_api_model
 from pipeline.local.gateway.protocol import (
@@ -24,7 +25,7 @@ from pipeline.local.gateway.protocol import (
 
 @pytest.fixture
 def protocol() -> GatewayProtocol:
-    return GatewayProtocol(build_api_model(resources(), "dev"), clock_ms=lambda: 1700000000123)
+    return GatewayProtocol(build_api_model(stack_of(resources()), "dev"), clock_ms=lambda: 1700000000123)
 
 
 @pytest.mark.parametrize(("frame", "route"), [
@@ -83,7 +84,7 @@ def test_context_has_the_websocket_variables(protocol: GatewayProtocol) -> None:
 
 
 def test_no_default_route_gives_a_forbidden_frame() -> None:
-    api = build_api_model(resources(routes=("$connect", "echo")), "dev")
+    api = build_api_model(stack_of(resources(routes=("$connect", "echo"))), "dev")
     protocol = GatewayProtocol(api)
     conn = protocol.open(source_ip="", user_agent="", domain_name="")
     reply = protocol.message(conn, "hello")

@@ -47,7 +47,7 @@ def auth_services(iam_auth_stack: Stack) -> Iterator[AwsServices]:
 
 @pytest.fixture
 async def gateway(iam_auth_stack: Stack, auth_services: AwsServices) -> AsyncIterator[Gateway]:
-    api = build_api_model(iam_auth_stack.as_dict(), "dev")
+    api = build_api_model(iam_auth_stack, "dev")
     assert auth_services.access is not None
     running = Gateway(api, TwinBackend(auth_services), stage="dev", port=0,
                       access=GatewayAccess(auth_services.access, api.api_id, "dev"))
@@ -71,7 +71,7 @@ async def _status(url: str) -> int:
 
 
 def test_the_iam_variant_declares_aws_iam_on_connect(iam_auth_stack: Stack) -> None:
-    api = build_api_model(iam_auth_stack.as_dict(), "dev")
+    api = build_api_model(iam_auth_stack, "dev")
     route = api.route("$connect")
     assert route is not None and route.authorization_type == "AWS_IAM"
 
@@ -100,7 +100,7 @@ async def test_function_role_needs_execute_api_invoke(gateway: Gateway,
 
 
 def test_verify_connect_answers(iam_auth_stack: Stack) -> None:
-    api = build_api_model(iam_auth_stack.as_dict(), "dev")
+    api = build_api_model(iam_auth_stack, "dev")
     access = GatewayAccess(AccessControl.from_stack(iam_auth_stack), api.api_id, "dev")
     url = _signed(8080, expires=60)
     path, _, query = url.split("/", 3)[3].partition("?")
@@ -121,7 +121,7 @@ def test_verify_connect_answers(iam_auth_stack: Stack) -> None:
 async def test_without_iam_checks_the_route_is_open(iam_auth_stack: Stack,
                                                     auth_services: AwsServices) -> None:
     """``--no-iam``: the gateway gets no access control and verifies nothing."""
-    api = build_api_model(iam_auth_stack.as_dict(), "dev")
+    api = build_api_model(iam_auth_stack, "dev")
     gateway = Gateway(api, TwinBackend(auth_services), stage="dev", port=0)
     await gateway.start()
     try:

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline.local.iam import Decision, PolicyError, evaluate, parse_policy
+from pipeline.local.iam import PolicyDecision, PolicyError, evaluate, parse_policy
 from pipeline.local.iam.access import AccessControl, function_access_key
 from pipeline.local.iam.errors import Denial, denied_message
 from pipeline.local.iam.managed import managed_policy
@@ -23,10 +23,10 @@ def _policy(*statements: dict[str, Any]) -> Any:
 
 def test_allow_matches_action_and_resource_else_implicit_deny() -> None:
     policy = _policy({"Effect": "Allow", "Action": "kinesis:PutRecord", "Resource": STREAM})
-    assert evaluate(policy, "kinesis:PutRecord", STREAM) is Decision.ALLOW
-    assert evaluate(policy, "kinesis:PutRecords", STREAM) is Decision.IMPLICIT_DENY
-    assert evaluate(policy, "kinesis:PutRecord", STREAM + "2") is Decision.IMPLICIT_DENY
-    assert evaluate((), "kinesis:PutRecord", STREAM) is Decision.IMPLICIT_DENY
+    assert evaluate(policy, "kinesis:PutRecord", STREAM) is PolicyDecision.ALLOW
+    assert evaluate(policy, "kinesis:PutRecords", STREAM) is PolicyDecision.IMPLICIT_DENY
+    assert evaluate(policy, "kinesis:PutRecord", STREAM + "2") is PolicyDecision.IMPLICIT_DENY
+    assert evaluate((), "kinesis:PutRecord", STREAM) is PolicyDecision.IMPLICIT_DENY
 
 
 def test_explicit_deny_wins_over_any_allow() -> None:
@@ -34,32 +34,32 @@ def test_explicit_deny_wins_over_any_allow() -> None:
         {"Effect": "Allow", "Action": "*", "Resource": "*"},
         {"Effect": "Deny", "Action": "dynamodb:Delete*", "Resource": TABLE},
     )
-    assert evaluate(policy, "dynamodb:DeleteItem", TABLE) is Decision.EXPLICIT_DENY
-    assert evaluate(policy, "dynamodb:PutItem", TABLE) is Decision.ALLOW
+    assert evaluate(policy, "dynamodb:DeleteItem", TABLE) is PolicyDecision.EXPLICIT_DENY
+    assert evaluate(policy, "dynamodb:PutItem", TABLE) is PolicyDecision.ALLOW
 
 
 def test_action_wildcards_are_case_insensitive_resources_case_sensitive() -> None:
     policy = _policy({"Effect": "Allow", "Action": ["KINESIS:put*", "sqs:?etQueueUrl"],
                       "Resource": ["arn:aws:kinesis:*:123456789012:stream/ev*",
                                    "arn:aws:sqs:us-east-1:123456789012:queue-?"]})
-    assert evaluate(policy, "kinesis:PutRecord", STREAM) is Decision.ALLOW
+    assert evaluate(policy, "kinesis:PutRecord", STREAM) is PolicyDecision.ALLOW
     assert evaluate(policy, "sqs:GetQueueUrl", "arn:aws:sqs:us-east-1:123456789012:queue-1") \
-        is Decision.ALLOW
+        is PolicyDecision.ALLOW
     assert evaluate(policy, "sqs:GetQueueUrl", "arn:aws:sqs:us-east-1:123456789012:queue-12") \
-        is Decision.IMPLICIT_DENY
+        is PolicyDecision.IMPLICIT_DENY
     upper = STREAM.replace("events", "Events")
-    assert evaluate(policy, "kinesis:PutRecord", upper) is Decision.IMPLICIT_DENY
+    assert evaluate(policy, "kinesis:PutRecord", upper) is PolicyDecision.IMPLICIT_DENY
     # a wildcard in the region field never spans into the account field
     other_account = "arn:aws:kinesis:us-east-1:999999999999:stream/events"
-    assert evaluate(policy, "kinesis:PutRecord", other_account) is Decision.IMPLICIT_DENY
+    assert evaluate(policy, "kinesis:PutRecord", other_account) is PolicyDecision.IMPLICIT_DENY
 
 
 def test_not_action_and_not_resource() -> None:
     policy = _policy({"Effect": "Allow", "NotAction": "dynamodb:Delete*", "Resource": TABLE},
                      {"Effect": "Deny", "Action": "kinesis:*", "NotResource": STREAM})
-    assert evaluate(policy, "dynamodb:Query", TABLE) is Decision.ALLOW
-    assert evaluate(policy, "dynamodb:DeleteItem", TABLE) is Decision.IMPLICIT_DENY
-    assert evaluate(policy, "kinesis:PutRecord", STREAM + "-other") is Decision.EXPLICIT_DENY
+    assert evaluate(policy, "dynamodb:Query", TABLE) is PolicyDecision.ALLOW
+    assert evaluate(policy, "dynamodb:DeleteItem", TABLE) is PolicyDecision.IMPLICIT_DENY
+    assert evaluate(policy, "kinesis:PutRecord", STREAM + "-other") is PolicyDecision.EXPLICIT_DENY
 
 
 @pytest.mark.parametrize(("condition", "context", "expected"), [
@@ -91,7 +91,7 @@ def test_conditions(condition: dict[str, Any], context: dict[str, Any], expected
     policy = _policy({"Effect": "Allow", "Action": "kinesis:PutRecord", "Resource": "*",
                       "Condition": condition})
     decision = evaluate(policy, "kinesis:PutRecord", STREAM, context)
-    assert decision is (Decision.ALLOW if expected else Decision.IMPLICIT_DENY)
+    assert decision is (PolicyDecision.ALLOW if expected else PolicyDecision.IMPLICIT_DENY)
 
 
 @pytest.mark.parametrize("statement", [
@@ -109,7 +109,7 @@ def test_malformed_statements_are_refused(statement: Any) -> None:
 def test_managed_policies_known_and_unknown() -> None:
     basic = managed_policy("arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole")
     assert basic is not None
-    assert evaluate(parse_policy(basic), "logs:PutLogEvents", "arn:aws:logs:x") is Decision.ALLOW
+    assert evaluate(parse_policy(basic), "logs:PutLogEvents", "arn:aws:logs:x") is PolicyDecision.ALLOW
     assert managed_policy("arn:aws:iam::aws:policy/NoSuchPolicy") is None
 
 
@@ -123,7 +123,7 @@ def test_unknown_roles_allow_nothing_and_functions_get_their_own_key() -> None:
     assert function_access_key("fn").startswith("ASIA") and len(function_access_key("fn")) == 20
     assert access.caller("test") is None  # an administrator
     assert access.decide("arn:aws:iam::123456789012:role/Other", "s3:GetObject", "*") \
-        is Decision.IMPLICIT_DENY
+        is PolicyDecision.IMPLICIT_DENY
 
 
 def test_denied_message_has_aws_wording() -> None:

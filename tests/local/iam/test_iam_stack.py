@@ -35,7 +35,7 @@ def _stream(stack: Stack) -> Any:
 
 async def _gateway(stack: Stack, services: AwsServices, access: AccessControl,
                    rules: GatewayRules | None = None) -> Gateway:
-    api = build_api_model(stack.as_dict(), "dev")
+    api = build_api_model(stack, "dev")
     gateway = Gateway(api, TwinBackend(services), stage="dev", port=0,
                       access=GatewayAccess(access, api.api_id, "dev"),
                       rules=rules or GatewayRules())

@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 from iam_kit import function_named
 
 from pipeline.local.cfn import Stack, resolve_stack
-from pipeline.local.harness import Twin
+from pipeline.local.harness import TwinProcess
 from pipeline.local.iam.access import function_access_key, function_secret_key
 
 pytestmark = [pytest.mark.synth, pytest.mark.twin]
@@ -31,7 +31,7 @@ def _as_function(service: str, url: str, stack: Stack, prefix: str) -> Any:
                         aws_session_token="twin")
 
 
-def test_function_keys_carry_their_roles(twin: Twin, twin_stack: Stack) -> None:
+def test_function_keys_carry_their_roles(twin: TwinProcess, twin_stack: Stack) -> None:
     table = twin_stack.outputs.get("RosterTableName") or (
         twin_stack.of_type("AWS::DynamoDB::Table")
         + twin_stack.of_type("AWS::DynamoDB::GlobalTable"))[0].ref
@@ -50,7 +50,7 @@ def test_function_keys_carry_their_roles(twin: Twin, twin_stack: Stack) -> None:
     assert table in admin.list_tables()["TableNames"]
 
 
-def test_connections_allowed_for_a_role_with_manage_connections(twin: Twin,
+def test_connections_allowed_for_a_role_with_manage_connections(twin: TwinProcess,
                                                                  twin_stack: Stack) -> None:
     endpoint = twin.connections.rsplit("/@connections", 1)[0]
     echo = _as_function("apigatewaymanagementapi", endpoint, twin_stack, "ConsumerechoFunction")

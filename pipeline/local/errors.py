@@ -1,0 +1,68 @@
+"""The twin's exceptions: one root, :class:`TwinError`, so a caller catches one type.
+
+Each part keeps its own base beside its code; every base derives from :class:`TwinError`::
+
+    TwinError
+    ├── CfnError                     the template cannot be resolved (pipeline.local.cfn)
+    ├── VtlError                     pipeline.local.vtl
+    │   ├── VtlSyntaxError           a mapping template does not parse
+    │   └── VtlRenderError           rendering it failed
+    ├── GatewayError                 pipeline.local.gateway.errors
+    │   └── ApiModelError            the stack declares no usable WebSocket API
+    ├── IamError                     pipeline.local.iam.errors
+    │   └── PolicyError              a policy document cannot be evaluated
+    ├── EsmError                     pipeline.local.esm.errors (carries an AWS code and status)
+    │   └── InvalidMappingConfigError  InvalidParameterValueException
+    ├── ServicesError                the AWS services cannot start or provision the stack
+    ├── WorkerError                  a function cannot be started or invoked
+    ├── FunctionError                a synchronously invoked function failed (Unhandled)
+    ├── UnsupportedVersionError      a patched library is not a version the patch was written for
+    └── TwinStartError               a twin process exited or was not ready (pipeline.local.harness)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TwinError(Exception):
+    """Base of every error the local twin raises on purpose."""
+
+
+class CfnError(TwinError):
+    """The template cannot be resolved (unknown logical id, malformed intrinsic, cycle)."""
+
+
+class ServicesError(TwinError):
+    """The twin's AWS services could not be started or provisioned."""
+
+
+class WorkerError(TwinError):
+    """A function cannot be invoked (unknown function, worker cannot start)."""
+
+
+class FunctionError(TwinError):
+    """A synchronously invoked function failed (Lambda ``FunctionError: Unhandled``)."""
+
+    def __init__(self, function: str, payload: Any) -> None:
+        super().__init__(f"{function}: {payload}")
+        self.function = function
+        self.payload = payload
+
+
+class UnsupportedVersionError(TwinError):
+    """An installed library is not a version the twin's patches of its internals were written
+    for (``pipeline.local.patches``)."""
+
+    def __init__(self, package: str, installed: str, supported: str) -> None:
+        super().__init__(
+            f"{package} {installed} is installed, but the twin patches its internals and supports "
+            f"only {package} {supported}; install it with: .venv/bin/python -m pip install "
+            f"'{package}{supported}'")
+        self.package = package
+        self.installed = installed
+        self.supported = supported
+
+
+class TwinStartError(TwinError):
+    """The twin exited, or was not ready in time; the message ends with its output."""

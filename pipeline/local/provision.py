@@ -1,0 +1,109 @@
+"""Provisioning: the template's streams, stream consumers, tables, queues and secrets, in moto."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from moto.backends import get_backend
+
+from pipeline.local.aws import ACCOUNT_ID, REGION
+from pipeline.local.cfn import Resource, Stack
+from pipeline.local.cfn_types import stream_is_on_demand, stream_shard_count
+
+if TYPE_CHECKING:
+    from pipeline.local.services import AwsServices
+
+
+def provision(services: AwsServices, stack: Stack) -> None:
+    """Create the stack's streams, consumers, tables, queues and secrets in *services*."""
+    kinesis, ddb = services.client("kinesis"), services.client("dynamodb")
+    for res in stack.of_type("AWS::Kinesis::Stream"):
+        p = res.properties
+        if stream_is_on_demand(p):  # Kinesis picks the shards of an on-demand stream
+            kinesis.create_stream(StreamName=res.ref,
+                                  StreamModeDetails={"StreamMode": "ON_DEMAND"})
+        else:
+            kinesis.create_stream(StreamName=res.ref, ShardCount=stream_shard_count(p),
+                                  StreamModeDetails={"StreamMode": "PROVISIONED"})
+    for res in stack.of_type("AWS::Kinesis::StreamConsumer"):
+        kinesis.register_stream_consumer(
+            StreamARN=res.properties["StreamARN"], ConsumerName=res.properties["ConsumerName"]
+        )
+    tables = stack.of_type("AWS::DynamoDB::Table") + stack.of_type("AWS::DynamoDB::GlobalTable")
+    for res in tables:
+        _create_table(ddb, res)
+    sqs = services.client("sqs")
+    for res in stack.of_type("AWS::SQS::Queue"):
+        attrs = {k: str(v) for k, v in res.properties.items()
+                 if k in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds",
+                          "FifoQueue", "ReceiveMessageWaitTimeSeconds")}
+        sqs.create_queue(QueueName=res.attributes["QueueName"], Attributes=attrs)
+    for res in stack.of_type("AWS::SecretsManager::Secret"):
+        _create_secret(res)
+
+def _create_secret(res: Resource) -> None:
+    sm: Any = get_backend("secretsmanager")[ACCOUNT_ID][REGION]
+    name = res.ref.split(":secret:", 1)[1].rsplit("-", 1)[0]
+    p = res.properties
+    value = p.get("SecretString")
+    if value is None:
+        value = generate_secret_string(p.get("GenerateSecretString") or {})
+    sm.create_secret(name=name, secret_string=str(value), secret_binary=None,
+                     description=p.get("Description"), tags=None, kms_key_id=None,
+                     client_request_token=None, replica_regions=[], force_overwrite=False)
+    # moto draws its own random ARN suffix; the functions were given the template's ARN.
+    sm.secrets[name].arn = res.ref
+
+def _create_table(ddb: Any, res: Resource) -> None:
+    p = res.properties
+    kwargs: dict[str, Any] = {
+        "TableName": res.ref,
+        "KeySchema": p["KeySchema"],
+        "AttributeDefinitions": p["AttributeDefinitions"],
+        "BillingMode": p.get("BillingMode", "PROVISIONED"),
+    }
+    if "ProvisionedThroughput" in p:
+        kwargs["ProvisionedThroughput"] = p["ProvisionedThroughput"]
+    elif kwargs["BillingMode"] == "PROVISIONED":
+        kwargs["ProvisionedThroughput"] = {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5}
+    for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
+        if key in p:
+            kwargs[key] = p[key]
+    ddb.create_table(**kwargs)
+    ttl = p.get("TimeToLiveSpecification")
+    if ttl and ttl.get("Enabled"):
+        ddb.update_time_to_live(
+            TableName=res.ref,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["AttributeName"]},
+        )
+
+
+def generate_secret_string(spec: dict[str, Any]) -> str:
+    """A value for ``GenerateSecretString`` (length, exclusions, optional JSON template).
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-properties-secretsmanager-secret-generatesecretstring.html
+    """
+    import json
+    import secrets
+    import string
+
+    alphabet = ""
+    if not spec.get("ExcludeLowercase"):
+        alphabet += string.ascii_lowercase
+    if not spec.get("ExcludeUppercase"):
+        alphabet += string.ascii_uppercase
+    if not spec.get("ExcludeNumbers"):
+        alphabet += string.digits
+    if not spec.get("ExcludePunctuation"):
+        alphabet += "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+    if spec.get("IncludeSpace"):
+        alphabet += " "
+    excluded = str(spec.get("ExcludeCharacters", ""))
+    alphabet = "".join(c for c in alphabet if c not in excluded) or string.ascii_letters
+    length = int(spec.get("PasswordLength", 32))
+    value = "".join(secrets.choice(alphabet) for _ in range(length))
+    template, key = spec.get("SecretStringTemplate"), spec.get("GenerateStringKey")
+    if template and key:
+        doc = json.loads(str(template))
+        doc[str(key)] = value
+        return json.dumps(doc)
+    return value

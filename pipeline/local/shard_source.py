@@ -1,0 +1,108 @@
+"""The event source mappings' side of the AWS services: the Kinesis shard source and the SQS
+on-failure sink, over the shared moto backends (``pipeline.local.esm.interfaces``)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import threading
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from pipeline.local.esm.interfaces import StoredRecord
+from pipeline.local.kinesis_store import last_sequence, records_after
+
+if TYPE_CHECKING:
+    from pipeline.local.services import AwsServices
+
+
+class MotoShardSource:
+    """The ESM engine's read side of the stream, over the shared Kinesis backend."""
+
+    def __init__(self, services: AwsServices, loop: asyncio.AbstractEventLoop) -> None:
+        self._backend = services.kinesis
+        self._loop = loop
+        self._loop_thread = threading.get_ident()
+        self._waiters: dict[tuple[str, str], set[asyncio.Future[None]]] = defaultdict(set)
+        self._store = services.store
+        self._store.add_listener(self._on_put)
+
+    def close(self) -> None:
+        self._store.remove_listener(self._on_put)
+
+    def _stream(self, stream_arn: str) -> Any:
+        return self._backend.describe_stream(stream_arn=stream_arn, stream_name=None)
+
+    def stream_arn_of(self, event_source_arn: str) -> str:
+        return event_source_arn.split("/consumer/", 1)[0]
+
+    def shard_ids(self, stream_arn: str) -> list[str]:
+        return [s.shard_id for s in self._stream(stream_arn).shards.values() if s.is_open]
+
+    def read(
+        self, stream_arn: str, shard_id: str, *, after_sequence: str | None,
+        at_timestamp: float | None, limit: int,
+    ) -> list[StoredRecord]:
+        shard = self._stream(stream_arn).get_shard(shard_id)
+        if after_sequence is not None:
+            after = int(after_sequence)
+        elif at_timestamp is not None:
+            after = shard.get_sequence_number_at(at_timestamp)
+        else:
+            after = 0
+        return [_stored(r) for r in records_after(shard, after, limit)]
+
+    def latest_sequence(self, stream_arn: str, shard_id: str) -> str | None:
+        last = last_sequence(self._stream(stream_arn).get_shard(shard_id))
+        return str(last) if last else None
+
+    async def wait_for_records(
+        self, stream_arn: str, shard_id: str, after_sequence: str | None, timeout_s: float
+    ) -> None:
+        shard = self._stream(stream_arn).get_shard(shard_id)
+        after = int(after_sequence) if after_sequence is not None else 0
+        if last_sequence(shard) > after:
+            return
+        key = (stream_arn.rsplit("/", 1)[-1], shard_id)
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._waiters[key].add(future)
+        try:
+            await asyncio.wait_for(future, timeout_s)
+        except TimeoutError:
+            pass
+        finally:
+            self._waiters[key].discard(future)
+
+    def _on_put(self, stream_name: str, shard_id: str) -> None:
+        if threading.get_ident() == self._loop_thread:
+            self._wake(stream_name, shard_id)
+        elif not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wake, stream_name, shard_id)
+
+    def _wake(self, stream_name: str, shard_id: str) -> None:
+        for future in self._waiters.get((stream_name, shard_id), ()):
+            if not future.done():
+                future.set_result(None)
+
+
+def _stored(record: Any) -> StoredRecord:
+    return StoredRecord(
+        sequence_number=str(record.sequence_number),
+        partition_key=record.partition_key,
+        data=base64.b64decode(record.data),
+        approximate_arrival_timestamp=float(record.created_at),
+        explicit_hash_key=record.explicit_hash_key or None,
+    )
+
+
+class SqsFailureSink:
+    """The ESM on-failure destination: SQS SendMessage on the shared backend."""
+
+    def __init__(self, services: AwsServices) -> None:
+        self._sqs = services.sqs
+
+    def send(self, destination_arn: str, message: dict[str, Any]) -> None:
+        queue_name = destination_arn.rsplit(":", 1)[-1]
+        self._sqs.send_message(queue_name, orjson.dumps(message).decode())
