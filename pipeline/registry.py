@@ -19,6 +19,14 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from pipeline import PROJECT_ROOT as PROJECT_ROOT  # re-exported: scaffold.py reads it here
+from pipeline.local.aws import (
+    ESM_BATCH_SIZE,
+    ESM_BATCHING_WINDOW_S,
+    ESM_PARALLELIZATION_FACTOR,
+    ESM_RECORD_AGE_MIN_S,
+    ESM_RECORD_AGE_S,
+    ESM_RETRY_ATTEMPTS,
+)
 
 CONSUMERS_DIR = PROJECT_ROOT / "consumers"
 CONSUMER_FILES = ("handler.py", "settings.json")  # what makes a folder a consumer
@@ -124,14 +132,21 @@ class ConsumerSpec:
     # Route keys server-side producers write (never exposed as API routes).
     server_route_keys: tuple[str, ...] = setting(
         "serverRouteKeys", Names(_SERVER_KEY, f"a name matching {_ROUTE_NAME}"), ())
-    batch_size: int = setting("batchSize", IntRange(1, 10_000), 100)
-    max_batching_window_seconds: int = setting("maxBatchingWindowSeconds", IntRange(0, 300), 0)
+    batch_size: int = setting(
+        "batchSize", IntRange(ESM_BATCH_SIZE.low, ESM_BATCH_SIZE.high), 100)
+    max_batching_window_seconds: int = setting(
+        "maxBatchingWindowSeconds",
+        IntRange(ESM_BATCHING_WINDOW_S.low, ESM_BATCHING_WINDOW_S.high), 0)
     starting_position: StartingPosition = setting(
         "startingPosition", OneOf(("LATEST", "TRIM_HORIZON")), "LATEST")
-    parallelization_factor: int = setting("parallelizationFactor", IntRange(1, 10), 1)
-    retry_attempts: int = setting("retryAttempts", IntRange(0, 10_000, " (finite)"), 3)
+    parallelization_factor: int = setting(
+        "parallelizationFactor",
+        IntRange(ESM_PARALLELIZATION_FACTOR.low, ESM_PARALLELIZATION_FACTOR.high), 1)
+    retry_attempts: int = setting(
+        "retryAttempts", IntRange(0, ESM_RETRY_ATTEMPTS.high, " (finite)"), 3)
     max_record_age_seconds: int = setting(
-        "maxRecordAgeSeconds", IntRange(60, 604_800, " (finite)"), 3600)
+        "maxRecordAgeSeconds",
+        IntRange(ESM_RECORD_AGE_MIN_S, ESM_RECORD_AGE_S.high, " (finite)"), 3600)
     timeout_seconds: int = setting("timeoutSeconds", IntRange(1, 900), 30)
     memory_mb: int = setting("memoryMb", IntRange(128, 10_240), 256)
     roster: RosterAccess = setting("roster", OneOf(("none", "read", "readwrite")), "none")

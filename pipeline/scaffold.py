@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import registry
+from pipeline.local.aws import ESM_BATCH_SIZE
 from pipeline.scaffold_templates import GENERATED_MARKER, render_handler, render_test
 
 RESERVED_ROUTES = frozenset({"$connect"})  # $connect writes the roster; no consumer sees it
@@ -109,8 +110,9 @@ def validate_new(project: Project, spec: NewConsumer) -> None:
             raise ScaffoldError(f"invalid route {route!r}: use {registry.ROUTE_PATTERN.pattern}")
     if all(r.startswith("$") for r in spec.routes):
         raise ScaffoldError("give at least one client action route (not starting with '$')")
-    if not 1 <= spec.batch_size <= 10_000:
-        raise ScaffoldError(f"--batch-size must be 1..10000, not {spec.batch_size}")
+    batch = ESM_BATCH_SIZE
+    if spec.batch_size not in batch:
+        raise ScaffoldError(f"--batch-size must be {batch.low}..{batch.high}, not {spec.batch_size}")
     if not spec.description.isprintable() or '"' in spec.description or "\\" in spec.description:
         raise ScaffoldError("--description must be one printable line without '\"' or '\\'")
     project.check()
