@@ -58,7 +58,7 @@ def acknowledge_stack_findings(
             acknowledge(
                 route,
                 "AwsSolutions-APIG4",
-                "auth=none was chosen for this stage (dev default); prod defaults to auth=token",
+                "auth=none was chosen for this stage (dev default); prod defaults to auth=jwt",
             )
     if ingress.logging_role is not None:
         acknowledge(
@@ -89,6 +89,17 @@ def acknowledge_stack_findings(
         )
     if auth.function is not None:
         _function_findings(auth.function)
+    if auth.user_pool is not None:
+        acknowledge(
+            auth.user_pool,
+            "AwsSolutions-COG2",
+            "TOTP MFA is offered (optional); requiring it is the app owner's sign-in policy",
+        )
+        acknowledge(
+            auth.user_pool,
+            "AwsSolutions-COG8",
+            "the Plus feature plan is billed per monthly active user; threat protection is opt-in",
+        )
     if auth.secret is not None:
         acknowledge(
             auth.secret,

@@ -46,7 +46,7 @@ class PipelineStack(Stack):
             on_demand=config.stream_mode == "on-demand",
         )
         roster = ConnectionRoster(self, "ConnectionRoster")
-        auth = ConnectAuthorization(self, "ConnectAuthorization", mode=config.auth)
+        auth = ConnectAuthorization(self, "ConnectAuthorization", config=config)
         ingress = WebSocketIngress(
             self,
             "WebSocketIngress",
@@ -83,6 +83,12 @@ class PipelineStack(Stack):
         CfnOutput(self, "RosterTableName", value=roster.table.table_name)
         if auth.secret is not None:
             CfnOutput(self, "TokenSecretArn", value=auth.secret.secret_arn)
+        if auth.issuer is not None and auth.audience is not None:
+            CfnOutput(self, "JwtIssuer", value=auth.issuer)
+            CfnOutput(self, "JwtAudience", value=auth.audience)
+        if auth.user_pool is not None and auth.user_pool_client is not None:
+            CfnOutput(self, "UserPoolId", value=auth.user_pool.user_pool_id)
+            CfnOutput(self, "UserPoolClientId", value=auth.user_pool_client.user_pool_client_id)
         CfnOutput(self, "AlarmTopicArn", value=operations.topic.topic_arn)
         acknowledge_stack_findings(ingress=ingress, auth=auth, services=self.services,
                                    operations=operations)

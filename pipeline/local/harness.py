@@ -36,6 +36,7 @@ class Twin:
     aws: str
     process: subprocess.Popen[str]
     output: collections.deque[str]
+    issuer: str | None = None  # auth=jwt: the twin's OIDC issuer URL
 
 
 def launch_twin(
@@ -73,7 +74,8 @@ def launch_twin(
                              + "".join(output))
     if not ready:
         raise TwinStartError("twin exited before it was ready:\n" + "".join(output))
-    return Twin(ready["ws"], ready["connections"], ready["aws"], proc, output)
+    return Twin(ready["ws"], ready["connections"], ready["aws"], proc, output,
+                ready.get("issuer"))
 
 
 def start_twin(

@@ -162,6 +162,9 @@ class Gateway:
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: web.AppRunner | None = None
         self._socket: socket.socket | None = None
+        # The twin's own plain-HTTP routes (demo page, client module, OIDC issuer:
+        # pipeline/local/web.py), exact paths registered before the API's; set before start().
+        self.extra_routes: list[web.RouteDef] = []
 
     @property
     def connection_ids(self) -> list[str]:
@@ -193,6 +196,7 @@ class Gateway:
         self.reserve()
         assert self._socket is not None
         app = web.Application(client_max_size=4 * self.limits.max_message_bytes)
+        app.add_routes(self.extra_routes)
         app.router.add_get("/{stage}", self._websocket)
         app.router.add_route("*", "/{stage}/@connections/{connection_id}", self._connections)
         app.router.add_route("*", "/{tail:.*}", self._forbidden)
