@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
     from pipeline.infrastructure.connect_auth import ConnectAuthorization
     from pipeline.infrastructure.consumer_service import ConsumerService
+    from pipeline.infrastructure.keepalive import KeepaliveRoute
     from pipeline.infrastructure.operations_dashboard import OperationsDashboard
     from pipeline.infrastructure.websocket_ingress import WebSocketIngress
 
@@ -45,8 +46,15 @@ def acknowledge_stack_findings(
     auth: ConnectAuthorization,
     services: Sequence[ConsumerService],
     operations: OperationsDashboard | None = None,
+    keepalive: KeepaliveRoute | None = None,
 ) -> None:
     """Every accepted finding of the stack, each with a one-line reason."""
+    if keepalive is not None:
+        acknowledge(
+            keepalive.route,
+            "AwsSolutions-APIG4",
+            "WebSocket APIs authorize once, on $connect; ping rides that connection",
+        )
     for route_key, route in ingress.routes.items():
         if route_key != "$connect":
             acknowledge(

@@ -12,6 +12,7 @@ from pipeline.infrastructure.connect_auth import ConnectAuthorization
 from pipeline.infrastructure.connection_roster import ConnectionRoster
 from pipeline.infrastructure.consumer_service import ConsumerService, chain_stream_consumers
 from pipeline.infrastructure.event_stream import EventStream
+from pipeline.infrastructure.keepalive import KeepaliveRoute
 from pipeline.infrastructure.lambda_defaults import ARCHITECTURE, RUNTIME
 from pipeline.infrastructure.nag import acknowledge_stack_findings
 from pipeline.infrastructure.operations_dashboard import OperationsDashboard
@@ -57,6 +58,7 @@ class PipelineStack(Stack):
             ack_routes=[route for spec in consumers for route in spec.ack_routes],
             connect_authorizer=auth.authorizer,
         )
+        keepalive = KeepaliveRoute(self, "Keepalive", api=ingress.api)
         layer = RuntimeLayer(self, "RuntimeLayer", runtime=RUNTIME, architecture=ARCHITECTURE)
         self.services = [
             ConsumerService(
@@ -91,4 +93,4 @@ class PipelineStack(Stack):
             CfnOutput(self, "UserPoolClientId", value=auth.user_pool_client.user_pool_client_id)
         CfnOutput(self, "AlarmTopicArn", value=operations.topic.topic_arn)
         acknowledge_stack_findings(ingress=ingress, auth=auth, services=self.services,
-                                   operations=operations)
+                                   operations=operations, keepalive=keepalive)

@@ -25,6 +25,7 @@ from aiohttp.http import WebSocketError
 
 from pipeline.local import vtl
 from pipeline.local.gateway import AwsResponse, GatewayLimits, IntegrationBackend
+from pipeline.local.gateway.mock import MOCK_SERVICE, mock_response
 from pipeline.local.gateway.model import ApiModel
 from pipeline.local.gateway.protocol import (
     INTERNAL_ERROR,
@@ -374,6 +375,8 @@ class Gateway:
 
     def _respond(self, call: IntegrationCall) -> AwsResponse | None:
         """Run one integration; its response, AWS errors included (None: the backend raised)."""
+        if call.service == MOCK_SERVICE:  # no backend: the rendered template is the answer
+            return mock_response(call.body)
         try:
             response = self._backend.call_aws(call.service, call.action, call.body,
                                               call.credentials_arn)
