@@ -138,3 +138,18 @@ async def test_bad_tokens_are_refused_with_the_reason_logged_and_no_roster_write
         assert any(f'"reason": "{reason}"' in line for line in jwt_twin.output), reason
     assert "mallory" not in _principals(jwt_twin)
     assert len(_principals(jwt_twin)) <= len(before)
+
+
+async def test_the_python_client_stops_on_a_refused_connect(
+    jwt_twin: Twin, oidc_dir: Path,
+) -> None:
+    from pipeline.client import ClientOptions, connect
+
+    expired = token_cli(oidc_dir, "--sub", "mallory", "--ttl", "-120")
+    client = connect(jwt_twin.ws, token=expired, options=ClientOptions(backoff_base_s=0.01))
+    await client.wait_state("closed", TIMEOUT_S)
+    assert (client.reason, client.attempts) == ("unauthorized", 1)  # 403: no retry at all
+    fresh = connect(jwt_twin.ws, token=lambda: token_cli(oidc_dir, "--sub", "bob"))
+    await fresh.wait_state("open", TIMEOUT_S)
+    assert "bob" in _principals(jwt_twin)
+    await fresh.close()
