@@ -54,6 +54,15 @@ export function tokenExpired(token, nowMs = Date.now()) {
   }
 }
 
+function joinedRoom(text) {
+  try {
+    const frame = JSON.parse(text);
+    return frame.action === "join" ? frame.room : null;
+  } catch {
+    return null;
+  }
+}
+
 /** Open a client on `url` (ws:// or wss://, without the token). */
 export function connect(url, options = {}) {
   return new PipelineClient(url, options);
@@ -129,7 +138,10 @@ export class PipelineClient extends EventTarget {
     socket.onopen = () => {
       opened = true;
       this._attempt = 0;
-      for (const room of this.rooms) socket.send(JSON.stringify({ action: "join", room }));
+      const queued = new Set(this._queue.map(joinedRoom).filter(Boolean)); // joined by the flush below
+      for (const room of this.rooms) {
+        if (!queued.has(room)) socket.send(JSON.stringify({ action: "join", room }));
+      }
       const old = this._socket;
       this._socket = socket;
       this._schedule(() => this._rotate(socket), this.options.maxConnectionMs);

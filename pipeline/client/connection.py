@@ -208,7 +208,8 @@ class Client:
 
     async def _install(self, ws: ClientConnection) -> None:
         """Make *ws* the connection: rooms re-joined first, then the old one closed."""
-        for room in sorted(self.rooms):
+        queued = {queued_join(text) for text in self._queue}  # joined by the flush below
+        for room in sorted(self.rooms - queued):
             await ws.send(orjson.dumps({"action": "join", "room": room}).decode())
         old, self._ws = self._ws, ws
         self._spawn(self._reader(ws))
@@ -311,6 +312,16 @@ class Client:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
+
+
+def queued_join(text: str) -> str | None:
+    """The room a queued frame joins, if it is a join."""
+    try:
+        frame = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    room = frame.get("room") if isinstance(frame, dict) and frame.get("action") == "join" else None
+    return room if isinstance(room, str) else None
 
 
 def connect(url: str, *, token: TokenSource = None, options: ClientOptions | None = None) -> Client:

@@ -159,6 +159,31 @@ def test_keepalive_pings_hold_a_page_past_the_idle_timeout(pages: Callable[..., 
 
 
 @pytest.fixture(scope="module")
+def short_life_twin(cloud_assembly: Path) -> Iterator[Twin]:
+    running = start_twin(cloud_assembly, "--max-connection-life", "4")
+    yield running
+    stop_twin(running)
+
+
+def test_the_connection_is_replaced_before_its_maximum_life(
+    browser: Any, short_life_twin: Twin,
+) -> None:
+    # The twin closes every connection after 4 s; the page replaces its own every 2 s, opening
+    # (and joining) the new one before closing the old: never "reconnecting", no message lost.
+    url = page_url(short_life_twin, room="life", life="2000", ping="1000")
+    rotating = Page(browser, url, first=True)
+    rotating.wait("window.demo && window.demo.client.state === 'open'")
+    sender = Page(browser, page_url(short_life_twin, room="life"), first=False)
+    sender.wait("window.demo.messages.some(m => m.action === 'joined')")
+    for n in range(5):  # ~5 s of chat across at least two replacements
+        _send(sender, "life", f"tick {n}")
+        _message(rotating, f"tick {n}")
+        time.sleep(1.0)  # the span under test, not a wait for work
+    assert rotating.states() == ["connecting", "open"]
+    assert rotating.sockets() >= 3
+
+
+@pytest.fixture(scope="module")
 def jwt_twin(jwt_assembly: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Twin]:
     oidc = tmp_path_factory.mktemp("oidc-browser")
     running = start_twin(jwt_assembly, "--oidc-dir", str(oidc))
