@@ -208,8 +208,8 @@ class Client:
 
     async def _install(self, ws: ClientConnection) -> None:
         """Make *ws* the connection: rooms re-joined first, then the old one closed."""
-        queued = {queued_join(text) for text in self._queue}  # joined by the flush below
-        for room in sorted(self.rooms - queued):
+        flushed = {queued_join(text) for text in self._queue}  # joined by the flush below
+        for room in sorted(r for r in self.rooms if r not in flushed):
             await ws.send(orjson.dumps({"action": "join", "room": room}).decode())
         old, self._ws = self._ws, ws
         self._spawn(self._reader(ws))
