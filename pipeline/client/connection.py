@@ -186,8 +186,12 @@ class Client:
     async def _dial(self) -> tuple[ClientConnection | None, str]:
         token = self._token
         if callable(token):
-            value = token()
-            token = await value if not isinstance(value, str) else value
+            try:
+                value = token()
+                token = await value if not isinstance(value, str) else value
+            except Exception as exc:  # no token to present: as the browser module does
+                log.warning("the token source failed: %r", exc)
+                return None, "unauthorized"
         url = self.url
         if token:
             url += ("&" if "?" in url else "?") + "token=" + quote(token, safe="")
