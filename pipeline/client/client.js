@@ -82,6 +82,7 @@ export class PipelineClient extends EventTarget {
     this._nextId = 1;
     this._timers = new Set();
     this._closed = false;
+    this._switch = null; // a replacement connection waiting for its rooms' "joined"
     // Started after the caller's synchronous code: its listeners see "connecting" too.
     queueMicrotask(() => this._open(false));
   }
@@ -139,20 +140,28 @@ export class PipelineClient extends EventTarget {
       opened = true;
       this._attempt = 0;
       const queued = new Set(this._queue.map(joinedRoom).filter(Boolean)); // joined by the flush below
-      for (const room of this.rooms) {
-        if (!queued.has(room)) socket.send(JSON.stringify({ action: "join", room }));
-      }
+      const rejoin = [...this.rooms].filter((room) => !queued.has(room));
+      for (const room of rejoin) socket.send(JSON.stringify({ action: "join", room }));
       const old = this._socket;
-      this._socket = socket;
-      this._schedule(() => this._rotate(socket), this.options.maxConnectionMs);
-      this._heartbeat(socket);
-      if (old && old !== socket) old.close(1000, "replaced");
-      if (this.state !== "open") this._setState("open");
-      this._flush(); // queued frames, an acked route's in-flight frame among them
+      if (replacing && old && old.readyState === 1 && rejoin.length) {
+        // Replacing a live connection: switch once the new one is in every room (its "joined"
+        // replies), so no room message falls between the old one leaving and the new one
+        // joining; meanwhile both receive (a message may then arrive twice, never not at all).
+        const switchOver = { socket, waiting: new Set(rejoin), done: () => this._adopt(socket) };
+        this._switch = switchOver;
+        this._schedule(() => this._switch === switchOver && this._adopt(socket), this.options.ackTimeoutMs);
+      } else {
+        this._adopt(socket);
+      }
     };
-    socket.onmessage = (event) => this._receive(event.data);
+    socket.onmessage = (event) => this._receive(event.data, socket);
     socket.onclose = (event) => {
+      if (this._switch && this._switch.socket === socket) this._switch = null; // the replacement died
       if (this._closed || (this._socket !== socket && opened)) return; // a replaced socket
+      if (this._switch && this._switch.socket.readyState === 1) {
+        this._adopt(this._switch.socket); // the old one dropped during the switch-over
+        return;
+      }
       if (!opened && this._socket && this._socket !== socket) return; // a failed replacement: keep the old one
       this._socket = null;
       if (!opened && token && tokenExpired(token)) {
@@ -161,6 +170,17 @@ export class PipelineClient extends EventTarget {
       }
       this._retry(opened ? `dropped (${event.code})` : "handshake failed");
     };
+  }
+
+  _adopt(socket) {
+    const old = this._socket;
+    this._switch = null;
+    this._socket = socket;
+    this._schedule(() => this._rotate(socket), this.options.maxConnectionMs);
+    this._heartbeat(socket);
+    if (old && old !== socket) old.close(1000, "replaced");
+    if (this.state !== "open") this._setState("open");
+    this._flush(); // queued frames, an acked route's in-flight frame among them
   }
 
   _retry(reason) {
@@ -199,12 +219,17 @@ export class PipelineClient extends EventTarget {
     }
   }
 
-  _receive(data) {
+  _receive(data, socket) {
     let frame = data;
     try {
       frame = JSON.parse(data);
     } catch {
       // delivered as text
+    }
+    const pending = this._switch;
+    if (pending && pending.socket === socket && frame && frame.action === "joined") {
+      pending.waiting.delete(frame.room);
+      if (pending.waiting.size === 0) pending.done();
     }
     if (frame && frame.action === "pong") return;
     if (frame && (frame.action === "ack" || frame.action === "nack") && this._answer(frame)) return;
@@ -292,7 +317,9 @@ export class PipelineClient extends EventTarget {
     for (const timer of this._timers) clearTimeout(timer);
     this._timers.clear();
     if (this._socket) this._socket.close(1000, "client");
+    if (this._switch) this._switch.socket.close(1000, "client");
     this._socket = null;
+    this._switch = null;
     for (const lane of this._acked.values()) {
       for (const entry of [lane.inflight, ...lane.pending].filter(Boolean)) {
         clearTimeout(entry.timer);

@@ -80,6 +80,9 @@ class Client:
         self._tasks: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
+        self._switching: ClientConnection | None = None  # a replacement waiting for "joined"
+        self._waiting: set[str] = set()
+        self._joined = asyncio.Event()
 
     # --- public API ----------------------------------------------------------------------------
 
@@ -210,13 +213,20 @@ class Client:
             return None, f"unreachable ({type(exc).__name__})"
         return ws, ""
 
-    async def _install(self, ws: ClientConnection) -> None:
-        """Make *ws* the connection: rooms re-joined first, then the old one closed."""
-        flushed = {queued_join(text) for text in self._queue}  # joined by the flush below
-        for room in sorted(r for r in self.rooms if r not in flushed):
+    async def _rejoin(self, ws: ClientConnection) -> set[str]:
+        """Join *ws* to the rooms (those a queued frame will not join); the rooms joined."""
+        flushed = {queued_join(text) for text in self._queue}  # joined by the flush
+        rooms = {r for r in self.rooms if r not in flushed}
+        for room in sorted(rooms):
             await ws.send(orjson.dumps({"action": "join", "room": room}).decode())
+        return rooms
+
+    async def _install(self, ws: ClientConnection, *, rejoined: bool = False) -> None:
+        """Make *ws* the connection: rooms re-joined first, then the old one closed."""
+        if not rejoined:
+            await self._rejoin(ws)
+            self._spawn(self._reader(ws))
         old, self._ws = self._ws, ws
-        self._spawn(self._reader(ws))
         self._spawn(self._heartbeat(ws))
         self._spawn(self._rotate_later(ws))
         if old is not None:
@@ -229,10 +239,12 @@ class Client:
     async def _reader(self, ws: ClientConnection) -> None:
         try:
             async for data in ws:
-                self._receive(data)
+                self._receive(data, ws)
         except ConnectionClosed:
             pass
-        if ws is self._ws:  # not a replaced connection: the logical connection dropped
+        if ws is self._ws and self._switching is not None:
+            self._joined.set()  # dropped during a switch-over: the replacement takes over now
+        elif ws is self._ws:  # not a replaced connection: the logical connection dropped
             code = ws.close_code
             self._ws = None
             self.reason = f"dropped ({code})"
@@ -254,16 +266,33 @@ class Client:
         if new is None:
             log.info("replacing the connection failed (%s); it stays until it drops", reason)
             return
-        if ws is self._ws and self.state != "closed":
-            await self._install(new)
+        # Switch once the new connection is in every room (its "joined" replies), so no room
+        # message falls between the old one leaving and the new one joining; meanwhile both
+        # receive (a message may arrive twice, never not at all).
+        self._waiting = await self._rejoin(new)
+        self._joined.clear()
+        if not self._waiting:
+            self._joined.set()
+        self._switching = new
+        self._spawn(self._reader(new))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._joined.wait(), self.options.ack_timeout_s)
+        self._switching = None
+        if new.state.name == "OPEN" and self.state != "closed":
+            await self._install(new, rejoined=True)
         else:
             await new.close()
 
-    def _receive(self, data: str | bytes) -> None:
+    def _receive(self, data: str | bytes, ws: ClientConnection | None = None) -> None:
         try:
             frame: Any = orjson.loads(data)
         except orjson.JSONDecodeError:
             frame = data
+        if ws is not None and ws is self._switching and isinstance(frame, dict) \
+                and frame.get("action") == "joined":
+            self._waiting.discard(str(frame.get("room")))
+            if not self._waiting:
+                self._joined.set()
         if isinstance(frame, dict) and frame.get("action") == "pong":
             return
         answer = ack_answer(frame)
