@@ -104,6 +104,7 @@ export class PipelineClient extends EventTarget {
   /** Send a frame on an acked route; resolves with the ack, rejects on a non-retryable nack. */
   sendAcked(frame) {
     const route = frame.action;
+    if (this._closed) return Promise.reject(Object.assign(new Error("closed"), { error: "closed", retryable: false }));
     if (!this.options.ackRoutes.includes(route)) {
       return Promise.reject(new Error(`route ${route} is not acked`));
     }

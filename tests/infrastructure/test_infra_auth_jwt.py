@@ -99,3 +99,17 @@ def test_cfn_lint_and_cdk_nag_are_clean(which: str, jwt_assembly: Path,
     assert [str(m) for m in matches] == []
     report = json.loads((assembly / "validation-report.json").read_text())
     assert [v for r in report["pluginReports"] for v in r.get("violations", [])] == []
+
+
+def test_the_twin_resolves_the_pools_issuer_and_client_id(cognito_assembly: Path) -> None:
+    from pipeline.local.cfn import load_template, resolve_stack
+
+    stack = resolve_stack(load_template(cognito_assembly, "WebSocketPipeline-dev"),
+                          "WebSocketPipeline-dev", cognito_assembly)
+    assert stack.warnings == []
+    (variables,) = [f.properties["Environment"]["Variables"]
+                    for f in stack.of_type("AWS::Lambda::Function")
+                    if "AUTH_MODE" in f.properties.get("Environment", {}).get("Variables", {})]
+    issuer, audience = variables["JWT_ISSUER"], variables["JWT_AUDIENCE"]
+    assert issuer.startswith("https://cognito-idp.us-east-1.amazonaws.com/us-east-1_")
+    assert audience.isalnum() and audience.islower()
