@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""CDK entry point: ``cdk synth -c stage=dev|prod -c shards=N -c auth=none|iam|token``.
+"""CDK entry point: ``cdk synth -c stage=dev|prod -c shards=N -c auth=none|iam|token|jwt``.
+
+``auth=jwt`` (prod's default) takes ``-c jwtIssuer=URL -c jwtAudience=ID`` or ``-c cognito=true``.
 
 Also ``-c retentionHours=N``, ``-c apiGatewayAccountRole=create|existing``,
 ``-c retainStream=true|false``, ``-c streamMode=provisioned|on-demand`` and

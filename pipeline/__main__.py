@@ -16,6 +16,7 @@ from types import ModuleType
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "local": ("pipeline.local.cli", "run the synthesized pipeline on 127.0.0.1 (the local twin)"),
+    "token": ("pipeline.local.token_cli", "print a JWT the running twin (-c auth=jwt) accepts"),
     "publish": ("pipeline.publish", "put server-side messages for a room on the stream"),
     "client": ("pipeline.client", "send frames to a stage and print the replies"),
     "new-consumer": ("pipeline.scaffold", "create a consumer microservice and register it"),

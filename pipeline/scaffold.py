@@ -26,7 +26,9 @@ from pipeline import registry
 from pipeline.local.aws import ESM_BATCH_SIZE
 from pipeline.scaffold_templates import GENERATED_MARKER, render_handler, render_test
 
-RESERVED_ROUTES = frozenset({"$connect"})  # $connect writes the roster; no consumer sees it
+# $connect writes the roster; ping is the gateway's own keepalive (a MOCK integration):
+# no consumer sees either.
+RESERVED_ROUTES = frozenset({"$connect", "ping"})
 SHAREABLE_ROUTES = frozenset({"$disconnect"})  # registry.load_all lets several consumers react
 
 
@@ -105,7 +107,7 @@ def validate_new(project: Project, spec: NewConsumer) -> None:
         raise ScaffoldError(f"a route is given twice: {list(spec.routes)}")
     for route in spec.routes:
         if route in RESERVED_ROUTES:
-            raise ScaffoldError(f"route {route!r} is reserved (it writes the connection roster)")
+            raise ScaffoldError(f"route {route!r} is reserved (the gateway answers it itself)")
         if not registry.ROUTE_PATTERN.match(route):
             raise ScaffoldError(f"invalid route {route!r}: use {registry.ROUTE_PATTERN.pattern}")
     if all(r.startswith("$") for r in spec.routes):

@@ -25,11 +25,23 @@ def cloud_assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def prod_assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The synthesized `prod` assembly: token auth on $connect, 4 shards, 48 h retention."""
+    """The synthesized `prod` assembly: HS256 token auth on $connect (prod's default is jwt,
+    which needs an issuer), 4 shards, 48 h retention."""
     from pipeline.infrastructure.synth import synthesize
 
     outdir = tmp_path_factory.mktemp("cdk.out.prod")
-    return synthesize(outdir, {"stage": "prod", "shards": "4", "retentionHours": "48"})
+    return synthesize(outdir, {"stage": "prod", "shards": "4", "retentionHours": "48",
+                               "auth": "token"})
+
+
+@pytest.fixture(scope="session")
+def jwt_assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The `dev` assembly with auth=jwt, as `python -m pipeline local -c auth=jwt` synthesizes it."""
+    from pipeline.infrastructure.synth import synthesize
+    from pipeline.local.cli import parse_context
+
+    outdir = tmp_path_factory.mktemp("cdk.out.jwt")
+    return synthesize(outdir, parse_context(["auth=jwt"], "dev"))
 
 
 @pytest.fixture(scope="session")

@@ -123,10 +123,11 @@ def test_the_dispatcher_runs_it_against_its_own_project(project: Path) -> None:
 
 
 REFUSALS = [
-    (["echo", "--route", "ping"], "consumers/echo already exists"),
+    (["echo", "--route", "pings"], "consumers/echo already exists"),
     (["scores", "--route", "echo"], "route 'echo' is already claimed by consumer 'echo'"),
     (["scores", "--route", "x", "--route", "$default"], "route '$default' is already claimed by consumer 'fallback'"),
     (["scores", "--route", "$connect"], "route '$connect' is reserved"),
+    (["scores", "--route", "ping"], "route 'ping' is reserved"),
     (["Scores", "--route", "score"], "invalid consumer name 'Scores'"),
     (["s", "--route", "score"], "invalid consumer name 's'"),
     (["scores", "--route", "bad route"], "invalid route 'bad route'"),

@@ -9,8 +9,11 @@ from typing import Literal
 
 from pipeline.infrastructure import ConfigError
 
-AuthMode = Literal["none", "iam", "token"]
-AUTH_MODES: tuple[AuthMode, ...] = ("none", "iam", "token")
+AuthMode = Literal["none", "iam", "token", "jwt"]
+AUTH_MODES: tuple[AuthMode, ...] = ("none", "iam", "token", "jwt")
+# An OIDC issuer is https; plain http only on the loopback interface (the local twin's issuer).
+ISSUER_PATTERN = re.compile(r"^(https://[^\s/?#]+|http://(127\.0\.0\.1|localhost)(:\d+)?)(/[^\s?#]*)?$")
+AUDIENCE_PATTERN = re.compile(r"^[\x21-\x7e]{1,256}$")
 # API Gateway's CloudWatch role is one setting per account and region (AWS::ApiGateway::Account):
 # "create" makes it in this stack and retains it (README "Deploy"); "existing" leaves the account
 # setting alone, for a region where another stack or an administrator already set it.
@@ -48,6 +51,11 @@ class PipelineConfig:
     api_gateway_account_role: AccountRoleMode = "create"
     # Keep the stream (and its records) when the stack is deleted; default: prod only.
     retain_stream: bool = False
+    # auth=jwt: the OIDC issuer and the audience (client id) tokens must carry, or a Cognito
+    # user pool and app client created in the stack (``cognito``), which then set both.
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    cognito: bool = False
 
     @property
     def stack_name(self) -> str:
@@ -56,7 +64,8 @@ class PipelineConfig:
     @classmethod
     def from_context(cls, get: Callable[[str], object]) -> PipelineConfig:
         """Read ``stage``, ``shards``, ``auth``, ``retentionHours``, ``apiGatewayAccountRole``,
-        ``retainStream``, ``streamMode``, ``alarmEmail`` (``get`` returns None if unset)."""
+        ``retainStream``, ``streamMode``, ``alarmEmail``, ``jwtIssuer``, ``jwtAudience``,
+        ``cognito`` (``get`` returns None if unset)."""
         stage = str(get("stage") or "dev")
         if not STAGE_PATTERN.match(stage):
             raise ConfigError("stage", stage, f"a name matching {STAGE_PATTERN.pattern}")
@@ -72,15 +81,8 @@ class PipelineConfig:
         role = str(role_raw) if role_raw not in (None, "") else "create"
         if role not in ACCOUNT_ROLE_MODES:
             raise ConfigError("apiGatewayAccountRole", role, " | ".join(ACCOUNT_ROLE_MODES))
-        retain_raw = get("retainStream")
-        if retain_raw in (None, ""):
-            retain = default_retain_stream(stage)
-        elif isinstance(retain_raw, bool):
-            retain = retain_raw
-        elif str(retain_raw).lower() in BOOLEANS:
-            retain = BOOLEANS[str(retain_raw).lower()]
-        else:
-            raise ConfigError("retainStream", retain_raw, "true | false")
+        retain = _bool(get("retainStream"), "retainStream", default_retain_stream(stage))
+        issuer, audience, cognito = _jwt_settings(get, auth)
         mode = str(get("streamMode") or "provisioned")
         if mode not in STREAM_MODES:
             raise ConfigError("streamMode", mode, " | ".join(STREAM_MODES))
@@ -97,12 +99,50 @@ class PipelineConfig:
             retain_stream=retain,
             stream_mode=mode,
             alarm_email=email,
+            jwt_issuer=issuer,
+            jwt_audience=audience,
+            cognito=cognito,
         )
 
 
 def default_auth(stage: str) -> AuthMode:
-    """``token`` for prod, ``none`` for every other stage."""
-    return "token" if stage == "prod" else "none"
+    """``jwt`` (an OIDC issuer's tokens) for prod, ``none`` for every other stage."""
+    return "jwt" if stage == "prod" else "none"
+
+
+def _jwt_settings(get: Callable[[str], object], auth: str) -> tuple[str | None, str | None, bool]:
+    """``jwtIssuer``/``jwtAudience``/``cognito``: exactly one source of issuer and audience."""
+    cognito = _bool(get("cognito"), "cognito", False)
+    issuer_raw, audience_raw = get("jwtIssuer"), get("jwtAudience")
+    # Kept exactly as given: `iss` must equal it (Auth0 issuers end with "/", Cognito's do not).
+    issuer = str(issuer_raw) if issuer_raw not in (None, "") else None
+    audience = str(audience_raw) if audience_raw not in (None, "") else None
+    if auth != "jwt":
+        if cognito or issuer or audience:
+            key = "cognito" if cognito else "jwtIssuer" if issuer else "jwtAudience"
+            raise ConfigError(key, get(key), "only with auth=jwt")
+        return None, None, False
+    if cognito:
+        if issuer or audience:
+            raise ConfigError("cognito", "true", "alone: the user pool sets issuer and audience")
+        return None, None, True
+    if issuer is None or not ISSUER_PATTERN.match(issuer):
+        raise ConfigError("jwtIssuer", issuer_raw,
+                          "an https issuer URL (auth=jwt; or -c cognito=true)")
+    if audience is None or not AUDIENCE_PATTERN.match(audience):
+        raise ConfigError("jwtAudience", audience_raw,
+                          "the client id tokens carry as aud (auth=jwt; or -c cognito=true)")
+    return issuer, audience, False
+
+
+def _bool(raw: object, key: str, default: bool) -> bool:
+    if raw in (None, ""):
+        return default
+    if isinstance(raw, bool):
+        return raw
+    if str(raw).lower() in BOOLEANS:
+        return BOOLEANS[str(raw).lower()]
+    raise ConfigError(key, raw, "true | false")
 
 
 def default_retain_stream(stage: str) -> bool:

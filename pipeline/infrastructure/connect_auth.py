@@ -1,4 +1,11 @@
-"""ConnectAuthorization: who may open a connection (``auth=none|iam|token``), on ``$connect`` only."""
+"""ConnectAuthorization: who may open a connection (``auth=none|iam|token|jwt``), on ``$connect`` only.
+
+``token`` and ``jwt`` are one Lambda REQUEST authorizer (``connect_authorizer/handler.py``, PyJWT)
+with its dependencies in their own layer: PyJWT and cryptography as manylinux2014 aarch64 wheels,
+installed by pip without Docker (``packaging.build_dependency_layer``, fetched by ``make install``).
+``jwt`` trusts an OIDC issuer (``-c jwtIssuer=URL -c jwtAudience=ID``) or, with
+``-c cognito=true``, a Cognito user pool and app client created here.
+"""
 
 from __future__ import annotations
 
@@ -7,55 +14,115 @@ from pathlib import Path
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_authorizers as authorizers
+from aws_cdk import aws_cognito as cognito
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from pipeline.infrastructure.config import AuthMode
+from pipeline.infrastructure.config import PipelineConfig
 from pipeline.infrastructure.lambda_defaults import (
     ARCHITECTURE,
     RUNTIME,
     drop_redundant_role_dependency,
 )
-from pipeline.infrastructure.packaging import ASSET_EXCLUDES
+from pipeline.infrastructure.packaging import (
+    ASSET_EXCLUDES,
+    AUTHORIZER_REQUIREMENTS,
+    build_dependency_layer,
+)
 
 AUTHORIZER_CODE = Path(__file__).resolve().parent / "connect_authorizer"
 
 
 class ConnectAuthorization(Construct):
-    """``none``: open; ``iam``: SigV4-signed connect URL; ``token``: HS256 JWT Lambda authorizer."""
+    """``none``: open; ``iam``: SigV4-signed connect URL; ``token``: HS256 JWT with a stack
+    secret; ``jwt``: OIDC JWTs (RS256/ES256) of an issuer, or of a Cognito user pool made here."""
 
-    def __init__(self, scope: Construct, id: str, *, mode: AuthMode) -> None:
+    def __init__(self, scope: Construct, id: str, *, config: PipelineConfig) -> None:
         super().__init__(scope, id)
-        self.mode = mode
+        self.mode = config.auth
         self.authorizer: apigwv2.IWebSocketRouteAuthorizer | None = None
         self.secret: secretsmanager.Secret | None = None
         self.function: lambda_.Function | None = None
-        if mode == "iam":
+        self.user_pool: cognito.UserPool | None = None
+        self.user_pool_client: cognito.UserPoolClient | None = None
+        self.issuer: str | None = None
+        self.audience: str | None = None
+        if config.auth == "iam":
             self.authorizer = authorizers.WebSocketIamAuthorizer()
-        elif mode == "token":
-            self._token_authorizer()
+        elif config.auth == "token":
+            self.secret = secretsmanager.Secret(
+                self,
+                "TokenSecret",
+                description="HS256 key that signs WebSocket connect tokens",
+                generate_secret_string=secretsmanager.SecretStringGenerator(
+                    password_length=64, exclude_punctuation=True
+                ),
+                removal_policy=RemovalPolicy.DESTROY,
+            )
+            function = self._lambda_authorizer(
+                "verifies the HS256 JWT",
+                {"AUTH_MODE": "token", "TOKEN_SECRET_ARN": self.secret.secret_arn},
+            )
+            self.secret.grant_read(function)
+        elif config.auth == "jwt":
+            if config.cognito:
+                self._user_pool()
+            else:
+                self.issuer, self.audience = config.jwt_issuer, config.jwt_audience
+            assert self.issuer is not None and self.audience is not None
+            self._lambda_authorizer(
+                "verifies the OIDC issuer's JWT",
+                {"AUTH_MODE": "jwt", "JWT_ISSUER": self.issuer, "JWT_AUDIENCE": self.audience},
+            )
 
-    def _token_authorizer(self) -> None:
-        self.secret = secretsmanager.Secret(
+    def _user_pool(self) -> None:
+        """A user pool and an app client (no secret: browsers and apps sign in with SRP)."""
+        self.user_pool = cognito.UserPool(
             self,
-            "TokenSecret",
-            description="HS256 key that signs WebSocket connect tokens",
-            generate_secret_string=secretsmanager.SecretStringGenerator(
-                password_length=64, exclude_punctuation=True
+            "UserPool",
+            self_sign_up_enabled=False,
+            sign_in_aliases=cognito.SignInAliases(email=True),
+            password_policy=cognito.PasswordPolicy(
+                min_length=12, require_digits=True, require_lowercase=True,
+                require_uppercase=True, require_symbols=True,
             ),
-            removal_policy=RemovalPolicy.DESTROY,
+            mfa=cognito.Mfa.OPTIONAL,
+            mfa_second_factor=cognito.MfaSecondFactor(sms=False, otp=True),
+            account_recovery=cognito.AccountRecovery.EMAIL_ONLY,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.user_pool_client = self.user_pool.add_client(
+            "AppClient",
+            auth_flows=cognito.AuthFlow(user_srp=True),
+            generate_secret=False,
+            prevent_user_existence_errors=True,
+        )
+        # https://docs.aws.amazon.com/cognito/latest/developerguide/amazon-cognito-user-pools-using-tokens-verifying-a-jwt.html
+        self.issuer = self.user_pool.user_pool_provider_url
+        self.audience = self.user_pool_client.user_pool_client_id
+
+    def _lambda_authorizer(self, what: str, environment: dict[str, str]) -> lambda_.Function:
+        deps = build_dependency_layer(AUTHORIZER_REQUIREMENTS)
+        layer = lambda_.LayerVersion(
+            self,
+            "Dependencies",
+            description="PyJWT and cryptography for the $connect authorizer (manylinux2014 aarch64)",
+            code=lambda_.Code.from_asset(str(deps)),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[ARCHITECTURE],
         )
         self.function = lambda_.Function(
             self,
             "Function",
-            description="$connect authorizer: verifies the HS256 JWT",
+            description=f"$connect authorizer: {what}",
             runtime=RUNTIME,
             architecture=ARCHITECTURE,
             handler="handler.lambda_handler",
             code=lambda_.Code.from_asset(str(AUTHORIZER_CODE), exclude=ASSET_EXCLUDES),
-            environment={"TOKEN_SECRET_ARN": self.secret.secret_arn},
+            layers=[layer],
+            environment=environment,
             timeout=Duration.seconds(10),
             memory_size=256,
             log_group=logs.LogGroup(
@@ -65,10 +132,10 @@ class ConnectAuthorization(Construct):
                 removal_policy=RemovalPolicy.DESTROY,
             ),
         )
-        self.secret.grant_read(self.function)
         drop_redundant_role_dependency(self.function)
-        # No identity source: with one, API Gateway refuses a connect without ?token= (401)
-        # before invoking, leaving no log line; without, the function denies (403) and logs why.
+        # No identity source: API Gateway refuses (401) without invoking when a listed source
+        # is missing, and the authorizer logs every refusal's reason itself.
         self.authorizer = authorizers.WebSocketLambdaAuthorizer(
             "ConnectAuthorizer", self.function, identity_source=[]
         )
+        return self.function

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
     from pipeline.infrastructure.connect_auth import ConnectAuthorization
     from pipeline.infrastructure.consumer_service import ConsumerService
+    from pipeline.infrastructure.keepalive import KeepaliveRoute
     from pipeline.infrastructure.operations_dashboard import OperationsDashboard
     from pipeline.infrastructure.websocket_ingress import WebSocketIngress
 
@@ -45,8 +46,15 @@ def acknowledge_stack_findings(
     auth: ConnectAuthorization,
     services: Sequence[ConsumerService],
     operations: OperationsDashboard | None = None,
+    keepalive: KeepaliveRoute | None = None,
 ) -> None:
     """Every accepted finding of the stack, each with a one-line reason."""
+    if keepalive is not None:
+        acknowledge(
+            keepalive.route,
+            "AwsSolutions-APIG4",
+            "WebSocket APIs authorize once, on $connect; ping rides that connection",
+        )
     for route_key, route in ingress.routes.items():
         if route_key != "$connect":
             acknowledge(
@@ -58,7 +66,7 @@ def acknowledge_stack_findings(
             acknowledge(
                 route,
                 "AwsSolutions-APIG4",
-                "auth=none was chosen for this stage (dev default); prod defaults to auth=token",
+                "auth=none was chosen for this stage (dev default); prod defaults to auth=jwt",
             )
     if ingress.logging_role is not None:
         acknowledge(
@@ -89,6 +97,17 @@ def acknowledge_stack_findings(
         )
     if auth.function is not None:
         _function_findings(auth.function)
+    if auth.user_pool is not None:
+        acknowledge(
+            auth.user_pool,
+            "AwsSolutions-COG2",
+            "TOTP MFA is offered (optional); requiring it is the app owner's sign-in policy",
+        )
+        acknowledge(
+            auth.user_pool,
+            "AwsSolutions-COG8",
+            "the Plus feature plan is billed per monthly active user; threat protection is opt-in",
+        )
     if auth.secret is not None:
         acknowledge(
             auth.secret,

@@ -38,10 +38,12 @@ def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def layer_requirements(pyproject: Path = PROJECT_ROOT / "pyproject.toml") -> list[str]:
-    """The layer's requirement specifiers, with the ranges from ``[project].dependencies``."""
+def layer_requirements(pyproject: Path = PROJECT_ROOT / "pyproject.toml",
+                       key: str = "layer-requirements") -> list[str]:
+    """A layer's requirement specifiers (``[tool.pipeline].<key>``), with the ranges from
+    ``[project].dependencies``."""
     data = tomllib.loads(pyproject.read_text())
-    wanted = data.get("tool", {}).get("pipeline", {}).get("layer-requirements", [])
+    wanted = data.get("tool", {}).get("pipeline", {}).get(key, [])
     ranges: dict[str, str] = {}
     for dep in data.get("project", {}).get("dependencies", []):
         match = _NAME.match(dep)
@@ -49,7 +51,7 @@ def layer_requirements(pyproject: Path = PROJECT_ROOT / "pyproject.toml") -> lis
             ranges[normalize(match.group(1))] = dep.strip()
     missing = [w for w in wanted if normalize(w) not in ranges]
     if missing:
-        raise PackagingError(f"layer-requirements {missing} are not in [project].dependencies")
+        raise PackagingError(f"{key} {missing} are not in [project].dependencies")
     return [ranges[normalize(w)] for w in wanted]
 
 
@@ -98,6 +100,13 @@ def build_layer(root: Path = PROJECT_ROOT, cache: Path | None = None) -> Path:
     built = _build_once(final, fill)
     _prune(cache, keep=KEEP_LAYERS)
     return built
+
+
+def build_dependency_layer(key: str, root: Path = PROJECT_ROOT) -> Path:
+    """A directory with ``python/`` holding only the ``[tool.pipeline].<key>`` distributions
+    (arm64 wheels, installed once per requirements set, like the shared layer's)."""
+    requirements = layer_requirements(root / "pyproject.toml", key)
+    return _dependencies(requirements, root, root / ".build" / "layer-deps")
 
 
 def _prune(cache: Path, keep: int) -> None:
@@ -165,5 +174,8 @@ def _excluded(rel: Path) -> bool:
     )
 
 
-if __name__ == "__main__":  # ``make install``: build the layer now, so synths work offline
+AUTHORIZER_REQUIREMENTS = "authorizer-requirements"
+
+if __name__ == "__main__":  # ``make install``: build the layers now, so synths work offline
     print(build_layer())
+    print(build_dependency_layer(AUTHORIZER_REQUIREMENTS))

@@ -12,6 +12,7 @@ from pipeline.infrastructure.connect_auth import ConnectAuthorization
 from pipeline.infrastructure.connection_roster import ConnectionRoster
 from pipeline.infrastructure.consumer_service import ConsumerService, chain_stream_consumers
 from pipeline.infrastructure.event_stream import EventStream
+from pipeline.infrastructure.keepalive import KeepaliveRoute
 from pipeline.infrastructure.lambda_defaults import ARCHITECTURE, RUNTIME
 from pipeline.infrastructure.nag import acknowledge_stack_findings
 from pipeline.infrastructure.operations_dashboard import OperationsDashboard
@@ -46,7 +47,7 @@ class PipelineStack(Stack):
             on_demand=config.stream_mode == "on-demand",
         )
         roster = ConnectionRoster(self, "ConnectionRoster")
-        auth = ConnectAuthorization(self, "ConnectAuthorization", mode=config.auth)
+        auth = ConnectAuthorization(self, "ConnectAuthorization", config=config)
         ingress = WebSocketIngress(
             self,
             "WebSocketIngress",
@@ -57,6 +58,7 @@ class PipelineStack(Stack):
             ack_routes=[route for spec in consumers for route in spec.ack_routes],
             connect_authorizer=auth.authorizer,
         )
+        keepalive = KeepaliveRoute(self, "Keepalive", api=ingress.api)
         layer = RuntimeLayer(self, "RuntimeLayer", runtime=RUNTIME, architecture=ARCHITECTURE)
         client_routes = sorted(route for spec in consumers for route in spec.api_routes)
         self.services = [
@@ -85,6 +87,12 @@ class PipelineStack(Stack):
         CfnOutput(self, "RosterTableName", value=roster.table.table_name)
         if auth.secret is not None:
             CfnOutput(self, "TokenSecretArn", value=auth.secret.secret_arn)
+        if auth.issuer is not None and auth.audience is not None:
+            CfnOutput(self, "JwtIssuer", value=auth.issuer)
+            CfnOutput(self, "JwtAudience", value=auth.audience)
+        if auth.user_pool is not None and auth.user_pool_client is not None:
+            CfnOutput(self, "UserPoolId", value=auth.user_pool.user_pool_id)
+            CfnOutput(self, "UserPoolClientId", value=auth.user_pool_client.user_pool_client_id)
         CfnOutput(self, "AlarmTopicArn", value=operations.topic.topic_arn)
         acknowledge_stack_findings(ingress=ingress, auth=auth, services=self.services,
-                                   operations=operations)
+                                   operations=operations, keepalive=keepalive)

@@ -111,6 +111,16 @@ def identity_for(
         return arn, {"Id": arn}
     if rtype == "AWS::Logs::LogGroup":
         return physical, {"Arn": r.arn("logs", f"log-group:{physical}:*")}
+    if rtype == "AWS::Cognito::UserPool":
+        # https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-cognito-userpool.html
+        pool = f"{r.region}_{token(stack, lid, 9, UPPER + LOWER)}"
+        provider = f"cognito-idp.{r.region}.{URL_SUFFIX}/{pool}"
+        return pool, {"Arn": r.arn("cognito-idp", f"userpool/{pool}"),
+                      "ProviderName": provider, "ProviderURL": f"https://{provider}",
+                      "UserPoolId": pool}
+    if rtype == "AWS::Cognito::UserPoolClient":
+        client_id = token(stack, lid, 26, LOWER)
+        return client_id, {"ClientId": client_id, "Name": physical}
     if rtype == "AWS::KMS::Key":
         key = hashlib.md5(f"{stack}/{lid}".encode()).hexdigest()
         return key, {"Arn": r.arn("kms", f"key/{key}"), "KeyId": key}

@@ -25,6 +25,7 @@ log = logging.getLogger("pipeline.local")
 
 
 DEFAULT_FUNCTION_LOGS = Path(".twin") / "logs"
+DEFAULT_OIDC_DIR = Path(".twin") / "oidc"
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
@@ -62,6 +63,11 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--log-level", default="WARNING", help="twin log level (default WARNING)")
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of a start-up failure")
+    parser.add_argument("-c", "--context", action="append", default=[], metavar="KEY=VALUE",
+                        help="synth context, as `cdk synth -c` (repeatable), e.g. -c auth=jwt")
+    parser.add_argument("--oidc-dir", default=str(DEFAULT_OIDC_DIR), metavar="DIR",
+                        help="auth=jwt: the twin issuer's key and settings, read by "
+                             f"`python -m pipeline token` (default: {DEFAULT_OIDC_DIR})")
 
 
 def busy_port(port: int, host: str = "127.0.0.1") -> bool:
@@ -99,14 +105,37 @@ def registry_problem() -> str | None:
     return None
 
 
-def synthesize(assembly: Path, stage: str) -> None:
-    """``npx cdk synth`` for the stage into ``assembly``."""
+# auth=jwt with no issuer of its own: the template names this one; the twin serves it (its
+# real port replaces it at start-up, pipeline/local/oidc.py) and the audience stays as named.
+TWIN_JWT_CONTEXT = {"jwtIssuer": "http://127.0.0.1:8080", "jwtAudience": "websocket-pipeline-local"}
+
+
+def parse_context(pairs: list[str], stage: str) -> dict[str, str]:
+    """``-c KEY=VALUE`` pairs as a dict, ``stage`` included; auth=jwt gets the twin's issuer
+    unless an issuer (or cognito) is given. Raises ValueError on a malformed pair."""
+    context: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"-c {pair!r}: expected KEY=VALUE")
+        context[key] = value
+    if context.setdefault("stage", stage) != stage:
+        raise ValueError(f"-c stage={context['stage']} contradicts --stage {stage}: use --stage")
+    if context.get("auth") == "jwt" and not ({"jwtIssuer", "cognito"} & set(context)):
+        context.update(TWIN_JWT_CONTEXT)
+    return context
+
+
+def synthesize(assembly: Path, stage: str, context: dict[str, str] | None = None) -> None:
+    """``npx cdk synth`` for the stage (and any other *context*) into ``assembly``."""
     npx = shutil.which("npx")
     if npx is None:
         raise SystemExit("npx not found: install Node 20+ and run `make install`, or use --no-synth")
     env = {**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
            "CDK_DISABLE_CLI_TELEMETRY": "true"}
-    cmd = [npx, "cdk", "synth", "--quiet", "-c", f"stage={stage}", "-o", str(assembly)]
+    pairs = {**(context or {}), "stage": stage}
+    cmd = [npx, "cdk", "synth", "--quiet", *(a for k, v in pairs.items() for a in ("-c", f"{k}={v}")),
+           "-o", str(assembly)]
     print(f"synthesizing: {' '.join(cmd[1:])}", flush=True)
     done = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, check=False)
     if done.returncode != 0:
@@ -127,13 +156,20 @@ def run(args: argparse.Namespace) -> int:
         if busy_port(port):
             print(port_in_use_message(port), file=sys.stderr)
             return 2
+    try:
+        context = parse_context(args.context, args.stage)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     assembly = args.assembly.resolve()
     if not args.no_synth:
         problem = registry_problem()
         if problem is not None:
             print(f"error: {problem}", file=sys.stderr)
             return 2
-        synthesize(assembly, args.stage)
+        synthesize(assembly, args.stage, context)
+    elif args.context:
+        log.warning("--no-synth: the -c context is not used (the assembly is as synthesized)")
     config = TwinConfig(
         stage=args.stage, port=args.port, aws_port=args.aws_port, assembly=assembly,
         enforce_limits=args.enforce_limits, idle_timeout_s=args.idle_timeout,
@@ -141,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
         function_logs=None if args.function_logs == "-" else Path(args.function_logs),
         integration_response_selection=args.integration_response_selection,
         connect_failure=args.connect_failure,
+        oidc_dir=Path(args.oidc_dir),
     )
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(_serve(config, debug=args.debug))
@@ -187,7 +224,10 @@ async def _serve(config: object, debug: bool = False) -> int:
               f"  WebSocket API     {urls.ws}  (stage {config.stage}; any other path: 403)\n"
               f"  routes            {route_list(twin.route_keys)}\n"
               f"  @connections API  {urls.connections}/{{connectionId}}\n"
-              f"  AWS services      {urls.aws}  (any credentials, region {REGION})" + logs,
+              f"  AWS services      {urls.aws}  (any credentials, region {REGION})" + logs
+              + (f"\n  OIDC issuer       {urls.issuer}  (tokens: python -m pipeline token "
+                 f"--sub NAME)" if urls.issuer else "")
+              + f"\n  demo page         {urls.ws.rsplit('/', 1)[0].replace('ws:', 'http:')}/",
               flush=True)
         print("TWIN-READY " + orjson.dumps(urls.as_dict()).decode(), flush=True)
         await stopped

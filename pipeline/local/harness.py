@@ -37,6 +37,7 @@ class TwinProcess:
     aws: str
     process: subprocess.Popen[str]
     output: collections.deque[str]
+    issuer: str | None = None  # auth=jwt: the twin's OIDC issuer URL
 
 
 # The name consumer tests generated before the rename import (pipeline/scaffold_templates).
@@ -90,7 +91,8 @@ def launch_twin(
                              + "".join(output))
     if not ready:
         raise TwinStartError("twin exited before it was ready:\n" + "".join(output))
-    return TwinProcess(ready["ws"], ready["connections"], ready["aws"], proc, output)
+    return TwinProcess(ready["ws"], ready["connections"], ready["aws"], proc, output,
+                       ready.get("issuer"))
 
 
 def start_twin(

@@ -42,6 +42,7 @@ class TwinConfig:
     # GatewayRules: the twin's choices where AWS documents nothing (docs/fidelity.md)
     integration_response_selection: str = "status"
     connect_failure: str = "accept"
+    oidc_dir: Path = Path(".twin") / "oidc"  # auth=jwt: the twin issuer's key and settings
 
     @property
     def stack_name(self) -> str:
@@ -53,9 +54,11 @@ class TwinUrls:
     ws: str
     connections: str
     aws: str
+    issuer: str | None = None  # auth=jwt: the twin's OIDC issuer
 
     def as_dict(self) -> dict[str, str]:
-        return {"ws": self.ws, "connections": self.connections, "aws": self.aws}
+        urls = {"ws": self.ws, "connections": self.connections, "aws": self.aws}
+        return urls if self.issuer is None else {**urls, "issuer": self.issuer}
 
 
 class TwinBackend:
@@ -133,6 +136,10 @@ class RunningTwin:
         specs = function_specs(stack, gateway_port=port, aws_url=aws_url)
         if cfg.function_logs is not None:
             specs = [_replace(s, log_file=cfg.function_logs / f"{s.log_name}.log") for s in specs]
+        specs, issuer = _adopt_issuer(specs, f"http://127.0.0.1:{port}", cfg.oidc_dir)
+        from pipeline.local.web import routes
+
+        self._gateway.extra_routes = routes(cfg.stage, issuer)
         self.workers = Workers(specs, aws_url)
         backend.workers = self.workers
         await self.workers.start()
@@ -158,6 +165,7 @@ class RunningTwin:
             ws=f"ws://127.0.0.1:{port}/{cfg.stage}",
             connections=f"http://127.0.0.1:{port}/{cfg.stage}/@connections",
             aws=aws_url,
+            issuer=issuer.issuer if issuer is not None else None,
         )
         return self.urls
 
@@ -189,6 +197,26 @@ class RunningTwin:
         if self.services is not None:
             self.services.stop()
             self.services = None
+
+
+def _adopt_issuer(specs: list[Any], url: str, directory: Path) -> tuple[list[Any], Any]:
+    """``auth=jwt``: the authorizer trusts the twin's issuer at *url* (the template's issuer
+    cannot sign for the twin); every other function is unchanged."""
+    from pipeline.local.oidc import TwinIssuer, adopt
+
+    issuer = None
+    out = []
+    for spec in specs:
+        adopted = adopt(spec.environment, url)
+        if adopted is not None:
+            environment, audience = adopted
+            issuer = TwinIssuer.create(directory, url, audience)
+            log.warning("auth=jwt: %s trusts the twin's OIDC issuer %s instead of %s "
+                        "(audience %s); `python -m pipeline token --sub NAME` mints tokens",
+                        spec.name, url, spec.environment.get("JWT_ISSUER"), audience)
+            spec = _replace(spec, environment=environment)
+        out.append(spec)
+    return out, issuer
 
 
 def _log_mapping_problems(access: AccessControl, res: Any, role: str) -> None:

@@ -109,6 +109,17 @@ async def check_echo(s: Session) -> str:
     return "the reply carried the data sent"
 
 
+async def check_ping(s: Session) -> str:
+    """The keepalive: API Gateway itself answers ``ping`` (a MOCK integration, route response)."""
+    a = s.need_a()
+    mark = len(a.frames)
+    await a.send({"action": "ping"})
+    _, frame = await a.expect(lambda f: is_action(f, "pong"), "pong", s.deadline, mark)
+    if frame != {"action": "pong"}:
+        raise CheckFailed(f"expected exactly {{'action': 'pong'}}, got {frame!r}")
+    return "answered pong by the gateway (MOCK integration)"
+
+
 async def _expect_error(s: Session, frame: Any, code: str) -> str:
     a = s.need_a()
     mark = len(a.frames)

@@ -44,6 +44,7 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("connect-roster", aws_checks.check_connect_roster),
     ("subprotocol", checks.check_subprotocol),
     ("disconnect-status", aws_checks.check_disconnect_status),
+    ("ping", checks.check_ping),
 )
 CHECK_NAMES = tuple(name for name, _ in CHECKS)
 

@@ -62,7 +62,7 @@ async def _refused(url: str, **kwargs: Any) -> int:
 async def test_connect_without_a_valid_token_is_refused_with_403(prod_twin: TwinProcess) -> None:
     assert await _refused(prod_twin.ws) == 403
     assert await _refused(prod_twin.ws + "?token=not-a-jwt") == 403
-    forged = _token(prod_twin, "mallory", secret=b"not the stack's secret")
+    forged = _token(prod_twin, "mallory", secret=b"not the stack's secret, 32+ bytes long")
     assert await _refused(prod_twin.ws + f"?token={forged}") == 403
     expired = _token(prod_twin, "alice", ttl_s=-60)
     assert await _refused(prod_twin.ws + f"?token={expired}") == 403

@@ -112,6 +112,8 @@ def _integration(logical_id: str, spec: Resource,
                  responses: tuple[IntegrationResponse, ...] = ()) -> Integration:
     props = _props(spec)
     kind = props.get("IntegrationType")
+    if kind == "MOCK":
+        return _mock_integration(logical_id, spec, responses)
     if kind != "AWS":
         raise ApiModelError(f"integration type {kind!r} is not supported (AWS only)",
                             logical_id=logical_id)
@@ -136,6 +138,25 @@ def _integration(logical_id: str, spec: Resource,
         passthrough_behavior=str(props.get("PassthroughBehavior", "WHEN_NO_MATCH")),
         responses=responses,
         request_parameters={str(k): str(v) for k, v in parameters.items()},
+    )
+
+
+def _mock_integration(logical_id: str, spec: Resource,
+                      responses: tuple[IntegrationResponse, ...]) -> Integration:
+    """A MOCK integration: no service; its request template chooses the status (``mock.py``)."""
+    from pipeline.local.gateway.mock import MOCK_ACTION, MOCK_SERVICE
+
+    props = _props(spec)
+    templates = props.get("RequestTemplates") or {}
+    template = templates.get("$default")
+    return Integration(
+        integration_id=_ref(logical_id, spec),
+        service=MOCK_SERVICE,
+        action=MOCK_ACTION,
+        credentials_arn=None,
+        request_template=str(template) if template is not None else None,
+        passthrough_behavior=str(props.get("PassthroughBehavior", "WHEN_NO_MATCH")),
+        responses=responses,
     )
 
 

@@ -24,6 +24,7 @@ from aiohttp import WSMsgType, web
 from pipeline.local import vtl
 from pipeline.local.gateway import AwsResponse, GatewayLimits, GatewayRules, IntegrationBackend
 from pipeline.local.gateway.misses import MissLog
+from pipeline.local.gateway.mock import MOCK_SERVICE, mock_response
 from pipeline.local.gateway.model import ApiModel
 from pipeline.local.gateway.protocol import (
     INTERNAL_ERROR,
@@ -105,6 +106,9 @@ class Gateway:
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: web.AppRunner | None = None
         self._socket: socket.socket | None = None
+        # The twin's own plain-HTTP routes (demo page, client module, OIDC issuer:
+        # pipeline/local/web.py), exact paths registered before the API's; set before start().
+        self.extra_routes: list[web.RouteDef] = []
 
     @property
     def connection_ids(self) -> list[str]:
@@ -136,6 +140,7 @@ class Gateway:
         self.reserve()
         assert self._socket is not None
         app = web.Application(client_max_size=4 * self.limits.max_message_bytes)
+        app.add_routes(self.extra_routes)
         app.router.add_get("/{stage}", self._websocket)
         app.router.add_route("*", "/{stage}/@connections/{connection_id}", self._connections)
         app.router.add_route("*", "/{tail:.*}", self._forbidden)
@@ -321,6 +326,8 @@ class Gateway:
 
     def _respond(self, call: IntegrationCall) -> AwsResponse | None:
         """Run one integration; its response, AWS errors included (None: the backend raised)."""
+        if call.service == MOCK_SERVICE:  # no backend: the rendered template is the answer
+            return mock_response(call.body)
         try:
             response = self._backend.call_aws(call.service, call.action, call.body,
                                               call.credentials_arn, call.content_type)

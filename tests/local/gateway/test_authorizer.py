@@ -14,13 +14,13 @@ from websockets.exceptions import InvalidStatus
 
 from pipeline.infrastructure.connect_authorizer.handler import authorize, encode_token
 
-SECRET = b"test-secret"
+SECRET = b"test-secret-of-at-least-32-bytes!"
 
 
 @pytest.fixture
 async def guarded() -> AsyncIterator[Running]:
     run = await start_gateway(res=with_authorizer(resources()))
-    run.backend.authorizer = lambda event: authorize(event, SECRET, time.time())
+    run.backend.authorizer = lambda event: authorize(event, SECRET)
     yield run
     await run.gateway.stop()
 
@@ -54,7 +54,7 @@ async def test_refusals_never_write_the_roster(guarded: Running, answer: str,
             raise RuntimeError("boom")
         if answer == "garbage":
             return {"principalId": "x"}
-        return authorize(event, SECRET, time.time())  # no token: Deny
+        return authorize(event, SECRET)  # no token: Deny
 
     guarded.backend.authorizer = authorizer
     with pytest.raises(InvalidStatus) as refused:
