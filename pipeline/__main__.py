@@ -18,7 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "local": ("pipeline.local.cli", "run the synthesized pipeline on 127.0.0.1 (the local twin)"),
     "token": ("pipeline.local.token_cli", "print a JWT the running twin (-c auth=jwt) accepts"),
     "publish": ("pipeline.publish", "put server-side messages for a room on the stream"),
-    "client": ("pipeline.client", "send frames to a stage and print the replies"),
+    "client": ("pipeline.client.cli", "send frames to a stage and print the replies"),
     "new-consumer": ("pipeline.scaffold", "create a consumer microservice and register it"),
     "remove-consumer": ("pipeline.scaffold", "unregister a consumer and delete its files"),
     "verify": ("pipeline.verify.cli", "check a deployed stage (or the twin) behaves as assumed"),

@@ -22,7 +22,7 @@ from websockets.typing import Subprotocol
 
 from pipeline.infrastructure.connect_authorizer.handler import authorize, encode_token
 
-SECRET = b"test-secret"
+SECRET = b"test-secret-of-at-least-32-bytes!"
 
 
 class BrowserRefused(Exception):
@@ -60,7 +60,7 @@ async def test_an_offered_subprotocol_is_not_echoed(running: Running) -> None:
 
 async def test_a_token_offered_as_a_subprotocol_is_refused_and_the_query_token_works() -> None:
     run = await start_gateway(res=with_authorizer(resources()))
-    run.backend.authorizer = lambda event: authorize(event, SECRET, time.time())
+    run.backend.authorizer = lambda event: authorize(event, SECRET)
     try:
         token = encode_token(SECRET, {"sub": "alice", "exp": int(time.time()) + 60})
         with pytest.raises(InvalidStatus) as refused:
