@@ -181,7 +181,7 @@ def test_a_twin_says_what_it_serves_and_names_logs_by_function(
         assert "(stage dev; any other path: 403)" in banner
         routes_line = next(line for line in twin.output if line.startswith("  routes  "))
         assert routes_line.split()[1:5] == ["$connect,", "$disconnect,", "$default,", "echo,"]
-        assert "join, leave, send" in routes_line
+        assert "join, leave, ping, send" in routes_line
         assert {p.name for p in logs.iterdir()} >= {"echo.log", "chat.log", "fallback.log",
                                                     "broadcast.log"}
         assert not [p for p in logs.iterdir() if p.name.startswith("WebSocketPipeline-")]
