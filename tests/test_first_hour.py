@@ -187,14 +187,15 @@ def test_a_twin_says_what_it_serves_and_names_logs_by_function(
         assert not [p for p in logs.iterdir() if p.name.startswith("WebSocketPipeline-")]
 
         base = twin.ws.rsplit("/", 1)[0].replace("ws://", "http://")
-        for path in ("/", "/prod"):  # as API Gateway: 403 {"message":"Forbidden"}
+        # as API Gateway: 403 {"message":"Forbidden"} (`/` itself is the demo page, issue 13)
+        for path in ("/prod", "/prod/"):
             for _ in range(20):  # a flood logs one line
                 with pytest.raises(urllib.error.HTTPError) as caught:
                     urllib.request.urlopen(base + path, timeout=10)
                 assert caught.value.code == 403
                 assert json.loads(caught.value.read()) == {"message": "Forbidden"}
         lines = [line for line in twin.output if "403 Forbidden for" in line]
-        assert len(lines) == 1 and "GET /: this twin serves stage 'dev' at ws://" in lines[0]
+        assert len(lines) == 1 and "GET /prod: this twin serves stage 'dev' at ws://" in lines[0]
         assert "Traceback" not in "".join(twin.output)
 
         async def unknown_action() -> dict[str, object]:
