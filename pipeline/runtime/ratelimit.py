@@ -1,0 +1,93 @@
+"""A token bucket that keeps one container's share of the account's @connections quota.
+
+Every ``postToConnection`` counts against the account's API Gateway request quota (10,000
+requests per second per account and region, burst 5,000, shared by every API):
+https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html
+The stack divides ``-c connectionsRps=N`` between the functions that post and each function's
+share between its concurrent invocations (shards x ParallelizationFactor); a container gets its
+part in ``CONNECTIONS_RPS`` and keeps it with one :class:`TokenBucket` shared by its threads.
+
+Two classes of posts take tokens:
+
+- **bulk** (a fan-out's posts) wait for a token (:meth:`TokenBucket.acquire`), never past the
+  invocation's deadline;
+- **priority** (replies to a sender) take a token at once (:meth:`TokenBucket.take`), even into
+  debt: the bulk posts pay the debt back by waiting longer, so the container's long-run rate stays
+  at its share while a reply is never queued behind a broadcast's tokens.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+
+RPS_ENV = "CONNECTIONS_RPS"
+# How long a wait is cut into (so a thread sees tokens freed by a 429 back-off or a lower debt).
+_MAX_NAP_S = 0.05
+
+
+class TokenBucket:
+    """``rate`` tokens per second, at most ``burst`` stored; thread-safe."""
+
+    def __init__(self, rate: float, burst: float | None = None, *,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if rate <= 0:
+            raise ValueError(f"rate must be > 0, not {rate!r}")
+        self.rate = float(rate)
+        # A tenth of a second of posts by default: smooth, yet no stall on a small fan-out.
+        self.burst = float(burst) if burst is not None else max(1.0, self.rate / 10)
+        self._clock = clock
+        self._sleep = sleep
+        self._tokens = self.burst
+        self._last = clock()
+        self._lock = threading.Lock()
+        self.waited_s = 0.0  # total time bulk posts spent waiting (a metric and a test hook)
+
+    def _refill(self, now: float) -> None:
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+
+    def take(self) -> None:
+        """Take one token now, into debt if there is none (priority posts)."""
+        with self._lock:
+            self._refill(self._clock())
+            self._tokens -= 1.0
+
+    def acquire(self, deadline: float | None = None) -> bool:
+        """Wait for one token; False (nothing taken) if it would only come after ``deadline``
+        (a ``time.monotonic()`` instant)."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self._clock()
+                self._refill(now)
+                if self._tokens >= 1.0 - 1e-9:  # (float refill rounding)
+                    self._tokens -= 1.0
+                    self.waited_s += waited
+                    return True
+                wait = (1.0 - self._tokens) / self.rate
+            if deadline is not None and now + wait > deadline:
+                self.waited_s += waited
+                return False
+            nap = min(max(wait, 1e-4), _MAX_NAP_S)
+            self._sleep(nap)
+            waited += nap
+
+    def penalize(self, seconds: float) -> None:
+        """Hold every bulk post back ~``seconds`` (after a 429: the quota is spent elsewhere)."""
+        with self._lock:
+            self._refill(self._clock())
+            self._tokens = min(self._tokens, -seconds * self.rate)
+
+
+def bucket_from_env(environ: dict[str, str] | None = None) -> TokenBucket | None:
+    """The container's bucket from ``CONNECTIONS_RPS`` (posts per second); None when unset/0."""
+    raw = (environ if environ is not None else os.environ).get(RPS_ENV, "")
+    try:
+        rate = float(raw) if raw else 0.0
+    except ValueError:
+        return None
+    return TokenBucket(rate) if rate > 0 else None
