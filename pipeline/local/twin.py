@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.local.cfn import Stack, load_template, resolve_stack
+from pipeline.local.gateway.quotas import GatewayQuotas
 from pipeline.local.iam.access import AccessControl
 from pipeline.local.iam.gateway_access import GatewayAccess
 from pipeline.local.services import AwsServices, MotoShardSource, SqsFailureSink
@@ -50,6 +51,8 @@ class TwinConfig:
     max_connection_life_s: float | None = None
     iam: bool = True  # evaluate the stack's IAM policies locally (``--no-iam``: off)
     function_logs: Path | None = None  # a directory: <function>.log each; None: the twin's stderr
+    # Account quotas and the @connections round trip (pipeline/local/gateway/quotas.py).
+    quotas: GatewayQuotas = field(default_factory=GatewayQuotas)
 
     @property
     def stack_name(self) -> str:
@@ -125,7 +128,8 @@ class Twin:
         api = build_api_model(stack.as_dict(), cfg.stage)
         gateway_access = GatewayAccess(access, api.api_id, cfg.stage) if access else None
         self._gateway = Gateway(api, backend, stage=cfg.stage, host="127.0.0.1",
-                                port=cfg.port, limits=limits, access=gateway_access)
+                                port=cfg.port, limits=limits, access=gateway_access,
+                                quotas=cfg.quotas)
         # The port is bound now (the functions need it) but accepts connections only once
         # every mapping reads the stream: a frame sent earlier would never be answered.
         port = self._gateway.reserve()
