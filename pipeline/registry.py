@@ -29,6 +29,7 @@ CONSUMERS: tuple[str, ...] = (
     "chat",
     "fallback",
     "broadcast",
+    "fanout",
 )
 # --- end of registry ---------------------------------------------------------------------------
 
@@ -59,6 +60,12 @@ class ConsumerSpec:
     description: str = ""
     # Two-way routes: the gateway answers each frame with an ack/nack (README "Acknowledgements").
     ack_routes: tuple[str, ...] = ()
+    # Its weight in the split of ``-c connectionsRps`` between the functions that post
+    # (README "Broadcast at scale"); 0: it never posts, no share.
+    connections_rps_weight: int = 1
+    # > 0: it writes fan-out pages of at most this many recipients back to the stream (and is
+    # granted PutRecords on it); the consumer of the ``fanout`` server route key posts them.
+    fanout_page_size: int = 0
 
     @property
     def directory(self) -> Path:
@@ -90,6 +97,8 @@ _SETTING_KEYS = {
     "roster": "roster",
     "description": "description",
     "ackRoutes": "ack_routes",
+    "connectionsRpsWeight": "connections_rps_weight",
+    "fanoutPageSize": "fanout_page_size",
 }
 
 
@@ -119,7 +128,8 @@ def load_spec(name: str, consumers_dir: Path = CONSUMERS_DIR) -> ConsumerSpec:
 
 
 _INT_SETTINGS = ("batch_size", "max_batching_window_seconds", "parallelization_factor",
-                 "retry_attempts", "max_record_age_seconds", "timeout_seconds", "memory_mb")
+                 "retry_attempts", "max_record_age_seconds", "timeout_seconds", "memory_mb",
+                 "connections_rps_weight", "fanout_page_size")
 _TEXT_SETTINGS = ("routes", "server_route_keys", "ack_routes", "starting_position", "roster",
                   "description")
 
@@ -163,6 +173,10 @@ def _validate(spec: ConsumerSpec, path: Path) -> None:
         raise RegistryError(f"{path}: timeoutSeconds must be 1..900")
     if not 128 <= spec.memory_mb <= 10_240:
         raise RegistryError(f"{path}: memoryMb must be 128..10240")
+    if not 0 <= spec.connections_rps_weight <= 1000:
+        raise RegistryError(f"{path}: connectionsRpsWeight must be 0..1000")
+    if not 0 <= spec.fanout_page_size <= 2000:  # a page's ids must fit a 1 MiB record easily
+        raise RegistryError(f"{path}: fanoutPageSize must be 0..2000")
     if spec.roster not in ("none", "read", "readwrite"):
         raise RegistryError(f"{path}: roster must be none, read or readwrite")
 

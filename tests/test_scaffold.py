@@ -94,7 +94,7 @@ def test_new_consumer_writes_files_and_registers(project: Path) -> None:
     for path in (folder / "handler.py", test_file):
         compile(path.read_text(), str(path), "exec")
     registry_text = (project / "pipeline" / "registry.py").read_text()
-    assert '    "broadcast",\n    "scores",\n)\n# --- end of registry' in registry_text
+    assert '    "fanout",\n    "scores",\n)\n# --- end of registry' in registry_text
     loaded = registry_in(project)
     assert list(loaded)[-1] == "scores" and loaded["scores"] == ["score", "top"]
 

@@ -19,6 +19,30 @@ from pipeline.infrastructure.runtime_layer import RuntimeLayer
 from pipeline.infrastructure.websocket_ingress import WebSocketIngress
 from pipeline.registry import ConsumerSpec
 
+FANOUT_ROUTE_KEY = "fanout"  # the server route key of the fan-out tier's pages
+
+
+def posting_environment(spec: ConsumerSpec, consumers: Sequence[ConsumerSpec],
+                        config: PipelineConfig) -> dict[str, str]:
+    """A function's share of the @connections quota and, for a fan-out producer, the shape of
+    its pages (README "Broadcast at scale").
+
+    ``connectionsRps`` is split between the functions by ``connectionsRpsWeight``, and a
+    function's share between its concurrent invocations (shards x ParallelizationFactor: each
+    container keeps its part with a token bucket, ``CONNECTIONS_RPS``)."""
+    env: dict[str, str] = {}
+    total = sum(c.connections_rps_weight for c in consumers)
+    if spec.connections_rps_weight and total:
+        share = config.connections_rps * spec.connections_rps_weight / total
+        per_container = share / (config.shards * spec.parallelization_factor)
+        env["CONNECTIONS_RPS"] = f"{max(1.0, per_container):.3f}"
+    if spec.fanout_page_size:
+        tier = [c for c in consumers if FANOUT_ROUTE_KEY in c.server_route_keys]
+        env["FANOUT_PAGE_SIZE"] = str(spec.fanout_page_size)
+        env["FANOUT_SHARDS"] = str(config.shards)
+        env["FANOUT_PARALLELIZATION"] = str(tier[0].parallelization_factor if tier else 1)
+    return env
+
 
 class PipelineStack(Stack):
     """``WebSocketPipeline-<stage>``: ingress -> stream -> one service per registered consumer."""
@@ -69,6 +93,7 @@ class PipelineStack(Stack):
                 table=roster.table,
                 layer=layer.layer,
                 stream_consumer_name=f"{id}-{spec.name}",
+                extra_environment=posting_environment(spec, consumers, config),
             )
             for spec in consumers
         ]
@@ -85,4 +110,4 @@ class PipelineStack(Stack):
             CfnOutput(self, "TokenSecretArn", value=auth.secret.secret_arn)
         CfnOutput(self, "AlarmTopicArn", value=operations.topic.topic_arn)
         acknowledge_stack_findings(ingress=ingress, auth=auth, services=self.services,
-                                   operations=operations)
+                                   operations=operations, roster_table=roster.table)
