@@ -146,7 +146,7 @@ def _who(record: Envelope, ctx: HandlerContext, room: str) -> None:
     if record.connection_id not in _members(ctx, room):
         ctx.error(record, "not_a_member", f"join room {room!r} before asking who is in it")
         return
-    members = []
+    members: list[dict[str, object]] = []
     truncated = False
     for member in ctx.roster.member_details(room):
         if len(members) == WHO_MAX_MEMBERS:
