@@ -275,8 +275,9 @@ async def broadcast_run(assembly: Path, logs: Path, n: int, messages: int) -> di
 def page_figures(logs: Path) -> dict[str, Any]:
     """The fan-out consumer's pages from its log (one 'broadcast' line per published message)."""
     pages = recipients = 0
-    for line in (logs / "broadcast.log").read_text(errors="replace").splitlines() if (
-            logs / "broadcast.log").exists() else []:
+    lines = [line for path in sorted(logs.glob("*broadcast*.log"))
+             for line in path.read_text(errors="replace").splitlines()]
+    for line in lines:
         try:
             doc = json.loads(line)
         except ValueError:
@@ -312,8 +313,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     result.update(capacity=cap["rate"], connections_rps=rps, fanout_share=share,
                   quota_bound_s=ideal, efficiency=ideal / result["last_delivery_s"],
                   **page_figures(work / "logs-b"))
-    result["seconds_per_page"] = (result["last_delivery_s"] / max(1, result["pages"])
-                                  * _lanes())
+    # A lane posts its pages one after the other: the posting phase over the pages per lane.
+    posting = result["last_delivery_s"] - (result["first_delivery_s"] or 0.0)
+    result["lanes"] = _lanes()
+    result["seconds_per_page"] = posting * result["lanes"] / max(1, result["pages"])
     return result
 
 
@@ -337,7 +340,8 @@ def format_result(r: dict[str, Any]) -> str:
         f"lost / duplicates / out of order      {r['lost']} / {r['duplicates']} / "
         f"{r['out_of_order']}",
         f"pages written                         {r['pages']} "
-        f"({r['recipients'] / max(1, r['pages']):.0f} recipients each)",
+        f"({r['recipients'] / max(1, r['pages']):.0f} recipients each, {r['lanes']} lanes, "
+        f"{r['seconds_per_page']:.2f} s per page per lane)",
     ])
 
 
