@@ -65,3 +65,16 @@ def test_connections_rps_comes_from_the_context() -> None:
     assert PipelineConfig.from_context({"connectionsRps": "1200"}.get).connections_rps == 1200
     with pytest.raises(Exception, match="connectionsRps"):
         PipelineConfig.from_context({"connectionsRps": "0"}.get)
+
+
+def test_a_rate_too_low_to_post_a_batch_of_pages_in_time_is_refused() -> None:
+    from pipeline.infrastructure import ConfigError
+    from pipeline.infrastructure.stack import posting_environment
+
+    specs = load_all()
+    tier = next(s for s in specs if s.name == "fanout")
+    ok = posting_environment(tier, specs, PipelineConfig(connections_rps=5000, shards=2))
+    assert float(ok["CONNECTIONS_RPS"]) > 0
+    with pytest.raises(ConfigError, match="raise connectionsRps"):
+        # 10 shards x PF 5 share ~36 posts/s: 4 pages of 500 would take ~56 s of a 60 s timeout
+        posting_environment(tier, specs, PipelineConfig(connections_rps=500, shards=10))
