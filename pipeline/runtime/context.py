@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -128,11 +128,16 @@ class HandlerContext:
         written to the stream now (:mod:`.fanout`), posted by the ``fanout`` consumer. Raises
         :class:`~.fanout.FanoutError` (the record fails) when the stream keeps refusing them."""
         shape = self.fanout_shape or FanoutShape.from_env()
-        pages = plan_pages(room_key, members, shape)
-        if pages:
-            writer = self.page_writer_client or page_writer()
-            sent = record.request_time_epoch if record is not None else now_ms()
-            writer.write(pages, payload, request_time_ms=sent)
+        sent = record.request_time_epoch if record is not None else now_ms()
+        pages: list[Page] = []
+        # Pages go out while the room is still being read (a chunk fills one page per lane),
+        # so a 100,000-member room starts posting after its first Query page, not its last.
+        chunk = shape.page_size * shape.lanes
+        for members_chunk in _chunks(members, chunk):
+            planned = plan_pages(room_key, members_chunk, shape)
+            (self.page_writer_client or page_writer()).write(planned, payload,
+                                                             request_time_ms=sent)
+            pages.extend(planned)
         return pages
 
     def send_to_user(self, principal: str, payload: Mapping[str, Any],
@@ -185,6 +190,22 @@ class HandlerContext:
         deadline = self._invocation.deadline if self._invocation is not None else None
         self.connections.post_many([m for m in members if m not in _pruned],
                                    orjson.dumps(event), deadline=deadline)
+
+
+def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    """Distinct items in lists of ``size`` (a member listed twice is sent to once)."""
+    seen: set[str] = set()
+    chunk: list[str] = []
+    for item in items:
+        if item in seen:
+            continue
+        seen.add(item)
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def forget_pruned() -> None:

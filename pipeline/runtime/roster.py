@@ -133,12 +133,13 @@ class Roster:
         )
 
     def members(self, room: str) -> Iterator[str]:
-        """Connection ids of the room's members (one strongly consistent, paginated Query)."""
+        """Connection ids of the room's members (one strongly consistent, paginated Query; only
+        ``connectionId`` is returned, which keeps a 100,000-member read light)."""
         yield from (
-            _plain(item)["connectionId"]
+            str(item["connectionId"]["S"])
             for item in self._paginate("query", KeyConditionExpression="pk = :pk",
                                        ExpressionAttributeValues={":pk": {"S": f"ROOM#{room}"}},
-                                       ConsistentRead=True)
+                                       ConsistentRead=True, ProjectionExpression="connectionId")
         )
 
     def member_details(self, room: str) -> Iterator[Member]:

@@ -115,3 +115,26 @@ def test_a_malformed_page_is_logged_not_retried(atconn: AtConnections,
     assert process_batch(event(("fanout#x", data)), None, fanout.record_handler,
                          ctx=ctx) == {"batchItemFailures": []}
     assert atconn.posts == []
+
+
+def test_pages_are_written_while_the_room_is_read_and_still_cover_each_member_once(
+    ctx: HandlerContext, stream: Any
+) -> None:
+    ctx = tier(ctx, stream)
+    ctx.begin()
+    written: list[int] = []
+    original = ctx.page_writer_client.write  # type: ignore[union-attr]
+
+    def spy(pages: Any, message: Any, *, request_time_ms: int) -> int:
+        written.append(len(pages))
+        return original(pages, message, request_time_ms=request_time_ms)
+
+    ctx.page_writer_client.write = spy  # type: ignore[union-attr,method-assign]
+    members = MEMBERS + MEMBERS[:50]  # duplicates across chunks are sent to once
+    pages = ctx.fanout_pages("room:x", iter(members), {"action": "broadcast"})
+    assert len(written) == 4  # 150 members, chunks of page_size x lanes = 42: four writes
+    covered = Counter(cid for page in pages for cid in page.recipients)
+    assert set(covered) == set(MEMBERS) and set(covered.values()) == {1}
+    for cid in MEMBERS:  # a member's page key is the same whichever chunk it came in
+        keys = {p.partition_key for p in pages if cid in p.recipients}
+        assert len(keys) == 1
