@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 
 RPS_ENV = "CONNECTIONS_RPS"
+BURST_S = 0.25
 # How long a wait is cut into (so a thread sees tokens freed by a 429 back-off or a lower debt).
 _MAX_NAP_S = 0.05
 
@@ -37,8 +38,9 @@ class TokenBucket:
         if rate <= 0:
             raise ValueError(f"rate must be > 0, not {rate!r}")
         self.rate = float(rate)
-        # A tenth of a second of posts by default: smooth, yet no stall on a small fan-out.
-        self.burst = float(burst) if burst is not None else max(1.0, self.rate / 10)
+        # A quarter second of posts by default: enough to make up for the gap between two
+        # batches of a lane (tokens saved while idle), small next to the account's burst.
+        self.burst = float(burst) if burst is not None else max(1.0, self.rate * BURST_S)
         self._clock = clock
         self._sleep = sleep
         self._tokens = self.burst

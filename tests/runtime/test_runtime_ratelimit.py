@@ -56,7 +56,7 @@ def test_a_token_past_the_deadline_is_refused_without_taking_it() -> None:
 
 def test_the_share_comes_from_the_environment() -> None:
     bucket = bucket_from_env({"CONNECTIONS_RPS": "250"})
-    assert bucket is not None and bucket.rate == 250 and bucket.burst == 25
+    assert bucket is not None and bucket.rate == 250 and bucket.burst == 62.5
     assert bucket_from_env({}) is None and bucket_from_env({"CONNECTIONS_RPS": "0"}) is None
 
 
