@@ -25,12 +25,15 @@ from collections.abc import Callable
 
 RPS_ENV = "CONNECTIONS_RPS"
 BURST_S = 0.25
-# How long a wait is cut into (so a thread sees tokens freed by a 429 back-off or a lower debt).
-_MAX_NAP_S = 0.05
 
 
 class TokenBucket:
-    """``rate`` tokens per second, at most ``burst`` stored; thread-safe."""
+    """``rate`` tokens per second, at most ``burst`` at once; thread-safe.
+
+    Kept as a schedule (GCRA, the "virtual scheduling" form of a token bucket): each bulk post
+    reserves the next free slot and sleeps once until it, so 48 waiting threads do not wake up
+    together for every token.
+    """
 
     def __init__(self, rate: float, burst: float | None = None, *,
                  clock: Callable[[], float] = time.monotonic,
@@ -43,46 +46,36 @@ class TokenBucket:
         self.burst = float(burst) if burst is not None else max(1.0, self.rate * BURST_S)
         self._clock = clock
         self._sleep = sleep
-        self._tokens = self.burst
-        self._last = clock()
+        self._interval = 1.0 / self.rate
+        self._tolerance = (self.burst - 1.0) * self._interval  # burst posts at once
+        self._tat = clock() - self._tolerance  # theoretical arrival time: starts full
         self._lock = threading.Lock()
         self.waited_s = 0.0  # total time bulk posts spent waiting (a metric and a test hook)
-
-    def _refill(self, now: float) -> None:
-        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-        self._last = now
 
     def take(self) -> None:
         """Take one token now, into debt if there is none (priority posts)."""
         with self._lock:
-            self._refill(self._clock())
-            self._tokens -= 1.0
+            self._tat = max(self._tat, self._clock()) + self._interval
 
     def acquire(self, deadline: float | None = None) -> bool:
         """Wait for one token; False (nothing taken) if it would only come after ``deadline``
         (a ``time.monotonic()`` instant)."""
-        waited = 0.0
-        while True:
-            with self._lock:
-                now = self._clock()
-                self._refill(now)
-                if self._tokens >= 1.0 - 1e-9:  # (float refill rounding)
-                    self._tokens -= 1.0
-                    self.waited_s += waited
-                    return True
-                wait = (1.0 - self._tokens) / self.rate
-            if deadline is not None and now + wait > deadline:
-                self.waited_s += waited
+        with self._lock:
+            now = self._clock()
+            slot = max(now, self._tat - self._tolerance)
+            if deadline is not None and slot > deadline:
                 return False
-            nap = min(max(wait, 1e-4), _MAX_NAP_S)
-            self._sleep(nap)
-            waited += nap
+            self._tat = max(self._tat, slot) + self._interval
+        wait = slot - now
+        if wait > 1e-6:
+            self._sleep(wait)
+            self.waited_s += wait
+        return True
 
     def penalize(self, seconds: float) -> None:
         """Hold every bulk post back ~``seconds`` (after a 429: the quota is spent elsewhere)."""
         with self._lock:
-            self._refill(self._clock())
-            self._tokens = min(self._tokens, -seconds * self.rate)
+            self._tat = max(self._tat, self._clock() + seconds + self._tolerance)
 
 
 def bucket_from_env(environ: dict[str, str] | None = None) -> TokenBucket | None:
