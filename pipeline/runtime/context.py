@@ -177,12 +177,10 @@ class HandlerContext:
     def _announce_gone(self, room: str, connection_id: str) -> None:
         """Tell the room's remaining members (small rooms only) that a pruned one left.
         Called while the batch settles, so posted here rather than queued (best effort)."""
-        try:
-            members = []
-            for cid in self.roster.members(room):
-                members.append(cid)
-                if len(members) > PRESENCE_MAX_MEMBERS:
-                    return
+        try:  # one Query of at most PRESENCE_MAX_MEMBERS + 1 items, whatever the room's size
+            members = self.roster.members_upto(room, PRESENCE_MAX_MEMBERS + 1)
+            if len(members) > PRESENCE_MAX_MEMBERS:
+                return
         except RosterError as exc:
             self.logger.warning("presence after prune skipped", extra={"error": str(exc)})
             return

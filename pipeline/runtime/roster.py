@@ -142,6 +142,16 @@ class Roster:
                                        ConsistentRead=True, ProjectionExpression="connectionId")
         )
 
+    @_guard("Query")
+    def members_upto(self, room: str, limit: int) -> list[str]:
+        """At most ``limit`` members of the room, from one Query of ``limit`` items (a size
+        check that costs ~``limit`` items, not the room)."""
+        items = self._ddb.query(
+            TableName=self.table_name, KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": f"ROOM#{room}"}}, ConsistentRead=True,
+            ProjectionExpression="connectionId", Limit=limit).get("Items", [])
+        return [str(item["connectionId"]["S"]) for item in items]
+
     def member_details(self, room: str) -> Iterator[Member]:
         """The room's members with their principal and join time (``who``)."""
         for item in self._paginate("query", KeyConditionExpression="pk = :pk",

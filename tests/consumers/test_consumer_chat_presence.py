@@ -108,3 +108,22 @@ def test_open_connections_are_published_at_most_once_a_minute(ctx: HandlerContex
     assert publish_open_connections(ctx.roster, now=1030.0) is None
     assert publish_open_connections(ctx.roster, now=1061.0) == 4
     forget_published()
+
+
+def test_a_prune_in_a_room_above_the_presence_limit_reads_a_bounded_page_and_stays_quiet(
+    atconn: AtConnections, ctx: HandlerContext, ddb: Any, monkeypatch: Any
+) -> None:
+    import pipeline.runtime.context as context_module
+
+    monkeypatch.setattr(context_module, "PRESENCE_MAX_MEMBERS", 2)
+    connect_all(ddb)
+    for cid in (A1, A2, B1, C1):
+        ctx.roster.join(cid, "big")
+    limits: list[Any] = []
+    ddb.meta.events.register("provide-client-params.dynamodb.Query",
+                             lambda params, **_: limits.append(params.get("Limit")))
+    atconn.gone.add(C1)
+    run(ctx, frame(A1, {"action": "send", "room": "big", "text": "hi"}))
+    assert C1 not in set(ctx.roster.members("big"))  # pruned
+    assert 3 in limits  # the size check read at most limit + 1 items
+    assert not [m for c in (A1, A2, B1) for m in atconn.received(c) if m["action"] == "presence"]
