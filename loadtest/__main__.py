@@ -71,11 +71,22 @@ def run_main(cfg: RunConfig) -> int:
     return 1 if failed else 0
 
 
+def _is_room_broadcast(argv: list[str]) -> bool:
+    """``--scenario broadcast --room-size N``: the broadcast-at-scale benchmark."""
+    scenario = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--scenario"]
+    return scenario[-1:] == ["broadcast"] and any(
+        a == "--room-size" or a.startswith("--room-size=") for a in argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         if argv[:1] == ["merge"]:
             return merge_main(argv[1:])
+        if _is_room_broadcast(argv):  # one room of --room-size members through the fan-out tier
+            from loadtest.bench_broadcast import main as broadcast_main
+
+            return broadcast_main(argv)
         return run_main(parse_run_args(argv))
     except ConfigError as exc:
         print(f"python -m loadtest: error: {exc}", file=sys.stderr)

@@ -240,7 +240,26 @@ def run_suite(url: str | None, quick: bool) -> tuple[dict[str, str], list[Row], 
     finally:
         if target is not None:
             target.stop()
+    rows.append(room_broadcast(1000 if quick else 10_000, notes))  # its own twins
     return machine(), rows, notes
+
+
+def room_broadcast(room_size: int, notes: list[str]) -> Row:
+    """One room through the fan-out tier (``loadtest.bench_broadcast``): time to the last
+    delivery against the quota-bound time K x N / rate, as an efficiency."""
+    from loadtest import bench_broadcast
+
+    name = f"broadcast to a room of {room_size:,}, 15 ms @connections (fan-out tier)"
+    try:
+        args = bench_broadcast.build_parser().parse_args(["--room-size", str(room_size)])
+        r = asyncio.run(bench_broadcast.run(args))
+    except (Exception, SystemExit) as exc:  # another part missing: report, do not crash
+        return Row(name, f"n/a ({str(exc).splitlines()[0][:60]})")
+    notes.append(f"room broadcast: lost {r['lost']}, out of order {r['out_of_order']}, "
+                 f"capacity {r['capacity']:,.0f} posts/s, share {r['fanout_share']:,.0f} posts/s")
+    return Row(name, f"{r['last_delivery_s']:.1f} s to last delivery",
+               f"{r['quota_bound_s']:.1f} s = K x N / rate limit",
+               f"{r['efficiency']:.0%} efficiency")
 
 
 def format_table(info: dict[str, str], rows: list[Row], notes: list[str]) -> str:

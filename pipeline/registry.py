@@ -153,6 +153,13 @@ class ConsumerSpec:
     description: str = setting("description", Text(), "")
     # Two-way routes: the gateway answers each frame with an ack/nack (README "Acknowledgements").
     ack_routes: tuple[str, ...] = setting("ackRoutes", Names(), ())
+    # Its weight in the split of ``-c connectionsRps`` between the functions that post
+    # (README "Broadcast at scale"); 0: it never posts, no share.
+    connections_rps_weight: int = setting("connectionsRpsWeight", IntRange(0, 1000), 1)
+    # > 0: it writes fan-out pages of at most this many recipients back to the stream (and is
+    # granted PutRecords on it); the consumer of the ``fanout`` server route key posts them.
+    # At most 2,000: a page's ids must fit a 1 MiB record easily.
+    fanout_page_size: int = setting("fanoutPageSize", IntRange(0, 2000), 0)
 
     @property
     def handler(self) -> Path:

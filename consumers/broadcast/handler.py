@@ -2,8 +2,11 @@
 
 The record is a SERVER envelope whose body is ``{"room": R | null, "data": DATA}``; every
 member of R (every connection when R is null) gets ``{"action":"broadcast","room":R,
-"data":DATA}``, in stream order. Gone members are pruned; single failures are logged and counted,
-not replayed; only a broadcast whose every post failed is retried.
+"data":DATA}``, in stream order. The members (a paginated Query of the room, never a scan; a
+scan of the connections only for "everyone") are split into fan-out pages written back to the
+stream (``pipeline.runtime.fanout``); the ``fanout`` consumer posts them in parallel across
+shards and lanes, each at its share of the @connections quota. A page write that Kinesis keeps
+rejecting fails the record (retried: members of pages already written may get it twice).
 """
 
 from __future__ import annotations
@@ -21,10 +24,10 @@ def record_handler(record: Envelope, ctx: HandlerContext) -> None:
                          extra={"sequenceNumber": record.sequence_number, "body": record.body})
         return
     members = ctx.roster.all_connections() if room is None else ctx.roster.members(room)
-    report = ctx.fanout(members, {"action": "broadcast", "room": room, "data": body.get("data")},
-                        record)
-    # The outcomes are counted (metrics) and failures logged when the batch settles.
-    ctx.logger.info("broadcast", extra={"room": room, "recipients": report.queued})
+    message = {"action": "broadcast", "room": room, "data": body.get("data")}
+    pages = ctx.fanout_pages("*" if room is None else f"room:{room}", members, message, record)
+    ctx.logger.info("broadcast", extra={"room": room, "pages": len(pages),
+                                        "recipients": sum(len(p.recipients) for p in pages)})
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> Any:

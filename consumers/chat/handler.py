@@ -1,8 +1,9 @@
-"""chat: rooms. join, leave, send (to every *other* member), and clean-up on disconnect.
+"""chat: rooms, direct messages and presence. join, leave, send, dm, who; clean-up on disconnect.
 
 Validation (bad input -> ``invalid_request`` error frame to the sender, nothing written):
 - ``room``: 1-64 characters of ``[A-Za-z0-9_.:-]``;
-- ``text``: a string of at most 4,000 characters (empty is allowed).
+- ``text``: a string of at most 4,000 characters (empty is allowed);
+- ``to`` (dm): a principal, 1-256 characters.
 
 Replies: join -> ``{"action":"joined","room":R}``, leave -> ``{"action":"left","room":R}`` (both
 idempotent), send -> ``{"action":"message","room":R,"from":<sender>,"text":T}`` to every other
@@ -10,16 +11,22 @@ member and nothing to the sender; a sender that is not a member of R gets the er
 ``not_a_member`` and nobody receives the message. ``$disconnect`` deletes every roster item of
 the connection (its META and both items of each membership).
 
+- dm -> ``{"action":"dm","from":<principal or null>,"fromConnection":<cid>,"text":T}`` to every
+  connection of the principal ``to`` (the roster's byPrincipal index) and no one else; the sender
+  gets ``{"action":"dm_sent","to":P,"connections":n}`` (n = 0: the principal is not connected).
+- who -> ``{"action":"who","room":R,"members":[{connectionId, principal, joinedAt}],
+  "truncated":bool}`` (at most 1,000 members); only a member may ask (else ``not_a_member``).
+- presence: the other members of a room (rooms of at most 1,000 members) get
+  ``{"action":"presence","room":R,"joined":{connectionId, principal, joinedAt}}`` on a join and
+  ``{"action":"presence","room":R,"left":{connectionId, principal?, reason}}`` on a leave
+  (reason ``left``), a disconnect (``disconnected``) or a 410 prune (``gone``, by the runtime).
+- the ``OpenConnections`` metric (EMF) is published at most once a minute (pipeline.runtime.presence).
+
 A room's members are read once per batch (one strongly consistent Query; the sender's
 membership is answered from the same result) and kept up to date with the batch's own joins,
 leaves and disconnects, so a batch of sends to a few rooms costs a few Queries, not two
 DynamoDB calls per send. Membership changes made meanwhile by another shard's invocation are
 seen by the next batch: records of different shards are not ordered with each other anyway.
-
-The batch's replies and messages go out concurrently across connections and in stream order per
-connection (``pipeline.runtime``), instead of each send waiting for its fan-out before the next
-record is handled; a recipient that answers 413 makes the runtime send the sender a
-``payload_too_large`` error frame when the batch ends.
 """
 
 from __future__ import annotations
@@ -29,45 +36,88 @@ from typing import Any
 from pipeline.runtime import Envelope, HandlerContext, process_batch
 from pipeline.runtime.idempotency import idempotent
 from pipeline.runtime.roster import ROOM_PATTERN
+from pipeline.runtime.presence import (
+    PRESENCE_MAX_MEMBERS,
+    WHO_MAX_MEMBERS,
+    presence_event,
+    publish_open_connections,
+)
 
 MAX_TEXT_CHARS = 4000
+MAX_PRINCIPAL_CHARS = 256
 
 
 def record_handler(record: Envelope, ctx: HandlerContext) -> None:
+    publish_open_connections(ctx.roster)
     if record.event_type == "DISCONNECT" or record.route_key == "$disconnect":
-        ctx.roster.remove_connection(record.connection_id)
-        for members in _known_rooms(ctx).values():
-            members.pop(record.connection_id, None)
+        _disconnect(record, ctx)
         return
     frame = record.body_object()
     if frame is None:
         ctx.error(record, "invalid_request", "the frame must be a JSON object")
+        return
+    action = record.route_key
+    if action == "dm":
+        _dm(record, ctx, frame.get("to"), frame.get("text"))
         return
     room = frame.get("room")
     if not isinstance(room, str) or not ROOM_PATTERN.match(room):
         ctx.error(record, "invalid_request",
                   "room must be 1-64 characters of letters, digits, '_', '.', ':' or '-'")
         return
-    action = record.route_key
     if action == "join":
-        ctx.roster.join(record.connection_id, room)
-        if room in _known_rooms(ctx):
-            _known_rooms(ctx)[room][record.connection_id] = None
-        ctx.reply(record, {"action": "joined", "room": room})
+        _join(record, ctx, room)
     elif action == "leave":
-        ctx.roster.leave(record.connection_id, room)
-        _known_rooms(ctx).get(room, {}).pop(record.connection_id, None)
-        ctx.reply(record, {"action": "left", "room": room})
+        _leave(record, ctx, room)
     elif action == "send":
         _send(record, ctx, room, frame.get("text"))
+    elif action == "who":
+        _who(record, ctx, room)
     else:
         ctx.error(record, "unknown_action", f"chat has no action {action!r}", received=action)
 
 
+def _join(record: Envelope, ctx: HandlerContext, room: str) -> None:
+    members = _members(ctx, room)
+    already = record.connection_id in members
+    member = ctx.roster.join(record.connection_id, room, record.principal)
+    members[record.connection_id] = None
+    ctx.reply(record, {"action": "joined", "room": room})
+    if not already:
+        _announce(ctx, record, room, presence_event(room, "joined", member.as_dict()))
+
+
+def _leave(record: Envelope, ctx: HandlerContext, room: str) -> None:
+    members = _members(ctx, room)
+    was_member = record.connection_id in members
+    ctx.roster.leave(record.connection_id, room)
+    members.pop(record.connection_id, None)
+    ctx.reply(record, {"action": "left", "room": room})
+    if was_member:
+        _announce(ctx, record, room, presence_event(room, "left", {
+            "connectionId": record.connection_id, "principal": record.principal,
+            "reason": "left"}))
+
+
+def _disconnect(record: Envelope, ctx: HandlerContext) -> None:
+    removed = ctx.roster.remove_connection_rooms(record.connection_id)
+    for members in _known_rooms(ctx).values():
+        members.pop(record.connection_id, None)
+    for room in removed.rooms:
+        _announce(ctx, record, room, presence_event(room, "left", {
+            "connectionId": record.connection_id, "principal": record.principal,
+            "reason": "disconnected"}))
+
+
+def _announce(ctx: HandlerContext, record: Envelope, room: str, event: dict[str, Any]) -> None:
+    """A presence event to the room's other members (small rooms only, see the docstring)."""
+    members = _members(ctx, room)
+    if len(members) <= PRESENCE_MAX_MEMBERS:
+        ctx.fanout([cid for cid in members if cid != record.connection_id], event, record)
+
+
 def _send(record: Envelope, ctx: HandlerContext, room: str, text: Any) -> None:
-    if not isinstance(text, str) or len(text) > MAX_TEXT_CHARS:
-        ctx.error(record, "invalid_request",
-                  f"text must be a string of at most {MAX_TEXT_CHARS} characters")
+    if not _valid_text(record, ctx, text):
         return
     members = _members(ctx, room)
     if record.connection_id not in members:
@@ -76,6 +126,42 @@ def _send(record: Envelope, ctx: HandlerContext, room: str, text: Any) -> None:
     others = [cid for cid in members if cid != record.connection_id]
     message = {"action": "message", "room": room, "from": record.connection_id, "text": text}
     ctx.fanout(others, message, record)
+
+
+def _dm(record: Envelope, ctx: HandlerContext, to: Any, text: Any) -> None:
+    if not isinstance(to, str) or not 1 <= len(to) <= MAX_PRINCIPAL_CHARS:
+        ctx.error(record, "invalid_request",
+                  f"to must be a principal of 1-{MAX_PRINCIPAL_CHARS} characters")
+        return
+    if not _valid_text(record, ctx, text):
+        return
+    message = {"action": "dm", "from": record.principal or None,
+               "fromConnection": record.connection_id, "text": text}
+    report = ctx.send_to_user(to, message, record)
+    ctx.reply(record, {"action": "dm_sent", "to": to, "connections": report.queued})
+
+
+def _who(record: Envelope, ctx: HandlerContext, room: str) -> None:
+    if record.connection_id not in _members(ctx, room):
+        ctx.error(record, "not_a_member", f"join room {room!r} before asking who is in it")
+        return
+    members: list[dict[str, object]] = []
+    truncated = False
+    for member in ctx.roster.member_details(room):
+        if len(members) == WHO_MAX_MEMBERS:
+            truncated = True
+            break
+        members.append(member.as_dict())
+    ctx.reply(record, {"action": "who", "room": room, "members": members,
+                       "truncated": truncated})
+
+
+def _valid_text(record: Envelope, ctx: HandlerContext, text: Any) -> bool:
+    if not isinstance(text, str) or len(text) > MAX_TEXT_CHARS:
+        ctx.error(record, "invalid_request",
+                  f"text must be a string of at most {MAX_TEXT_CHARS} characters")
+        return False
+    return True
 
 
 def _known_rooms(ctx: HandlerContext) -> dict[str, dict[str, None]]:

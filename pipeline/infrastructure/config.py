@@ -33,6 +33,8 @@ MIN_RETENTION_HOURS = 24
 MAX_RETENTION_HOURS = 8760
 # A provisioned stream starts with at least one shard; keep a synth-time sanity bound.
 MAX_SHARDS = 500
+DEFAULT_CONNECTIONS_RPS = 5000
+MAX_CONNECTIONS_RPS = 1_000_000  # the account quota can be raised
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,10 @@ class PipelineConfig:
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     cognito: bool = False
+    # @connections posts per second this stage may make, split between the posting functions:
+    # half the account's 10,000/s quota by default, leaving room for other APIs and stages.
+    # https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html
+    connections_rps: int = DEFAULT_CONNECTIONS_RPS
 
     @property
     def stack_name(self) -> str:
@@ -65,7 +71,7 @@ class PipelineConfig:
     def from_context(cls, get: Callable[[str], object]) -> PipelineConfig:
         """Read ``stage``, ``shards``, ``auth``, ``retentionHours``, ``apiGatewayAccountRole``,
         ``retainStream``, ``streamMode``, ``alarmEmail``, ``jwtIssuer``, ``jwtAudience``,
-        ``cognito`` (``get`` returns None if unset)."""
+        ``cognito``, ``connectionsRps`` (``get`` returns None if unset)."""
         stage = str(get("stage") or "dev")
         if not STAGE_PATTERN.match(stage):
             raise ConfigError("stage", stage, f"a name matching {STAGE_PATTERN.pattern}")
@@ -90,7 +96,10 @@ class PipelineConfig:
         email = str(email_raw) if email_raw not in (None, "") else None
         if email is not None and not EMAIL_PATTERN.match(email):
             raise ConfigError("alarmEmail", email, "an e-mail address (name@example.com)")
+        rps = _int(get("connectionsRps"), "connectionsRps", DEFAULT_CONNECTIONS_RPS, 1,
+                   MAX_CONNECTIONS_RPS)
         return cls(
+            connections_rps=rps,
             stage=stage,
             shards=shards,
             auth=auth,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from aws_cdk import CfnResource, Duration, RemovalPolicy
 from aws_cdk import aws_apigatewayv2 as apigwv2
@@ -78,6 +78,7 @@ class ConsumerService(Construct):
         layer: lambda_.ILayerVersion,
         stream_consumer_name: str,
         client_routes: Sequence[str] = (),
+        extra_environment: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(scope, id)
         self.spec = spec
@@ -90,6 +91,7 @@ class ConsumerService(Construct):
             "POWERTOOLS_SERVICE_NAME": spec.name,
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             "LOG_LEVEL": "INFO",
+            **(extra_environment or {}),
         }
         if spec.roster != "none":
             environment["ROSTER_TABLE_NAME"] = table.table_name
@@ -138,6 +140,8 @@ class ConsumerService(Construct):
             )
         )
         api.grant_manage_connections(self.function)
+        if spec.fanout_page_size:  # it writes fan-out pages back to the stream
+            stream.grant_write(self.function)
         if spec.roster == "read":
             table.grant_read_data(self.function)
         elif spec.roster == "readwrite":

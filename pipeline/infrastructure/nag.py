@@ -47,6 +47,7 @@ def acknowledge_stack_findings(
     services: Sequence[ConsumerService],
     operations: OperationsDashboard | None = None,
     keepalive: KeepaliveRoute | None = None,
+    roster_table: IConstruct | None = None,
 ) -> None:
     """Every accepted finding of the stack, each with a one-line reason."""
     if keepalive is not None:
@@ -83,6 +84,12 @@ def acknowledge_stack_findings(
             f"<AWS::AccountId>:<{_logical_id(ingress.api)}>/*/*/@connections/*]",
             "grant_manage_connections: any connection id of this one API and its stages",
         )
+        if roster_table is not None and service.spec.roster != "none":
+            acknowledge(
+                service.function,
+                f"AwsSolutions-IAM5[Resource::<{_logical_id(roster_table)}.Arn>/index/*]",
+                "the roster's own indexes (byPrincipal: send to a user), granted with the table",
+            )
         acknowledge(
             service.dlq,
             "AwsSolutions-SQS3",

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
+from pipeline.infrastructure import ConfigError
 from pipeline.infrastructure.config import PipelineConfig
 from pipeline.infrastructure.connect_auth import ConnectAuthorization
 from pipeline.infrastructure.connection_roster import ConnectionRoster
@@ -19,6 +20,50 @@ from pipeline.infrastructure.operations_dashboard import OperationsDashboard
 from pipeline.infrastructure.runtime_layer import RuntimeLayer
 from pipeline.infrastructure.websocket_ingress import WebSocketIngress
 from pipeline.registry import ConsumerSpec
+
+FANOUT_ROUTE_KEY = "fanout"  # the server route key of the fan-out tier's pages
+# A batch of pages must be posted well within the function's timeout at the container's rate,
+# or its last posts would fail with DeadlineExceeded (logged, not retried: lost).
+FANOUT_TIMEOUT_SHARE = 0.8
+
+
+def posting_environment(spec: ConsumerSpec, consumers: Sequence[ConsumerSpec],
+                        config: PipelineConfig) -> dict[str, str]:
+    """A function's share of the @connections quota and, for a fan-out producer, the shape of
+    its pages (README "Broadcast at scale").
+
+    ``connectionsRps`` is split between the functions by ``connectionsRpsWeight``, and a
+    function's share between its concurrent invocations (shards x ParallelizationFactor: each
+    container keeps its part with a token bucket, ``CONNECTIONS_RPS``)."""
+    env: dict[str, str] = {}
+    total = sum(c.connections_rps_weight for c in consumers)
+    if spec.connections_rps_weight and total:
+        share = config.connections_rps * spec.connections_rps_weight / total
+        per_container = max(1.0, share / (config.shards * spec.parallelization_factor))
+        env["CONNECTIONS_RPS"] = f"{per_container:.3f}"
+        if FANOUT_ROUTE_KEY in spec.server_route_keys:
+            _check_page_pace(spec, consumers, per_container, config)
+    if spec.fanout_page_size:
+        tier = [c for c in consumers if FANOUT_ROUTE_KEY in c.server_route_keys]
+        env["FANOUT_PAGE_SIZE"] = str(spec.fanout_page_size)
+        env["FANOUT_SHARDS"] = str(config.shards)
+        env["FANOUT_PARALLELIZATION"] = str(tier[0].parallelization_factor if tier else 1)
+    return env
+
+
+def _check_page_pace(tier: ConsumerSpec, consumers: Sequence[ConsumerSpec],
+                     per_container: float, config: PipelineConfig) -> None:
+    """Refuse a synth whose fan-out batches could not be posted before the timeout."""
+    page = max((c.fanout_page_size for c in consumers), default=0)
+    seconds = tier.batch_size * page / per_container
+    if seconds > FANOUT_TIMEOUT_SHARE * tier.timeout_seconds:
+        raise ConfigError(
+            "connectionsRps", config.connections_rps,
+            f"a rate at which a batch of {tier.batch_size} pages of {page} recipients takes at "
+            f"most {FANOUT_TIMEOUT_SHARE:.0%} of the {tier.name} timeout "
+            f"({tier.timeout_seconds} s; it would take {seconds:.0f} s at "
+            f"{per_container:.1f} posts/s per invocation): raise connectionsRps, or lower "
+            f"fanoutPageSize or the {tier.name} batchSize")
 
 
 class PipelineStack(Stack):
@@ -73,6 +118,7 @@ class PipelineStack(Stack):
                 layer=layer.layer,
                 stream_consumer_name=f"{id}-{spec.name}",
                 client_routes=client_routes,
+                extra_environment=posting_environment(spec, consumers, config),
             )
             for spec in consumers
         ]
@@ -95,4 +141,5 @@ class PipelineStack(Stack):
             CfnOutput(self, "UserPoolClientId", value=auth.user_pool_client.user_pool_client_id)
         CfnOutput(self, "AlarmTopicArn", value=operations.topic.topic_arn)
         acknowledge_stack_findings(ingress=ingress, auth=auth, services=self.services,
-                                   operations=operations, keepalive=keepalive)
+                                   operations=operations, keepalive=keepalive,
+                                   roster_table=roster.table)

@@ -60,6 +60,14 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--function-logs", default=str(DEFAULT_FUNCTION_LOGS), metavar="DIR",
                         help="write each function's logs to DIR/<function>.log, like CloudWatch "
                              f"Logs (default: {DEFAULT_FUNCTION_LOGS}); '-' = inline on stderr")
+    parser.add_argument("--connections-rps", type=int, default=10_000, metavar="N",
+                        help="@connections calls per second before 429 LimitExceededException "
+                             "(the account quota; default 10,000, burst half of it; 0 = off)")
+    parser.add_argument("--new-connections-per-second", type=int, default=500, metavar="N",
+                        help="connects per second before they are refused with 429 "
+                             "(the account quota; default 500; 0 = off)")
+    parser.add_argument("--connections-latency-ms", type=float, default=0.0, metavar="MS",
+                        help="added to every @connections call (AWS in-Region: 10-20 ms)")
     parser.add_argument("--log-level", default="WARNING", help="twin log level (default WARNING)")
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of a start-up failure")
@@ -143,6 +151,7 @@ def synthesize(assembly: Path, stage: str, context: dict[str, str] | None = None
 
 
 def run(args: argparse.Namespace) -> int:
+    from pipeline.local.gateway.quotas import GatewayQuotas
     from pipeline.local.twin import TwinConfig
 
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
@@ -161,6 +170,12 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
+    for value, flag in ((args.connections_rps, "--connections-rps"),
+                        (args.new_connections_per_second, "--new-connections-per-second"),
+                        (args.connections_latency_ms, "--connections-latency-ms")):
+        if value < 0:
+            print(f"{flag} must be >= 0", file=sys.stderr)
+            return 2
     assembly = args.assembly.resolve()
     if not args.no_synth:
         problem = registry_problem()
@@ -178,6 +193,9 @@ def run(args: argparse.Namespace) -> int:
         integration_response_selection=args.integration_response_selection,
         connect_failure=args.connect_failure,
         oidc_dir=Path(args.oidc_dir),
+        quotas=GatewayQuotas(connections_rps=args.connections_rps,
+                             new_connections_per_second=args.new_connections_per_second,
+                             connections_latency_ms=args.connections_latency_ms),
     )
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(_serve(config, debug=args.debug))

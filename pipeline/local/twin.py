@@ -17,6 +17,7 @@ from typing import Any
 
 from pipeline.local.cfn import Stack, load_template, resolve_stack
 from pipeline.local.errors import FunctionError, TwinError
+from pipeline.local.gateway.quotas import GatewayQuotas
 from pipeline.local.iam.access import AccessControl
 from pipeline.local.iam.gateway_access import GatewayAccess
 from pipeline.local.services import AwsServices
@@ -43,6 +44,8 @@ class TwinConfig:
     integration_response_selection: str = "status"
     connect_failure: str = "accept"
     oidc_dir: Path = Path(".twin") / "oidc"  # auth=jwt: the twin issuer's key and settings
+    # Account quotas and the @connections round trip (pipeline/local/gateway/quotas.py).
+    quotas: GatewayQuotas = field(default_factory=GatewayQuotas)
 
     @property
     def stack_name(self) -> str:
@@ -128,7 +131,8 @@ class RunningTwin:
         self._gateway = Gateway(api, backend, stage=cfg.stage, host="127.0.0.1",
                                 port=cfg.port, limits=limits, access=gateway_access,
                                 rules=GatewayRules(cfg.integration_response_selection,
-                                                   cfg.connect_failure))
+                                                   cfg.connect_failure),
+                                quotas=cfg.quotas)
         # The port is bound now (the functions need it) but accepts connections only once
         # every mapping reads the stream: a frame sent earlier would never be answered.
         port = self._gateway.reserve()

@@ -73,10 +73,13 @@ def traffic_from_loadtest(path: Path) -> dict[str, Any]:
 def _registry_defaults() -> tuple[int, int, int, int, int]:
     from pipeline.registry import load_all
 
-    specs = load_all()
+    every = load_all()
+    # The fan-out tier's records are pages of recipients, not frames or publishes: it counts as
+    # a consumer, but its batch size and ParallelizationFactor are not the frame path's.
+    specs = [s for s in every if "fanout" not in s.server_route_keys] or every
     client = [s for s in specs if s.routes] or specs
     broadcast = [s for s in specs if not s.routes] or specs
-    return (len(specs), max(s.parallelization_factor for s in specs),
+    return (len(every), max(s.parallelization_factor for s in specs),
             max(s.memory_mb for s in client), max(s.memory_mb for s in broadcast),
             min(s.batch_size for s in specs))
 

@@ -10,9 +10,12 @@ Answers (https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway
 - 2xx: delivered.
 - 410 ``GoneException``: the connection no longer exists -> ``gone`` (the caller prunes it).
 - 413 ``PayloadTooLargeException``: the sender's message is too big -> ``too_large``, not retried.
-- 429 ``LimitExceededException``/``TooManyRequestsException``, 5xx, connection errors: retried
-  with capped exponential backoff and full jitter, a bounded number of attempts, then ``failed``.
+- 429 ``LimitExceededException``/``TooManyRequestsException`` (the account's request quota):
+  retried with capped exponential backoff and full jitter until the deadline (a bounded number
+  of attempts without one), and the container's token bucket is held back briefly, so a 429 storm
+  slows the posts instead of losing them.
   https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/
+- 5xx, connection errors: retried the same way, a bounded number of attempts, then ``failed``.
 - anything else (400, 403 ``ForbiddenException``...): ``failed`` at once.
 
 A post given a ``deadline`` (a ``time.monotonic()`` instant: the invocation's, see
@@ -38,13 +41,21 @@ from typing import Any
 import boto3
 
 from .exceptions import PipelineRuntimeError
+from .ratelimit import TokenBucket, bucket_from_env
 from .signed_http import SignedPoster, region_of
 
 DEFAULT_WORKERS = 48
+# Threads that post replies: their own lane, so a reply never waits for a thread behind a
+# broadcast's posts (which may be waiting for rate-limit tokens).
+REPLY_WORKERS = 12
 RETRYABLE_CODES = frozenset(
     {"LimitExceededException", "TooManyRequestsException", "ThrottlingException",
      "InternalServerErrorException", "ServiceUnavailableException"}
 )
+THROTTLING_CODES = frozenset(
+    {"LimitExceededException", "TooManyRequestsException", "ThrottlingException"})
+# After a 429 the container's bulk posts pause this long (the quota is spent by someone else).
+THROTTLE_PAUSE_S = 0.05
 
 
 class Outcome(StrEnum):
@@ -82,7 +93,8 @@ class ConnectionsClient:
     """Posts bytes to connections; thread-safe; use :func:`connections_client` for the shared one.
 
     ``credentials`` returns botocore credentials or ``None`` (default: boto3's chain, resolved
-    once); ``workers`` bounds both the thread pool and the idle keep-alive connections kept.
+    once); ``workers`` bounds both the thread pool and the idle keep-alive connections kept;
+    ``limiter`` (default: from ``CONNECTIONS_RPS``, see :mod:`.ratelimit`) paces the posts.
     """
 
     def __init__(
@@ -94,8 +106,10 @@ class ConnectionsClient:
         region: str | None = None,
         credentials: Callable[[], Any] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        limiter: TokenBucket | None = None,
     ) -> None:
         self.endpoint_url = endpoint_url
+        self.limiter = limiter
         self.retry = retry or RetryPolicy()
         self.workers = max(1, workers)
         self._sleep = sleep
@@ -103,17 +117,24 @@ class ConnectionsClient:
             endpoint_url, region=region or region_of(endpoint_url),
             credentials=credentials or _credentials_of(boto3.Session()), maxsize=self.workers)
         self._pool: ThreadPoolExecutor | None = None
+        self._reply_pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
-    def post(self, connection_id: str, data: bytes, *,
-             deadline: float | None = None) -> PostResult:
+    def post(self, connection_id: str, data: bytes, *, deadline: float | None = None,
+             priority: bool = False) -> PostResult:
         """Post to one connection, retrying throttling and 5xx until ``deadline`` (a
-        ``time.monotonic()`` instant, or none); never raises for AWS errors."""
+        ``time.monotonic()`` instant, or none); never raises for AWS errors. ``priority``
+        (a reply) takes its rate-limit token at once; other posts wait for theirs."""
         attempt = 0
+        throttled = 0
         while True:
             if deadline is not None and time.monotonic() >= deadline:
-                return PostResult(connection_id, Outcome.FAILED, attempt, 0, "DeadlineExceeded",
-                                  int(time.time() * 1000))
+                return _deadline_exceeded(connection_id, attempt)
+            if self.limiter is not None:
+                if priority:
+                    self.limiter.take()
+                elif not self.limiter.acquire(deadline):
+                    return _deadline_exceeded(connection_id, attempt)
             attempt += 1
             status, code = self.poster.post_once(connection_id, data)
             done = int(time.time() * 1000)
@@ -124,9 +145,17 @@ class ConnectionsClient:
             if status == 413 or code == "PayloadTooLargeException":
                 return PostResult(connection_id, Outcome.TOO_LARGE, attempt, 413, code, done)
             retryable = status in (0, 429) or status >= 500 or code in RETRYABLE_CODES
-            if not retryable or attempt >= self.retry.max_attempts:
+            throttle = status == 429 or code in THROTTLING_CODES
+            if throttle:
+                throttled += 1
+                if self.limiter is not None:
+                    self.limiter.penalize(THROTTLE_PAUSE_S)
+            # Throttling is retried until the deadline: the quota frees up, nothing is wrong.
+            spent = attempt - (throttled if deadline is not None else 0)
+            budget_spent = spent >= self.retry.max_attempts
+            if not retryable or budget_spent:
                 return PostResult(connection_id, Outcome.FAILED, attempt, status, code, done)
-            delay = self.retry.delay(attempt - 1)
+            delay = self.retry.delay(throttled - 1 if throttle else attempt - 1)
             if deadline is not None and time.monotonic() + delay >= deadline:
                 return PostResult(connection_id, Outcome.FAILED, attempt, status, code, done)
             self._sleep(delay)
@@ -155,20 +184,32 @@ class ConnectionsClient:
             future.result()
         return [r for r in results if r is not None]
 
-    def submit(self, fn: Callable[[], None]) -> Future[None]:
-        """Run ``fn`` on the client's thread pool (``workers`` threads, made on first use)."""
+    def submit(self, fn: Callable[[], None], *, priority: bool = False) -> Future[None]:
+        """Run ``fn`` on the client's thread pool (``workers`` threads, made on first use), or
+        with ``priority`` on the reply lane (its own ``REPLY_WORKERS`` threads)."""
         with self._pool_lock:
+            if priority:
+                if self._reply_pool is None:
+                    self._reply_pool = ThreadPoolExecutor(REPLY_WORKERS,
+                                                          thread_name_prefix="reply")
+                return self._reply_pool.submit(fn)
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="post")
             return self._pool.submit(fn)
 
     def close(self) -> None:
-        """Stop the thread pool, close idle connections (tests; a container keeps them)."""
+        """Stop the thread pools, close idle connections (tests; a container keeps them)."""
         with self._pool_lock:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
-                self._pool = None
+            pools, self._pool, self._reply_pool = (self._pool, self._reply_pool), None, None
+        for pool in pools:
+            if pool is not None:
+                pool.shutdown(wait=True)
         self.poster.close()
+
+
+def _deadline_exceeded(connection_id: str, attempts: int) -> PostResult:
+    return PostResult(connection_id, Outcome.FAILED, attempts, 0, "DeadlineExceeded",
+                      int(time.time() * 1000))
 
 
 def _credentials_of(session: boto3.Session) -> Callable[[], Any]:
@@ -198,5 +239,5 @@ def connections_client(endpoint_url: str | None = None) -> ConnectionsClient:
         raise PipelineRuntimeError("CONNECTIONS_ENDPOINT_URL is not set")
     with _shared_lock:
         if url not in _shared:
-            _shared[url] = ConnectionsClient(url)
+            _shared[url] = ConnectionsClient(url, limiter=bucket_from_env())
         return _shared[url]

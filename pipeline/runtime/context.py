@@ -8,23 +8,28 @@ the roster, the logger) and the current :class:`~.invocation.Invocation`, which
 the fan-out rules) is described in :mod:`.invocation`.
 
 410 prunes the connection from the roster once per container: a connection pruned here is
-remembered (the last 10,000), so a later 410 for it costs no DynamoDB call.
+remembered (the last 10,000), so a later 410 for it costs no DynamoDB call. The members left in
+its rooms (rooms of at most ``PRESENCE_MAX_MEMBERS``) get a ``presence`` ``left`` event.
 """
 
 from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from . import observability as obs
 from .connections import ConnectionsClient, connections_client
 from .envelope import Envelope
 from .exceptions import PipelineRuntimeError, RosterError
+from .fanout import FanoutShape, Page, PageWriter, page_writer, plan_pages
 from .invocation import FanoutReport, Invocation, ReplyObserver, invocation_deadline
+from .presence import PRESENCE_MAX_MEMBERS, presence_event
 from .replies import error_frame, now_ms
 from .roster import Roster, roster
 
@@ -41,6 +46,8 @@ class HandlerContext:
     connections_client: ConnectionsClient | None = None
     roster_client: Roster | None = None
     logger: Any = obs.logger
+    page_writer_client: PageWriter | None = None
+    fanout_shape: FanoutShape | None = None  # default: from the environment (the stack's)
     _invocation: Invocation | None = field(default=None, init=False, repr=False)
 
     def begin(self, lambda_context: Any = None, *,
@@ -115,6 +122,30 @@ class HandlerContext:
         """
         return self.invocation.fanout(connection_ids, payload, record)
 
+    def fanout_pages(self, room_key: str, members: Iterable[str], payload: Mapping[str, Any],
+                     record: Envelope | None = None) -> list[Page]:
+        """Send ``payload`` to many connections through the fan-out tier: pages of recipients
+        written to the stream now (:mod:`.fanout`), posted by the ``fanout`` consumer. Raises
+        :class:`~.fanout.FanoutError` (the record fails) when the stream keeps refusing them."""
+        shape = self.fanout_shape or FanoutShape.from_env()
+        sent = record.request_time_epoch if record is not None else now_ms()
+        pages: list[Page] = []
+        # Pages go out while the room is still being read (a chunk fills one page per lane),
+        # so a 100,000-member room starts posting after its first Query page, not its last.
+        chunk = shape.page_size * shape.lanes
+        for members_chunk in _chunks(members, chunk):
+            planned = plan_pages(room_key, members_chunk, shape)
+            (self.page_writer_client or page_writer()).write(planned, payload,
+                                                             request_time_ms=sent)
+            pages.extend(planned)
+        return pages
+
+    def send_to_user(self, principal: str, payload: Mapping[str, Any],
+                     record: Envelope | None = None) -> FanoutReport:
+        """Send ``payload`` to every connection of ``principal`` (the roster's ``byPrincipal``
+        index), like :meth:`fanout`."""
+        return self.fanout(self.roster.connections_of(principal), payload, record)
+
     def observe_replies(self, observer: ReplyObserver) -> AbstractContextManager[None]:
         """``with ctx.observe_replies(fn):`` calls ``fn(record, payload)`` for each reply."""
         return self.invocation.observe_replies(observer)
@@ -128,7 +159,7 @@ class HandlerContext:
         if connection_id in _pruned or not self.has_roster:
             return False
         try:
-            removed = self.roster.remove_connection(connection_id)
+            removed = self.roster.remove_connection_rooms(connection_id)
         except RosterError as exc:  # the TTL still cleans it up eventually
             self.logger.warning("prune failed", extra={"connectionId": connection_id,
                                                        "error": str(exc)})
@@ -138,8 +169,41 @@ class HandlerContext:
             _pruned.popitem(last=False)
         obs.count(obs.CONNECTIONS_PRUNED)
         self.logger.info("pruned gone connection",
-                         extra={"connectionId": connection_id, "items": removed})
+                         extra={"connectionId": connection_id, "items": removed.items})
+        for room in removed.rooms:
+            self._announce_gone(room, connection_id)
         return True
+
+    def _announce_gone(self, room: str, connection_id: str) -> None:
+        """Tell the room's remaining members (small rooms only) that a pruned one left.
+        Called while the batch settles, so posted here rather than queued (best effort)."""
+        try:  # one Query of at most PRESENCE_MAX_MEMBERS + 1 items, whatever the room's size
+            members = self.roster.members_upto(room, PRESENCE_MAX_MEMBERS + 1)
+            if len(members) > PRESENCE_MAX_MEMBERS:
+                return
+        except RosterError as exc:
+            self.logger.warning("presence after prune skipped", extra={"error": str(exc)})
+            return
+        event = presence_event(room, "left", {"connectionId": connection_id, "reason": "gone"})
+        deadline = self._invocation.deadline if self._invocation is not None else None
+        self.connections.post_many([m for m in members if m not in _pruned],
+                                   orjson.dumps(event), deadline=deadline)
+
+
+def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    """Distinct items in lists of ``size`` (a member listed twice is sent to once)."""
+    seen: set[str] = set()
+    chunk: list[str] = []
+    for item in items:
+        if item in seen:
+            continue
+        seen.add(item)
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def forget_pruned() -> None:

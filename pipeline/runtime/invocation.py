@@ -200,7 +200,7 @@ class Invocation:
                                                              "delivered": report.delivered})
             if len(report.failed) == report.attempted:
                 return DeliveryError(report.failed)
-        if report.too_large and group.record is not None:
+        if report.too_large and group.record is not None and group.record.connection_id:
             sender = group.record.connection_id
             notice = self.sink.send(sender, FANOUT_TOO_LARGE_FRAME)
             self._account(notice, group.record)

@@ -15,6 +15,11 @@ invocation:
 - fan-out posts are sent even after a failed reply and do not hold anything back (a fan-out's
   failures are the recipients' problem, see :mod:`.invocation`).
 
+Two lanes: a connection whose next post is a reply is drained on the client's reply lane and
+posts with priority (its rate-limit token at once, :mod:`.ratelimit`); fan-out posts are drained
+on the bulk lane and wait for their tokens. So a reply to a sender is never queued behind a
+running broadcast (only behind the earlier posts to its own connection, which order requires).
+
 Only the HTTP exchanges run on the pool's threads; the caller accounts the outcomes
 (metrics, logs, pruning) on its own thread once :meth:`ReplySink.wait` returns.
 """
@@ -90,8 +95,12 @@ class ReplySink:
                 queue = self._queues[post.connection_id] = deque()
             queue.append(post)
         if start:
-            cid = post.connection_id
-            self._futures.append(client.submit(lambda: self._drain(client, cid)))
+            self._start(client, post.connection_id, priority=not post.in_fanout)
+
+    def _start(self, client: ConnectionsClient, cid: str, *, priority: bool) -> None:
+        future = client.submit(lambda: self._drain(client, cid, priority), priority=priority)
+        with self._lock:
+            self._futures.append(future)
 
     def send(self, connection_id: str, data: bytes) -> PostResult:
         """Post now, on the caller's thread, outside the queues (with the deadline)."""
@@ -99,12 +108,20 @@ class ReplySink:
 
     def wait(self) -> list[Post]:
         """Wait for every queued post; all of them, in the order they were queued."""
-        for future in self._futures:
-            future.result()
-        posts, self._posts, self._futures = self._posts, [], []
+        done = 0
+        while True:  # a drain may hand its connection over to the other lane meanwhile
+            with self._lock:
+                pending = self._futures[done:]
+            if not pending:
+                break
+            for future in pending:
+                future.result()
+            done += len(pending)
+        with self._lock:
+            posts, self._posts, self._futures = self._posts, [], []
         return posts
 
-    def _drain(self, client: ConnectionsClient, connection_id: str) -> None:
+    def _drain(self, client: ConnectionsClient, connection_id: str, priority: bool) -> None:
         # One drain per connection at a time: only it touches this connection's entries of
         # _failed and _gone.
         while True:
@@ -113,14 +130,22 @@ class ReplySink:
                 if not queue:
                     del self._queues[connection_id]  # a later post starts a new drain
                     return
-                post = queue.popleft()
+                if queue[0].in_fanout == priority:  # the next post belongs to the other lane
+                    handover = True
+                else:
+                    handover = False
+                    post = queue.popleft()
+            if handover:  # the queue stays registered, so no other drain starts meanwhile
+                self._start(client, connection_id, priority=not priority)
+                return
             if connection_id in self._gone:
                 post.skipped = GONE
                 continue
             if not post.in_fanout and connection_id in self._failed:
                 post.skipped = HELD  # it must not overtake the failed one (retried in order)
                 continue
-            post.result = _post_safely(client, connection_id, post.data, self.deadline)
+            post.result = _post_safely(client, connection_id, post.data, self.deadline,
+                                       priority=priority)
             outcome = post.result.outcome
             if outcome is Outcome.GONE:
                 self._gone.add(connection_id)
@@ -128,7 +153,7 @@ class ReplySink:
                 continue
             elif outcome is Outcome.TOO_LARGE and not post.is_error:
                 post.followup = _post_safely(client, connection_id, TOO_LARGE_FRAME,
-                                             self.deadline)
+                                             self.deadline, priority=priority)
                 if post.followup.outcome is Outcome.FAILED:
                     self._failed.add(connection_id)
             elif outcome is Outcome.FAILED:
@@ -136,9 +161,9 @@ class ReplySink:
 
 
 def _post_safely(client: ConnectionsClient, connection_id: str, data: bytes,
-                 deadline: float | None) -> PostResult:
+                 deadline: float | None, *, priority: bool = True) -> PostResult:
     """``client.post``, with anything it raises (a bug, no credentials) as a failed post."""
     try:
-        return client.post(connection_id, data, deadline=deadline)
+        return client.post(connection_id, data, deadline=deadline, priority=priority)
     except Exception as exc:
         return PostResult(connection_id, Outcome.FAILED, 1, 0, type(exc).__name__, now_ms())

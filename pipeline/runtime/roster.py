@@ -1,6 +1,7 @@
 """The connection roster (DynamoDB; schema in docs/contracts.md).
 
-Items: ``CONN#<cid>/META`` (written by ``$connect``), and per membership two items,
+Items: ``CONN#<cid>/META`` (written by ``$connect``; with ``principalKey`` when authenticated,
+which the sparse ``byPrincipal`` index keys), and per membership two items,
 ``CONN#<cid>/ROOM#<room>`` and ``ROOM#<room>/CONN#<cid>``, written and deleted together.
 """
 
@@ -12,6 +13,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
 import boto3
@@ -28,6 +30,28 @@ BATCH_WRITE_MAX = 25  # BatchWriteItem limit
 # A room name: what the chat consumer accepts and `python -m pipeline publish --room` checks.
 ROOM_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _UNPROCESSED_ATTEMPTS = 8
+PRINCIPAL_INDEX = "byPrincipal"  # pipeline/infrastructure/connection_roster.py
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member of a room, as ``who`` answers it."""
+
+    connection_id: str
+    principal: str
+    joined_at: int  # epoch ms
+
+    def as_dict(self) -> dict[str, object]:
+        return {"connectionId": self.connection_id, "principal": self.principal,
+                "joinedAt": self.joined_at}
+
+
+@dataclass(frozen=True)
+class Removed:
+    """What :meth:`Roster.remove_connection_rooms` deleted."""
+
+    items: int
+    rooms: list[str] = field(default_factory=list)
 
 
 def _guard(operation: str) -> Callable[[Callable[P, T]], Callable[P, T]]:
@@ -79,14 +103,15 @@ class Roster:
         return item is not None
 
     @_guard("TransactWriteItems")
-    def join(self, connection_id: str, room: str) -> None:
+    def join(self, connection_id: str, room: str, principal: str = "") -> Member:
         """Make the connection a member of the room (both items, atomically; idempotent)."""
-        now = int(time.time())
+        now = time.time()
         attrs = {
             "room": {"S": room},
             "connectionId": {"S": connection_id},
-            "joinedAt": {"N": str(now * 1000)},
-            "expiresAt": {"N": str(now + MEMBERSHIP_TTL_SECONDS)},
+            "principal": {"S": principal},
+            "joinedAt": {"N": str(int(now * 1000))},
+            "expiresAt": {"N": str(int(now) + MEMBERSHIP_TTL_SECONDS)},
         }
         self._ddb.transact_write_items(
             TransactItems=[
@@ -96,6 +121,7 @@ class Roster:
                          "Item": {**_key(f"ROOM#{room}", f"CONN#{connection_id}"), **attrs}}},
             ]
         )
+        return Member(connection_id, principal, int(now * 1000))
 
     @_guard("TransactWriteItems")
     def leave(self, connection_id: str, room: str) -> None:
@@ -110,13 +136,53 @@ class Roster:
         )
 
     def members(self, room: str) -> Iterator[str]:
-        """Connection ids of the room's members (one strongly consistent, paginated Query)."""
+        """Connection ids of the room's members (one strongly consistent, paginated Query; only
+        ``connectionId`` is returned, which keeps a 100,000-member read light)."""
         yield from (
-            _plain(item)["connectionId"]
+            str(item["connectionId"]["S"])
             for item in self._paginate("query", KeyConditionExpression="pk = :pk",
                                        ExpressionAttributeValues={":pk": {"S": f"ROOM#{room}"}},
-                                       ConsistentRead=True)
+                                       ConsistentRead=True, ProjectionExpression="connectionId")
         )
+
+    @_guard("Query")
+    def members_upto(self, room: str, limit: int) -> list[str]:
+        """At most ``limit`` members of the room, from one Query of ``limit`` items (a size
+        check that costs ~``limit`` items, not the room)."""
+        items = self._ddb.query(
+            TableName=self.table_name, KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": f"ROOM#{room}"}}, ConsistentRead=True,
+            ProjectionExpression="connectionId", Limit=limit).get("Items", [])
+        return [str(item["connectionId"]["S"]) for item in items]
+
+    def member_details(self, room: str) -> Iterator[Member]:
+        """The room's members with their principal and join time (``who``)."""
+        for item in self._paginate("query", KeyConditionExpression="pk = :pk",
+                                   ExpressionAttributeValues={":pk": {"S": f"ROOM#{room}"}},
+                                   ConsistentRead=True):
+            plain = _plain(item)
+            yield Member(str(plain["connectionId"]), str(plain.get("principal", "")),
+                         int(plain.get("joinedAt", 0)))
+
+    def connections_of(self, principal: str) -> Iterator[str]:
+        """Connection ids of a principal (the ``byPrincipal`` index: eventually consistent, so
+        a connection made a moment ago may be missing)."""
+        if not principal:
+            return
+        for item in self._paginate("query", IndexName=PRINCIPAL_INDEX,
+                                   KeyConditionExpression="principalKey = :p",
+                                   ExpressionAttributeValues={":p": {"S": principal}}):
+            yield str(item["pk"]["S"]).removeprefix("CONN#")
+
+    @_guard("Scan")
+    def count_connections(self) -> int:
+        """How many connections the roster holds (a COUNT scan of the META items)."""
+        total = 0
+        for page in self._ddb.get_paginator("scan").paginate(
+                TableName=self.table_name, Select="COUNT", FilterExpression="sk = :meta",
+                ExpressionAttributeValues={":meta": {"S": "META"}}):
+            total += int(page.get("Count", 0))
+        return total
 
     def all_connections(self) -> Iterator[str]:
         """Every connection id in the roster (paginated Scan of the META items)."""
@@ -124,13 +190,18 @@ class Roster:
                                    ExpressionAttributeValues={":meta": {"S": "META"}}):
             yield str(item["pk"]["S"]).removeprefix("CONN#")
 
-    @_guard("BatchWriteItem")
     def remove_connection(self, connection_id: str) -> int:
         """Delete every item of the connection (META, its memberships, the room-side items).
 
         Returns how many items were deleted (0 when the connection was not in the roster).
         """
+        return self.remove_connection_rooms(connection_id).items
+
+    @_guard("BatchWriteItem")
+    def remove_connection_rooms(self, connection_id: str) -> Removed:
+        """:meth:`remove_connection`, saying which rooms the connection left."""
         keys: list[dict[str, Any]] = []
+        rooms: list[str] = []
         for item in self._paginate("query", KeyConditionExpression="pk = :pk",
                                    ExpressionAttributeValues={":pk": {"S": f"CONN#{connection_id}"}},
                                    ConsistentRead=True, ProjectionExpression="pk, sk"):
@@ -138,9 +209,10 @@ class Roster:
             keys.append(_key(f"CONN#{connection_id}", sk))
             if sk.startswith("ROOM#"):
                 keys.append(_key(sk, f"CONN#{connection_id}"))
+                rooms.append(sk.removeprefix("ROOM#"))
         for start in range(0, len(keys), BATCH_WRITE_MAX):
             self._batch_delete(keys[start:start + BATCH_WRITE_MAX])
-        return len(keys)
+        return Removed(len(keys), rooms)
 
     def _batch_delete(self, keys: list[dict[str, Any]]) -> None:
         requests: list[dict[str, Any]] = [{"DeleteRequest": {"Key": k}} for k in keys]

@@ -34,7 +34,12 @@ async def _connect(url: str) -> AsyncIterator[Any]:
 
 
 async def _recv(ws: Any) -> Any:
-    return json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT_S))
+    """The next frame, skipping chat's presence events (not what these tests are about)."""
+    for _ in range(100):  # bounded
+        frame = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT_S))
+        if frame.get("action") != "presence":
+            return frame
+    raise AssertionError("only presence events")
 
 
 async def _send(ws: Any, frame: dict[str, Any]) -> None:

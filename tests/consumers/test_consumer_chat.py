@@ -29,14 +29,21 @@ def test_the_fixture_conversation(atconn: AtConnections, ctx: HandlerContext, dd
     put_meta(ddb, B)
     response = process_batch(load("kinesis_chat_batch"), None, chat.record_handler, ctx=ctx)
     assert response == {"batchItemFailures": []}
-    assert atconn.received(A) == [
+    received_a = atconn.received(A)
+    joined_at = received_a[1]["joined"]["joinedAt"]
+    assert isinstance(joined_at, int) and joined_at > 1_700_000_000_000
+    assert received_a == [
         {"action": "joined", "room": "lobby"},
+        {"action": "presence", "room": "lobby",
+         "joined": {"connectionId": B, "principal": "", "joinedAt": joined_at}},
         {"action": "message", "room": "lobby", "from": B, "text": "hi from B"},
         {"action": "left", "room": "lobby"},
     ]
     assert atconn.received(B) == [
         {"action": "joined", "room": "lobby"},
         {"action": "message", "room": "lobby", "from": A, "text": "hi from A"},
+        {"action": "presence", "room": "lobby",
+         "left": {"connectionId": A, "principal": "", "reason": "left"}},
     ]
     assert all_items(ddb) == [(f"CONN#{A}", "META")]  # A left; B disconnected: all gone
 
@@ -94,7 +101,10 @@ def test_gone_members_are_pruned_while_the_others_get_the_message(
         ctx.roster.join(cid, "lobby")
     atconn.gone.add(C)
     send(ctx, (A, {"action": "send", "room": "lobby", "text": "hi"}))
-    assert atconn.delivered_to() == [B]
+    assert [m["text"] for m in atconn.received(B) if m["action"] == "message"] == ["hi"]
+    gone = {"action": "presence", "room": "lobby", "left": {"connectionId": C, "reason": "gone"}}
+    assert atconn.received(A) == [gone]  # the 410 prune told the remaining members
+    assert atconn.received(B)[-1] == gone and C not in atconn.delivered_to()
     assert sorted(ctx.roster.members("lobby")) == sorted([A, B])
     assert not any(C in pk or C in sk for pk, sk in all_items(ddb))
 
@@ -142,16 +152,28 @@ def test_a_batch_reads_each_room_once_and_sees_its_own_joins_and_leaves(
          (A, {**hello, "text": "2"}), (B, {"action": "leave", "room": "lobby"}),
          (A, {**hello, "text": "3"}), (B, {**hello, "text": "4"}))
     assert calls.count("Query") == 1 and "GetItem" not in calls
-    assert [m.get("text") for m in atconn.received(C)] == [None, "2", "3"]  # "joined" first
-    assert [m.get("text") for m in atconn.received(A)] == ["1"]
+
+    def chat(cid: str) -> list[dict[str, Any]]:
+        return [m for m in atconn.received(cid) if m["action"] != "presence"]
+
+    def presence(cid: str) -> list[tuple[str, str]]:
+        return [(next(k for k in ("joined", "left") if k in m),
+                 (m.get("joined") or m.get("left"))["connectionId"])
+                for m in atconn.received(cid) if m["action"] == "presence"]
+
+    assert [m.get("text") for m in chat(C)] == [None, "2", "3"]  # "joined" first
+    assert [m.get("text") for m in chat(A)] == ["1"]
     # B: A's "1" and "2", then "left", and its own "4" refused (it left): delivered to nobody
-    assert [m.get("text") for m in atconn.received(B)] == ["1", "2", None, None]
-    assert atconn.received(B)[2] == {"action": "left", "room": "lobby"}
-    assert atconn.received(B)[3]["error"] == "not_a_member"
+    assert [m.get("text") for m in chat(B)] == ["1", "2", None, None]
+    assert chat(B)[2] == {"action": "left", "room": "lobby"}
+    assert chat(B)[3]["error"] == "not_a_member"
+    assert presence(A) == [("joined", C), ("left", B)]
+    assert presence(B) == [("joined", C)]  # it left before anyone else moved
+    assert presence(C) == [("left", B)]
     send(ctx, (C, {**hello, "text": "5"}))
     assert calls.count("Query") == 2  # a new batch reads the room again
-    assert [m.get("text") for m in atconn.received(A)] == ["1", "5"]
-    assert len(atconn.received(B)) == 4
+    assert [m.get("text") for m in chat(A)] == ["1", "5"]
+    assert len(chat(B)) == 4
 
 
 def test_an_idempotent_send_whose_fanout_failed_is_delivered_on_the_retry(

@@ -40,8 +40,13 @@ async def _connect(twin: TwinProcess) -> AsyncIterator[Any]:
         yield ws
 
 
-async def _recv(ws: Any) -> Any:
-    return json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT_S))
+async def _recv(ws: Any, *, presence: bool = False) -> Any:
+    """The next frame; presence events (chat) are skipped unless asked for."""
+    for _ in range(100):  # bounded
+        frame = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT_S))
+        if presence or frame.get("action") != "presence":
+            return frame
+    raise AssertionError("only presence events")
 
 
 async def _send(ws: Any, frame: dict[str, Any]) -> None:
@@ -97,6 +102,29 @@ async def test_chat_three_clients_two_rooms(twin: TwinProcess) -> None:
         # a (the sender) and c (another room) got nothing before their next reply
         await _join(a, room1)
         await _join(c, room2)
+
+
+async def test_who_and_presence_through_the_twin(twin: TwinProcess) -> None:
+    room = _room()
+    async with _connect(twin) as a, _connect(twin) as b:
+        await _join(a, room)
+        await _join(b, room)
+        joined = await _recv(a, presence=True)
+        assert joined["action"] == "presence" and joined["room"] == room
+        b_id = joined["joined"]["connectionId"]
+        await _send(a, {"action": "who", "room": room})
+        who = await _recv(a)
+        assert who["action"] == "who" and b_id in {m["connectionId"] for m in who["members"]}
+        assert len(who["members"]) == 2
+    async with _connect(twin) as c:
+        await _join(c, room)
+        members: list[Any] = []
+        for _ in range(50):  # a's and b's $disconnect run on their own shards: ask until seen
+            await _send(c, {"action": "who", "room": room})
+            members = (await _recv(c))["members"]
+            if len(members) == 1:
+                break
+        assert len(members) == 1  # the disconnects removed a and b from the room
 
 
 async def test_unknown_action_and_non_json_get_error_frames(twin: TwinProcess) -> None:

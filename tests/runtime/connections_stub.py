@@ -32,6 +32,7 @@ class AtConnections:
     flaky: Counter[str] = field(default_factory=Counter)  # id -> how many 500s before 200
     throttle: Counter[str] = field(default_factory=Counter)  # id -> how many 429s before 200
     posts: list[tuple[str, bytes]] = field(default_factory=list)  # delivered only
+    delivered_at: list[float] = field(default_factory=list)  # time.monotonic() of each post
     attempts: Counter[str] = field(default_factory=Counter)  # every POST, any answer
     delay_s: float = 0.0  # simulated service latency per request
     in_flight: int = 0
@@ -59,6 +60,7 @@ class AtConnections:
                 self.throttle[cid] -= 1
                 return 429, "LimitExceededException"
             self.posts.append((cid, body))
+            self.delivered_at.append(time.monotonic())
             return 200, ""
 
     def received(self, cid: str) -> list[dict[str, object]]:

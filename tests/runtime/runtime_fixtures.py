@@ -48,9 +48,14 @@ def ddb(aws_env: None) -> Iterator[Any]:
         client.create_table(
             TableName=TABLE, BillingMode="PAY_PER_REQUEST",
             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                  {"AttributeName": "sk", "AttributeType": "S"}],
+                                  {"AttributeName": "sk", "AttributeType": "S"},
+                                  {"AttributeName": "principalKey", "AttributeType": "S"}],
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
                        {"AttributeName": "sk", "KeyType": "RANGE"}],
+            GlobalSecondaryIndexes=[{  # the stack's sparse byPrincipal index
+                "IndexName": "byPrincipal",
+                "KeySchema": [{"AttributeName": "principalKey", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "KEYS_ONLY"}}],
         )
         yield client
 
@@ -60,12 +65,15 @@ def roster(ddb: Any) -> Roster:
     return Roster(TABLE, client=ddb)
 
 
-def put_meta(ddb: Any, cid: str) -> None:
-    """The META item the $connect VTL writes."""
-    ddb.put_item(TableName=TABLE, Item={
+def put_meta(ddb: Any, cid: str, principal: str = "") -> None:
+    """The META item the $connect VTL writes (``principalKey`` only when authenticated)."""
+    item = {
         "pk": {"S": f"CONN#{cid}"}, "sk": {"S": "META"}, "connectionId": {"S": cid},
         "connectedAt": {"N": "1700000000000"}, "sourceIp": {"S": "203.0.113.7"},
-        "principal": {"S": ""}, "expiresAt": {"N": "1700010800"}})
+        "principal": {"S": principal}, "expiresAt": {"N": "1700010800"}}
+    if principal:
+        item["principalKey"] = {"S": principal}
+    ddb.put_item(TableName=TABLE, Item=item)
 
 
 def all_items(ddb: Any) -> list[tuple[str, str]]:

@@ -41,9 +41,9 @@ def test_410_prunes_every_item_of_the_connection_exactly_once(
     put_meta(ddb, "other")
     atconn.gone.add(A)
     calls: list[str] = []
-    remove = ctx.roster.remove_connection
+    remove = ctx.roster.remove_connection_rooms
 
-    def counting_remove(cid: str) -> int:
+    def counting_remove(cid: str) -> Any:
         calls.append(cid)
         return remove(cid)
 
@@ -52,7 +52,7 @@ def test_410_prunes_every_item_of_the_connection_exactly_once(
         ctx.fanout([A, "other"], {"action": "broadcast"})
         ctx.reply(record, {"action": "echo"})
 
-    monkeypatch.setattr(ctx.roster, "remove_connection", counting_remove)
+    monkeypatch.setattr(ctx.roster, "remove_connection_rooms", counting_remove)
     assert run(ctx, handler) == []
     assert run(ctx, handler) == []  # a later invocation of the container: not pruned again
     assert calls == [A]

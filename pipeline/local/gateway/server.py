@@ -35,6 +35,7 @@ from pipeline.local.gateway.protocol import (
     integration_failed,
     is_well_formed_id,
 )
+from pipeline.local.gateway.quotas import LIMIT_EXCEEDED, THROTTLED_MESSAGE, GatewayQuotas
 from pipeline.local.iam.gateway_access import GatewayAccess
 from pipeline.local.patches.aiohttp_frames import FrameLimitedWebSocket as _WebSocket
 
@@ -89,9 +90,15 @@ class Gateway:
                  host: str = "127.0.0.1", port: int = 8080,
                  limits: GatewayLimits = DEFAULT_LIMITS,
                  access: GatewayAccess | None = None,
-                 rules: GatewayRules = DEFAULT_RULES) -> None:
+                 rules: GatewayRules = DEFAULT_RULES,
+                 quotas: GatewayQuotas | None = None) -> None:
         self.api = api
         self.rules = rules
+        # Account quotas (gateway/quotas.py); None: none enforced, no added latency.
+        self.quotas = quotas
+        self._connect_quota = quotas.connect_quota() if quotas else None
+        self._connections_quota = quotas.connections_quota() if quotas else None
+        self._connections_delay_s = quotas.connections_latency_ms / 1000 if quotas else 0.0
         self._access = access  # IAM: SigV4 $connect and @connections (None: not checked)
         self.stage = stage
         self.host = host
@@ -178,6 +185,8 @@ class Gateway:
         if not ws.can_prepare(request).ok:
             # Checked before $connect runs, so a plain GET never writes the roster.
             return _aws_error(426, "UpgradeRequired", "Upgrade Required")
+        if self._connect_quota is not None and not self._connect_quota.allow():
+            return _aws_error(429, LIMIT_EXCEEDED, THROTTLED_MESSAGE)  # new connections/s
         conn = self._protocol.open(
             source_ip=request.remote or "", user_agent=request.headers.get("User-Agent", ""),
             domain_name=request.host, headers=dict(request.headers), query=dict(request.query))
@@ -373,6 +382,10 @@ class Gateway:
         if request.match_info["stage"] != self.stage:
             return self._missed(request)
         connection_id = request.match_info["connection_id"]
+        if self._connections_delay_s:  # the in-Region round trip (gateway/quotas.py)
+            await asyncio.sleep(self._connections_delay_s)
+        if self._connections_quota is not None and not self._connections_quota.allow():
+            return _aws_error(429, LIMIT_EXCEEDED, THROTTLED_MESSAGE)
         if request.method not in ("POST", "GET", "DELETE"):
             return _aws_error(403, "ForbiddenException", "Forbidden")
         if self._access is not None:  # IAM before the connection is looked up, as in AWS

@@ -1,0 +1,129 @@
+"""chat: dm to every connection of a principal, who, presence events, the OpenConnections gauge."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from connections_stub import AtConnections
+from consumer_loader import load_handler
+from kinesis_events import envelope, event
+from runtime_fixtures import put_meta
+
+from pipeline.runtime import HandlerContext, process_batch
+from pipeline.runtime.observability import metrics
+from pipeline.runtime.presence import forget_published, publish_open_connections
+
+chat = load_handler("chat")
+A1, A2, B1, C1 = "AAAA1aaaaaaaaa=", "AAAA2aaaaaaaaa=", "BBBB1aaaaaaaaa=", "CCCC1aaaaaaaaa="
+PRINCIPALS = {A1: "alice", A2: "alice", B1: "bob", C1: ""}
+
+
+def frame(cid: str, body: dict[str, Any] | None, route: str | None = None) -> tuple[str, bytes]:
+    """A record of ``cid`` carrying its principal, as the VTL writes it."""
+    route = route or str((body or {}).get("action"))
+    doc = json.loads(envelope(route, cid, body or "",
+                              event_type="DISCONNECT" if route == "$disconnect" else "MESSAGE"))
+    doc["principal"] = PRINCIPALS[cid]
+    return cid, json.dumps(doc).encode()
+
+
+def run(ctx: HandlerContext, *frames: tuple[str, bytes]) -> None:
+    assert process_batch(event(*frames), None, chat.record_handler, ctx=ctx) == {
+        "batchItemFailures": []}
+
+
+def connect_all(ddb: Any) -> None:
+    for cid, principal in PRINCIPALS.items():
+        put_meta(ddb, cid, principal)
+
+
+def test_dm_reaches_every_connection_of_the_principal_and_no_one_else(
+    atconn: AtConnections, ctx: HandlerContext, ddb: Any
+) -> None:
+    connect_all(ddb)
+    run(ctx, frame(B1, {"action": "dm", "to": "alice", "text": "psst"}))
+    dm = {"action": "dm", "from": "bob", "fromConnection": B1, "text": "psst"}
+    assert atconn.received(A1) == [dm] and atconn.received(A2) == [dm]
+    assert atconn.received(C1) == []
+    assert atconn.received(B1) == [{"action": "dm_sent", "to": "alice", "connections": 2}]
+
+
+def test_dm_to_nobody_or_badly_addressed(atconn: AtConnections, ctx: HandlerContext,
+                                         ddb: Any) -> None:
+    connect_all(ddb)
+    run(ctx, frame(C1, {"action": "dm", "to": "zed", "text": "hi"}),
+        frame(C1, {"action": "dm", "to": "", "text": "hi"}),
+        frame(C1, {"action": "dm", "to": "alice", "text": 5}))
+    answers = atconn.received(C1)
+    assert answers[0] == {"action": "dm_sent", "to": "zed", "connections": 0}
+    assert [a.get("error") for a in answers[1:]] == ["invalid_request", "invalid_request"]
+    assert atconn.delivered_to() == [C1] * 3  # alice got nothing
+
+
+def test_who_lists_members_with_principal_and_join_time(
+    atconn: AtConnections, ctx: HandlerContext, ddb: Any
+) -> None:
+    connect_all(ddb)
+    run(ctx, frame(A1, {"action": "join", "room": "r"}), frame(B1, {"action": "join", "room": "r"}),
+        frame(A1, {"action": "who", "room": "r"}), frame(C1, {"action": "who", "room": "r"}))
+    who = atconn.received(A1)[-1]
+    assert who["action"] == "who" and who["room"] == "r" and who["truncated"] is False
+    assert sorted((m["connectionId"], m["principal"]) for m in who["members"]) == [
+        (A1, "alice"), (B1, "bob")]
+    assert all(m["joinedAt"] > 1_700_000_000_000 for m in who["members"])
+    assert atconn.received(C1)[-1]["error"] == "not_a_member"
+
+
+def test_presence_across_join_leave_disconnect_and_prune(
+    atconn: AtConnections, ctx: HandlerContext, ddb: Any
+) -> None:
+    connect_all(ddb)
+    run(ctx, *(frame(cid, {"action": "join", "room": "r"}) for cid in (A1, A2, B1, C1)))
+
+    def events(cid: str) -> list[tuple[str, str, str]]:
+        return [(k, m[k]["connectionId"], m[k].get("reason", ""))
+                for m in atconn.received(cid) if m["action"] == "presence"
+                for k in ("joined", "left") if k in m]
+
+    assert events(A1) == [("joined", A2, ""), ("joined", B1, ""), ("joined", C1, "")]
+    assert events(C1) == []  # joined last: nobody came after it
+    run(ctx, frame(A2, {"action": "leave", "room": "r"}), frame(B1, None, "$disconnect"))
+    assert events(C1) == [("left", A2, "left"), ("left", B1, "disconnected")]
+    atconn.gone.add(C1)  # C1 vanished without a $disconnect: the next post to it answers 410
+    run(ctx, frame(A1, {"action": "send", "room": "r", "text": "anyone?"}))
+    assert events(A1)[-3:] == [("left", A2, "left"), ("left", B1, "disconnected"),
+                               ("left", C1, "gone")]
+    run(ctx, frame(A1, {"action": "who", "room": "r"}))
+    assert [m["connectionId"] for m in atconn.received(A1)[-1]["members"]] == [A1]
+
+
+def test_open_connections_are_published_at_most_once_a_minute(ctx: HandlerContext,
+                                                              ddb: Any) -> None:
+    connect_all(ddb)
+    forget_published()
+    metrics.clear_metrics()
+    assert publish_open_connections(ctx.roster, now=1000.0) == 4
+    assert metrics.metric_set["OpenConnections"]["Value"] == [4.0]
+    assert publish_open_connections(ctx.roster, now=1030.0) is None
+    assert publish_open_connections(ctx.roster, now=1061.0) == 4
+    forget_published()
+
+
+def test_a_prune_in_a_room_above_the_presence_limit_reads_a_bounded_page_and_stays_quiet(
+    atconn: AtConnections, ctx: HandlerContext, ddb: Any, monkeypatch: Any
+) -> None:
+    import pipeline.runtime.context as context_module
+
+    monkeypatch.setattr(context_module, "PRESENCE_MAX_MEMBERS", 2)
+    connect_all(ddb)
+    for cid in (A1, A2, B1, C1):
+        ctx.roster.join(cid, "big")
+    limits: list[Any] = []
+    ddb.meta.events.register("provide-client-params.dynamodb.Query",
+                             lambda params, **_: limits.append(params.get("Limit")))
+    atconn.gone.add(C1)
+    run(ctx, frame(A1, {"action": "send", "room": "big", "text": "hi"}))
+    assert C1 not in set(ctx.roster.members("big"))  # pruned
+    assert 3 in limits  # the size check read at most limit + 1 items
+    assert not [m for c in (A1, A2, B1) for m in atconn.received(c) if m["action"] == "presence"]
