@@ -180,8 +180,8 @@ def test_a_twin_says_what_it_serves_and_names_logs_by_function(
         banner = "".join(twin.output)
         assert "(stage dev; any other path: 403)" in banner
         routes_line = next(line for line in twin.output if line.startswith("  routes  "))
-        assert routes_line.split()[1:5] == ["$connect,", "$disconnect,", "$default,", "echo,"]
-        assert "join, leave, ping, send" in routes_line
+        assert routes_line.split()[1:4] == ["$connect,", "$disconnect,", "$default,"]
+        assert "dm, echo, join, leave, ping, send, who" in routes_line
         assert {p.name for p in logs.iterdir()} >= {"echo.log", "chat.log", "fallback.log",
                                                     "broadcast.log"}
         assert not [p for p in logs.iterdir() if p.name.startswith("WebSocketPipeline-")]
@@ -207,7 +207,7 @@ def test_a_twin_says_what_it_serves_and_names_logs_by_function(
         assert frame["error"] == "unknown_action" and frame["received"] == "teleport"
         assert isinstance(frame["routes"], list)
         assert {"echo", "join", "leave", "send"} <= set(frame["routes"])
-        assert "the routes are echo, join, leave, send" in str(frame["message"])
+        assert "the routes are dm, echo, join, leave, send, who" in str(frame["message"])
 
         # the scripted client waits for the replies that stdin-piped `python -m websockets` misses
         frames = '{"action":"echo","data":"hi"}\n{"action":"join","room":"lobby"}\nhello\n'

@@ -22,7 +22,7 @@ def add(root: Path, name: str, settings: dict[str, object] | None = None) -> Pat
 
 
 def test_the_project_consumers_are_discovered_sorted_by_name() -> None:
-    assert discover() == ("broadcast", "chat", "echo", "fallback")
+    assert discover() == ("broadcast", "chat", "echo", "fallback", "fanout")
     specs = load_all()
     assert [s.name for s in specs] == list(discover())
     assert all(s.directory == registry.CONSUMERS_DIR / s.name for s in specs)
@@ -96,7 +96,7 @@ def test_every_key_is_one_field_with_its_default(tmp_path: Path) -> None:
             "maxBatchingWindowSeconds": 2, "startingPosition": "TRIM_HORIZON",
             "parallelizationFactor": 3, "retryAttempts": 0, "maxRecordAgeSeconds": 60,
             "timeoutSeconds": 900, "memoryMb": 10240, "roster": "read", "description": "d",
-            "ackRoutes": ["a"]}
+            "ackRoutes": ["a"], "connectionsRpsWeight": 2, "fanoutPageSize": 10}
     assert list(full) == list(registry.SETTINGS)
     add(tmp_path, "full", full)
     spec = load_spec("full", tmp_path)

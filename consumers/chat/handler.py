@@ -35,13 +35,13 @@ from typing import Any
 
 from pipeline.runtime import Envelope, HandlerContext, process_batch
 from pipeline.runtime.idempotency import idempotent
-from pipeline.runtime.roster import ROOM_PATTERN
 from pipeline.runtime.presence import (
     PRESENCE_MAX_MEMBERS,
     WHO_MAX_MEMBERS,
     presence_event,
     publish_open_connections,
 )
+from pipeline.runtime.roster import ROOM_PATTERN
 
 MAX_TEXT_CHARS = 4000
 MAX_PRINCIPAL_CHARS = 256

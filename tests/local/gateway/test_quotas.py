@@ -12,6 +12,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from gateway_kit import RecordingBackend, Running, resources
+from stacks import stack_of
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -23,7 +24,7 @@ ID = "AAAAAAAAAAAAAAA="  # well formed, never connected: 410 once past the quota
 
 async def start(quotas: GatewayQuotas) -> Running:
     backend = RecordingBackend()
-    gateway = Gateway(build_api_model(resources(), "dev"), backend, stage="dev", port=0,
+    gateway = Gateway(build_api_model(stack_of(resources()), "dev"), backend, stage="dev", port=0,
                       limits=GatewayLimits(), quotas=quotas)
     await gateway.start()
     return Running(gateway, backend)
