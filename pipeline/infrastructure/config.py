@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pipeline.infrastructure import ConfigError
 
@@ -79,19 +79,12 @@ class PipelineConfig:
         retention = _int(
             get("retentionHours"), "retentionHours", 24, MIN_RETENTION_HOURS, MAX_RETENTION_HOURS
         )
-        auth_raw = get("auth")
-        auth = str(auth_raw) if auth_raw not in (None, "") else default_auth(stage)
-        if auth not in AUTH_MODES:
-            raise ConfigError("auth", auth, " | ".join(AUTH_MODES))
-        role_raw = get("apiGatewayAccountRole")
-        role = str(role_raw) if role_raw not in (None, "") else "create"
-        if role not in ACCOUNT_ROLE_MODES:
-            raise ConfigError("apiGatewayAccountRole", role, " | ".join(ACCOUNT_ROLE_MODES))
+        auth = _choice(get("auth"), "auth", default_auth(stage), AUTH_MODES)
+        role = _choice(get("apiGatewayAccountRole"), "apiGatewayAccountRole", "create",
+                       ACCOUNT_ROLE_MODES)
         retain = _bool(get("retainStream"), "retainStream", default_retain_stream(stage))
         issuer, audience, cognito = _jwt_settings(get, auth)
-        mode = str(get("streamMode") or "provisioned")
-        if mode not in STREAM_MODES:
-            raise ConfigError("streamMode", mode, " | ".join(STREAM_MODES))
+        mode = _choice(get("streamMode"), "streamMode", "provisioned", STREAM_MODES)
         email_raw = get("alarmEmail")
         email = str(email_raw) if email_raw not in (None, "") else None
         if email is not None and not EMAIL_PATTERN.match(email):
@@ -142,6 +135,14 @@ def _jwt_settings(get: Callable[[str], object], auth: str) -> tuple[str | None, 
         raise ConfigError("jwtAudience", audience_raw,
                           "the client id tokens carry as aud (auth=jwt; or -c cognito=true)")
     return issuer, audience, False
+
+
+def _choice(raw: object, key: str, default: str, choices: tuple[str, ...]) -> Any:
+    """``raw`` as one of ``choices`` (``default`` when unset), else a ConfigError naming them."""
+    value = str(raw) if raw not in (None, "") else default
+    if value not in choices:
+        raise ConfigError(key, value, " | ".join(choices))
+    return value
 
 
 def _bool(raw: object, key: str, default: bool) -> bool:
