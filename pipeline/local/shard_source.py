@@ -68,11 +68,13 @@ class MotoShardSource:
         key = (stream_arn.rsplit("/", 1)[-1], shard_id)
         future: asyncio.Future[None] = self._loop.create_future()
         self._waiters[key].add(future)
+        # A bare future and a timer rather than wait_for (which adds a waiter future, a done
+        # callback and a loop pass): a put wakes the reader in the very next pass.
+        timer = self._loop.call_later(timeout_s, _settle, future)
         try:
-            await asyncio.wait_for(future, timeout_s)
-        except TimeoutError:
-            pass
+            await future
         finally:
+            timer.cancel()
             self._waiters[key].discard(future)
 
     def _on_put(self, stream_name: str, shard_id: str) -> None:
@@ -83,18 +85,31 @@ class MotoShardSource:
 
     def _wake(self, stream_name: str, shard_id: str) -> None:
         for future in self._waiters.get((stream_name, shard_id), ()):
-            if not future.done():
-                future.set_result(None)
+            _settle(future)
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+_DECODED = "_twin_stored"  # the attribute of a moto record that holds its StoredRecord
 
 
 def _stored(record: Any) -> StoredRecord:
-    return StoredRecord(
-        sequence_number=str(record.sequence_number),
-        partition_key=record.partition_key,
-        data=base64.b64decode(record.data),
-        approximate_arrival_timestamp=float(record.created_at),
-        explicit_hash_key=record.explicit_hash_key or None,
-    )
+    """The record as the mappings see it, decoded once: every mapping of the stream reads the
+    same moto record object, and a stored record never changes (StoredRecord is frozen)."""
+    stored: StoredRecord | None = record.__dict__.get(_DECODED)
+    if stored is None:
+        stored = StoredRecord(
+            sequence_number=str(record.sequence_number),
+            partition_key=record.partition_key,
+            data=base64.b64decode(record.data),
+            approximate_arrival_timestamp=float(record.created_at),
+            explicit_hash_key=record.explicit_hash_key or None,
+        )
+        record.__dict__[_DECODED] = stored
+    return stored
 
 
 class SqsFailureSink:

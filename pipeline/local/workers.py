@@ -285,7 +285,8 @@ class FunctionPool:
                 return _failure("InvalidRequestContentException",
                                 f"Could not parse request body into json: {exc}")
             try:
-                reply = await asyncio.wait_for(worker.call(request), self.spec.timeout_s)
+                async with asyncio.timeout(self.spec.timeout_s):  # no Task per invocation
+                    reply = await worker.call(request)
             except TimeoutError:
                 await worker.kill()
                 return _failure("Sandbox.Timedout",

@@ -191,6 +191,9 @@ async def test_shard_source_wakes_on_http_put(services: tuple[AwsServices, Any])
         got = source.read(stream_arn, shard, after_sequence=last, at_timestamp=None, limit=10)
         assert got[-1].data == b"wake" and got[-1].partition_key == "p"
         assert abs(got[-1].approximate_arrival_timestamp - time.time()) < 30
+        # every mapping of the stream reads the same record: decoded once, then shared
+        again = source.read(stream_arn, shard, after_sequence=last, at_timestamp=None, limit=10)
+        assert again[-1] is got[-1]
         # no record after the newest: the wait ends at its deadline
         newest = source.latest_sequence(stream_arn, shard)
         t0 = time.monotonic()

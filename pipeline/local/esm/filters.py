@@ -128,6 +128,12 @@ def user_records(record: StoredRecord) -> list[StoredRecord]:
     ]
 
 
+def _is_map(value: Any) -> bool:
+    """``isinstance(value, Mapping)``, with parsed JSON's ``dict`` answered without the ABC check
+    (the matchers run for every record and every mapping)."""
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def matches(pattern: Mapping[str, Any], document: Any) -> bool:
     """EventBridge semantics: every key of the pattern must match (AND); ``$or`` is OR."""
     for key, expected in pattern.items():
@@ -135,8 +141,8 @@ def matches(pattern: Mapping[str, Any], document: Any) -> bool:
             if not any(matches(branch, document) for branch in expected):
                 return False
             continue
-        value = document.get(key, MISSING) if isinstance(document, Mapping) else MISSING
-        if isinstance(expected, Mapping):
+        value = document.get(key, MISSING) if _is_map(document) else MISSING
+        if _is_map(expected):
             if not _match_nested(expected, value):
                 return False
         elif not any(_match_leaf(m, value) for m in expected):
@@ -149,22 +155,22 @@ def _match_nested(pattern: Mapping[str, Any], value: Any) -> bool:
         return False
     if isinstance(value, list):
         return any(_match_nested(pattern, v) for v in value)
-    return matches(pattern, value if isinstance(value, Mapping) else {})
+    return matches(pattern, value if _is_map(value) else {})
 
 
 def _match_leaf(matcher: Any, value: Any) -> bool:
     if value is UNPARSEABLE:
         return False
-    if isinstance(matcher, Mapping) and "exists" in matcher:
+    if _is_map(matcher) and "exists" in matcher:
         # "Exists matching only works on leaf nodes. It does not work on intermediate nodes."
         # https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-create-pattern-operators.html
-        present = value is not MISSING and not isinstance(value, Mapping)
+        present = value is not MISSING and not _is_map(value)
         return present == bool(matcher["exists"])
     if value is MISSING:
         return False
     if isinstance(value, list):  # an array matches when any element matches
         return any(_match_leaf(matcher, v) for v in value)
-    if not isinstance(matcher, Mapping):
+    if not _is_map(matcher):
         return _equal(matcher, value)
     ((op, arg),) = matcher.items()
     if op == "anything-but":

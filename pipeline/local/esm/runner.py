@@ -211,10 +211,11 @@ class _Shard:
                 self.drained.clear()
                 await self.drained.wait()
                 backlog = max(len(lane.batcher) for lane in self.lanes)
+            limit = min(READ_LIMIT, self.high_water - backlog)
             try:
                 records = src.read(self.ctx.stream_arn, self.ctx.shard_id,
                                    after_sequence=self.after, at_timestamp=self.at_timestamp,
-                                   limit=min(READ_LIMIT, self.high_water - backlog))
+                                   limit=limit)
             except Exception:
                 log.exception("%s: reading %s failed", cfg.uuid, self.ctx.shard_id)
                 await asyncio.sleep(runner._backoff(3))  # back off a failing source
@@ -224,23 +225,35 @@ class _Shard:
                     # Everything stored is older than the timestamp: continue from the newest.
                     self.at_timestamp = None
                     self.after = src.latest_sequence(self.ctx.stream_arn, self.ctx.shard_id)
-                try:
-                    await src.wait_for_records(self.ctx.stream_arn, self.ctx.shard_id,
-                                               self.after, IDLE_WAIT_S)
-                except Exception:
-                    log.exception("%s: waiting on %s failed", cfg.uuid, self.ctx.shard_id)
-                    await asyncio.sleep(runner._backoff(3))
+                await self._wait(src)
                 continue
-            self.after, self.at_timestamp = records[-1].sequence_number, None
-            runner.stats.records_read += len(records)
-            now = asyncio.get_running_loop().time()
-            fan_out = "/consumer/" in cfg.event_source_arn
-            for record in records:
-                if record_matches(cfg.filters, record, fan_out=fan_out):
-                    lane = self.lanes[lane_of(record.partition_key, len(self.lanes))]
-                    lane.add(record, now)
-                else:
-                    runner.stats.records_filtered_out += 1
+            self._route(records)
+            if len(records) < limit:
+                # Read up to the end: wait here instead of reading again to find nothing (the
+                # wait returns at once when a record arrived meanwhile).
+                await self._wait(src)
+
+    async def _wait(self, src: ShardSource) -> None:
+        try:
+            await src.wait_for_records(self.ctx.stream_arn, self.ctx.shard_id, self.after,
+                                       IDLE_WAIT_S)
+        except Exception:
+            log.exception("%s: waiting on %s failed", self.runner.config.uuid, self.ctx.shard_id)
+            await asyncio.sleep(self.runner._backoff(3))
+
+    def _route(self, records: list[StoredRecord]) -> None:
+        """Filter the records read and hand each to its lane by partition key."""
+        runner, cfg = self.runner, self.runner.config
+        self.after, self.at_timestamp = records[-1].sequence_number, None
+        runner.stats.records_read += len(records)
+        now = asyncio.get_running_loop().time()
+        fan_out = "/consumer/" in cfg.event_source_arn
+        for record in records:
+            if record_matches(cfg.filters, record, fan_out=fan_out):
+                lane = self.lanes[lane_of(record.partition_key, len(self.lanes))]
+                lane.add(record, now)
+            else:
+                runner.stats.records_filtered_out += 1
 
 
 class _Lane:

@@ -8,6 +8,7 @@ https://docs.aws.amazon.com/apigateway/latest/developerguide/websocket-api-mappi
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import string
@@ -67,7 +68,13 @@ def _now_ms() -> int:
 
 def request_time(epoch_ms: int) -> str:
     """``$context.requestTime``: CLF-formatted (dd/MMM/yyyy:HH:mm:ss +0000)."""
-    return datetime.fromtimestamp(epoch_ms / 1000, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
+    return _clf_second(epoch_ms // 1000)
+
+
+@functools.lru_cache(maxsize=4)
+def _clf_second(epoch_s: int) -> str:
+    # Formatted once per second, not once per frame (the format has no sub-second part).
+    return datetime.fromtimestamp(epoch_s, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
 
 
 def iso_time(epoch_ms: int) -> str:
