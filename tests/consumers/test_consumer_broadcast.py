@@ -8,10 +8,10 @@ from typing import Any
 
 import boto3
 import pytest
-from connections_stub import AtConnections
 from consumer_loader import load_handler
-from kinesis_events import A, B, envelope, event, load
-from runtime_fixtures import put_meta
+from runtime_kit.connections_stub import AtConnections
+from runtime_kit.kinesis_events import A, B, envelope, event, load
+from runtime_kit.roster_table import put_meta
 from stream_kit import lambda_event, lane_events, shard_records
 
 from pipeline.publish import publish

@@ -9,9 +9,9 @@ from typing import Any
 
 import boto3
 import pytest
-from connections_stub import AtConnections
 from consumer_loader import load_handler
-from kinesis_events import envelope, event
+from runtime_kit.connections_stub import AtConnections
+from runtime_kit.kinesis_events import envelope, event
 from stream_kit import lane_events, shard_records
 
 from pipeline.local.esm.batching import lane_of

@@ -12,8 +12,8 @@ import botocore.auth
 import pytest
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, ReadOnlyCredentials
-from connections_stub import AtConnections
-from runtime_fixtures import FAST_RETRY
+from runtime_kit.connections_stub import AtConnections
+from runtime_kit.retry import FAST_RETRY
 from websockets.sync.client import connect
 
 from pipeline import DEFAULT_REGION
