@@ -42,6 +42,7 @@ import boto3
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
+from pipeline.local.aws import REGION
 from pipeline.local.harness import Twin, launch_twin, stop_twin
 from pipeline.registry import load_all
 
@@ -52,7 +53,7 @@ NEW_CONNECTIONS_PER_SECOND = 2000  # the account quota (500) is adjustable; setu
 WARM_ROOM_SIZE = 200
 RECEIVE_TIMEOUT_S = 300.0
 TEST_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-                    "AWS_REGION": "us-east-1"}
+                    "AWS_REGION": REGION}
 
 
 @dataclass
@@ -161,7 +162,7 @@ def join(aws: str, room: str, ids: Sequence[str]) -> None:
 
 
 def _ddb(aws: str) -> Any:
-    return boto3.client("dynamodb", endpoint_url=aws, region_name="us-east-1",
+    return boto3.client("dynamodb", endpoint_url=aws, region_name=REGION,
                         aws_access_key_id="test", aws_secret_access_key="test")
 
 
@@ -170,7 +171,7 @@ def capacity_child(connections_url: str, ids_file: str, rounds: int) -> None:
     from pipeline.runtime import ConnectionsClient
 
     ids = json.loads(Path(ids_file).read_text())
-    client = ConnectionsClient(connections_url, workers=96, region="us-east-1")
+    client = ConnectionsClient(connections_url, workers=96, region=REGION)
     payload = orjson.dumps({"action": "capacity"})
     client.post_many(ids[:96], payload)  # open the keep-alive connections
     started = time.perf_counter()

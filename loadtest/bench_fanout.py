@@ -33,7 +33,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline import PROJECT_ROOT
+from pipeline import DEFAULT_REGION, PROJECT_ROOT
 from pipeline.runtime import ConnectionsClient, Outcome
 
 _OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 0\r\n\r\n"
@@ -121,7 +121,7 @@ def local_endpoint(latency_ms: float) -> Iterator[str]:
 def _credentials() -> None:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    os.environ.setdefault("AWS_DEFAULT_REGION", DEFAULT_REGION)
 
 
 def run(

@@ -22,7 +22,9 @@ def make_publisher(aws_endpoint: str | None) -> Publish:
         raise TargetError(f"broadcast needs pipeline.publish, which is missing ({exc})") from exc
     import boto3
 
-    kwargs: dict[str, Any] = {"region_name": "us-east-1"}
+    from pipeline import DEFAULT_REGION
+
+    kwargs: dict[str, Any] = {"region_name": DEFAULT_REGION}
     if aws_endpoint:
         kwargs["endpoint_url"] = aws_endpoint
         if boto3.Session().get_credentials() is None:

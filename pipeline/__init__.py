@@ -6,3 +6,8 @@ from pathlib import Path
 
 # The project checkout: consumers/, cdk.json, pyproject.toml live here.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# The Region a client falls back to when neither its caller, its URL nor AWS_REGION /
+# AWS_DEFAULT_REGION names one; also the local twin's Region (``pipeline.local.aws.REGION``).
+# Defined here because this module ships in the Lambda layer beside ``pipeline/runtime``.
+DEFAULT_REGION = "us-east-1"

@@ -32,6 +32,7 @@ from aws_kinesis_agg.aggregator import RecordAggregator
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from pipeline import DEFAULT_REGION
 from pipeline.local.aws import KINESIS_MAX_PARTITION_KEY as MAX_PARTITION_KEY_BYTES
 from pipeline.local.aws import KINESIS_MAX_RECORD_BYTES as MAX_RECORD_BYTES
 from pipeline.runtime.roster import ROOM_PATTERN
@@ -167,7 +168,7 @@ def _put(kinesis: Any, stream: str, key: str, batch: list[bytes]) -> None:
 
 def _client(endpoint_url: str | None, region: str | None) -> Any:
     region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") \
-        or "us-east-1"
+        or DEFAULT_REGION
     kwargs: dict[str, Any] = {}
     if endpoint_url and not _has_configured_credentials():
         kwargs.update(aws_access_key_id="test", aws_secret_access_key="test")  # the twin
@@ -218,7 +219,8 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                        help=f"AWS endpoint (default: $AWS_ENDPOINT_URL or {LOCAL_ENDPOINT}, "
                             "the local twin)")
     where.add_argument("--aws", action="store_true", help="use real AWS (no endpoint override)")
-    parser.add_argument("--region", help="region (default: $AWS_REGION or us-east-1)")
+    parser.add_argument("--region", help=f"region (default: $AWS_REGION, $AWS_DEFAULT_REGION, "
+                                         f"{DEFAULT_REGION})")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,6 +12,10 @@ from pipeline.local.harness import TwinProcess, start_twin, stop_twin
 
 __all__ = ["TwinProcess", "start_twin", "stop_twin"]
 
+# The runtime's fixtures (@connections stub, moto roster, handler context), shared by
+# tests/runtime and tests/consumers; a plugin must be named here, in the top-level conftest.
+pytest_plugins = ["runtime_kit.fixtures"]
+
 
 
 @pytest.fixture(scope="session")

@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 import websockets
+from runtime_kit.connections_stub import serve
 
-from pipeline import registry, scaffold
+from pipeline import DEFAULT_REGION, registry, scaffold
 from pipeline.local.harness import start_twin, stop_twin
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -328,13 +329,12 @@ def test_the_generated_handler_replies_to_the_sender(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The generated ``lambda_handler`` against a local @connections endpoint that answers like
-    API Gateway's (tests/runtime/connections_stub.py); the twin runs it in e2e."""
-    stub = _load(PROJECT_ROOT / "tests" / "runtime" / "connections_stub.py")
+    API Gateway's (tests/runtime_kit/connections_stub.py); the twin runs it in e2e."""
     assert cli(project, "new-consumer", "scores", "--route", "score", "--route", "$disconnect") == 0
     path = project / "consumers" / "scores" / "handler.py"
     module = _load(path)
     for key, value in {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}.items():
+                       "AWS_DEFAULT_REGION": DEFAULT_REGION, "AWS_REGION": DEFAULT_REGION}.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     frame = json.dumps({"action": "score", "data": {"points": 3, "who": "ann"}})
@@ -343,7 +343,7 @@ def test_the_generated_handler_replies_to_the_sender(
         _envelope("$disconnect", "DISCONNECT", "conn-B=", ""),
         _envelope("score", "MESSAGE", "conn-C=", "not json at all"),
     )
-    with stub.serve() as endpoint:
+    with serve() as endpoint:
         monkeypatch.setenv("CONNECTIONS_ENDPOINT_URL", endpoint.url)
         response = module.lambda_handler(event, None)
         sent = {cid: json.loads(body) for cid, body in endpoint.posts}

@@ -12,6 +12,7 @@ import orjson
 
 from loadtest.hostile.cases import MISSING, Case, Expect
 from loadtest.hostile.rawws import OP_PING, HandshakeError, RawWebSocket
+from pipeline.local.aws import REGION
 
 REPLY_TIMEOUT_S = 15.0  # the whole pipeline (stream, poller, worker cold start) answers well within
 QUIET_S = 3.0  # how long "nothing" is waited for
@@ -234,7 +235,7 @@ def failure_queue_depths(aws_url: str) -> dict[str, int]:
     not handled. Names end in ``OnFailure...`` (the stack's naming)."""
     import boto3
 
-    sqs = boto3.client("sqs", endpoint_url=aws_url, region_name="us-east-1",
+    sqs = boto3.client("sqs", endpoint_url=aws_url, region_name=REGION,
                        aws_access_key_id="hostile", aws_secret_access_key="hostile")
     depths: dict[str, int] = {}
     for url in sqs.list_queues().get("QueueUrls", []):

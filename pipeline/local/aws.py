@@ -10,8 +10,11 @@ from dataclasses import dataclass
 
 import orjson
 
-# The twin's account and Region: the ones AWS's own samples and moto use.
-REGION = "us-east-1"
+from pipeline import DEFAULT_REGION
+
+# The twin's account and Region: the ones AWS's own samples and moto use (the Region is the
+# product's default, so a client that names none talks to the twin's resources).
+REGION = DEFAULT_REGION
 ACCOUNT_ID = "123456789012"
 PARTITION = "aws"
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline import PROJECT_ROOT
+from pipeline import DEFAULT_REGION, PROJECT_ROOT
 from pipeline.local.esm.events import EventContext, kinesis_event
 from pipeline.local.esm.interfaces import StoredRecord
 from pipeline.redrive import RedriveError
@@ -203,7 +203,7 @@ def _deliver(handler: Any, target: Target, failed: FailedRange,
     stream_arn = failed.stream_arn or target.stream_name
     event = kinesis_event(selection.records, EventContext(
         shard_id=failed.shard_id, stream_arn=stream_arn,
-        region=os.environ.get("AWS_REGION", "us-east-1"),
+        region=os.environ.get("AWS_REGION", DEFAULT_REGION),
         invoke_identity_arn=f"redrive:{target.function_name}"))
     with contextlib.redirect_stdout(sys.stderr):
         try:

@@ -37,6 +37,8 @@ from urllib.parse import quote, urlsplit
 from botocore.httpsession import get_cert_path
 from botocore.utils import normalize_url_path
 
+from pipeline import DEFAULT_REGION
+
 from .exceptions import PipelineRuntimeError
 
 SERVICE = "execute-api"
@@ -52,7 +54,7 @@ def region_of(endpoint_url: str, default: str | None = None) -> str:
     if len(parts) >= 4 and parts[1] == SERVICE and parts[3] == "amazonaws":
         return parts[2]
     return (default or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-            or "us-east-1")
+            or DEFAULT_REGION)
 
 
 def host_header(scheme: str, host: str, port: int | None) -> str:

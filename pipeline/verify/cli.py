@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from pipeline import DEFAULT_REGION
 from pipeline.verify import aws_checks, checks
 from pipeline.verify.report import (
     CheckFailed,
@@ -105,7 +106,8 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                         help="AWS endpoint for the stream and roster (the twin's: "
                              "http://127.0.0.1:4566); default: real AWS with --stack, else "
                              "$AWS_ENDPOINT_URL or the twin's default")
-    parser.add_argument("--region", help="region (default: from the URL, $AWS_REGION, us-east-1)")
+    parser.add_argument("--region", help="region (default: from the URL, $AWS_REGION, "
+                                         f"$AWS_DEFAULT_REGION, {DEFAULT_REGION})")
     parser.add_argument("--json", type=Path, metavar="FILE",
                         help="also write the results as JSON: {url, passed, checks: [{name, "
                              "status, detail, ms}]}")

@@ -21,6 +21,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from pipeline import DEFAULT_REGION
+
 TWIN_WS_PORT = 8080
 TWIN_AWS_ENDPOINT = "http://127.0.0.1:4566"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -98,7 +100,7 @@ def resolve(*, url: str | None, stack: str | None, aws_endpoint: str | None, reg
     if url is None and stack is None:
         raise TargetError("give --url WSS_URL, or --stack NAME to read it from CloudFormation")
     region = (region or _region_of(url) or os.environ.get("AWS_REGION")
-              or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1")
+              or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION)
     endpoint = aws_endpoint or (None if stack else _twin_endpoint(url))
     credentials, missing = _credentials(endpoint, region)
     if stack is not None:

@@ -16,6 +16,7 @@ import boto3
 import pytest
 import websockets
 
+from pipeline.local.aws import REGION
 from pipeline.local.harness import TwinProcess
 
 pytestmark = [pytest.mark.twin, pytest.mark.synth]
@@ -23,7 +24,7 @@ TIMEOUT_S = 15.0
 
 
 def _client(twin: TwinProcess, service: str) -> Any:
-    return boto3.client(service, endpoint_url=twin.aws, region_name="us-east-1",
+    return boto3.client(service, endpoint_url=twin.aws, region_name=REGION,
                         aws_access_key_id="x", aws_secret_access_key="x")
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import boto3
 import pytest
 
+from pipeline.local.aws import REGION
 from pipeline.local.harness import Twin, start_twin, stop_twin
 from pipeline.local.oidc import TwinIssuer
 
@@ -135,7 +136,7 @@ def test_a_dropped_page_reconnects_rejoins_and_gets_the_next_message(
     _send(alice, "drops", "who am i")
     alice_id = _message(bob, "who am i")["from"]
     api = boto3.client("apigatewaymanagementapi", endpoint_url=twin.connections.removesuffix(
-        "/@connections"), region_name="us-east-1", aws_access_key_id="x",
+        "/@connections"), region_name=REGION, aws_access_key_id="x",
         aws_secret_access_key="x")
     api.delete_connection(ConnectionId=alice_id)  # the gateway drops alice (1000)
     alice.wait("window.demo.states.some(s => s.state === 'reconnecting')")

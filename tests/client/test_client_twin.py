@@ -13,6 +13,7 @@ import boto3
 import pytest
 
 from pipeline.client import Client, ClientOptions, connect
+from pipeline.local.aws import REGION
 from pipeline.local.harness import Twin, start_twin, stop_twin
 
 pytestmark = [pytest.mark.twin, pytest.mark.synth]
@@ -62,7 +63,7 @@ async def test_chat_with_acks_and_a_drop_that_reconnects_and_rejoins(twin: Twin)
     alice_id = (await _message(bob, "one"))["from"]
     api = boto3.client("apigatewaymanagementapi",
                        endpoint_url=twin.connections.removesuffix("/@connections"),
-                       region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+                       region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
     await asyncio.to_thread(api.delete_connection, ConnectionId=alice_id)
     await alice.wait_state("reconnecting", TIMEOUT_S)
     await alice.wait_state("open", TIMEOUT_S)

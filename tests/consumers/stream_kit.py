@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from kinesis_events import load
+from runtime_kit.kinesis_events import load
 
 from pipeline.local.esm.batching import lane_of
 

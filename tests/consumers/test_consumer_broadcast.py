@@ -8,12 +8,13 @@ from typing import Any
 
 import boto3
 import pytest
-from connections_stub import AtConnections
 from consumer_loader import load_handler
-from kinesis_events import A, B, envelope, event, load
-from runtime_fixtures import put_meta
+from runtime_kit.connections_stub import AtConnections
+from runtime_kit.kinesis_events import A, B, envelope, event, load
+from runtime_kit.roster_table import put_meta
 from stream_kit import lambda_event, lane_events, shard_records
 
+from pipeline import DEFAULT_REGION
 from pipeline.publish import publish
 from pipeline.runtime import HandlerContext, process_batch
 from pipeline.runtime.fanout import FanoutShape, PageWriter
@@ -24,7 +25,7 @@ fanout = load_handler("fanout")
 
 @pytest.fixture
 def kinesis(ddb: Any) -> Iterator[Any]:
-    client = boto3.client("kinesis", region_name="us-east-1")  # moto, like the ddb fixture
+    client = boto3.client("kinesis", region_name=DEFAULT_REGION)  # moto, like the ddb fixture
     client.create_stream(StreamName="pages", ShardCount=1)
     yield client
 

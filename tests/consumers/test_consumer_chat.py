@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from connections_stub import AtConnections
 from consumer_loader import load_handler
-from kinesis_events import A, B, envelope, event, load
-from runtime_fixtures import all_items, put_meta
+from runtime_kit.connections_stub import AtConnections
+from runtime_kit.kinesis_events import A, B, envelope, event, load
+from runtime_kit.roster_table import all_items, put_meta
 
 from pipeline.runtime import HandlerContext, process_batch
 
@@ -182,8 +182,8 @@ def test_an_idempotent_send_whose_fanout_failed_is_delivered_on_the_retry(
 ) -> None:
     # The fan-out is settled after the idempotency record was saved COMPLETED: the record must
     # still be re-executed on the retry, not answered as a duplicate.
-    from kinesis_events import seqs
-    from runtime_fixtures import TABLE
+    from runtime_kit.kinesis_events import seqs
+    from runtime_kit.roster_table import TABLE
 
     from pipeline.runtime.idempotency import forget_layer, idempotent
 

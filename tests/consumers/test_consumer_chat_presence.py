@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from connections_stub import AtConnections
 from consumer_loader import load_handler
-from kinesis_events import envelope, event
-from runtime_fixtures import put_meta
+from runtime_kit.connections_stub import AtConnections
+from runtime_kit.kinesis_events import envelope, event
+from runtime_kit.roster_table import put_meta
 
 from pipeline.runtime import HandlerContext, process_batch
 from pipeline.runtime.observability import metrics

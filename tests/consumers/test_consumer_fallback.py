@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from connections_stub import AtConnections
 from consumer_loader import load_handler
-from kinesis_events import A, envelope, event
+from runtime_kit.connections_stub import AtConnections
+from runtime_kit.kinesis_events import A, envelope, event
 
 from pipeline.runtime import HandlerContext, process_batch
 

@@ -9,11 +9,12 @@ from typing import Any
 
 import boto3
 import pytest
-from connections_stub import AtConnections
 from consumer_loader import load_handler
-from kinesis_events import envelope, event
+from runtime_kit.connections_stub import AtConnections
+from runtime_kit.kinesis_events import envelope, event
 from stream_kit import lane_events, shard_records
 
+from pipeline import DEFAULT_REGION
 from pipeline.local.esm.batching import lane_of
 from pipeline.runtime import HandlerContext, process_batch
 from pipeline.runtime.fanout import (
@@ -52,7 +53,7 @@ def test_each_bucket_has_one_key_on_its_own_shard_and_lane() -> None:
 
 @pytest.fixture
 def stream(ddb: Any) -> Iterator[Any]:
-    kinesis = boto3.client("kinesis", region_name="us-east-1")  # moto, like the ddb fixture
+    kinesis = boto3.client("kinesis", region_name=DEFAULT_REGION)  # moto, like the ddb fixture
     kinesis.create_stream(StreamName="s", ShardCount=SHAPE.shards)
     yield kinesis
 

@@ -23,6 +23,7 @@ import websockets
 from websockets.exceptions import InvalidStatus
 
 from pipeline.infrastructure.connect_authorizer.handler import encode_token
+from pipeline.local.aws import REGION
 from pipeline.local.harness import TwinProcess, start_twin, stop_twin
 
 pytestmark = [pytest.mark.twin, pytest.mark.synth]
@@ -37,7 +38,7 @@ def prod_twin(prod_assembly: Path) -> Iterator[TwinProcess]:
 
 
 def _aws(twin: TwinProcess, service: str) -> Any:
-    return boto3.client(service, endpoint_url=twin.aws, region_name="us-east-1",
+    return boto3.client(service, endpoint_url=twin.aws, region_name=REGION,
                         aws_access_key_id="test", aws_secret_access_key="test")
 
 

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from polling import until
 from websockets.exceptions import InvalidStatus
 
+from pipeline.local.aws import REGION
 from pipeline.local.harness import Twin, start_twin, stop_twin
 from pipeline.local.oidc import TwinIssuer
 
@@ -55,7 +56,7 @@ def token_cli(oidc_dir: Path, *args: str) -> str:
 
 
 def _aws(twin: Twin, service: str) -> Any:
-    return boto3.client(service, endpoint_url=twin.aws, region_name="us-east-1",
+    return boto3.client(service, endpoint_url=twin.aws, region_name=REGION,
                         aws_access_key_id="test", aws_secret_access_key="test")
 
 

@@ -16,6 +16,7 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
+from pipeline.local.aws import REGION
 from pipeline.local.gateway.mock import mock_response
 from pipeline.local.harness import Twin, start_twin, stop_twin
 
@@ -32,7 +33,7 @@ def idle_twin(cloud_assembly: Path) -> Iterator[Twin]:
 
 
 def _records(twin: Twin) -> Any:
-    kinesis = boto3.client("kinesis", endpoint_url=twin.aws, region_name="us-east-1",
+    kinesis = boto3.client("kinesis", endpoint_url=twin.aws, region_name=REGION,
                            aws_access_key_id="test", aws_secret_access_key="test")
     (stream,) = kinesis.list_streams()["StreamNames"]
     iterators = [kinesis.get_shard_iterator(

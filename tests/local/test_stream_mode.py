@@ -16,6 +16,7 @@ import boto3
 import pytest
 import websockets
 
+from pipeline.local.aws import REGION
 from pipeline.local.harness import TwinProcess, start_twin, stop_twin
 
 pytestmark = [pytest.mark.twin, pytest.mark.synth]
@@ -60,7 +61,7 @@ def test_alarm_email_subscribes_the_address(on_demand_template: dict[str, Any]) 
 
 
 def test_twin_runs_the_on_demand_stream(on_demand_twin: TwinProcess) -> None:
-    kinesis = boto3.client("kinesis", endpoint_url=on_demand_twin.aws, region_name="us-east-1",
+    kinesis = boto3.client("kinesis", endpoint_url=on_demand_twin.aws, region_name=REGION,
                            aws_access_key_id="x", aws_secret_access_key="x")
     (name,) = kinesis.list_streams()["StreamNames"]
     summary = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]

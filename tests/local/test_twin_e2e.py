@@ -22,6 +22,7 @@ import pytest
 import websockets
 from botocore.exceptions import ClientError
 
+from pipeline.local.aws import REGION
 from pipeline.local.harness import PROJECT_ROOT, TwinProcess, start_twin, stop_twin
 
 pytestmark = [pytest.mark.twin, pytest.mark.synth]
@@ -30,7 +31,7 @@ TIMEOUT_S = 15.0
 
 def _client(twin: TwinProcess, service: str, **kwargs: Any) -> Any:
     return boto3.client(service, endpoint_url=kwargs.pop("endpoint_url", twin.aws),
-                        region_name="us-east-1", aws_access_key_id="x",
+                        region_name=REGION, aws_access_key_id="x",
                         aws_secret_access_key="x", **kwargs)
 
 

@@ -21,6 +21,7 @@ import boto3
 import pytest
 import websockets
 
+from pipeline.local.aws import REGION
 from pipeline.local.harness import PROJECT_ROOT, TwinProcess, start_twin, stop_twin
 from pipeline.redrive.target import from_twin
 from tests.polling import until
@@ -37,7 +38,7 @@ def own_twin(cloud_assembly: Path) -> Iterator[TwinProcess]:
 
 
 def _client(twin: TwinProcess, service: str) -> Any:
-    return boto3.client(service, endpoint_url=twin.aws, region_name="us-east-1",
+    return boto3.client(service, endpoint_url=twin.aws, region_name=REGION,
                         aws_access_key_id="x", aws_secret_access_key="x")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from kinesis_events import A, B, envelope, event, load, seqs
+from runtime_kit.kinesis_events import A, B, envelope, event, load, seqs
 
 from pipeline.runtime import Envelope, HandlerContext, process_batch
 

@@ -12,10 +12,11 @@ import botocore.auth
 import pytest
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, ReadOnlyCredentials
-from connections_stub import AtConnections
-from runtime_fixtures import FAST_RETRY
+from runtime_kit.connections_stub import AtConnections
+from runtime_kit.retry import FAST_RETRY
 from websockets.sync.client import connect
 
+from pipeline import DEFAULT_REGION
 from pipeline.local.harness import TwinProcess
 from pipeline.runtime import ConnectionsClient, Outcome, RetryPolicy
 from pipeline.runtime.signed_http import (
@@ -170,9 +171,20 @@ def test_error_codes_are_read_like_botocore_reads_them() -> None:
     assert error_code(502, None, b"<html>bad gateway</html>") == "502"
 
 
-def test_region_comes_from_the_endpoint_host_else_the_environment(aws_env: None) -> None:
-    assert region_of("https://abc123.execute-api.eu-west-3.amazonaws.com/prod") == "eu-west-3"
-    assert region_of("http://127.0.0.1:8080/dev") == "us-east-1"
+def test_region_comes_from_the_endpoint_host_else_the_caller_the_environment_the_default(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    aws = "https://abc123.execute-api.eu-west-3.amazonaws.com/prod"
+    assert region_of(aws, "ap-south-1") == "eu-west-3"
+    local = "http://127.0.0.1:8080/dev"
+    monkeypatch.setenv("AWS_REGION", "eu-north-1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "sa-east-1")
+    assert region_of(local, "ap-south-1") == "ap-south-1"
+    assert region_of(local) == "eu-north-1"
+    monkeypatch.delenv("AWS_REGION")
+    assert region_of(local) == "sa-east-1"
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    assert region_of(local) == DEFAULT_REGION == "us-east-1"  # the README's and the twin's
 
 
 # --- the signer is botocore's SigV4 for the same request and time ----------------------------

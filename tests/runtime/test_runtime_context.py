@@ -7,9 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from connections_stub import AtConnections
-from kinesis_events import A, envelope, event
-from runtime_fixtures import all_items, put_meta
+from runtime_kit.connections_stub import AtConnections
+from runtime_kit.kinesis_events import A, envelope, event
+from runtime_kit.roster_table import all_items, put_meta
 
 from pipeline.runtime import (
     DeliveryError,

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from connections_stub import AtConnections
-from kinesis_events import A, B, envelope, event
-from runtime_fixtures import TABLE
+from runtime_kit.connections_stub import AtConnections
+from runtime_kit.kinesis_events import A, B, envelope, event
+from runtime_kit.roster_table import TABLE
 
 from pipeline.runtime import ConnectionId, Envelope, HandlerContext, process_batch
 from pipeline.runtime.idempotency import FRAMES_DEDUPLICATED, forget_layer, idempotent

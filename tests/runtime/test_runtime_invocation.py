@@ -8,8 +8,8 @@ import time
 from typing import Any
 
 import pytest
-from connections_stub import AtConnections
-from kinesis_events import envelope, event, seqs
+from runtime_kit.connections_stub import AtConnections
+from runtime_kit.kinesis_events import envelope, event, seqs
 
 from pipeline.runtime import (
     Envelope,

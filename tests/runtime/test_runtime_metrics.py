@@ -6,9 +6,9 @@ import json
 from typing import Any
 
 import pytest
-from connections_stub import AtConnections
-from kinesis_events import A, load
-from runtime_fixtures import put_meta
+from runtime_kit.connections_stub import AtConnections
+from runtime_kit.kinesis_events import A, load
+from runtime_kit.roster_table import put_meta
 
 from pipeline.runtime import Envelope, HandlerContext, process_batch
 

@@ -11,6 +11,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from pipeline import DEFAULT_REGION
 from pipeline.__main__ import main
 from pipeline.publish import (
     MAX_CALL_BYTES,
@@ -29,7 +30,7 @@ STREAM = "WebSocketPipeline-dev-Stream"
 @pytest.fixture
 def kinesis(aws_env: None) -> Iterator[Any]:
     with mock_aws():
-        client = boto3.client("kinesis", region_name="us-east-1")
+        client = boto3.client("kinesis", region_name=DEFAULT_REGION)
         client.create_stream(StreamName=STREAM, ShardCount=1)
         yield client
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import time
 
-from connections_stub import AtConnections
-from kinesis_events import envelope
-from runtime_fixtures import FAST_RETRY
+from runtime_kit.connections_stub import AtConnections
+from runtime_kit.kinesis_events import envelope
+from runtime_kit.retry import FAST_RETRY
 
 from pipeline.runtime import ConnectionsClient, HandlerContext, parse_envelope
 from pipeline.runtime.ratelimit import TokenBucket, bucket_from_env

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 
 import pytest
-from kinesis_events import A, envelope, event, load
+from runtime_kit.kinesis_events import A, envelope, event, load
 
 from pipeline.runtime import UndecodableRecord, decode_record
 

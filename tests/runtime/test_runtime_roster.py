@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from runtime_fixtures import TABLE, all_items, put_meta
+from runtime_kit.roster_table import TABLE, all_items, put_meta
 
 from pipeline.runtime import Roster, RosterError
 

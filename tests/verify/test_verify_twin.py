@@ -22,6 +22,7 @@ import boto3
 import pytest
 
 from pipeline.infrastructure.connect_authorizer.handler import encode_token
+from pipeline.local.aws import REGION
 from pipeline.local.harness import PROJECT_ROOT, TwinProcess, start_twin, stop_twin
 from pipeline.verify.cli import CHECK_NAMES, TOTAL_S
 
@@ -71,7 +72,7 @@ def test_stack_outputs_are_read_from_cloudformation(twin: TwinProcess, tmp_path:
     # A stack in the twin's CloudFormation whose outputs name the twin's resources, as
     # `cdk deploy` leaves them (pipeline/infrastructure/stack.py).
     def client(service: str) -> Any:
-        return boto3.client(service, endpoint_url=twin.aws, region_name="us-east-1",
+        return boto3.client(service, endpoint_url=twin.aws, region_name=REGION,
                             aws_access_key_id="test", aws_secret_access_key="test")
 
     (stream,) = client("kinesis").list_streams()["StreamNames"]
@@ -103,7 +104,7 @@ def test_without_aws_access_the_stream_and_roster_checks_skip(
         env.update(AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
                    AWS_CONFIG_FILE=str(tmp_path / "none"), AWS_EC2_METADATA_DISABLED="true")
         code, output, _ = _verify("--stack", "WebSocketPipeline-dev", "--url", twin.ws,
-                                  "--region", "us-east-1", "--json", str(out), env=env)
+                                  "--region", REGION, "--json", str(out), env=env)
         reason = "no AWS credentials"
     assert code == 0, output
     checks = _checks(out)
@@ -143,7 +144,7 @@ def prod_twin(prod_assembly: Path) -> Iterator[TwinProcess]:
 
 
 def test_auth_passes_on_a_stack_with_token_auth(prod_twin: TwinProcess, tmp_path: Path) -> None:
-    secrets = boto3.client("secretsmanager", endpoint_url=prod_twin.aws, region_name="us-east-1",
+    secrets = boto3.client("secretsmanager", endpoint_url=prod_twin.aws, region_name=REGION,
                            aws_access_key_id="test", aws_secret_access_key="test")
     (entry,) = secrets.list_secrets()["SecretList"]
     secret = str(secrets.get_secret_value(SecretId=entry["ARN"])["SecretString"]).encode()

@@ -16,6 +16,7 @@ from stacks import stack_of
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from pipeline.local.aws import REGION
 from pipeline.local.gateway import Gateway, GatewayLimits, build_api_model
 from pipeline.local.gateway.quotas import GatewayQuotas, RateQuota
 
@@ -63,7 +64,7 @@ async def test_boto3_sees_the_throttle_as_limit_exceeded() -> None:
     run = await start(GatewayQuotas(connections_rps=1))  # burst 1: the next call within 1 s
     client = boto3.client(
         "apigatewaymanagementapi", endpoint_url=run.connections_url,
-        region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t",
+        region_name=REGION, aws_access_key_id="t", aws_secret_access_key="t",
         config=Config(retries={"max_attempts": 1}))
 
     def post_all() -> list[str]:

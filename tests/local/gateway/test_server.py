@@ -16,12 +16,13 @@ from polling import until
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from pipeline.local.aws import REGION
 from pipeline.local.gateway import GatewayLimits, GatewayRules
 
 
 def management(url: str) -> Any:
     return boto3.client(
-        "apigatewaymanagementapi", endpoint_url=url, region_name="us-east-1",
+        "apigatewaymanagementapi", endpoint_url=url, region_name=REGION,
         aws_access_key_id="test", aws_secret_access_key="test",
         config=Config(retries={"max_attempts": 1}))
 

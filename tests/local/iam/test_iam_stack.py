@@ -17,6 +17,7 @@ from polling import until
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from pipeline.local.aws import REGION
 from pipeline.local.cfn import Stack
 from pipeline.local.gateway import Gateway, GatewayRules, build_api_model
 from pipeline.local.iam.access import AccessControl, function_access_key, function_secret_key
@@ -134,7 +135,7 @@ def guarded_aws(iam_stack: Stack, services: AwsServices) -> Iterator[str]:
 
 
 def _client(service: str, url: str, key: str, secret: str) -> Any:
-    return boto3.client(service, endpoint_url=url, region_name="us-east-1",
+    return boto3.client(service, endpoint_url=url, region_name=REGION,
                         aws_access_key_id=key, aws_secret_access_key=secret,
                         aws_session_token="twin")
 

@@ -10,6 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 from iam_kit import function_named
 
+from pipeline.local.aws import REGION
 from pipeline.local.cfn import Stack, resolve_stack
 from pipeline.local.harness import TwinProcess
 from pipeline.local.iam.access import function_access_key, function_secret_key
@@ -25,7 +26,7 @@ def twin_stack(stack_template: dict[str, Any], cloud_assembly: Path) -> Stack:
 
 def _as_function(service: str, url: str, stack: Stack, prefix: str) -> Any:
     name = function_named(stack, prefix)
-    return boto3.client(service, endpoint_url=url, region_name="us-east-1",
+    return boto3.client(service, endpoint_url=url, region_name=REGION,
                         aws_access_key_id=function_access_key(name),
                         aws_secret_access_key=function_secret_key(name),
                         aws_session_token="twin")
@@ -45,7 +46,7 @@ def test_function_keys_carry_their_roles(twin: TwinProcess, twin_stack: Stack) -
     assert "dynamodb:ListTables on resource: *" in denied.value.response["Error"]["Message"]
     chat = _as_function("dynamodb", twin.aws, twin_stack, "ConsumerchatFunction")
     assert chat.query(**query)["Count"] == 0
-    admin = boto3.client("dynamodb", endpoint_url=twin.aws, region_name="us-east-1",
+    admin = boto3.client("dynamodb", endpoint_url=twin.aws, region_name=REGION,
                          aws_access_key_id="test", aws_secret_access_key="test")
     assert table in admin.list_tables()["TableNames"]
 
