@@ -12,10 +12,12 @@ from typing import Any
 import orjson
 import pytest
 from botocore.exceptions import ClientError
+from polling import until
 
 from pipeline.local import kinesis_store
 from pipeline.local.aws import KINESIS_MAX_RECORD_BYTES
 from pipeline.local.cfn import resolve_stack
+from pipeline.local.esm.interfaces import Skipped, StoredRecord
 from pipeline.local.services import AwsServices
 from pipeline.local.shard_source import MotoShardSource, SqsFailureSink
 
@@ -213,22 +215,21 @@ def test_failure_sink_sends_to_the_queue(services: tuple[AwsServices, Any]) -> N
     assert orjson.loads(msgs[0]["Body"]) == {"requestContext": {"condition": "x"}}
 
 
-def test_generated_secret_is_readable_by_the_template_arn() -> None:
-    svc = AwsServices()
-    svc.start(0)
-    try:
-        stack = resolve_stack({"Resources": {"Key": {
-            "Type": "AWS::SecretsManager::Secret",
-            "Properties": {"GenerateSecretString": {"ExcludePunctuation": True,
-                                                    "PasswordLength": 64}}}}},
-            "SecretTest", Path("/nowhere"))
-        svc.provision(stack)
-        arn = stack.resources["Key"].ref
-        value = svc.client("secretsmanager").get_secret_value(SecretId=arn)
-        assert value["ARN"] == arn
-        assert len(value["SecretString"]) == 64 and value["SecretString"].isalnum()
-    finally:
-        svc.stop()
+def test_generated_secret_is_readable_by_the_template_arn(
+        services: tuple[AwsServices, Any]) -> None:
+    # On the module's services: moto's backends are process-global, so a second AwsServices
+    # would take the Kinesis backend's put hooks (and listeners) from the first one.
+    svc, _ = services
+    stack = resolve_stack({"Resources": {"Key": {
+        "Type": "AWS::SecretsManager::Secret",
+        "Properties": {"GenerateSecretString": {"ExcludePunctuation": True,
+                                                "PasswordLength": 64}}}}},
+        "SecretTest", Path("/nowhere"))
+    svc.provision(stack)
+    arn = stack.resources["Key"].ref
+    value = svc.client("secretsmanager").get_secret_value(SecretId=arn)
+    assert value["ARN"] == arn
+    assert len(value["SecretString"]) == 64 and value["SecretString"].isalnum()
 
 
 def test_record_over_1_mib_is_refused_on_every_path(services: tuple[AwsServices, Any]) -> None:
@@ -252,3 +253,48 @@ def test_record_over_1_mib_is_refused_on_every_path(services: tuple[AwsServices,
     assert after == before  # nothing stored
     exact = b"x" * (KINESIS_MAX_RECORD_BYTES - 1)
     assert kinesis.put_record(StreamName=stream, Data=exact, PartitionKey="k")["SequenceNumber"]
+
+
+async def test_a_filtered_wait_sleeps_through_rejected_records(
+        services: tuple[AwsServices, Any]) -> None:
+    """A reader's filter goes with its wait: records it rejects do not wake it, and the answer
+    says how far it skipped, so the reader resumes after them (and still gets the wanted one)."""
+    svc, stack = services
+    stream_arn = stack.resources["Stream"].attributes["Arn"]
+    source = MotoShardSource(svc, asyncio.get_running_loop())
+    kinesis = svc.client("kinesis")
+
+    def put(data: bytes) -> str:
+        return str(kinesis.put_record(StreamARN=stream_arn, Data=data, PartitionKey="p",
+                                      ExplicitHashKey="0")["SequenceNumber"])
+
+    try:
+        shard = source.shard_ids(stream_arn)[0]
+        start = source.latest_sequence(stream_arn, shard)
+        seen: list[bytes] = []
+
+        def wanted(record: StoredRecord) -> bool:
+            seen.append(record.data)
+            return record.data.startswith(b"yes")
+
+        waiter = asyncio.ensure_future(
+            source.wait_for_records(stream_arn, shard, start, 10.0, wanted))
+        await asyncio.sleep(0)  # registered
+        first = await asyncio.to_thread(put, b"no-1")
+        second = await asyncio.to_thread(put, b"no-2")
+        await until(lambda: seen == [b"no-1", b"no-2"], 5.0)
+        assert not waiter.done()  # two rejected records, no wake-up
+        await asyncio.to_thread(put, b"yes-3")
+        skipped = await asyncio.wait_for(waiter, 5.0)
+        assert skipped == Skipped(second, 2) and int(second) > int(first)
+        got = source.read(stream_arn, shard, after_sequence=skipped.last_sequence,
+                          at_timestamp=None, limit=10)
+        assert [r.data for r in got] == [b"yes-3"]
+        # only rejected records until the deadline: the wait ends there and says so
+        newest = source.latest_sequence(stream_arn, shard)
+        assert newest is not None
+        last = await asyncio.to_thread(put, b"no-4")
+        assert await source.wait_for_records(stream_arn, shard, newest, 0.2, wanted) == \
+            Skipped(last, 1)
+    finally:
+        source.close()

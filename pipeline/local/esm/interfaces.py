@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -46,10 +47,25 @@ class ShardSource(Protocol):
         ...
 
     async def wait_for_records(
-        self, stream_arn: str, shard_id: str, after_sequence: str | None, timeout_s: float
-    ) -> None:
-        """Return as soon as a record after ``after_sequence`` exists, or after ``timeout_s``."""
+        self, stream_arn: str, shard_id: str, after_sequence: str | None, timeout_s: float,
+        wanted: Callable[[StoredRecord], bool] | None = None,
+    ) -> Skipped | None:
+        """Return as soon as a record after ``after_sequence`` exists, or after ``timeout_s``.
+
+        With ``wanted`` (the mapping's filter), a source may keep waiting past records it
+        rejects and answer how far it skipped; ``None``: nothing skipped (the reader reads and
+        filters every record itself, which is always correct).
+        """
         ...
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """Records after the reader's position up to ``last_sequence`` (``count`` of them) that the
+    mapping's filter rejects: the reader resumes after ``last_sequence``."""
+
+    last_sequence: str
+    count: int
 
 
 @dataclass(frozen=True)

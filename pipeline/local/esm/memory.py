@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pipeline.local.aws import ACCOUNT_ID, REGION
 
 from .batching import lane_of
-from .interfaces import StoredRecord
+from .interfaces import Skipped, StoredRecord
 
 
 class MemoryStream:
@@ -101,16 +101,19 @@ class MemoryStream:
         return records[-1].sequence_number if records else None
 
     async def wait_for_records(
-        self, stream_arn: str, shard_id: str, after_sequence: str | None, timeout_s: float
-    ) -> None:
+        self, stream_arn: str, shard_id: str, after_sequence: str | None, timeout_s: float,
+        wanted: Callable[[StoredRecord], bool] | None = None,
+    ) -> Skipped | None:
+        """Wakes on any record (``wanted`` is not used: the reader filters)."""
         records = self.shards[shard_id]
         if records and (after_sequence is None or records[-1].sequence_number > after_sequence):
-            return
+            return None
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters[shard_id].append(waiter)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s):
                 await waiter
+        return None
 
 
 def _sequence(record: StoredRecord) -> str:

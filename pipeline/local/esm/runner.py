@@ -234,12 +234,25 @@ class _Shard:
                 await self._wait(src)
 
     async def _wait(self, src: ShardSource) -> None:
+        """Wait for records; the source may skip past those the mapping's filter rejects."""
+        runner = self.runner
+        # The filter goes with the wait only when the position is a sequence number.
+        wanted = self._wanted if runner.config.filters and self.at_timestamp is None else None
         try:
-            await src.wait_for_records(self.ctx.stream_arn, self.ctx.shard_id, self.after,
-                                       IDLE_WAIT_S)
+            skipped = await src.wait_for_records(self.ctx.stream_arn, self.ctx.shard_id,
+                                                 self.after, IDLE_WAIT_S, wanted)
         except Exception:
-            log.exception("%s: waiting on %s failed", self.runner.config.uuid, self.ctx.shard_id)
-            await asyncio.sleep(self.runner._backoff(3))
+            log.exception("%s: waiting on %s failed", runner.config.uuid, self.ctx.shard_id)
+            await asyncio.sleep(runner._backoff(3))
+            return
+        if skipped is not None:  # read and filtered out by the source, for this reader
+            self.after = skipped.last_sequence
+            runner.stats.records_read += skipped.count
+            runner.stats.records_filtered_out += skipped.count
+
+    def _wanted(self, record: StoredRecord) -> bool:
+        cfg = self.runner.config
+        return record_matches(cfg.filters, record, fan_out="/consumer/" in cfg.event_source_arn)
 
     def _route(self, records: list[StoredRecord]) -> None:
         """Filter the records read and hand each to its lane by partition key."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import importlib.util
 import json
@@ -94,6 +95,48 @@ async def test_aggregated_records_are_one_unit_kept_by_partition_key(moto: Moto)
         # The aggregated record is one unit, kept by its partition key (its data is not JSON).
         assert [v if v is None else v.get("n") for v in committed] == [1, None, 2]
         assert runner.stats.records_filtered_out == 2  # "text" and "chat"
+    finally:
+        await runner.stop()
+
+
+async def test_records_a_filter_rejects_do_not_wake_the_reader(moto: Moto) -> None:
+    """The reader's filter goes with its wait (MotoShardSource): a frame for another consumer
+    costs this mapping a filter check, not a wake-up and a read; the skipped records still count
+    as read and filtered out, and the next wanted record is delivered."""
+    probe = Probe()
+    committed: list[Any] = []
+    reads = 0
+    read = moto.source.read
+
+    def counting_read(*args: Any, **kwargs: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return read(*args, **kwargs)
+
+    moto.source.read = counting_read  # type: ignore[method-assign]
+
+    def function(event: dict[str, Any]) -> None:
+        committed.extend(decoded(event))
+
+    config = MappingConfig(
+        uuid="m", function_name="consumer", event_source_arn=moto.consumer_arn,
+        starting_position="LATEST", filters=({"data": {"routeKey": ["echo"]}},),
+    )
+    runner = EventSourceMappingRunner(config, moto.source, FunctionInvoker(function, probe),
+                                      moto.sink, retry_backoff_s=0.001)
+    await runner.start()
+    try:
+        await probe.until(lambda: reads >= 1)  # the reader is positioned and waiting
+        before = reads
+        for n in range(50):
+            moto.put("c1", json.dumps({"routeKey": "chat", "n": n}).encode())
+            for _ in range(3):  # yield, so a woken reader would read each record on its own
+                await asyncio.sleep(0)
+        moto.put("c1", json.dumps({"routeKey": "echo", "n": 50}).encode())
+        await probe.until(lambda: len(committed) == 1)
+        assert [v.get("n") for v in committed] == [50]
+        assert runner.stats.records_read == 51 and runner.stats.records_filtered_out == 50
+        assert reads - before <= 2  # not one read per rejected record
     finally:
         await runner.stop()
 
