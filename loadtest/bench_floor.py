@@ -1,0 +1,85 @@
+"""The twin's shape without the twin: ``python -m loadtest.bench_floor``.
+
+Runs ``make bench``'s sequential round trip and zero-loss throughput search against a bare echo
+server and against :mod:`loadtest.floor_server` (aiohttp WebSocket server -> worker process ->
+the runtime's signed HTTP POST to @connections -> WebSocket write: the hops every echo through the
+twin crosses, with no emulation), each in its own process, in one run. The floor's share of the
+bare server's throughput bounds what any twin of this shape can reach on the machine; compare it
+with the twin's share in ``make bench``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+from loadtest.bench import (
+    THROUGHPUT_BUDGET_S,
+    BareEchoServer,
+    Row,
+    _ratio,
+    format_table,
+    sequential_rtt,
+    throughput_search,
+)
+from loadtest.machine import machine
+
+
+class FloorServerProcess:
+    """``python -m loadtest.floor_server`` in its own process; the URL while inside ``with``."""
+
+    def __enter__(self) -> str:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "loadtest.floor_server", "--port", "0"],
+            stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith("FLOOR-READY "):
+            self.proc.kill()
+            raise RuntimeError(f"floor server did not start: {line!r}")
+        return line.split()[1]
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def run(frames: int, budget_s: float) -> tuple[list[Row], list[str]]:
+    """Both servers, the same measurements, one run: rows with the floor / bare ratios."""
+    notes: list[str] = []
+    with BareEchoServer() as bare_url:
+        bare_rtt = asyncio.run(sequential_rtt(bare_url, frames))
+        bare_best, steps = asyncio.run(throughput_search(bare_url, budget_s))
+        notes.extend(f"bare ws {n}" for n in steps)
+    with FloorServerProcess() as floor_url:
+        floor_rtt = asyncio.run(sequential_rtt(floor_url, frames))
+        floor_best, steps = asyncio.run(throughput_search(floor_url, budget_s))
+        notes.extend(f"floor {n}" for n in steps)
+    rows = [
+        Row(f"echo RTT {key}, 1 client, {frames} sequential", f"{floor_rtt[key]:.2f} ms (floor)",
+            f"{bare_rtt[key]:.2f} ms (bare ws)", _ratio(floor_rtt[key], bare_rtt[key]))
+        for key in ("p50", "p99")
+    ]
+    rows.append(Row("sustained echo throughput, zero loss, p99 < 1 s",
+                    f"{floor_best:,.0f} frames/s (floor)", f"{bare_best:,.0f} frames/s (bare ws)",
+                    f"{100 * floor_best / bare_best:.0f} % of bare" if bare_best > 0 else "-"))
+    return rows, notes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.bench_floor",
+                                     description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--frames", type=int, default=1000, help="sequential frames (1000)")
+    parser.add_argument("--budget", type=float, default=THROUGHPUT_BUDGET_S,
+                        help="seconds per throughput search (60)")
+    args = parser.parse_args(argv)
+    rows, notes = run(args.frames, args.budget)
+    print(format_table(machine(), rows, notes))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
