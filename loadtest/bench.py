@@ -76,19 +76,23 @@ async def sequential_rtt(url: str, frames: int = SEQUENTIAL_FRAMES) -> dict[str,
     return {"p50": float(p["p50"]), "p99": float(p["p99"]), "count": float(p["count"]), "lost": lost}
 
 
-class BareEchoServer:
-    """``python -m loadtest.echo_server`` in its own process (as the twin is), for a fair baseline."""
+class ServerProcess:
+    """``python -m <module> --port 0`` in its own process (as the twin is), for a fair baseline;
+    inside ``with``, the ws:// URL from its ready line (``<READY> ws://...``)."""
+
+    def __init__(self, module: str = "loadtest.echo_server", ready: str = "ECHO-READY") -> None:
+        self.module, self.ready = module, ready
 
     def __enter__(self) -> str:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "loadtest.echo_server", "--port", "0"],
+            [sys.executable, "-m", self.module, "--port", "0"],
             stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent,
         )  # fmt: skip
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()  # the first line is the ready line (or EOF on failure)
-        if not line.startswith("ECHO-READY "):
+        if not line.startswith(self.ready + " "):
             self.proc.kill()
-            raise RuntimeError(f"bare echo server did not start: {line!r}")
+            raise RuntimeError(f"{self.module} did not start: {line!r}")
         return line.split()[1]
 
     def __exit__(self, *exc: object) -> None:
@@ -218,7 +222,7 @@ def run_suite(url: str | None, quick: bool) -> tuple[dict[str, str], list[Row], 
         notes.append(f"twin unavailable: {exc}".splitlines()[0])
     try:
         budget = 20.0 if quick else THROUGHPUT_BUDGET_S
-        with BareEchoServer() as bare_url:
+        with ServerProcess() as bare_url:  # the bare echo server
             bare = asyncio.run(sequential_rtt(bare_url, frames))
             # the same search against the bare server: the throughput row's baseline, this run
             # the same budget as the twin's: the bare server climbs more steps, and a search

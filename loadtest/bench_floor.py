@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
 import sys
-from pathlib import Path
 
 from loadtest.bench import (
     THROUGHPUT_BUDGET_S,
-    BareEchoServer,
     Row,
+    ServerProcess,
     _ratio,
     format_table,
     sequential_rtt,
@@ -28,33 +26,14 @@ from loadtest.bench import (
 from loadtest.machine import machine
 
 
-class FloorServerProcess:
-    """``python -m loadtest.floor_server`` in its own process; the URL while inside ``with``."""
-
-    def __enter__(self) -> str:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "loadtest.floor_server", "--port", "0"],
-            stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line.startswith("FLOOR-READY "):
-            self.proc.kill()
-            raise RuntimeError(f"floor server did not start: {line!r}")
-        return line.split()[1]
-
-    def __exit__(self, *exc: object) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
-
-
 def run(frames: int, budget_s: float) -> tuple[list[Row], list[str]]:
     """Both servers, the same measurements, one run: rows with the floor / bare ratios."""
     notes: list[str] = []
-    with BareEchoServer() as bare_url:
+    with ServerProcess() as bare_url:  # the bare echo server
         bare_rtt = asyncio.run(sequential_rtt(bare_url, frames))
         bare_best, steps = asyncio.run(throughput_search(bare_url, budget_s))
         notes.extend(f"bare ws {n}" for n in steps)
-    with FloorServerProcess() as floor_url:
+    with ServerProcess("loadtest.floor_server", "FLOOR-READY") as floor_url:
         floor_rtt = asyncio.run(sequential_rtt(floor_url, frames))
         floor_best, steps = asyncio.run(throughput_search(floor_url, budget_s))
         notes.extend(f"floor {n}" for n in steps)
