@@ -53,7 +53,13 @@ class FloorServer:
         self.url = f"ws://{host}:{bound}/{STAGE}"
         self._worker = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "loadtest.floor_server", "--worker",
-            f"http://{host}:{bound}/{STAGE}", stdin=asyncio.subprocess.PIPE)
+            f"http://{host}:{bound}/{STAGE}", stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE)
+        assert self._worker.stdout is not None
+        # Ready means ready: the worker has imported the runtime's client (a cold start would
+        # otherwise land on the first measured frame).
+        if await asyncio.wait_for(self._worker.stdout.readline(), 30.0) != b"ready\n":
+            raise RuntimeError("the floor server's worker did not start")
         return self.url
 
     async def stop(self) -> None:
@@ -121,6 +127,9 @@ def worker(endpoint: str) -> None:
 
     client = ConnectionsClient(endpoint, region=DEFAULT_REGION,
                                credentials=lambda: Credentials("AKIAFLOOR", "floor-secret"))
+    client.poster.signer.sign("warm", "/", b"")  # first use loads what signing needs
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
     fd = sys.stdin.fileno()
     buffer = b""
     while True:
