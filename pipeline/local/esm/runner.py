@@ -195,6 +195,7 @@ class _Shard:
         self.high_water = max(4 * cfg.batch_size, 1000)
         self.after: str | None = None
         self.at_timestamp: float | None = None
+        self.fan_out = "/consumer/" in cfg.event_source_arn  # reads through an EFO consumer
 
     def position_at_start(self) -> None:
         cfg, src = self.runner.config, self.runner._source
@@ -251,18 +252,17 @@ class _Shard:
             runner.stats.records_filtered_out += skipped.count
 
     def _wanted(self, record: StoredRecord) -> bool:
-        cfg = self.runner.config
-        return record_matches(cfg.filters, record, fan_out="/consumer/" in cfg.event_source_arn)
+        """The mapping's filter criteria (no criteria: every record)."""
+        return record_matches(self.runner.config.filters, record, fan_out=self.fan_out)
 
     def _route(self, records: list[StoredRecord]) -> None:
         """Filter the records read and hand each to its lane by partition key."""
-        runner, cfg = self.runner, self.runner.config
+        runner = self.runner
         self.after, self.at_timestamp = records[-1].sequence_number, None
         runner.stats.records_read += len(records)
         now = asyncio.get_running_loop().time()
-        fan_out = "/consumer/" in cfg.event_source_arn
         for record in records:
-            if record_matches(cfg.filters, record, fan_out=fan_out):
+            if self._wanted(record):
                 lane = self.lanes[lane_of(record.partition_key, len(self.lanes))]
                 lane.add(record, now)
             else:
