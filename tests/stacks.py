@@ -1,16 +1,20 @@
-"""A resolved :class:`Stack` from hand-written resources, for tests of the twin's parts.
+"""Stacks and AWS services for tests of the twin's parts.
 
-Tests write resources in the template's shape with every intrinsic already resolved:
-``{logicalId: {"Type": ..., "Properties": {...}, "Ref": ...}}`` ("Ref" defaults to the logical id).
+:func:`stack_of`: a resolved :class:`Stack` from hand-written resources, in the template's shape
+with every intrinsic already resolved: ``{logicalId: {"Type": ..., "Properties": {...}, "Ref":
+...}}`` ("Ref" defaults to the logical id). :func:`aws_services`: the twin's AWS services on a
+free port, with a stack provisioned.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from pipeline.local.cfn import Resource, Stack
+from pipeline.local.services import AwsServices
 
 
 def stack_of(resources: Mapping[str, Mapping[str, Any]], name: str = "Test") -> Stack:
@@ -19,3 +23,20 @@ def stack_of(resources: Mapping[str, Mapping[str, Any]], name: str = "Test") -> 
         lid: Resource(lid, str(spec.get("Type")), dict(spec.get("Properties") or {}),
                       {}, str(spec.get("Ref", lid)), {})
         for lid, spec in resources.items()})
+
+
+@contextmanager
+def aws_services(stack: Stack | None = None) -> Iterator[AwsServices]:
+    """The twin's AWS services on a free port, *stack* provisioned, stopped at the end.
+
+    One at a time in a process: moto's backends are process-global, so a second AwsServices
+    started while this one runs takes its Kinesis put hooks (and listeners) away.
+    """
+    svc = AwsServices()
+    svc.start(0)
+    try:
+        if stack is not None:
+            svc.provision(stack)
+        yield svc
+    finally:
+        svc.stop()

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 import pytest
+from stacks import aws_services
 
 from pipeline.local.cfn import resolve_stack
 from pipeline.local.services import AwsServices
@@ -28,12 +29,9 @@ TEMPLATE: dict[str, Any] = {"Resources": {
 
 @pytest.fixture(scope="module")
 def services() -> Iterator[tuple[AwsServices, Any]]:
-    svc = AwsServices()
-    svc.start(0)
     stack = resolve_stack(TEMPLATE, "SeqTest", Path("/nowhere"))
-    svc.provision(stack)
-    yield svc, stack
-    svc.stop()
+    with aws_services(stack) as svc:
+        yield svc, stack
 
 
 def _put_in_process(svc: AwsServices, stream: str, i: int) -> dict[str, str]:

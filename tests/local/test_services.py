@@ -13,6 +13,7 @@ import orjson
 import pytest
 from botocore.exceptions import ClientError
 from polling import until
+from stacks import aws_services
 
 from pipeline.local import kinesis_store
 from pipeline.local.aws import KINESIS_MAX_RECORD_BYTES
@@ -38,12 +39,9 @@ TEMPLATE: dict[str, Any] = {"Resources": {
 
 @pytest.fixture(scope="module")
 def services() -> Iterator[tuple[AwsServices, Any]]:
-    svc = AwsServices()
-    svc.start(0)
     stack = resolve_stack(TEMPLATE, "SvcTest", Path("/nowhere"))
-    svc.provision(stack)
-    yield svc, stack
-    svc.stop()
+    with aws_services(stack) as svc:
+        yield svc, stack
 
 
 def _b64(data: bytes) -> str:

@@ -19,7 +19,7 @@ import orjson
 import pytest
 from gateway_kit import ROLE_ARN, STREAM_NAME, resources
 from polling import until
-from stacks import stack_of
+from stacks import aws_services, stack_of
 from websockets.asyncio.client import connect
 
 from pipeline.local.content_types import GATEWAY_DEFAULT, KINESIS_JSON, kinesis_refusal, media_type
@@ -57,11 +57,9 @@ def test_kinesis_reads_json_1_1_only(content_type: str, status: int | None,
 
 @pytest.fixture(scope="module")
 def services() -> Iterator[AwsServices]:
-    svc = AwsServices()
-    svc.start(0)
-    svc.client("kinesis").create_stream(StreamName=STREAM_NAME, ShardCount=1)
-    yield svc
-    svc.stop()
+    with aws_services() as svc:
+        svc.client("kinesis").create_stream(StreamName=STREAM_NAME, ShardCount=1)
+        yield svc
 
 
 def _put(svc: AwsServices, content_type: str | None) -> Any:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from stacks import aws_services
 
 from pipeline.local.cfn import Stack, resolve_stack
 from pipeline.local.services import AwsServices
@@ -25,8 +26,5 @@ def iam_stack(stack_template: dict[str, Any], cloud_assembly: Path) -> Stack:
 @pytest.fixture(scope="module")
 def services(iam_stack: Stack) -> Iterator[AwsServices]:
     """The twin's AWS services with the stack provisioned (IAM set per test via ``.access``)."""
-    svc = AwsServices()
-    svc.start(0)
-    svc.provision(iam_stack)
-    yield svc
-    svc.stop()
+    with aws_services(iam_stack) as svc:
+        yield svc
