@@ -1,4 +1,6 @@
 # Every target installs what it needs: a fresh clone needs only Python 3.11+, Node 20+ and npm.
+# Python distributions come from uv.lock only (exact versions, hashes checked): `make lock`
+# re-resolves it within pyproject.toml's ranges.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -9,7 +11,13 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: install test lint synth local loadtest bench clean
+UV_DIR := .build/uv
+UV := $(UV_DIR)/bin/uv
+# uv never downloads an interpreter: the venv is made from $(PYTHON).
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+
+.PHONY: install test lint lock synth local loadtest bench clean
 
 install: $(VENV)/.installed node_modules/.installed .build/.layer-deps
 
@@ -18,11 +26,26 @@ install: $(VENV)/.installed node_modules/.installed .build/.layer-deps
 	$(PY) -m pipeline.infrastructure.packaging
 	mkdir -p .build && touch $@
 
-$(VENV)/.installed: pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+# uv itself, at the version and hashes uv.lock records (pip checks them), outside the venv.
+$(UV): uv.lock
+	mkdir -p .build
+	$(PYTHON) -m pipeline.lockfile requirements uv > .build/uv-requirements.txt
+	rm -rf $(UV_DIR)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes \
+		--target $(UV_DIR) -r .build/uv-requirements.txt
 	touch $@
+
+# Exactly the lock: the project (editable) and its dev extras; anything else is removed.
+$(VENV)/.installed: pyproject.toml uv.lock $(UV)
+	$(UV) sync --frozen --extra dev --python $(PYTHON) --quiet
+	touch $@
+
+# Re-resolve every dependency to the newest release pyproject.toml's ranges allow.
+lock: $(UV)
+	$(UV) lock --upgrade
+	@echo "uv.lock re-resolved (git diff uv.lock shows what moved). Before committing it:"
+	@echo "  make install && make lint && make test    # the suite on the new versions"
+	@echo "  CI=true bash .ci/run                     # on a clean clone, as CI runs it"
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error

@@ -24,7 +24,8 @@ from pipeline.local.harness import start_twin, stop_twin
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-COPIED = ("pipeline", "consumers", "integration_templates", "app.py", "cdk.json", "pyproject.toml")
+COPIED = ("pipeline", "consumers", "integration_templates", "app.py", "cdk.json", "pyproject.toml",
+          "uv.lock")
 Snapshot = dict[str, bytes | None]  # relative path -> file bytes (None for a directory)
 
 

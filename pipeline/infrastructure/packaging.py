@@ -1,8 +1,9 @@
 """Lambda packaging without Docker: the shared layer and the consumers' code assets.
 
 The layer is ``python/pipeline/__init__.py`` + ``python/pipeline/runtime/**`` + the
-``[tool.pipeline].layer-requirements`` distributions, installed by pip as manylinux2014 aarch64
-wheels for CPython 3.12 (the functions run on arm64). The distributions are installed once per
+``[tool.pipeline].layer-requirements`` distributions, installed by uv as manylinux2014 aarch64
+wheels for CPython 3.12 (the functions run on arm64), at the versions and hashes of ``uv.lock``
+(the ones the tests ran with). The distributions are installed once per
 requirements set under ``.build/layer-deps/<hash>`` (``make install`` builds them, so a synth
 needs no network afterwards, even after the runtime's sources change); each layer is cached under
 ``.build/layer/<hash>`` (requirements + sources). Both are built atomically (temporary directory +
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -23,36 +23,26 @@ import tomllib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from pipeline import PROJECT_ROOT
+from uv import find_uv_bin
+
+from pipeline import PROJECT_ROOT, lockfile
 from pipeline.infrastructure import PackagingError
 
-LAYER_PLATFORM = ("manylinux2014_aarch64", "cp", "3.12")
+LAYER_PLATFORM = ("aarch64-manylinux2014", "3.12")  # uv's --python-platform, --python-version
 ASSET_EXCLUDES = ["__pycache__", "*.pyc", "tests", "test_*.py", ".pytest_cache"]
 _PIP_TIMEOUT_S = 600
 KEEP_LAYERS = 8
-_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
-
-
-def normalize(name: str) -> str:
-    """PEP 503 normalized distribution name."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def layer_requirements(pyproject: Path = PROJECT_ROOT / "pyproject.toml",
                        key: str = "layer-requirements") -> list[str]:
-    """A layer's requirement specifiers (``[tool.pipeline].<key>``), with the ranges from
-    ``[project].dependencies``."""
+    """A layer's distributions and their dependencies, as hash-pinned lines at the versions the
+    project's ``uv.lock`` records (beside *pyproject*), for Lambda's arm64 CPython 3.12."""
     data = tomllib.loads(pyproject.read_text())
     wanted = data.get("tool", {}).get("pipeline", {}).get(key, [])
-    ranges: dict[str, str] = {}
-    for dep in data.get("project", {}).get("dependencies", []):
-        match = _NAME.match(dep)
-        if match:
-            ranges[normalize(match.group(1))] = dep.strip()
-    missing = [w for w in wanted if normalize(w) not in ranges]
-    if missing:
-        raise PackagingError(f"{key} {missing} are not in [project].dependencies")
-    return [ranges[normalize(w)] for w in wanted]
+    try:
+        return lockfile.requirements(wanted, lockfile.LAMBDA_ENVIRONMENT,
+                                     lockfile.LockFile(pyproject.parent / "uv.lock"))
+    except lockfile.LockError as exc:
+        raise PackagingError(f"{key}: {exc}") from exc
 
 
 def runtime_sources(root: Path = PROJECT_ROOT) -> list[Path]:
@@ -142,22 +132,26 @@ def _build_once(final: Path, fill: Callable[[Path], None]) -> Path:
 
 
 def _pip_install(requirements: list[str], target: Path) -> None:
-    platform, implementation, version = LAYER_PLATFORM
-    cmd = [
-        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-        "--no-compile", "--platform", platform, "--implementation", implementation,
-        "--python-version", version, "--only-binary=:all:", "--target", str(target),
-        *requirements,
-    ]
+    """Install the hash-pinned *requirements* (and nothing else) as Lambda's wheels."""
     if not requirements:
         target.mkdir(parents=True, exist_ok=True)
         return
+    platform, version = LAYER_PLATFORM
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as listing:
+        listing.write("\n".join(requirements) + "\n")
+    cmd = [
+        find_uv_bin(), "pip", "install", "--quiet", "--no-deps", "--require-hashes",
+        "--only-binary", ":all:", "--python-platform", platform, "--python-version", version,
+        "--python", sys.executable, "--target", str(target), "-r", listing.name,
+    ]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=_PIP_TIMEOUT_S)
     except subprocess.TimeoutExpired as exc:
-        raise PackagingError(f"pip timed out after {_PIP_TIMEOUT_S}s building the layer") from exc
+        raise PackagingError(f"uv timed out after {_PIP_TIMEOUT_S}s building the layer") from exc
+    finally:
+        os.unlink(listing.name)
     if done.returncode != 0:
-        raise PackagingError(f"pip failed building the layer:\n{done.stderr.strip()}")
+        raise PackagingError(f"uv failed building the layer:\n{done.stderr.strip()}")
 
 
 def asset_files(directory: Path) -> Iterator[Path]:

@@ -151,6 +151,14 @@ def synthesize(assembly: Path, stage: str, context: dict[str, str] | None = None
 
 
 def run(args: argparse.Namespace) -> int:
+    from pipeline.local.errors import UnsupportedVersionError
+    from pipeline.local.patches import check_versions
+
+    try:  # before importing the twin: an unexpected release fails here, in one line
+        check_versions()
+    except UnsupportedVersionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     from pipeline.local.gateway.quotas import GatewayQuotas
     from pipeline.local.twin import TwinConfig
 

@@ -51,14 +51,13 @@ class FunctionError(TwinError):
 
 
 class UnsupportedVersionError(TwinError):
-    """An installed library is not a version the twin's patches of its internals were written
-    for (``pipeline.local.patches``)."""
+    """An installed library is not the version the twin's use of its internals was written and
+    tested for (``pipeline.local.patches``): one line, naming both versions."""
 
     def __init__(self, package: str, installed: str, supported: str) -> None:
         super().__init__(
-            f"{package} {installed} is installed, but the twin patches its internals and supports "
-            f"only {package} {supported}; install it with: .venv/bin/python -m pip install "
-            f"'{package}{supported}'")
+            f"{package} {installed} is installed, but the twin relies on the internals of "
+            f"{package} {supported} exactly: run `make install` (installs uv.lock)")
         self.package = package
         self.installed = installed
         self.supported = supported

@@ -12,7 +12,7 @@ import binascii
 from collections.abc import Mapping
 from typing import Any
 
-from aws_kinesis_agg.deaggregator import iter_deaggregate_records
+from pipeline.runtime.kpl import iter_deaggregate_records
 
 from .envelope import Envelope, EnvelopeError, parse_envelope
 from .exceptions import UndecodableRecord

@@ -4,25 +4,61 @@ from __future__ import annotations
 
 import json
 import threading
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pipeline import PROJECT_ROOT
+from pipeline import PROJECT_ROOT, lockfile
 from pipeline.infrastructure import PackagingError, packaging
 
 PYPROJECT = """
-[project]
-dependencies = ["orjson>=3.9,<4", "Aws_Kinesis.Agg>=1.2,<2", "boto3>=1.34"]
 [tool.pipeline]
-layer-requirements = ["orjson", "aws-kinesis-agg"]
+layer-requirements = ["a"]
+"""
+
+# A lock with a marker for another platform and a forked package (two versions by Python).
+LOCK = """
+version = 1
+[[package]]
+name = "websocket-pipeline"
+version = "0.1.0"
+source = { editable = "." }
+dependencies = [{ name = "a" }, { name = "x86-only", marker = "platform_machine == 'x86_64'" }]
+[[package]]
+name = "a"
+version = "1.0"
+dependencies = [
+  { name = "arm-only", marker = "platform_machine == 'aarch64'" },
+  { name = "b", version = "3.0", marker = "python_full_version < '3.12'" },
+  { name = "b", version = "3.1", marker = "python_full_version >= '3.12'" },
+  { name = "win", marker = "sys_platform == 'win32'" },
+]
+sdist = { url = "https://x/a-1.0.tar.gz", hash = "sha256:a0" }
+wheels = [{ url = "https://x/a-1.0-py3-none-any.whl", hash = "sha256:aaa" }]
+[[package]]
+name = "arm-only"
+version = "2.0"
+[[package]]
+name = "x86-only"
+version = "2.0"
+[[package]]
+name = "b"
+version = "3.0"
+[[package]]
+name = "b"
+version = "3.1"
+[[package]]
+name = "win"
+version = "1"
 """
 
 
 def make_project(root: Path, pyproject: str = PYPROJECT) -> Path:
     (root / "pipeline" / "runtime" / "__pycache__").mkdir(parents=True)
     (root / "pyproject.toml").write_text(pyproject)
+    (root / "uv.lock").write_text(LOCK)
     (root / "pipeline" / "__init__.py").write_text('"""pkg"""\n')
     (root / "pipeline" / "runtime" / "__init__.py").write_text("")
     (root / "pipeline" / "runtime" / "envelope.py").write_text("X = 1\n")
@@ -51,17 +87,31 @@ class FakePip:
         (target / "orjson" / "orjson.cpython-312-aarch64-linux-gnu.so").write_bytes(b"\x7fELF")
 
 
-def test_layer_requirements_take_the_ranges_from_project_dependencies(tmp_path: Path) -> None:
-    make_project(tmp_path)
-    assert packaging.layer_requirements(tmp_path / "pyproject.toml") == [
-        "orjson>=3.9,<4",
-        "Aws_Kinesis.Agg>=1.2,<2",
-    ]
+def test_layer_requirements_are_the_locked_closure_for_lambdas_platform() -> None:
+    lines = packaging.layer_requirements(PROJECT_ROOT / "pyproject.toml")
+    lock = lockfile.LockFile()
+    pinned = {line.split("==")[0]: line.split("==")[1].split()[0] for line in lines}
+    # the layer's own distributions and what they need, at the versions the tests run with
+    for name in ("orjson", "aws-kinesis-agg", "aws-lambda-powertools", "jmespath"):
+        assert pinned[name] == lock.version(name) == version(name)
+    assert "boto3" not in pinned  # provided by the Lambda runtime, not in the layer
+    assert all("--hash=sha256:" in line for line in lines)
 
 
-def test_a_layer_requirement_missing_from_dependencies_is_an_error(tmp_path: Path) -> None:
-    make_project(tmp_path, PYPROJECT.replace('"aws-kinesis-agg"', '"numpy"'))
-    with pytest.raises(PackagingError, match=r"\['numpy'\] are not in \[project\].dependencies"):
+def test_markers_are_evaluated_for_lambda_not_for_this_machine(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.pipeline]\nlayer-requirements = ["a"]\n')
+    (tmp_path / "uv.lock").write_text(LOCK)
+    lines = packaging.layer_requirements(tmp_path / "pyproject.toml")
+    assert [line.split()[0] for line in lines] == ["a==1.0", "arm-only==2.0", "b==3.1"]
+    assert lines[0].split()[1:] == ["--hash=sha256:aaa", "--hash=sha256:a0"]
+
+
+def test_a_layer_requirement_missing_from_the_lock_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.pipeline]\nlayer-requirements = ["numpy"]\n')
+    (tmp_path / "uv.lock").write_text(LOCK)
+    with pytest.raises(PackagingError, match=r"\['numpy'\] are not dependencies"):
         packaging.layer_requirements(tmp_path / "pyproject.toml")
 
 

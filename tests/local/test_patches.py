@@ -1,47 +1,129 @@
-"""The one place that patches third-party internals refuses versions it was not written for."""
+"""The libraries whose internals the twin touches: pinned exactly, refused at any other version,
+and the behaviour each use relies on, tested here (an upgrade that breaks it fails a test)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tomllib
 from importlib.metadata import version
+from pathlib import Path
 
 import pytest
 
+from pipeline import PROJECT_ROOT, lockfile
 from pipeline.local import patches
 from pipeline.local.errors import TwinError, UnsupportedVersionError
 
 
-def test_installed_versions_are_supported() -> None:
-    patches.check_versions()  # the twin's start-up check passes on this venv
-    for package in patches.SUPPORTED:
-        assert patches.is_supported(package, version(package))
-
-
-def test_supported_ranges_match_pyproject() -> None:
-    import tomllib
-
-    from pipeline import PROJECT_ROOT
-
+@pytest.mark.parametrize("package", patches.PINNED)
+def test_each_pinned_library_is_pinned_exactly_and_installed_at_the_pin(package: str) -> None:
     deps = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    for package in patches.SUPPORTED:
-        pins = [d for d in deps if d.replace("[server]", "").startswith(package + ">")]
-        assert pins, package
-        assert pins[0].replace("[server]", "") == package + patches.supported_range(package)
+    (line,) = [d for d in deps if d.split("==")[0].split("[")[0] == package]
+    pin = line.split("==")[1]
+    assert patches.expected(package) == pin == lockfile.LockFile().version(package)
+    assert version(package) == pin
+    patches.require(package)
 
 
-@pytest.mark.parametrize(("installed", "ok"), [
-    ("5.2.5", True), ("5.2.9", True), ("5.2.4", False), ("5.3.0", False), ("6.0", False),
-    ("5.3.0rc1", False), ("5.2.10.dev0", True),
-])
-def test_version_ranges(installed: str, ok: bool) -> None:
-    assert patches.is_supported("moto", installed) is ok
-
-
-def test_an_unsupported_version_names_package_installed_and_supported(
+def test_another_version_is_refused_naming_the_library_and_both_versions(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(patches.SUPPORTED, "moto", ("0.1", "0.2"))
+    monkeypatch.setattr(patches, "_installed", lambda package: "9.9.9")
     with pytest.raises(UnsupportedVersionError) as err:
         patches.check_versions()
     assert isinstance(err.value, TwinError)
-    assert err.value.package == "moto" and err.value.installed == version("moto")
-    message = str(err.value)
-    assert f"moto {version('moto')} is installed" in message and "moto >=0.1,<0.2" in message
+    assert (err.value.package, err.value.installed) == ("moto", "9.9.9")
+    assert str(err.value) == (
+        f"moto 9.9.9 is installed, but the twin relies on the internals of moto "
+        f"{version('moto')} exactly: run `make install` (installs uv.lock)")
+
+
+def fake_release(root: Path, name: str, release: str) -> Path:
+    """A dist-info that makes importlib.metadata report *release* for *name* (first on the path)."""
+    info = root / f"{name.replace('-', '_')}-{release}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {release}\n")
+    return root
+
+
+@pytest.mark.parametrize("package", ["moto", "aiohttp"])
+def test_the_twin_refuses_to_start_on_another_release_in_one_line(
+        package: str, tmp_path: Path) -> None:
+    """What a user sees with a newer release forced into the venv: one line and exit 2, before
+    any synth or port, never TWIN-READY."""
+    path = fake_release(tmp_path / "site", package, "99.0.0")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(path), str(PROJECT_ROOT)])}
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "local", "--port", "0", "--aws-port", "0",
+         "--no-synth", "--assembly", str(tmp_path / "none")],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "TWIN-READY" not in done.stdout
+    lines = done.stderr.strip().splitlines()
+    assert lines == [f"error: {package} 99.0.0 is installed, but the twin relies on the "
+                     f"internals of {package} {version(package)} exactly: run `make install` "
+                     "(installs uv.lock)"]
+
+
+# --- the behaviour each use of a library's internals relies on -------------------------------
+# aiohttp's reader (_payload_parser, _message_tail, _reader): a single frame over the quota closes
+# 1009 while a message under the 128 KB limit still passes: tests/local/gateway/test_frame_limits.py
+# and test_server.py run it through a real socket.
+
+
+def test_aiohttp_still_hands_its_parser_where_the_frame_guard_replaces_it() -> None:
+    from aiohttp.web_protocol import RequestHandler
+    from aiohttp.web_ws import WebSocketResponse
+
+    assert "_payload_parser" in RequestHandler.__slots__
+    assert "_message_tail" in RequestHandler.__slots__
+    assert callable(WebSocketResponse._post_start)
+
+
+def test_airspeed_looks_methods_up_in_its_table_by_exact_class() -> None:
+    import airspeed
+
+    from pipeline.local.patches.airspeed_methods import add_methods
+
+    class Token(str):
+        pass
+
+    add_methods(Token, {"shout": lambda self: self.upper() + "!"}, like=str)
+    template = airspeed.Template("$t.shout() $t.length()")
+    assert template.merge({"t": Token("hi")}) == "HI! 2"  # added, and str's own kept
+
+
+def test_moto_serves_dynamodb_through_its_dispatcher_in_process() -> None:
+    from pipeline.local.aws_door import AwsDoor
+
+    door = AwsDoor(None, None)
+    missing = door.call_aws("dynamodb", "DescribeTable", b'{"TableName": "nowhere"}', None)
+    assert missing.status == 400 and missing.error_type == "ResourceNotFoundException"
+    listed = door.call_aws("sqs", "ListQueues", b"{}", None)
+    assert listed.status == 200
+
+
+def test_powertools_calls_the_batch_processors_prepare_and_record_hooks() -> None:
+    """OrderedKinesisProcessor overrides _prepare and _process_record (private in Powertools)."""
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+
+    calls: list[str] = []
+
+    class Probe(BatchProcessor):
+        def _prepare(self) -> None:
+            calls.append("prepare")
+            super()._prepare()  # type: ignore[no-untyped-call]
+
+        def _process_record(self, record: dict[str, object]) -> object:
+            calls.append("record")
+            return super()._process_record(record)
+
+    event = {"Records": [{"kinesis": {"partitionKey": "k", "sequenceNumber": "1",
+                                      "data": "e30=", "kinesisSchemaVersion": "1.0",
+                                      "approximateArrivalTimestamp": 1.0},
+                          "eventID": "shardId-000000000000:1", "eventSource": "aws:kinesis"}]}
+    processor = Probe(EventType.KinesisDataStreams)
+    with processor(records=event["Records"], handler=lambda record: None):
+        processor.process()
+    assert calls == ["prepare", "record"]

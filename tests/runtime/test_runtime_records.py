@@ -77,3 +77,16 @@ def test_a_body_sent_as_an_object_is_kept_as_its_json_text() -> None:
     data = raw.replace(b'"body": "{}"', b'"body": {"action": "echo"}')
     (env,) = decode_record(event((A, data))["Records"][0])
     assert env.body_json() == {"action": "echo"}
+
+
+def test_importing_the_runtime_leaves_sys_path_as_it_was() -> None:
+    """aws-kinesis-agg puts its folder and site-packages first on import; the runtime restores the
+    path, so a Lambda layer never overtakes the function's own code (nor PYTHONPATH)."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; before = list(sys.path); import pipeline.runtime.records, "
+             "pipeline.publish; print(sys.path == before)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert done.stdout.strip() == "True"

@@ -113,7 +113,7 @@ def user_records(record: StoredRecord) -> list[StoredRecord]:
     de-aggregated by aws-kinesis-agg as the runtime does (magic, MD5 digest, protobuf)."""
     if not record.data.startswith(KPL_MAGIC):
         return []
-    from aws_kinesis_agg.deaggregator import iter_deaggregate_records
+    from pipeline.runtime.kpl import iter_deaggregate_records
 
     shape = {"kinesis": {
         "kinesisSchemaVersion": "1.0", "data": base64.b64encode(record.data).decode(),

@@ -10,62 +10,64 @@ The twin reaches into three libraries where they offer no hook:
 - ``airspeed-ext`` (:mod:`.airspeed_methods`): the Java methods API Gateway's VTL offers, in
   airspeed's method table.
 
-:func:`check_versions` (run by the twin at start-up) and each adapter's own install refuse a
-version outside :data:`SUPPORTED` with an :class:`~pipeline.local.errors.UnsupportedVersionError`
-naming the package, the installed and the supported versions; pyproject.toml pins the same ranges.
+:func:`check_versions` (run by the twin at start-up, before anything listens) and each adapter's
+own install refuse any version but the one pyproject.toml pins exactly (``==``, read from this
+project's installed metadata, so the pin is written once) with an
+:class:`~pipeline.local.errors.UnsupportedVersionError` naming the package, the installed and the
+expected version. A range is not a tested environment: moto 5.2.6, a patch release, changed the
+private model an earlier patch relied on. Each patch's behaviour is also tested
+(``tests/local/test_patches.py``), so an upgrade in ``make lock`` that breaks it fails a test.
 """
 
 from __future__ import annotations
 
-import re
-from importlib.metadata import PackageNotFoundError, version
+from functools import cache
+from importlib.metadata import PackageNotFoundError, requires, version
 
 from pipeline.local.errors import UnsupportedVersionError
 
-# package -> (lowest supported, first unsupported): keep in step with pyproject.toml.
-SUPPORTED: dict[str, tuple[str, str]] = {
-    "moto": ("5.2.5", "5.3"),
-    "aiohttp": ("3.14.5", "3.15"),
-    "airspeed-ext": ("0.6.9", "0.7"),
-}
+DISTRIBUTION = "websocket-pipeline"
+# The libraries whose internals the twin (or the runtime it runs) touches: each is pinned with
+# ``==`` in pyproject.toml. moto: its request dispatcher serves DynamoDB, SQS and Secrets Manager
+# in process; aiohttp: its WebSocket reader; airspeed-ext: its method table; Powertools: the
+# batch processor's private hooks (pipeline/runtime/batch.py).
+PINNED: tuple[str, ...] = ("moto", "aiohttp", "airspeed-ext", "aws-lambda-powertools")
 
 
-def _parts(text: str) -> tuple[int, ...]:
-    """``"3.14.5"`` -> ``(3, 14, 5)``; a pre-release tail ("0rc1") ends the number."""
-    out: list[int] = []
-    for piece in text.split("."):
-        digits = re.match(r"\d*", piece)
-        if digits is None or not digits.group():
-            break
-        out.append(int(digits.group()))
-        if digits.group() != piece:
-            break
-    return tuple(out)
+def _name(requirement: str) -> str:
+    end = min((i for i, c in enumerate(requirement) if c in "[=<>!~; "), default=len(requirement))
+    return requirement[:end].strip().lower().replace("_", "-")
 
 
-def supported_range(package: str) -> str:
-    """The pip specifier of the versions the twin's patches of *package* were written for."""
-    low, high = SUPPORTED[package]
-    return f">={low},<{high}"
+@cache
+def expected(package: str) -> str:
+    """The exact version pyproject.toml pins for *package* (from the installed metadata)."""
+    try:
+        lines = requires(DISTRIBUTION) or []
+    except PackageNotFoundError as exc:
+        raise UnsupportedVersionError(package, _installed(package), "(unknown: run make install)"
+                                      ) from exc
+    for line in lines:
+        if _name(line) == package and "==" in line:
+            return line.split("==", 1)[1].split(";", 1)[0].split(",", 1)[0].strip()
+    raise UnsupportedVersionError(package, _installed(package), "(not pinned in pyproject.toml)")
 
 
-def is_supported(package: str, installed: str) -> bool:
-    """Whether *installed* lies in :data:`SUPPORTED` for *package*."""
-    low, high = SUPPORTED[package]
-    return _parts(low) <= _parts(installed) < _parts(high)
+def _installed(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "(not installed)"
 
 
 def require(package: str) -> None:
-    """Raise :class:`UnsupportedVersionError` unless the installed *package* is supported."""
-    try:
-        installed = version(package)
-    except PackageNotFoundError:
-        installed = "(not installed)"
-    if installed == "(not installed)" or not is_supported(package, installed):
-        raise UnsupportedVersionError(package, installed, supported_range(package))
+    """Raise :class:`UnsupportedVersionError` unless *package* is exactly the pinned version."""
+    want, have = expected(package), _installed(package)
+    if have != want:
+        raise UnsupportedVersionError(package, have, want)
 
 
 def check_versions() -> None:
-    """Check every patched library (the twin's start-up calls this first)."""
-    for package in SUPPORTED:
+    """Check every pinned library (the twin's start-up calls this first)."""
+    for package in PINNED:
         require(package)

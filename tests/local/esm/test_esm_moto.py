@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aws_kinesis_agg.aggregator import AggRecord
 from esm_harness import FunctionInvoker, Probe, decoded
 
 from pipeline.local.esm import EventSourceMappingRunner, MappingConfig
+from pipeline.runtime.kpl import AggRecord
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("pipeline.local.services") is None,

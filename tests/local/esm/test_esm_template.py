@@ -29,7 +29,7 @@ def envelope(route: str, key: str = "conn-1") -> StoredRecord:
 
 def kpl_record(route_key: str) -> StoredRecord:
     """A real KPL-aggregated record of two server envelopes (aws-kinesis-agg)."""
-    from aws_kinesis_agg.aggregator import RecordAggregator
+    from pipeline.runtime.kpl import RecordAggregator
 
     aggregator = RecordAggregator()
     for n in range(2):
