@@ -68,6 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                              "(the account quota; default 500; 0 = off)")
     parser.add_argument("--connections-latency-ms", type=float, default=0.0, metavar="MS",
                         help="added to every @connections call (AWS in-Region: 10-20 ms)")
+    parser.add_argument("--ready-timeout", type=float, default=30.0, metavar="SECONDS",
+                        help="how long start-up waits for every mapping to read its canary "
+                             "record before it fails (default 30)")
     parser.add_argument("--log-level", default="WARNING", help="twin log level (default WARNING)")
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of a start-up failure")
@@ -201,6 +204,7 @@ def run(args: argparse.Namespace) -> int:
         integration_response_selection=args.integration_response_selection,
         connect_failure=args.connect_failure,
         oidc_dir=Path(args.oidc_dir),
+        ready_timeout_s=args.ready_timeout,
         quotas=GatewayQuotas(connections_rps=args.connections_rps,
                              new_connections_per_second=args.new_connections_per_second,
                              connections_latency_ms=args.connections_latency_ms),

@@ -10,13 +10,17 @@ every part. Stop in reverse.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from pipeline.local.cfn import Stack, load_template, resolve_stack
 from pipeline.local.errors import FunctionError, TwinError
+from pipeline.local.esm.canary import Canary
 from pipeline.local.gateway.quotas import GatewayQuotas
 from pipeline.local.iam.access import AccessControl
 from pipeline.local.iam.gateway_access import GatewayAccess
@@ -44,6 +48,9 @@ class TwinConfig:
     integration_response_selection: str = "status"
     connect_failure: str = "accept"
     oidc_dir: Path = Path(".twin") / "oidc"  # auth=jwt: the twin issuer's key and settings
+    # Start-up waits this long for every mapping to read its canary (esm/canary.py); generous:
+    # a busy 2-core machine starting several twins at once.
+    ready_timeout_s: float = 30.0
     # Account quotas and the @connections round trip (pipeline/local/gateway/quotas.py).
     quotas: GatewayQuotas = field(default_factory=GatewayQuotas)
 
@@ -149,6 +156,7 @@ class RunningTwin:
         await self.workers.start()
 
         loop = asyncio.get_running_loop()
+        canary = Canary()
         self._source = MotoShardSource(services, loop)
         sink = SqsFailureSink(services)
         roles = {f.ref: f.properties.get("Role") for f in stack.of_type("AWS::Lambda::Function")}
@@ -159,10 +167,13 @@ class RunningTwin:
                 _log_mapping_problems(access, res, str(role))
             runner = EventSourceMappingRunner(
                 config, self._source, self.workers, sink,
-                invoke_identity_arn=str(role) if role else None,
+                invoke_identity_arn=str(role) if role else None, canary=canary,
             )
             await runner.start()
+            canary.expect(config.uuid, self._source.stream_arn_of(config.event_source_arn),
+                          runner.shard_ids)
             self._runners.append(runner)
+        await self._prove_mappings_read(canary)
         await self._gateway.start()
 
         self.urls = TwinUrls(
@@ -172,6 +183,34 @@ class RunningTwin:
             issuer=issuer.issuer if issuer is not None else None,
         )
         return self.urls
+
+    async def _prove_mappings_read(self, canary: Canary) -> None:
+        """Put a canary on every shard the mappings read and wait until each reader has read it
+        (``esm/canary.py``): ready means a frame would reach its consumer."""
+        assert self.services is not None
+        for stream_arn in sorted(canary.streams()):
+            name = stream_arn.rsplit("/", 1)[-1]
+            shards = self.services.client("kinesis").list_shards(StreamName=name)["Shards"]
+            for shard in shards:
+                if "EndingSequenceNumber" in shard["SequenceNumberRange"]:
+                    continue  # closed: nothing new lands there
+                body = orjson.dumps({
+                    "StreamName": name, "PartitionKey": canary.key,
+                    "ExplicitHashKey": shard["HashKeyRange"]["StartingHashKey"],
+                    "Data": base64.b64encode(canary.record()).decode()})
+                answer = self.services.call_aws("kinesis", "PutRecord", body, None)
+                if answer.status != 200:
+                    raise TwinError(f"the start-up canary could not be put on {name}: "
+                                    f"{answer.error_type} {answer.body[:200]!r}")
+        timeout_s = self.config.ready_timeout_s
+        missing = await canary.wait(timeout_s)
+        if missing:
+            mapping, shard_id = missing[0]
+            runner = next(r for r in self._runners if r.config.uuid == mapping)
+            why = runner.read_error or "no error was raised; the reader never got it"
+            raise TwinError(f"mapping {runner.label} did not read the start-up canary from "
+                            f"{shard_id} within {timeout_s:g} s ({len(missing)} "
+                            f"readers missing): {why}")
 
     @property
     def route_keys(self) -> tuple[str, ...]:

@@ -78,3 +78,37 @@ async def test_a_client_connecting_as_soon_as_the_port_opens_is_answered(
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+BREAK_THE_READ_PATH = '''
+# Loaded by the twin's interpreter (sitecustomize): every record read back from the stream fails
+# to decode, the way moto 5.2.6's changed model made every read fail.
+from pipeline.local.esm import interfaces
+
+def _broken(self, *args, **kwargs):
+    raise TypeError("float() argument must be a string or a real number, not 'datetime.datetime'")
+
+interfaces.StoredRecord.__init__ = _broken
+'''
+
+
+def test_a_twin_whose_mappings_cannot_read_never_says_ready(
+        cloud_assembly: Path, tmp_path: Path) -> None:
+    """Ready means working: start-up reads a canary back through every mapping's read path, so a
+    broken read path fails the start in one line, naming the mapping and the error."""
+    (tmp_path / "sitecustomize.py").write_text(BREAK_THE_READ_PATH)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), str(PROJECT_ROOT)])}
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "local", "--no-synth", "--assembly",
+         str(cloud_assembly), "--port", "0", "--aws-port", "0", "--ready-timeout", "5",
+         "--function-logs", str(tmp_path / "logs")],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=DEADLINE_S)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "TWIN-READY" not in done.stdout
+    failure = done.stderr.strip().splitlines()[-1]
+    assert failure.startswith("local twin failed to start: "), done.stderr
+    assert "start-up canary" in failure or "TypeError" in failure, failure
+    assert "float() argument must be a string or a real number" in done.stderr
+    # the reader's failure is said once per reader, not as a stream of tracebacks
+    assert "Traceback" not in done.stderr

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pipeline.local.aws import KINESIS_GET_RECORDS_MAX, REGION
 
 from .batching import Batcher, lane_of
+from .canary import Canary
 from .config import MappingConfig
 from .events import EventContext, arn_region_account, failure_record, function_arn, kinesis_event
 from .filters import metadata_keys, record_matches
@@ -59,8 +60,13 @@ class EventSourceMappingRunner:
         retry_backoff_s: float = 0.1,
         max_backoff_s: float = 2.0,
         shard_refresh_s: float = 5.0,
+        canary: Canary | None = None,
     ) -> None:
         self.config = config
+        self.canary = canary  # start-up's canary records: read, reported, never delivered
+        self.label = f"{config.function_name} ({config.uuid})"  # what the logs call it
+        self.read_error: str | None = None  # the last failure of a reader, until all recover
+        self.failing_readers: set[str] = set()  # shards whose reader fails right now
         self.stats = RunnerStats()
         self._source = source
         self._invoker = invoker
@@ -82,6 +88,11 @@ class EventSourceMappingRunner:
     @property
     def running(self) -> bool:
         return bool(self._tasks)
+
+    @property
+    def shard_ids(self) -> list[str]:
+        """The shards this mapping reads (after :meth:`start`)."""
+        return list(self._shards)
 
     async def start(self) -> None:
         """Position a reader on every shard (per ``StartingPosition``) and start; no-op when the
@@ -196,6 +207,7 @@ class _Shard:
         self.after: str | None = None
         self.at_timestamp: float | None = None
         self.fan_out = "/consumer/" in cfg.event_source_arn  # reads through an EFO consumer
+        self.failures = 0  # consecutive failed reads or waits (logged once)
 
     def position_at_start(self) -> None:
         cfg, src = self.runner.config, self.runner._source
@@ -205,7 +217,7 @@ class _Shard:
             self.at_timestamp = cfg.starting_position_timestamp
 
     async def read_loop(self) -> None:
-        runner, src, cfg = self.runner, self.runner._source, self.runner.config
+        runner, src = self.runner, self.runner._source
         while True:
             backlog = max(len(lane.batcher) for lane in self.lanes)
             while backlog >= self.high_water:  # backpressure: a blocked lane stops the reader
@@ -217,10 +229,11 @@ class _Shard:
                 records = src.read(self.ctx.stream_arn, self.ctx.shard_id,
                                    after_sequence=self.after, at_timestamp=self.at_timestamp,
                                    limit=limit)
-            except Exception:
-                log.exception("%s: reading %s failed", cfg.uuid, self.ctx.shard_id)
+            except Exception as exc:
+                self._failed("reading", exc)
                 await asyncio.sleep(runner._backoff(3))  # back off a failing source
                 continue
+            self._recovered()
             if not records:
                 if self.at_timestamp is not None:
                     # Everything stored is older than the timestamp: continue from the newest.
@@ -242,8 +255,8 @@ class _Shard:
         try:
             skipped = await src.wait_for_records(self.ctx.stream_arn, self.ctx.shard_id,
                                                  self.after, IDLE_WAIT_S, wanted)
-        except Exception:
-            log.exception("%s: waiting on %s failed", runner.config.uuid, self.ctx.shard_id)
+        except Exception as exc:
+            self._failed("waiting on", exc)
             await asyncio.sleep(runner._backoff(3))
             return
         if skipped is not None:  # read and filtered out by the source, for this reader
@@ -251,17 +264,46 @@ class _Shard:
             runner.stats.records_read += skipped.count
             runner.stats.records_filtered_out += skipped.count
 
+    def _failed(self, doing: str, exc: Exception) -> None:
+        """Say once per mapping, in one line, that its readers fail (mapping, shard, error); a
+        failure that repeats every back-off is counted, not logged again (traceback: DEBUG)."""
+        runner = self.runner
+        runner.read_error = f"{doing} {self.ctx.shard_id} failed: {type(exc).__name__}: {exc}"
+        self.failures += 1
+        if self.failures == 1:
+            if not runner.failing_readers:
+                log.error("mapping %s: %s (retrying)", runner.label, runner.read_error)
+            log.debug("mapping %s: %s", runner.label, runner.read_error, exc_info=exc)
+            runner.failing_readers.add(self.ctx.shard_id)
+
+    def _recovered(self) -> None:
+        if self.failures:
+            runner = self.runner
+            runner.failing_readers.discard(self.ctx.shard_id)
+            if not runner.failing_readers:
+                log.warning("mapping %s: reads again (%s, after %d failed attempts)",
+                            runner.label, self.ctx.shard_id, self.failures)
+                runner.read_error = None
+            self.failures = 0
+
     def _wanted(self, record: StoredRecord) -> bool:
-        """The mapping's filter criteria (no criteria: every record)."""
+        """The mapping's filter criteria (no criteria: every record); a canary wakes the reader."""
+        canary = self.runner.canary
+        if canary is not None and canary.is_canary(record.partition_key):
+            return True
         return record_matches(self.runner.config.filters, record, fan_out=self.fan_out)
 
     def _route(self, records: list[StoredRecord]) -> None:
         """Filter the records read and hand each to its lane by partition key."""
         runner = self.runner
         self.after, self.at_timestamp = records[-1].sequence_number, None
-        runner.stats.records_read += len(records)
         now = asyncio.get_running_loop().time()
+        canary = runner.canary
         for record in records:
+            if canary is not None and canary.is_canary(record.partition_key):
+                canary.seen(runner.config.uuid, self.ctx.shard_id)
+                continue
+            runner.stats.records_read += 1
             if self._wanted(record):
                 lane = self.lanes[lane_of(record.partition_key, len(self.lanes))]
                 lane.add(record, now)
