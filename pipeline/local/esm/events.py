@@ -86,10 +86,17 @@ def failure_record(
 ) -> dict[str, Any]:
     """The message an on-failure destination receives for discarded records (metadata only).
     https://docs.aws.amazon.com/lambda/latest/dg/kinesis-on-failure-destination.html
+
+    ``responseContext`` describes the last invocation of the records: ``functionError`` is
+    ``"Unhandled"`` after a function error and present but ``null`` when the function returned
+    (a partial batch response or a malformed one that failed the batch): AWS recorded exactly
+    that (tests/aws_recordings, ``test_kinesis_report_batch_item_failures``). Records never
+    invoked (expired by age before their first invocation) carry no ``functionError``: no
+    recording shows that case, and there is no invocation to describe.
     """
     response: dict[str, Any] = {"statusCode": 200, "executedVersion": "$LATEST"}
-    if last_result is not None and not last_result.ok:
-        response["functionError"] = "Unhandled"
+    if last_result is not None:
+        response["functionError"] = None if last_result.ok else "Unhandled"
     return {
         "requestContext": {
             "requestId": str(uuid.uuid4()),

@@ -34,7 +34,11 @@ class WorkItem:
 
     records: tuple[StoredRecord, ...]
     retries: int = 0  # retries consumed (bisect splits do not count)
-    invokes: int = 0  # invocations of exactly this batch so far
+    # Invocations that carried these records since the batch was last split: a partial batch
+    # response's retry keeps counting (AWS recorded approximateInvokeCount 4 for a record
+    # failed in a batch of 3 and then retried 3 times alone); a bisect split starts again.
+    invokes: int = 0
+    last_result: InvokeResult | None = None  # of the latest invocation carrying these records
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,10 @@ def decide(item: WorkItem, outcome: BatchOutcome, config: MappingConfig) -> Retr
         if config.bisect_batch_on_function_error:
             return RetryDecision(done=done, retry=(WorkItem(rest, item.retries),))
         if can_retry(item.retries, config.maximum_retry_attempts):
-            return RetryDecision(done=done, retry=(WorkItem(rest, item.retries + 1),), backoff=True)
+            # The retry keeps the invocation count: the records just failed were in this
+            # invocation (the recorded on-failure message counts it).
+            retry = WorkItem(rest, item.retries + 1, item.invokes)
+            return RetryDecision(done=done, retry=(retry,), backoff=True)
         return RetryDecision(done=done, discard=Discard(rest, RETRY_EXHAUSTED, item.invokes))
     if config.bisect_batch_on_function_error and len(records) > 1:
         middle = (len(records) + 1) // 2
@@ -139,4 +146,4 @@ def split_expired(
     keep = tuple(
         r for r in item.records if now - r.approximate_arrival_timestamp <= maximum_record_age_s
     )
-    return expired, (WorkItem(keep, item.retries, item.invokes) if keep else None)
+    return expired, (WorkItem(keep, item.retries, item.invokes, item.last_result) if keep else None)

@@ -360,7 +360,10 @@ class _Lane:
         runner = self.runner
         expired, remaining = split_expired(item, runner._clock(), runner.config.maximum_record_age_s)
         if expired:
-            runner._discard(Discard(expired, RECORD_AGE_EXCEEDED, item.invokes), self.ctx, None)
+            # Records that expire while being retried report their invocations so far and the
+            # last one's result; records never invoked report 0 and no function error.
+            runner._discard(Discard(expired, RECORD_AGE_EXCEEDED, item.invokes), self.ctx,
+                            item.last_result)
         if remaining is None:
             return
         item = replace(remaining, invokes=remaining.invokes + 1)
@@ -371,7 +374,7 @@ class _Lane:
         runner.stats.records_processed += len(decision.done)
         if decision.discard is not None:
             runner._discard(decision.discard, self.ctx, result)
-        self.pending.extendleft(reversed(decision.retry))
+        self.pending.extendleft(reversed([replace(w, last_result=result) for w in decision.retry]))
         if decision.backoff and decision.retry:
             # A deliberate retry delay (Lambda backs off between retries), not a wait for work.
             await asyncio.sleep(runner._backoff(decision.retry[0].retries - 1))

@@ -83,3 +83,20 @@ def test_function_arn_accepts_names_and_arns() -> None:
     assert function_arn(arn, region="eu-west-1", account="1") == arn
     assert function_arn("f", region="us-east-1", account="123456789012") == arn
     assert iso_timestamp(0.0) == "1970-01-01T00:00:00.000Z"
+
+
+def _response_context(last: InvokeResult | None) -> dict[str, object]:
+    message = failure_record(RECORDS, CTX, function_arn="f", condition="RetryAttemptsExhausted",
+                             invoke_count=1, last_result=last, now=0.0)
+    context: dict[str, object] = message["responseContext"]
+    return context
+
+
+def test_function_error_is_null_when_the_function_returned() -> None:
+    # AWS recorded "functionError": null (present) after partial batch responses
+    # (tests/aws_recordings/cases/lambda_esm_kinesis.json).
+    returned = _response_context(InvokeResult(True, {"batchItemFailures": [{"itemIdentifier": ""}]}))
+    assert returned == {"statusCode": 200, "executedVersion": "$LATEST", "functionError": None}
+    raised = _response_context(InvokeResult(False, None, "ZeroDivisionError", "division by zero"))
+    assert raised["functionError"] == "Unhandled"
+    assert "functionError" not in _response_context(None)  # never invoked

@@ -191,3 +191,26 @@ def test_record_age_splits_expired_records_off() -> None:
     assert len(expired) == 5 and rest is None
     assert split_expired(WorkItem(batch), now=1e9, maximum_record_age_s=-1)[0] == ()
     assert RECORD_AGE_EXCEEDED == "RecordAgeExceeded"
+
+
+def test_partial_response_retries_keep_counting_invocations() -> None:
+    # AWS recorded approximateInvokeCount 4 for a record failed by a partial response in a batch
+    # of 3 and retried alone 3 times (tests/aws_recordings/cases/lambda_esm_kinesis.json).
+    def function(batch: tuple[StoredRecord, ...]) -> InvokeResult:
+        failed = [{"itemIdentifier": r.sequence_number} for r in batch if int(r.sequence_number) == 2]
+        return InvokeResult(True, {"batchItemFailures": failed})
+
+    invocations, done, discards = drive(
+        recs(3), function, cfg(report_batch_item_failures=True, maximum_retry_attempts=3))
+    assert invocations == [[0, 1, 2], [2], [2], [2]]
+    assert done == [0, 1]
+    assert [(seqs(d.records), d.invoke_count) for d in discards] == [([2], 4)]
+
+
+def test_record_age_keeps_the_invocations_so_far() -> None:
+    failed = InvokeResult(False, None, "ValueError", "boom")
+    item = WorkItem(recs(2, arrival=0.0), retries=2, invokes=3, last_result=failed)
+    expired, remaining = split_expired(replace(item, records=item.records[:1] + recs(1, 100.0)),
+                                       now=100.0, maximum_record_age_s=60)
+    assert seqs(expired) == [0]
+    assert remaining is not None and remaining.invokes == 3 and remaining.last_result == failed
