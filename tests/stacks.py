@@ -29,8 +29,8 @@ def stack_of(resources: Mapping[str, Mapping[str, Any]], name: str = "Test") -> 
 def aws_services(stack: Stack | None = None) -> Iterator[AwsServices]:
     """The twin's AWS services on a free port, *stack* provisioned, stopped at the end.
 
-    One at a time in a process: moto's backends are process-global, so a second AwsServices
-    started while this one runs takes its Kinesis put hooks (and listeners) away.
+    Each owns its Kinesis (streams, limits, listeners); moto's backends (DynamoDB, SQS, Secrets
+    Manager) are process-global, so two at once share those tables, queues and secrets.
     """
     svc = AwsServices()
     svc.start(0)

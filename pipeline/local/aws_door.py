@@ -1,13 +1,14 @@
 """The AWS-call door the gateway's integrations use: one AWS JSON-protocol call, in process.
 
-Kinesis PutRecord/PutRecords go straight to the backend (~0.05 ms); any other action goes
-through moto's own request handling in process (~1 ms, no socket). AWS errors come back as
-:class:`~pipeline.local.aws.AwsResponse`, never as exceptions.
+Kinesis is the twin's own (:mod:`pipeline.local.kinesis`): a JSON PutRecord (the frame path)
+goes straight to the model (~0.01 ms), any other Kinesis request (or a CBOR one) through its
+wire layer, in process; other services through moto's own request handling in process (~1 ms, no socket). AWS
+errors come back as :class:`~pipeline.local.aws.AwsResponse`, never as exceptions.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import binascii
 
 import orjson
 from moto.core.exceptions import ServiceException
@@ -16,22 +17,19 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_ba
 from werkzeug.test import Client
 
 from pipeline.local.aws import (
-    KINESIS_MAX_RECORD_BYTES,
     REGION,
     SERIALIZATION,
     UNKNOWN_OPERATION,
-    VALIDATION,
     AwsResponse,
 )
 from pipeline.local.aws import aws_error as _error
-from pipeline.local.content_types import kinesis_refusal
+from pipeline.local.content_types import KINESIS_JSON, kinesis_refusal, media_type
 from pipeline.local.iam.access import AccessControl
 from pipeline.local.iam.integration import integration_denied
-from pipeline.local.kinesis_store import data_size
+from pipeline.local.kinesis import KinesisBackend, KinesisError, KinesisResponses
 
-# AWS JSON protocol target prefixes for the services the integrations may call.
+# AWS JSON protocol target prefixes for the moto services the integrations may call.
 _TARGETS = {
-    "kinesis": ("Kinesis_20131202", "application/x-amz-json-1.1"),
     "dynamodb": ("DynamoDB_20120810", "application/x-amz-json-1.0"),
     "sqs": ("AmazonSQS", "application/x-amz-json-1.0"),
     "secretsmanager": ("secretsmanager", "application/x-amz-json-1.1"),
@@ -47,10 +45,11 @@ def _from_exception(exc: Exception) -> AwsResponse:
 
 
 class AwsDoor:
-    """Calls into the shared moto backends for the gateway (and anything else in process)."""
+    """Calls into the twin's services for the gateway (and anything else in process)."""
 
-    def __init__(self, kinesis: Any, access: AccessControl | None) -> None:
-        self.kinesis = kinesis
+    def __init__(self, kinesis: KinesisResponses, access: AccessControl | None) -> None:
+        self.kinesis: KinesisBackend = kinesis.backend
+        self.kinesis_wire = kinesis
         self.access = access  # IAM checks (None: off, ``--no-iam``)
         self._wsgi = Client(DomainDispatcherApplication(create_backend_app))
 
@@ -63,8 +62,8 @@ class AwsDoor:
         ``content_type`` is the request's Content-Type header (None: the one an SDK sends);
         Kinesis refuses any type it does not read, as AWS does (``content_types.py``).
 
-        Kinesis PutRecord/PutRecords go straight to the backend (~0.05 ms); any other action
-        goes through moto's own request handling in process (~1 ms, no socket).
+        A JSON Kinesis PutRecord goes straight to the model; any other action goes
+        through Kinesis's wire layer or moto's own request handling, in process (no socket).
         With IAM on, the ``credentials_arn`` role must allow the action (pipeline.local.iam).
         """
         if self.access is not None and credentials_arn:
@@ -75,42 +74,42 @@ class AwsDoor:
             refused = kinesis_refusal(content_type)
             if refused is not None:
                 return refused
+        if service == "kinesis":
+            if action == "PutRecord" and (content_type is None
+                                          or media_type(content_type) == KINESIS_JSON):
+                return self._kinesis_put(body)
+            answer = self.kinesis_wire.handle(action, body, content_type)
+            return AwsResponse(answer.status, answer.body, answer.error_type)
         try:
-            if service == "kinesis" and action in ("PutRecord", "PutRecords"):
-                return self._kinesis_put(action, body)
             return self._dispatch(service, action, body)
         except Exception as exc:  # AWS errors only; anything else propagates from _from_exception
             return _from_exception(exc)
 
-    def _kinesis_put(self, action: str, body: bytes) -> AwsResponse:
+    def _kinesis_put(self, body: bytes) -> AwsResponse:
+        """The frame path: a JSON PutRecord, straight to the model (one parse, one decode)."""
         try:
             req = orjson.loads(body)
         except orjson.JSONDecodeError:
-            return _error(400, SERIALIZATION, "the request body is not valid JSON")
+            return _error(400, SERIALIZATION, "Unexpected character found when decoding the "
+                          "request: not a JSON object.")
         if not isinstance(req, dict):
-            return _error(400, SERIALIZATION, "the request body is not a JSON object")
-        stream_name, stream_arn = req.get("StreamName"), req.get("StreamARN")
-        if not stream_name and not stream_arn:
-            return _error(400, VALIDATION, "StreamName or StreamARN is required")
-        if action == "PutRecords":
-            records = req.get("Records")
-            if not isinstance(records, list) or not records:
-                return _error(400, VALIDATION, "Records must be a non-empty list")
-            result = self.kinesis.put_records(stream_arn, stream_name, records)
-            return AwsResponse(200, orjson.dumps(result))
-        data, key = req.get("Data"), req.get("PartitionKey")
-        if not isinstance(data, str) or not isinstance(key, str):
-            return _error(400, VALIDATION,
-                          "Data (base64 string) and PartitionKey (string) are required")
-        size = data_size(data) + len(key.encode())
-        if size > KINESIS_MAX_RECORD_BYTES:
-            return _error(400, VALIDATION,
-                          "1 validation error detected: Value at 'data' failed to satisfy "
-                          "constraint: Member must have length less than or equal to 1048576")
-        seq, shard_id = self.kinesis.put_record(
-            stream_arn, stream_name, key, req.get("ExplicitHashKey"), data
-        )
-        return AwsResponse(200, orjson.dumps({"SequenceNumber": seq, "ShardId": shard_id}))
+            return _error(400, SERIALIZATION, "Unexpected character found when decoding the "
+                          "request: not a JSON object.")
+        try:
+            data = req.get("Data")
+            try:
+                raw = binascii.a2b_base64(data if isinstance(data, str) else "!",
+                                          strict_mode=True)
+            except (binascii.Error, ValueError):
+                answer = self.kinesis_wire.handle("PutRecord", body)  # its error, as the wire says
+                return AwsResponse(answer.status, answer.body, answer.error_type)
+            stream = self.kinesis.stream(req.get("StreamName"), req.get("StreamARN"))
+            record, shard = self.kinesis.put_record(stream, req.get("PartitionKey"), raw,
+                                                    req.get("ExplicitHashKey"))
+        except KinesisError as exc:
+            return _error(exc.status, exc.code, exc.message)
+        return AwsResponse(200, b'{"SequenceNumber":"%s","ShardId":"%s"}'
+                           % (record.sequence_number.encode(), shard.shard_id.encode()))
 
     def _dispatch(self, service: str, action: str, body: bytes) -> AwsResponse:
         target = _TARGETS.get(service)

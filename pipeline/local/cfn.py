@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,8 +128,12 @@ class Resolver:
         region: str = REGION,
         account_id: str = ACCOUNT_ID,
         parameters: Mapping[str, str] | None = None,
+        created: int | None = None,
     ) -> None:
         self.template = template
+        # When the stack is "created" (epoch seconds): the creation epoch AWS puts at the end of
+        # a stream consumer's ARN; provisioning registers the consumers with it.
+        self.created = int(time.time()) if created is None else created
         self.stack_name = stack_name
         self.region = region
         self.account_id = account_id
@@ -340,9 +345,13 @@ def resolve_stack(
     *,
     region: str = REGION,
     account_id: str = ACCOUNT_ID,
+    created: int | None = None,
 ) -> Stack:
-    """Resolve every resource (skipping those whose Condition is false) and the outputs."""
-    resolver = Resolver(template, stack_name, region=region, account_id=account_id)
+    """Resolve every resource (skipping those whose Condition is false) and the outputs.
+
+    ``created``: the stack's creation time (epoch seconds, default now), as in consumer ARNs."""
+    resolver = Resolver(template, stack_name, region=region, account_id=account_id,
+                        created=created)
     resources: dict[str, Resource] = {}
     for lid, spec in resolver.raw.items():
         if not isinstance(spec, dict) or "Type" not in spec:

@@ -70,10 +70,11 @@ def identity_for(
     if rtype == "AWS::Kinesis::StreamConsumer":
         stream_arn = str(r.resolve(props.get("StreamARN", "")))
         consumer = str(name) if name else lid
-        # moto's consumer ARN shape (AWS appends ":<creation epoch>"); one shape on both sides.
-        arn = f"{stream_arn}/consumer/{consumer}"
+        # AWS's shape: ".../consumer/<name>:<creation epoch seconds>"; provisioning registers
+        # the consumer with this epoch, so the functions and the twin's Kinesis agree.
+        arn = f"{stream_arn}/consumer/{consumer}:{r.created}"
         attrs = {"ConsumerARN": arn, "ConsumerName": consumer, "StreamARN": stream_arn,
-                 "ConsumerStatus": "ACTIVE", "ConsumerCreationTimestamp": "0"}
+                 "ConsumerStatus": "ACTIVE", "ConsumerCreationTimestamp": str(r.created)}
         return arn, attrs
     if rtype in ("AWS::DynamoDB::Table", "AWS::DynamoDB::GlobalTable"):
         arn = r.arn("dynamodb", f"table/{physical}")

@@ -9,9 +9,10 @@ static integration header for that reason
 and a request with another type (e.g. ``application/octet-stream``) is answered
 ``<UnknownOperationException/>``, not executed
 (https://github.com/disneystreaming/smithy4s/issues/167). The twin answers a missing or other type
-404 ``UnknownOperationException`` (the status AWS's common errors give an unknown operation), and a
-CBOR type 400 ``SerializationException``: every body this project sends is JSON text, which is no
-CBOR map (docs/fidelity.md "Unverified on AWS").
+404 ``UnknownOperationException`` (the status AWS's common errors give an unknown operation). The
+twin's Kinesis reads both encodings (``pipeline.local.kinesis.wire``): a CBOR type with a CBOR
+body works, and JSON text sent with the CBOR type is a 400 ``SerializationException`` (JSON text
+is no CBOR map; docs/fidelity.md "Unverified on AWS").
 """
 
 from __future__ import annotations
@@ -31,12 +32,9 @@ def media_type(content_type: str | None) -> str:
 
 
 def kinesis_refusal(content_type: str | None) -> AwsResponse | None:
-    """None when Kinesis would read a JSON request sent with *content_type*, else its answer."""
+    """None when Kinesis reads a request sent with *content_type* (JSON 1.1 or CBOR 1.1: the
+    body is then decoded as that type), else its answer."""
     kind = media_type(content_type)
-    if kind == KINESIS_JSON:
+    if kind in (KINESIS_JSON, KINESIS_CBOR):
         return None
-    if kind == KINESIS_CBOR:
-        return AwsResponse(400, b'{"__type":"SerializationException","message":"Start of '
-                           b'structure or map found where not expected."}',
-                           "SerializationException")
     return AwsResponse(404, b"<UnknownOperationException/>\n", "UnknownOperationException")

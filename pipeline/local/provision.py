@@ -1,4 +1,5 @@
-"""Provisioning: the template's streams, stream consumers, tables, queues and secrets, in moto."""
+"""Provisioning: the template's streams and stream consumers in the twin's Kinesis, its tables,
+queues and secrets in moto."""
 
 from __future__ import annotations
 
@@ -16,19 +17,18 @@ if TYPE_CHECKING:
 
 def provision(services: AwsServices, stack: Stack) -> None:
     """Create the stack's streams, consumers, tables, queues and secrets in *services*."""
-    kinesis, ddb = services.client("kinesis"), services.client("dynamodb")
+    kinesis, ddb = services.kinesis, services.client("dynamodb")
     for res in stack.of_type("AWS::Kinesis::Stream"):
         p = res.properties
         if stream_is_on_demand(p):  # Kinesis picks the shards of an on-demand stream
-            kinesis.create_stream(StreamName=res.ref,
-                                  StreamModeDetails={"StreamMode": "ON_DEMAND"})
+            kinesis.create_stream(res.ref, mode="ON_DEMAND")
         else:
-            kinesis.create_stream(StreamName=res.ref, ShardCount=stream_shard_count(p),
-                                  StreamModeDetails={"StreamMode": "PROVISIONED"})
+            kinesis.create_stream(res.ref, stream_shard_count(p))
     for res in stack.of_type("AWS::Kinesis::StreamConsumer"):
+        # with the creation epoch the template resolver put in the ARN the functions were given
         kinesis.register_stream_consumer(
-            StreamARN=res.properties["StreamARN"], ConsumerName=res.properties["ConsumerName"]
-        )
+            res.properties["StreamARN"], res.properties["ConsumerName"],
+            created=int(res.attributes["ConsumerCreationTimestamp"]))
     tables = stack.of_type("AWS::DynamoDB::Table") + stack.of_type("AWS::DynamoDB::GlobalTable")
     for res in tables:
         _create_table(ddb, res)

@@ -1,9 +1,14 @@
-"""The twin's AWS services: one set of in-process moto backends on 127.0.0.1, three doors.
+"""The twin's AWS services on 127.0.0.1: its own Kinesis and moto's other backends, three doors.
 
-- boto3/CLI over HTTP: moto's threaded server, behind the IAM middleware (:meth:`start`);
+- boto3/CLI/SDKs over HTTP: one threaded server, Kinesis requests (JSON or CBOR) to the twin's
+  :mod:`pipeline.local.kinesis`, the rest to moto (DynamoDB, SQS, Secrets Manager, unpatched),
+  all behind the IAM middleware (:meth:`start`);
 - the gateway's integrations: :class:`~pipeline.local.aws_door.AwsDoor` (``call_aws``, no HTTP);
-- the event source mappings: :class:`~pipeline.local.shard_source.MotoShardSource`, woken by
-  this object's :class:`~pipeline.local.kinesis_store.KinesisStore` on every put.
+- the event source mappings: :class:`~pipeline.local.shard_source.KinesisShardSource`, reading
+  this object's :class:`~pipeline.local.kinesis.KinesisBackend` and woken on every put.
+
+Each instance owns its Kinesis backend (two never share streams, limits or listeners); moto's
+backends are process-wide.
 
 Provisioning the template's resources is ``pipeline.local.provision``.
 """
@@ -21,8 +26,9 @@ from pipeline.local.aws_door import AwsDoor
 from pipeline.local.cfn import Stack
 from pipeline.local.errors import ServicesError
 from pipeline.local.iam.access import AccessControl
-from pipeline.local.iam.wsgi import GuardedMotoServer, IamMiddleware
-from pipeline.local.kinesis_store import KinesisStore
+from pipeline.local.iam.wsgi import GuardedAwsServer, IamMiddleware
+from pipeline.local.kinesis import KinesisBackend, KinesisResponses
+from pipeline.local.kinesis.wsgi import KinesisApp
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +39,17 @@ def _silence_moto_logs() -> None:
 
 
 class AwsServices:
-    """moto backends shared by the HTTP server, the gateway and the ESM engine."""
+    """The services shared by the HTTP server, the gateway and the ESM engine."""
 
     def __init__(self, *, enforce_limits: bool = False,
                  access: AccessControl | None = None) -> None:
         _silence_moto_logs()
-        self.kinesis: Any = get_backend("kinesis")[ACCOUNT_ID][REGION]
+        self.kinesis = KinesisBackend(REGION, ACCOUNT_ID, enforce_limits=enforce_limits)
+        self.kinesis_wire = KinesisResponses(self.kinesis)
         self.dynamodb: Any = get_backend("dynamodb")[ACCOUNT_ID][REGION]
         self.sqs: Any = get_backend("sqs")[ACCOUNT_ID][REGION]
-        self.store = KinesisStore(enforce_limits=enforce_limits)
-        self.store.attach(self.kinesis)  # moto's backends are process-wide: the newest wins
-        self.door = AwsDoor(self.kinesis, access)
-        self._server: GuardedMotoServer | None = None
+        self.door = AwsDoor(self.kinesis_wire, access)
+        self._server: GuardedAwsServer | None = None
         self.url = ""
 
     @property
@@ -58,8 +63,9 @@ class AwsServices:
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self, port: int) -> str:
-        """Serve the backends on ``http://127.0.0.1:<port>`` (0 picks a free port)."""
-        server = GuardedMotoServer("127.0.0.1", port, wrap=self._iam_wrapper())
+        """Serve the services on ``http://127.0.0.1:<port>`` (0 picks a free port)."""
+        server = GuardedAwsServer("127.0.0.1", port, KinesisApp(self.kinesis_wire),
+                                   wrap=self._iam_wrapper())
         try:
             host, real_port = server.start()
         except OSError as exc:

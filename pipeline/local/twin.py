@@ -25,7 +25,7 @@ from pipeline.local.gateway.quotas import GatewayQuotas
 from pipeline.local.iam.access import AccessControl
 from pipeline.local.iam.gateway_access import GatewayAccess
 from pipeline.local.services import AwsServices
-from pipeline.local.shard_source import MotoShardSource, SqsFailureSink
+from pipeline.local.shard_source import KinesisShardSource, SqsFailureSink
 from pipeline.local.workers import Workers, function_specs
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ class RunningTwin:
     workers: Workers | None = None
     _gateway: Any = None
     _runners: list[Any] = field(default_factory=list)
-    _source: MotoShardSource | None = None
+    _source: KinesisShardSource | None = None
 
     async def start(self) -> TwinUrls:
         from pipeline.local.esm import EventSourceMappingRunner, MappingConfig
@@ -157,7 +157,7 @@ class RunningTwin:
 
         loop = asyncio.get_running_loop()
         canary = Canary()
-        self._source = MotoShardSource(services, loop)
+        self._source = KinesisShardSource(services, loop)
         sink = SqsFailureSink(services)
         roles = {f.ref: f.properties.get("Role") for f in stack.of_type("AWS::Lambda::Function")}
         for res in stack.of_type("AWS::Lambda::EventSourceMapping"):

@@ -32,33 +32,16 @@ from pipeline.local.esm.memory import MemoryStream
 from pipeline.local.services import AwsServices
 from pipeline.local.shard_source import SqsFailureSink
 
-# Where the twin's Kinesis (pipeline/local/kinesis*, being rewritten) differs from the recording.
-# Strict: a case that starts matching fails here, so its entry is removed when the fix lands.
+# Where the twin's Kinesis (pipeline/local/kinesis/) still differs from the recording, and why it
+# stays (docs/fidelity.md). Strict: a case that starts matching fails here, so its entry goes.
 KNOWN_KINESIS_DIFFERENCES: dict[str, str] = {
-    "kinesis/create_stream_without_shard_count":
-        "CreateStream without ShardCount answers 500 (moto divides by None); AWS creates an "
-        "on-demand stream of 4 shards",
-    "kinesis/create_stream_without_stream_name_raises":
-        "CreateStream without StreamName answers 500; AWS answers 400",
-    "kinesis/get_records_next_shard_iterator":
-        "GetRecords on an empty shard returns the iterator it was given; AWS returns a new "
-        "NextShardIterator each time",
-    "kinesis/stream_consumers":
-        "ConsumerARN lacks AWS's ':<creation epoch seconds>' suffix",
     "kinesis/subscribe_to_shard":
-        "the twin's AWS endpoint has no SubscribeToShard (its mappings read enhanced fan-out "
-        "in process)",
+        "the twin's AWS endpoint has no SubscribeToShard (an HTTP/2 event stream; its mappings "
+        "read enhanced fan-out in process)",
     "kinesis/subscribe_to_shard_with_sequence_number_as_iterator":
         "the twin's AWS endpoint has no SubscribeToShard",
     "kinesis/subscribe_to_shard_with_at_timestamp":
         "the twin's AWS endpoint has no SubscribeToShard",
-    "apigateway/to_kinesis_put_record":
-        "NextShardIterator has line breaks in it (MIME base64); AWS's is one token",
-    "kinesis-model/get_records_malformed_iterator":
-        "GetRecords with a malformed iterator answers 500 (base64 decoding fails); AWS answers "
-        "400 with one of GetRecords' declared errors",
-    "kinesis-model/get_records_limit_above_10000":
-        "GetRecords with Limit above 10,000 succeeds; the API documents InvalidArgumentException",
 }
 
 CASES = list(load_cases())

@@ -110,7 +110,9 @@ def test_ref_values_per_type() -> None:
         f"wss://{r['Api'].ref}.execute-api.us-east-1.amazonaws.com"
     )
     assert r["St"].ref == "dev"
-    assert r["C"].ref == "arn:aws:kinesis:us-east-1:123456789012:stream/s/consumer/echo"
+    assert re.fullmatch(r"arn:aws:kinesis:us-east-1:123456789012:stream/s/consumer/echo:\d{10}",
+                        r["C"].ref)  # AWS's shape: the creation epoch last
+    assert r["C"].attributes["ConsumerCreationTimestamp"] == r["C"].ref.rsplit(":", 1)[1]
     assert r["F"].attributes["Arn"] == "arn:aws:lambda:us-east-1:123456789012:function:f"
     assert stack.by_ref("AWS::Lambda::Function", r["F"].attributes["Arn"]) is r["F"]
 

@@ -1,7 +1,7 @@
 """Event source mapping failure paths through the twin's real parts.
 
 Built in process the way ``pipeline.local.twin`` wires them: the moto-backed ``AwsServices``, a
-``MotoShardSource`` and ``SqsFailureSink`` over them, real ``Workers`` (one child process per
+``KinesisShardSource`` and ``SqsFailureSink`` over them, real ``Workers`` (one child process per
 warm function, loading a tiny handler from a temporary directory) and one
 ``EventSourceMappingRunner`` per mapping, configured by ``MappingConfig.from_cfn`` from
 hand-written resolved ``AWS::Lambda::EventSourceMapping`` properties. The only addition is
@@ -30,7 +30,7 @@ from polling import until
 
 from pipeline.local.esm import EventSourceMappingRunner, InvokeResult, MappingConfig
 from pipeline.local.services import AwsServices
-from pipeline.local.shard_source import MotoShardSource, SqsFailureSink
+from pipeline.local.shard_source import KinesisShardSource, SqsFailureSink
 from pipeline.local.workers import FunctionSpec, Workers
 
 pytestmark = pytest.mark.twin
@@ -135,7 +135,7 @@ class Rig:
     def __init__(self, tmp: Path, shards: int) -> None:
         self.tmp = tmp
         self.services = AwsServices()
-        self.source = MotoShardSource(self.services, asyncio.get_running_loop())
+        self.source = KinesisShardSource(self.services, asyncio.get_running_loop())
         self.sink = SqsFailureSink(self.services)
         self.name = f"fp-{uuid.uuid4().hex[:10]}"
         self.call("kinesis", "CreateStream", {"StreamName": self.name, "ShardCount": shards})

@@ -96,8 +96,9 @@ def test_airspeed_looks_methods_up_in_its_table_by_exact_class() -> None:
 
 def test_moto_serves_dynamodb_through_its_dispatcher_in_process() -> None:
     from pipeline.local.aws_door import AwsDoor
+    from pipeline.local.kinesis import KinesisBackend, KinesisResponses
 
-    door = AwsDoor(None, None)
+    door = AwsDoor(KinesisResponses(KinesisBackend()), None)
     missing = door.call_aws("dynamodb", "DescribeTable", b'{"TableName": "nowhere"}', None)
     assert missing.status == 400 and missing.error_type == "ResourceNotFoundException"
     listed = door.call_aws("sqs", "ListQueues", b"{}", None)
@@ -127,3 +128,22 @@ def test_powertools_calls_the_batch_processors_prepare_and_record_hooks() -> Non
     with processor(records=event["Records"], handler=lambda record: None):
         processor.process()
     assert calls == ["prepare", "record"]
+
+
+def test_no_module_of_the_twin_assigns_to_an_attribute_of_a_moto_class() -> None:
+    """The twin owns its Kinesis; moto is used as shipped (no patch of its private model)."""
+    import ast
+
+    offenders = []
+    for path in sorted((PROJECT_ROOT / "pipeline").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        moto_names = {alias.asname or alias.name for node in ast.walk(tree)
+                      if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("moto")
+                      for alias in node.names}
+        for node in ast.walk(tree):
+            targets = node.targets if isinstance(node, ast.Assign) else []
+            for target in targets:
+                if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and \
+                        (target.value.id in moto_names or target.value.id.endswith("_models")):
+                    offenders.append(f"{path.relative_to(PROJECT_ROOT)}:{node.lineno}")
+    assert offenders == []

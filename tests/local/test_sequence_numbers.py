@@ -20,7 +20,7 @@ from stacks import aws_services
 
 from pipeline.local.cfn import resolve_stack
 from pipeline.local.services import AwsServices
-from pipeline.local.shard_source import MotoShardSource
+from pipeline.local.shard_source import KinesisShardSource
 
 TEMPLATE: dict[str, Any] = {"Resources": {
     "Stream": {"Type": "AWS::Kinesis::Stream", "Properties": {"ShardCount": 2}},
@@ -87,7 +87,7 @@ async def test_the_esm_source_reads_after_a_checkpoint(services: tuple[AwsServic
     stream = stack.resources["Stream"].ref
     stream_arn = stack.resources["Stream"].attributes["Arn"]
     puts = [_put_in_process(svc, stream, i) for i in range(3)]
-    source = MotoShardSource(svc, asyncio.get_running_loop())
+    source = KinesisShardSource(svc, asyncio.get_running_loop())
     try:
         shard = puts[0]["ShardId"]
         assert source.latest_sequence(stream_arn, shard) == puts[-1]["SequenceNumber"]

@@ -15,12 +15,11 @@ from botocore.exceptions import ClientError
 from polling import until
 from stacks import aws_services
 
-from pipeline.local import kinesis_store
 from pipeline.local.aws import KINESIS_MAX_RECORD_BYTES
 from pipeline.local.cfn import resolve_stack
 from pipeline.local.esm.interfaces import Skipped, StoredRecord
 from pipeline.local.services import AwsServices
-from pipeline.local.shard_source import MotoShardSource, SqsFailureSink
+from pipeline.local.shard_source import KinesisShardSource, SqsFailureSink
 
 TEMPLATE: dict[str, Any] = {"Resources": {
     "Stream": {"Type": "AWS::Kinesis::Stream", "Properties": {"ShardCount": 2}},
@@ -116,8 +115,9 @@ def test_explicit_hash_key_equal_to_ending_hash_key(services: tuple[AwsServices,
 def test_throughput_limit_per_shard(services: tuple[AwsServices, Any]) -> None:
     svc, stack = services
     stream = stack.resources["Stream"].ref
-    svc.store.clock = lambda: 1e9  # one frozen second
-    svc.store.enforce_limits = True
+    clock = svc.kinesis.clock
+    svc.kinesis.clock = lambda: 1e9  # one frozen second
+    svc.kinesis.enforce_limits = True
     try:
         records = [{"Data": _b64(b"x"), "PartitionKey": "same",
                     "ExplicitHashKey": "0"} for _ in range(500)]
@@ -132,50 +132,40 @@ def test_throughput_limit_per_shard(services: tuple[AwsServices, Any]) -> None:
             svc.client("kinesis").put_record(StreamName=stream, Data=b"x", PartitionKey="k",
                                              ExplicitHashKey="0")
         assert err.value.response["Error"]["Code"] == "ProvisionedThroughputExceededException"
+        assert err.value.response["Error"]["Message"] == (
+            f"Rate exceeded for shard shardId-000000000000 in stream {stream} under account "
+            "123456789012.")
     finally:
-        svc.store.enforce_limits = False
+        svc.kinesis.enforce_limits = False
+        svc.kinesis.clock = clock
 
 
-def test_limits_and_listeners_belong_to_one_store(services: tuple[AwsServices, Any]) -> None:
-    # Instance state: a second store neither throttles nor hears the first one's puts.
+def test_each_aws_services_owns_its_kinesis(services: tuple[AwsServices, Any]) -> None:
+    # Instance state: a second AwsServices has its own streams, limits and listeners, and runs
+    # beside the first one.
     svc, stack = services
     stream = stack.resources["Stream"].ref
-    other = kinesis_store.KinesisStore(enforce_limits=True)
+    other = AwsServices(enforce_limits=True)
     heard: list[tuple[str, str]] = []
-    other.add_listener(lambda name, shard: heard.append((name, shard)))
+    other.kinesis.add_listener(lambda name, shard: heard.append((name, shard)))
     mine: list[str] = []
-    svc.store.add_listener(lambda name, shard: mine.append(shard))
+    svc.kinesis.add_listener(lambda name, shard: mine.append(shard))
     body = orjson.dumps({"StreamName": stream, "Data": _b64(b"x"), "PartitionKey": "k",
                          "ExplicitHashKey": "0"})
     for _ in range(3):
         assert svc.call_aws("kinesis", "PutRecord", body, None).status == 200
     assert heard == [] and len(mine) == 3
-    other.attach(svc.kinesis)  # now the other store serves the backend's puts
-    try:
-        other.clock = lambda: 5e9
-        for _ in range(1000):
-            other.admit(stream, "shardId-000000000000", 1)
-        out = svc.call_aws("kinesis", "PutRecord", body, None)
-        assert out.error_type == "ProvisionedThroughputExceededException"
-        assert len(mine) == 3 and heard == []
-    finally:
-        svc.store.attach(svc.kinesis)
-
-
-def test_limiter_window_slides() -> None:
-    limiter = kinesis_store.ShardLimiter()
-    assert all(limiter.admit(0.0, 10) for _ in range(1000))
-    assert not limiter.admit(0.5, 10)
-    assert limiter.admit(1.01, 10)
-    big = kinesis_store.ShardLimiter()
-    assert big.admit(0.0, 1024 * 1024)
-    assert not big.admit(0.1, 1)
+    refused = other.call_aws("kinesis", "PutRecord", body, None)
+    assert (refused.status, refused.error_type) == (400, "ResourceNotFoundException")
+    assert orjson.loads(refused.body)["message"] == (
+        f"Stream {stream} under account 123456789012 not found.")
+    assert other.kinesis.enforce_limits and not svc.kinesis.enforce_limits
 
 
 async def test_shard_source_wakes_on_http_put(services: tuple[AwsServices, Any]) -> None:
     svc, stack = services
     stream_arn = stack.resources["Stream"].attributes["Arn"]
-    source = MotoShardSource(svc, asyncio.get_running_loop())
+    source = KinesisShardSource(svc, asyncio.get_running_loop())
     try:
         assert source.stream_arn_of(stack.resources["Consumer"].ref) == stream_arn
         shard = source.shard_ids(stream_arn)[0]
@@ -215,8 +205,7 @@ def test_failure_sink_sends_to_the_queue(services: tuple[AwsServices, Any]) -> N
 
 def test_generated_secret_is_readable_by_the_template_arn(
         services: tuple[AwsServices, Any]) -> None:
-    # On the module's services: moto's backends are process-global, so a second AwsServices
-    # would take the Kinesis backend's put hooks (and listeners) from the first one.
+    # On the module's services: moto's backends (Secrets Manager here) are process-global.
     svc, _ = services
     stack = resolve_stack({"Resources": {"Key": {
         "Type": "AWS::SecretsManager::Secret",
@@ -236,18 +225,14 @@ def test_record_over_1_mib_is_refused_on_every_path(services: tuple[AwsServices,
     svc, stack = services
     stream = stack.resources["Stream"].ref
     kinesis = svc.client("kinesis")
-    before = {s: kinesis_store.last_sequence(sh)
-              for s, sh in svc.kinesis.describe_stream(stream_arn=None, stream_name=stream)
-              .shards.items()}
+    before = {s: sh.last for s, sh in svc.kinesis.stream(stream).shards.items()}
     over = b"x" * (KINESIS_MAX_RECORD_BYTES - 1 + 1)  # + the 1-byte key = 1 MiB + 1
     with pytest.raises(ClientError) as err:
         kinesis.put_record(StreamName=stream, Data=over, PartitionKey="k")
     assert err.value.response["Error"]["Code"] == "ValidationException"
     body = orjson.dumps({"StreamName": stream, "Data": _b64(over), "PartitionKey": "k"})
     assert svc.call_aws("kinesis", "PutRecord", body, None).error_type == "ValidationException"
-    after = {s: kinesis_store.last_sequence(sh)
-             for s, sh in svc.kinesis.describe_stream(stream_arn=None, stream_name=stream)
-             .shards.items()}
+    after = {s: sh.last for s, sh in svc.kinesis.stream(stream).shards.items()}
     assert after == before  # nothing stored
     exact = b"x" * (KINESIS_MAX_RECORD_BYTES - 1)
     assert kinesis.put_record(StreamName=stream, Data=exact, PartitionKey="k")["SequenceNumber"]
@@ -259,7 +244,7 @@ async def test_a_filtered_wait_sleeps_through_rejected_records(
     says how far it skipped, so the reader resumes after them (and still gets the wanted one)."""
     svc, stack = services
     stream_arn = stack.resources["Stream"].attributes["Arn"]
-    source = MotoShardSource(svc, asyncio.get_running_loop())
+    source = KinesisShardSource(svc, asyncio.get_running_loop())
     kinesis = svc.client("kinesis")
 
     def put(data: bytes) -> str:

@@ -81,14 +81,14 @@ async def test_a_client_connecting_as_soon_as_the_port_opens_is_answered(
 
 
 BREAK_THE_READ_PATH = '''
-# Loaded by the twin's interpreter (sitecustomize): every record read back from the stream fails
-# to decode, the way moto 5.2.6's changed model made every read fail.
-from pipeline.local.esm import interfaces
+# Loaded by the twin's interpreter (sitecustomize): every read of a shard by a mapping fails, the
+# way moto 5.2.6's changed record model made every read of the old twin fail.
+from pipeline.local import shard_source
 
 def _broken(self, *args, **kwargs):
     raise TypeError("float() argument must be a string or a real number, not 'datetime.datetime'")
 
-interfaces.StoredRecord.__init__ = _broken
+shard_source.KinesisShardSource.read = _broken
 '''
 
 
@@ -108,7 +108,7 @@ def test_a_twin_whose_mappings_cannot_read_never_says_ready(
     assert "TWIN-READY" not in done.stdout
     failure = done.stderr.strip().splitlines()[-1]
     assert failure.startswith("local twin failed to start: "), done.stderr
-    assert "start-up canary" in failure or "TypeError" in failure, failure
+    assert "did not read the start-up canary" in failure, failure
     assert "float() argument must be a string or a real number" in done.stderr
     # the reader's failure is said once per reader, not as a stream of tracebacks
     assert "Traceback" not in done.stderr

@@ -19,7 +19,7 @@ retry delay, default 0.1 s .. 2 s), ``shard_refresh_s`` (shard list poll for res
 
 - ``MappingConfig``: frozen; ``from_cfn`` takes the resolved properties and raises
   ``InvalidMappingConfigError`` (AWS code ``InvalidParameterValueException``) on bad input.
-- ``ShardSource`` (the orchestrator implements it over moto's Kinesis backend): ``stream_arn_of``,
+- ``ShardSource`` (the twin implements it over its Kinesis model): ``stream_arn_of``,
   ``shard_ids``, ``read``, ``latest_sequence``, async ``wait_for_records``; yields ``StoredRecord``.
 - ``Invoker``: ``async invoke(function_name, event) -> InvokeResult`` (``ok`` False = function
   error: exception, timeout, crashed worker; ``payload`` = the decoded return value).

@@ -6,20 +6,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from pipeline.local.kinesis.shards import Record
 
-@dataclass(frozen=True)
-class StoredRecord:
-    """One Kinesis record as stored on a shard (an aggregated KPL record is one record)."""
-
-    sequence_number: str
-    partition_key: str
-    data: bytes
-    approximate_arrival_timestamp: float  # epoch seconds
-    explicit_hash_key: str | None = None
+# One Kinesis record as stored on a shard (an aggregated KPL record is one record): the twin's
+# Kinesis model stores exactly what the engine reads (sequence_number, partition_key, data,
+# approximate_arrival_timestamp in epoch seconds, explicit_hash_key), frozen and decoded once.
+StoredRecord = Record
 
 
 class ShardSource(Protocol):
-    """Read access to the stream; the orchestrator implements it over moto's Kinesis backend."""
+    """Read access to the stream; the twin implements it over its Kinesis model
+    (``pipeline.local.shard_source.KinesisShardSource``; ``memory.MemoryStream`` in tests)."""
 
     def stream_arn_of(self, event_source_arn: str) -> str:
         """The stream ARN of a stream ARN (itself) or of an enhanced fan-out consumer ARN."""

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 
 from pipeline.local.aws import ACCOUNT_ID, REGION
+from pipeline.local.kinesis import KinesisError, wire
 
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
 # signing name -> IAM service prefix, where they differ
@@ -44,7 +45,7 @@ class IamRequest:
     """One API call as IAM sees it: every (action, resource) pair must be allowed."""
 
     checks: tuple[Check, ...]
-    protocol: str  # "json" or "query"
+    protocol: str  # "json", "cbor" (Kinesis) or "query"
 
 
 def credential_of(headers: Mapping[str, str], query: str = "") -> Credential | None:
@@ -124,13 +125,14 @@ def iam_request(credential: Credential, headers: Mapping[str, str], body: bytes,
     target = headers.get("X-Amz-Target") or headers.get("x-amz-target")
     if target:
         operation = target.rsplit(".", 1)[-1]
+        content_type = headers.get("Content-Type") or headers.get("content-type") or ""
+        protocol = "cbor" if content_type.split(";", 1)[0].strip().lower() == wire.CBOR \
+            else "json"
         try:
-            req = orjson.loads(body) if body else {}
-        except orjson.JSONDecodeError:
+            req = wire.decode(body, protocol if protocol == "json" else wire.CBOR)
+        except KinesisError:
             return None  # the service answers SerializationException itself
-        if not isinstance(req, dict):
-            return None
-        return IamRequest(checks_for(prefix, operation, req, secrets or {}), "json")
+        return IamRequest(checks_for(prefix, operation, req, secrets or {}), protocol)
     form = {k: v[0] for k, v in parse_qs(query).items()}
     content_type = headers.get("Content-Type") or headers.get("content-type") or ""
     if body and "x-www-form-urlencoded" in content_type:
@@ -178,6 +180,9 @@ def denied_body(service: str, protocol: str, message: str) -> tuple[int, dict[st
     JSON protocols answer HTTP 400 with ``__type``; query protocols 403 with an XML ErrorResponse
     (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-api-responses.html).
     """
+    if protocol == "cbor":  # Kinesis's CBOR protocol: the same map, in CBOR
+        return 400, {"Content-Type": wire.CBOR, "x-amzn-ErrorType": "AccessDeniedException"}, \
+            wire.encode({"__type": "AccessDeniedException", "message": message}, wire.CBOR)
     if protocol == "query":
         xml = ("<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code>"
                f"<Message>{_xml_escape(message)}</Message></Error>"

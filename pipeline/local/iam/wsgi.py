@@ -1,8 +1,10 @@
-"""IAM in front of moto's WSGI app, and the threaded server that serves it.
+"""IAM in front of the twin's AWS port, and the threaded server that serves it.
 
-moto's ``ThreadedMotoServer`` builds its ``DomainDispatcherApplication`` inside its thread and
-offers no hook, so :class:`GuardedMotoServer` binds the same werkzeug server itself (in the
-caller's thread: a busy port raises ``OSError`` instead of hanging) around the wrapped app.
+The port serves the twin's Kinesis (:mod:`pipeline.local.kinesis.wsgi`) and moto's WSGI app for
+the other services. moto's ``ThreadedMotoServer`` builds its ``DomainDispatcherApplication``
+inside its thread and offers no hook, so :class:`GuardedAwsServer` binds the same werkzeug
+server itself (in the caller's thread: a busy port raises ``OSError`` instead of hanging) around
+the router and the optional wrapper (the IAM middleware).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from pipeline.local.iam.access import AccessControl
 from pipeline.local.iam.errors import denied_message
 from pipeline.local.iam.requests import credential_of, denied_body, iam_request
+from pipeline.local.kinesis.wsgi import KinesisRouter
 
 log = logging.getLogger(__name__)
 
@@ -94,18 +97,21 @@ class IamMiddleware:
         return self._app(environ, start_response)
 
 
-class GuardedMotoServer:
-    """moto's server on a port, with an optional wrapper around its WSGI app."""
+class GuardedAwsServer:
+    """The AWS port: Kinesis requests to ``kinesis``, the rest to moto's app, with an optional
+    wrapper (IAM) around both."""
 
-    def __init__(self, host: str, port: int,
+    def __init__(self, host: str, port: int, kinesis: WsgiApp,
                  wrap: Callable[[WsgiApp], WsgiApp] | None = None) -> None:
         self._host, self._port, self._wrap = host, port, wrap
+        self._kinesis = kinesis
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> tuple[str, int]:
         """Bind (raises OSError if the port is taken) and serve in a daemon thread."""
-        app: WsgiApp = DomainDispatcherApplication(create_backend_app)
+        app: WsgiApp = KinesisRouter(self._kinesis,
+                                     DomainDispatcherApplication(create_backend_app))
         if self._wrap is not None:
             app = self._wrap(app)
         self._server = make_server(self._host, self._port, app, threaded=True,

@@ -1,10 +1,7 @@
 """Every patch of a third-party library's internals, and the versions each was written for.
 
-The twin reaches into three libraries where they offer no hook:
+The twin reaches into two libraries where they offer no hook:
 
-- ``moto`` (:mod:`.moto_kinesis`): Kinesis shards with O(1) puts, indexed reads, inclusive hash
-  key ranges, and a per-backend :class:`~pipeline.local.kinesis_store.KinesisStore` consulted on
-  every put (write limits, put notifications);
 - ``aiohttp`` (:mod:`.aiohttp_frames`): a guard in front of the WebSocket reader that enforces
   API Gateway's 32 KB frame quota;
 - ``airspeed-ext`` (:mod:`.airspeed_methods`): the Java methods API Gateway's VTL offers, in
@@ -15,8 +12,10 @@ own install refuse any version but the one pyproject.toml pins exactly (``==``, 
 project's installed metadata, so the pin is written once) with an
 :class:`~pipeline.local.errors.UnsupportedVersionError` naming the package, the installed and the
 expected version. A range is not a tested environment: moto 5.2.6, a patch release, changed the
-private model an earlier patch relied on. Each patch's behaviour is also tested
-(``tests/local/test_patches.py``), so an upgrade in ``make lock`` that breaks it fails a test.
+private Kinesis model an earlier patch relied on (the twin now owns its Kinesis,
+:mod:`pipeline.local.kinesis`, and patches nothing of moto's: moto is pinned for the backends it
+serves). Each patch's behaviour is also tested (``tests/local/test_patches.py``), so an upgrade
+in ``make lock`` that breaks it fails a test.
 """
 
 from __future__ import annotations
@@ -28,9 +27,9 @@ from pipeline.local.errors import UnsupportedVersionError
 
 DISTRIBUTION = "websocket-pipeline"
 # The libraries whose internals the twin (or the runtime it runs) touches: each is pinned with
-# ``==`` in pyproject.toml. moto: its request dispatcher serves DynamoDB, SQS and Secrets Manager
-# in process; aiohttp: its WebSocket reader; airspeed-ext: its method table; Powertools: the
-# batch processor's private hooks (pipeline/runtime/batch.py).
+# ``==`` in pyproject.toml. moto (unpatched): its request dispatcher and backends serve DynamoDB,
+# SQS and Secrets Manager in process; aiohttp: its WebSocket reader; airspeed-ext: its method
+# table; Powertools: the batch processor's private hooks (pipeline/runtime/batch.py).
 PINNED: tuple[str, ...] = ("moto", "aiohttp", "airspeed-ext", "aws-lambda-powertools")
 
 

@@ -18,7 +18,7 @@ from pipeline.runtime.kpl import AggRecord
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("pipeline.local.services") is None,
-    reason="the twin's services module (MotoShardSource, SqsFailureSink) is not there yet",
+    reason="the twin's services module (KinesisShardSource, SqsFailureSink) is not there yet",
 )
 
 
@@ -29,10 +29,10 @@ class Moto:
         import asyncio
 
         from pipeline.local.services import AwsServices
-        from pipeline.local.shard_source import MotoShardSource, SqsFailureSink
+        from pipeline.local.shard_source import KinesisShardSource, SqsFailureSink
 
         self.services = AwsServices()
-        self.source = MotoShardSource(self.services, asyncio.get_running_loop())
+        self.source = KinesisShardSource(self.services, asyncio.get_running_loop())
         self.sink = SqsFailureSink(self.services)
         self.name = f"esm-{uuid.uuid4().hex[:10]}"
         self.call("kinesis", "CreateStream", {"StreamName": self.name, "ShardCount": 1})
@@ -100,7 +100,7 @@ async def test_aggregated_records_are_one_unit_kept_by_partition_key(moto: Moto)
 
 
 async def test_records_a_filter_rejects_do_not_wake_the_reader(moto: Moto) -> None:
-    """The reader's filter goes with its wait (MotoShardSource): a frame for another consumer
+    """The reader's filter goes with its wait (KinesisShardSource): a frame for another consumer
     costs this mapping a filter check, not a wake-up and a read; the skipped records still count
     as read and filtered out, and the next wanted record is delivered."""
     probe = Probe()

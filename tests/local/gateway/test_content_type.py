@@ -1,6 +1,6 @@
 """The integration's Content-Type reaches the twin's Kinesis, which reads only what Kinesis reads.
 
-Kinesis takes ``application/x-amz-json-1.1`` (or CBOR); a Kinesis integration must send it as a
+Kinesis takes ``application/x-amz-json-1.1`` (or CBOR 1.1, as CBOR); a Kinesis integration must send it as a
 static request parameter, as AWS's Kinesis proxy tutorial does. The twin takes the header from the
 template's ``RequestParameters`` (else API Gateway's default type), so a stack without it fails
 here as it would on AWS (pipeline/local/content_types.py).
@@ -15,6 +15,7 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import cbor2
 import orjson
 import pytest
 from gateway_kit import ROLE_ARN, STREAM_NAME, resources
@@ -22,7 +23,13 @@ from polling import until
 from stacks import aws_services, stack_of
 from websockets.asyncio.client import connect
 
-from pipeline.local.content_types import GATEWAY_DEFAULT, KINESIS_JSON, kinesis_refusal, media_type
+from pipeline.local.content_types import (
+    GATEWAY_DEFAULT,
+    KINESIS_CBOR,
+    KINESIS_JSON,
+    kinesis_refusal,
+    media_type,
+)
 from pipeline.local.gateway import Gateway, build_api_model
 from pipeline.local.gateway.protocol import GatewayProtocol, IntegrationCall
 from pipeline.local.services import AwsServices
@@ -42,12 +49,12 @@ def with_content_type(value: str | None) -> dict[str, dict[str, Any]]:
 @pytest.mark.parametrize(("content_type", "status", "error"), [
     (KINESIS_JSON, None, None),
     ("Application/X-Amz-Json-1.1; charset=utf-8", None, None),
-    ("application/x-amz-cbor-1.1", 400, "SerializationException"),
+    ("application/x-amz-cbor-1.1", None, None),  # read as CBOR (see below)
     ("application/json", 404, "UnknownOperationException"),
     ("application/x-amz-json-1.0", 404, "UnknownOperationException"),
     ("", 404, "UnknownOperationException"),
 ])
-def test_kinesis_reads_json_1_1_only(content_type: str, status: int | None,
+def test_kinesis_reads_json_1_1_and_cbor_1_1_only(content_type: str, status: int | None,
                                      error: str | None) -> None:
     refused = kinesis_refusal(content_type)
     assert (refused and (refused.status, refused.error_type)) == (
@@ -78,6 +85,19 @@ def test_the_kinesis_door_applies_the_rule(services: AwsServices) -> None:
     assert ddb.error_type == "ResourceNotFoundException"
 
 
+def test_the_kinesis_door_reads_cbor_and_refuses_json_text_sent_as_cbor(
+        services: AwsServices) -> None:
+    json_text = _put(services, KINESIS_CBOR)  # every body this project sends is JSON text
+    assert (json_text.status, json_text.error_type) == (400, "SerializationException")
+    assert cbor2.loads(json_text.body) == {
+        "__type": "SerializationException",
+        "message": "Start of structure or map found where not expected."}
+    body = cbor2.dumps({"StreamName": STREAM_NAME, "PartitionKey": "k", "Data": b"\x00cbor"})
+    real = services.call_aws("kinesis", "PutRecord", body, ROLE_ARN, KINESIS_CBOR)
+    assert real.status == 200, real.body
+    assert cbor2.loads(real.body)["ShardId"] == "shardId-000000000000"
+
+
 @pytest.fixture
 async def gateway_for(services: AwsServices) -> AsyncIterator[Any]:
     started: list[Gateway] = []
@@ -95,8 +115,8 @@ async def gateway_for(services: AwsServices) -> AsyncIterator[Any]:
 
 
 def _stored(services: AwsServices) -> int:
-    stream = services.kinesis.describe_stream(stream_arn=None, stream_name=STREAM_NAME)
-    return sum(len(shard.records) for shard in stream.shards.values())
+    stream = services.kinesis.stream(STREAM_NAME)
+    return sum(len(shard) for shard in stream.shards.values())
 
 
 async def test_a_kinesis_integration_without_the_header_fails_every_frame(
@@ -135,7 +155,7 @@ def test_the_synthesized_kinesis_integrations_send_what_their_template_says(
         stack_template: dict[str, Any], cloud_assembly: Any) -> None:
     """Read, not hard-coded: each Kinesis integration's Content-Type is its RequestParameters'
     static value (else API Gateway's default), and the twin's Kinesis accepts it exactly when
-    that value is JSON 1.1."""
+    that value is JSON 1.1 (or CBOR 1.1)."""
     from pipeline.local.cfn import resolve_stack
 
     stack = resolve_stack(stack_template, "ContentType-dev", cloud_assembly)
@@ -154,4 +174,5 @@ def test_the_synthesized_kinesis_integrations_send_what_their_template_says(
         assert isinstance(call, IntegrationCall)
         sent = call.content_type
         assert sent == (declared.strip("'") if declared else GATEWAY_DEFAULT)
-        assert (kinesis_refusal(sent) is None) == (media_type(sent) == KINESIS_JSON)
+        assert (kinesis_refusal(sent) is None) == (media_type(sent) in (KINESIS_JSON,
+                                                                        KINESIS_CBOR))

@@ -23,7 +23,8 @@ from pipeline.local.gateway import Gateway, GatewayRules, build_api_model
 from pipeline.local.iam.access import AccessControl, function_access_key, function_secret_key
 from pipeline.local.iam.gateway_access import GatewayAccess
 from pipeline.local.iam.integration import integration_denied
-from pipeline.local.iam.wsgi import GuardedMotoServer, IamMiddleware
+from pipeline.local.iam.wsgi import GuardedAwsServer, IamMiddleware
+from pipeline.local.kinesis.wsgi import KinesisApp
 from pipeline.local.services import AwsServices
 from pipeline.local.twin import TwinBackend
 
@@ -68,15 +69,15 @@ async def test_integration_role_without_put_record_gets_aws_error_frame(
                    "BackplaneAssumeRoleSession is not authorized to perform: kinesis:PutRecord "
                    f"on resource: {stream.attributes['Arn']} because no identity-based policy "
                    "allows the kinesis:PutRecord action"}
-    before = services.kinesis.describe_stream(stream_arn=None, stream_name=stream.ref)
-    counts = [len(s.records) for s in before.shards.values()]
+    before = services.kinesis.stream(stream.ref)
+    counts = [len(s) for s in before.shards.values()]
     # $connect (dynamodb:PutItem) is still allowed: the client connects, its frames fail
     async with connect(f"ws://127.0.0.1:{no_put_record.port}/dev", open_timeout=5) as ws:
         await ws.send('{"action": "echo", "data": 1}')
         frame = orjson.loads(await asyncio.wait_for(ws.recv(), 5))
     assert frame["message"] == "Internal server error"
     assert set(frame) == {"message", "connectionId", "requestId"}
-    assert [len(s.records) for s in before.shards.values()] == counts  # nothing was written
+    assert [len(s) for s in before.shards.values()] == counts  # nothing was written
 
 
 async def test_integration_role_without_put_item_refuses_connect(
@@ -123,12 +124,12 @@ def test_put_record_check_cost(iam_stack: Stack) -> None:
 
 @pytest.fixture(scope="module")
 def guarded_aws(iam_stack: Stack, services: AwsServices) -> Iterator[str]:
-    """moto behind the IAM middleware, as the twin serves it to its functions; the echo
+    """The AWS port (the twin's Kinesis, moto) behind the IAM middleware, as the twin serves it to its functions; the echo
     function's role has lost ``dynamodb:Query``."""
     stack = without_action(iam_stack, "dynamodb:Query", policy_prefix="ConsumerechoFunction")
     access = AccessControl.from_stack(stack)
-    server = GuardedMotoServer("127.0.0.1", 0,
-                               wrap=lambda app: IamMiddleware(app, access, access.secret_arns))
+    server = GuardedAwsServer("127.0.0.1", 0, KinesisApp(services.kinesis_wire),
+                              wrap=lambda app: IamMiddleware(app, access, access.secret_arns))
     host, port = server.start()
     yield f"http://{host}:{port}"
     server.stop()
