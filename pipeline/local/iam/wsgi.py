@@ -25,12 +25,11 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from pipeline.local.iam.access import AccessControl
 from pipeline.local.iam.errors import denied_message
 from pipeline.local.iam.requests import credential_of, denied_body, iam_request
-from pipeline.local.kinesis.wsgi import KinesisRouter
+from pipeline.local.kinesis.wsgi import KinesisRouter, read_body
 
 log = logging.getLogger(__name__)
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-_MAX_BODY = 64 * 1024 * 1024
 
 
 def _headers(environ: Mapping[str, Any]) -> dict[str, str]:
@@ -45,19 +44,8 @@ def _headers(environ: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _read_body(environ: dict[str, Any]) -> bytes:
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    stream = environ.get("wsgi.input")
-    if stream is None:
-        return b""
-    if length > 0:
-        body = stream.read(min(length, _MAX_BODY))
-    elif environ.get("wsgi.input_terminated"):
-        body = stream.read()
-    else:
-        body = b""
+    """The request body, put back so the app behind reads it again."""
+    body = read_body(environ)
     environ["wsgi.input"] = io.BytesIO(body)  # moto reads it again
     environ["CONTENT_LENGTH"] = str(len(body))
     return bytes(body)

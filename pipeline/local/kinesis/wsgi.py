@@ -27,6 +27,7 @@ def is_kinesis(environ: dict[str, Any]) -> bool:
 
 
 def read_body(environ: dict[str, Any]) -> bytes:
+    """A WSGI request's body (at most 64 MiB), by Content-Length or to the end of its input."""
     try:
         length = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
