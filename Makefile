@@ -17,12 +17,12 @@ UV := $(UV_DIR)/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
-.PHONY: install test lint lock synth local loadtest bench clean
+.PHONY: install venv test lint lock synth local loadtest bench clean
 
-install: $(VENV)/.installed node_modules/.installed .build/.layer-deps
+install: venv node_modules/.installed .build/.layer-deps
 
 # The Lambda layer's arm64 wheels, fetched once: afterwards `cdk synth` needs no network.
-.build/.layer-deps: $(VENV)/.installed
+.build/.layer-deps: uv.lock pyproject.toml | venv
 	$(PY) -m pipeline.infrastructure.packaging
 	mkdir -p .build && touch $@
 
@@ -35,10 +35,10 @@ $(UV): uv.lock
 		--target $(UV_DIR) -r .build/uv-requirements.txt
 	touch $@
 
-# Exactly the lock: the project (editable) and its dev extras; anything else is removed.
-$(VENV)/.installed: pyproject.toml uv.lock $(UV)
+# Exactly the lock: the project (editable) and its dev extras; anything else is removed. Run
+# every time (a no-op of ~0.1 s when .venv matches), so a library changed by hand is put back.
+venv: $(UV)
 	$(UV) sync --frozen --extra dev --python $(PYTHON) --quiet
-	touch $@
 
 # Re-resolve every dependency to the newest release pyproject.toml's ranges allow.
 lock: $(UV)
