@@ -251,6 +251,11 @@ class Gateway:
             return _aws_error(500, "InternalServerErrorException", INTERNAL_ERROR)
         if call is None:
             return None
+        missing = self._protocol.missing_identity(conn)
+        if missing:  # API Gateway's own 401: the function is never invoked (identity.py)
+            LOG.info("$connect refused (401): identity source %s missing or empty",
+                     ", ".join(missing))
+            return _aws_error(401, "UnauthorizedException", "Unauthorized")
         try:
             result = await asyncio.wait_for(
                 self._backend.invoke_function(call.function_arn, call.event),
