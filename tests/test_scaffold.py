@@ -395,7 +395,8 @@ async def test_a_new_consumer_is_synthesized_and_answers_on_the_twin(project: Pa
               if r["Type"] == "AWS::ApiGatewayV2::Route"}
     assert {"score", "top"} <= routes
     [consumer_id] = [k for k, r in resources.items() if r["Type"] == "AWS::Kinesis::StreamConsumer"
-                     and r["Properties"]["ConsumerName"].endswith("-scores")]
+                     # a non-LATEST position is in the name (consumer_service.stream_consumer_name)
+                     and r["Properties"]["ConsumerName"].endswith("-scores-trim-horizon")]
     [mapping] = [r["Properties"] for r in resources.values()
                  if r["Type"] == "AWS::Lambda::EventSourceMapping"
                  and r["Properties"]["EventSourceArn"] == {"Fn::GetAtt": [consumer_id, "ConsumerARN"]}]

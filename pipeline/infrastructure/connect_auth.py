@@ -33,6 +33,15 @@ from pipeline.infrastructure.packaging import (
 )
 
 AUTHORIZER_CODE = Path(__file__).resolve().parent / "connect_authorizer"
+# Where the token travels (``?token=<jwt>``: connect_authorizer/handler.py ``find_token``).
+# As the authorizer's identity source, API Gateway itself refuses a connect without it (401)
+# and never invokes the function for it: "verifying all of the identity-related request
+# parameters are present in the request, not null, and non-empty. Only when this is true does
+# the authorizer invoke the authorizer Lambda function. Otherwise, it returns a 401
+# Unauthorized response without calling the Lambda function."
+# https://docs.aws.amazon.com/apigatewayv2/latest/api-reference/apis-apiid-authorizers.html
+# (IdentitySource); https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-apigatewayv2-authorizer.html
+TOKEN_IDENTITY_SOURCE = "route.request.querystring.token"
 
 
 class ConnectAuthorization(Construct):
@@ -76,6 +85,11 @@ class ConnectAuthorization(Construct):
                 "verifies the OIDC issuer's JWT",
                 {"AUTH_MODE": "jwt", "JWT_ISSUER": self.issuer, "JWT_AUDIENCE": self.audience},
             )
+        if self.function is not None:
+            # After the grants: in token mode the function must wait for its policy with
+            # secretsmanager:GetSecretValue, or a connect right after the deploy could meet an
+            # authorizer that cannot read its key (issue 21, finding 7).
+            drop_redundant_role_dependency(self.function)
 
     def _user_pool(self) -> None:
         """A user pool and an app client (no secret: browsers and apps sign in with SRP)."""
@@ -93,11 +107,19 @@ class ConnectAuthorization(Construct):
             account_recovery=cognito.AccountRecovery.EMAIL_ONLY,
             removal_policy=RemovalPolicy.RETAIN,
         )
+        # disable_o_auth: sign-in is SRP against the pool's API, no hosted UI. Without it CDK
+        # enables the implicit and code grants, every scope and the callback
+        # https://example.com (UserPoolClientOptions.oAuth's defaults), an OAuth surface this
+        # app never uses; Cognito calls the implicit grant "a legacy authorization grant" whose
+        # tokens users can intercept:
+        # https://docs.aws.amazon.com/cognito/latest/developerguide/federation-endpoints-oauth-grants.html
+        # https://docs.aws.amazon.com/cdk/api/v2/docs/aws-cdk-lib.aws_cognito.UserPoolClientOptions.html
         self.user_pool_client = self.user_pool.add_client(
             "AppClient",
             auth_flows=cognito.AuthFlow(user_srp=True),
             generate_secret=False,
             prevent_user_existence_errors=True,
+            disable_o_auth=True,
         )
         # https://docs.aws.amazon.com/cognito/latest/developerguide/amazon-cognito-user-pools-using-tokens-verifying-a-jwt.html
         self.issuer = self.user_pool.user_pool_provider_url
@@ -132,10 +154,9 @@ class ConnectAuthorization(Construct):
                 removal_policy=RemovalPolicy.DESTROY,
             ),
         )
-        drop_redundant_role_dependency(self.function)
-        # No identity source: API Gateway refuses (401) without invoking when a listed source
-        # is missing, and the authorizer logs every refusal's reason itself.
+        # A connect without ?token= is refused by API Gateway (401), not by the function (which
+        # still denies, 403, any token it cannot verify): cheaper, and no invocation to log.
         self.authorizer = authorizers.WebSocketLambdaAuthorizer(
-            "ConnectAuthorizer", self.function, identity_source=[]
+            "ConnectAuthorizer", self.function, identity_source=[TOKEN_IDENTITY_SOURCE]
         )
         return self.function

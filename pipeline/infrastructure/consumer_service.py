@@ -49,6 +49,26 @@ def consumer_filter(spec: ConsumerSpec) -> dict[str, object]:
     )
 
 
+def stream_consumer_name(stack_name: str, spec: ConsumerSpec) -> str:
+    """The consumer's name: ``<stack>-<name>``, plus the starting position when it is not LATEST.
+
+    ``StartingPosition`` is create-only on ``AWS::Lambda::EventSourceMapping``, so changing it
+    replaces the mapping, and CloudFormation creates the replacement before it deletes the old
+    one; Lambda refuses a second mapping of one function to one event source
+    (``ResourceConflictException``: SAM issues #1320 and #1690, serverless #8550), and the
+    update fails. With the starting position in the name, the change also replaces the stream
+    consumer (``ConsumerName`` is create-only), so the new mapping reads a new consumer ARN and
+    both mappings coexist until CloudFormation deletes the old pair (docs/adding-a-consumer.md,
+    "Change where it starts reading"). LATEST, the default, keeps the name deployed stacks have.
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-lambda-eventsourcemapping.html
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-kinesis-streamconsumer.html
+    """
+    base = f"{stack_name}-{spec.name}"
+    if spec.starting_position == "LATEST":
+        return base
+    return f"{base}-{spec.starting_position.lower().replace('_', '-')}"
+
+
 def chain_stream_consumers(
     services: Sequence[ConsumerService], at_once: int = CONSUMERS_CREATING_AT_ONCE
 ) -> None:

@@ -16,6 +16,8 @@ def drop_redundant_role_dependency(function: lambda_.Function) -> None:
     ``Function`` always depends on its whole role construct; the ``Role`` GetAtt already orders
     the function after the role itself, so listing it again is redundant. The policy must stay:
     the function may be invoked (e.g. by its event source mapping) as soon as it exists.
+    Call it after the last grant to the role: the policies are read now. A role without a
+    policy leaves no ``DependsOn`` at all (never an empty list).
     """
     cfn_function = function.node.default_child
     role = function.role
@@ -27,4 +29,7 @@ def drop_redundant_role_dependency(function: lambda_.Function) -> None:
         for child in role.node.find_all()
         if isinstance(child, iam.CfnPolicy)
     ]
-    cfn_function.add_override("DependsOn", policies)
+    if policies:
+        cfn_function.add_override("DependsOn", policies)
+    else:
+        cfn_function.add_deletion_override("DependsOn")

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Duration
+from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
@@ -60,6 +61,7 @@ class OperationsDashboard(Construct):
         # the AWS managed SNS key (nag.py carries the finding with this reason).
         self.topic = sns.Topic(self, "AlarmTopic", display_name=f"{stage_name} pipeline alarms",
                                enforce_ssl=True)
+        self._allow_cloudwatch_alarms()
         if alarm_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
         for service in services:
@@ -72,6 +74,32 @@ class OperationsDashboard(Construct):
         self.dashboard.add_widgets(*self._api_widgets(stage))
         for service in services:
             self.dashboard.add_widgets(*self._consumer_widgets(service))
+
+    def _allow_cloudwatch_alarms(self) -> None:
+        """Let CloudWatch alarms of this account and region publish to the topic.
+
+        ``enforce_ssl`` makes an ``AWS::SNS::TopicPolicy``, which replaces SNS's default topic
+        policy; it then holds only the Deny, and ``SnsAction`` adds no Allow, so every alarm
+        notification would fail with "not authorized to perform SNS:Publish" (AWS Knowledge
+        Center "cloudwatch-receive-sns-for-alarm-trigger":
+        https://repost.aws/knowledge-center/cloudwatch-receive-sns-for-alarm-trigger). The Allow
+        names the service principal with ``aws:SourceAccount`` and ``aws:SourceArn`` (this
+        account's alarms only), against the confused deputy, as SNS's policy examples do:
+        https://docs.aws.amazon.com/sns/latest/dg/sns-access-policy-use-cases.html
+        """
+        stack = Stack.of(self)
+        self.topic.add_to_resource_policy(iam.PolicyStatement(
+            sid="AllowCloudWatchAlarmsToPublish",
+            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+            actions=["sns:Publish"],
+            resources=[self.topic.topic_arn],
+            conditions={
+                "StringEquals": {"aws:SourceAccount": stack.account},
+                "ArnLike": {"aws:SourceArn": stack.format_arn(
+                    service="cloudwatch", resource="alarm", resource_name="*",
+                    arn_format=ArnFormat.COLON_RESOURCE_NAME)},
+            },
+        ))
 
     @staticmethod
     def _api_widgets(stage: apigwv2.WebSocketStage) -> list[cloudwatch.IWidget]:

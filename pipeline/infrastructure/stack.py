@@ -11,7 +11,11 @@ from pipeline.infrastructure import ConfigError
 from pipeline.infrastructure.config import PipelineConfig
 from pipeline.infrastructure.connect_auth import ConnectAuthorization
 from pipeline.infrastructure.connection_roster import ConnectionRoster
-from pipeline.infrastructure.consumer_service import ConsumerService, chain_stream_consumers
+from pipeline.infrastructure.consumer_service import (
+    ConsumerService,
+    chain_stream_consumers,
+    stream_consumer_name,
+)
 from pipeline.infrastructure.event_stream import EventStream
 from pipeline.infrastructure.keepalive import KeepaliveRoute
 from pipeline.infrastructure.lambda_defaults import ARCHITECTURE, RUNTIME
@@ -116,7 +120,7 @@ class PipelineStack(Stack):
                 connections_url=ingress.stage.callback_url,
                 table=roster.table,
                 layer=layer.layer,
-                stream_consumer_name=f"{id}-{spec.name}",
+                stream_consumer_name=stream_consumer_name(id, spec),
                 client_routes=client_routes,
                 extra_environment=posting_environment(spec, consumers, config),
             )

@@ -40,6 +40,13 @@ from pipeline.infrastructure.templates import (
 )
 
 ROUTE_SELECTION_EXPRESSION = "$request.body.action"
+# $connect's integration responses: the sample's /200/ and, on purpose, nothing else (no
+# $default, no 4xx/5xx key). A failed roster PutItem then matches no integration response: an
+# integration failure, and "If the $connect request fails (e.g., due to AuthN/AuthZ failure or
+# an integration failure), the connection will not be made" (WS route-keys page, URL in
+# _connect_responses). Refusing keeps the design's rule that a connection is in the roster
+# before it can send; the client retries the connect with backoff. Issue 21, finding 5.
+CONNECT_RESPONSE_KEYS: tuple[str, ...] = ("/200/",)
 STREAM_ROUTES_ALWAYS = ("$disconnect", "$default")
 # Integration response keys of the acked integration -> (template, what the status class says
 # about retrying). Keys are regexes on the integration's HTTP status, "$default" the catch-all:
@@ -238,10 +245,13 @@ class WebSocketIngress(Construct):
         """``$connect``'s route response and integration response, as AWS's own sample for a
         DynamoDB PutItem ``$connect`` declares them (serverless-patterns
         ``apigw-websocket-api-connection-dynamodb/template.yaml``: RouteResponse ``$default``,
-        IntegrationResponse ``/200/`` with no template). What a failed PutItem then does to the
-        upgrade is not documented (docs/fidelity.md "Unverified on AWS", verify ``connect-roster``);
-        the roster copes either way: a connection without its META item is still pruned on
-        its first 410 and its memberships carry a TTL.
+        IntegrationResponse ``/200/`` with no template), and only those: a failed PutItem
+        matches no integration response, so the connect is refused (``CONNECT_RESPONSE_KEYS``;
+        the twin's ``--connect-failure refuse``, its default). Nothing leaks either way: a
+        refused connect has no connection and no ``$disconnect``; a write that succeeded
+        for a connect refused later (a timeout) leaves a META item the TTL removes; under the
+        other reading (connected without its META item) the connection is pruned on its first
+        410 and its memberships carry the TTL (docs/fidelity.md "Unverified on AWS").
         https://github.com/aws-samples/serverless-patterns/tree/main/apigw-websocket-api-connection-dynamodb
         """
         bound = route.node.find_child(integration_id)
@@ -253,12 +263,13 @@ class WebSocketIngress(Construct):
             route_id=route.route_id,
             route_response_key="$default",
         )
+        (key,) = CONNECT_RESPONSE_KEYS
         apigwv2.CfnIntegrationResponse(
             self,
             "ConnectIntegrationResponse",
             api_id=self.api.api_id,
             integration_id=bound.integration_id,
-            integration_response_key="/200/",
+            integration_response_key=key,
             template_selection_expression="\\$default",
         )
 

@@ -53,10 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                              "response (AWS does not document it): the HTTP status (default, as "
                              "for HTTP and AWS back ends in REST APIs) or the body's errorMessage "
                              "(as for Lambda: every Kinesis answer falls to $default)")
-    parser.add_argument("--connect-failure", choices=("accept", "refuse"), default="accept",
-                        help="a failed $connect integration (roster PutItem): accept the "
-                             "connection anyway (default, as users report for non-proxy "
-                             "integrations) or refuse it with 500")
+    parser.add_argument("--connect-failure", choices=("accept", "refuse"), default="refuse",
+                        help="a failed $connect integration (roster PutItem): refuse the "
+                             "connection with 500 (default: the stack's $connect has no "
+                             "integration response for a failure, and AWS's route-keys page "
+                             "says the connection is not made) or accept it anyway (as users "
+                             "report for non-proxy HTTP integrations)")
     parser.add_argument("--function-logs", default=str(DEFAULT_FUNCTION_LOGS), metavar="DIR",
                         help="write each function's logs to DIR/<function>.log, like CloudWatch "
                              f"Logs (default: {DEFAULT_FUNCTION_LOGS}); '-' = inline on stderr")

@@ -46,7 +46,7 @@ class TwinConfig:
     function_logs: Path | None = None  # a directory: <function>.log each; None: the twin's stderr
     # GatewayRules: the twin's choices where AWS documents nothing (docs/fidelity.md)
     integration_response_selection: str = "status"
-    connect_failure: str = "accept"
+    connect_failure: str = "refuse"
     oidc_dir: Path = Path(".twin") / "oidc"  # auth=jwt: the twin issuer's key and settings
     # Start-up waits this long for every mapping to read its canary (esm/canary.py); generous:
     # a busy 2-core machine starting several twins at once.

@@ -148,5 +148,6 @@ def format_plan(p: Plan) -> str:
                                       "log_bytes_per_invocation"))
     out += ["", f"assumed: {assumed}; no free tier; us-east-1 list prices ({PRICES_FILE.name})"]
     out += [f"WARNING [{w.level}] {w.message}" for w in p.warnings] or ["no quota warnings"]
+    out += [f"note: {note}" for note in p.notes]
     out.append(f"deploy: {p.deploy}")
     return "\n".join(out)

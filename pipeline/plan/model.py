@@ -38,6 +38,15 @@ MESSAGE_BYTES_MAX = 128 * 1024
 MESSAGE_BILLING_BYTES = 32 * 1024  # messages are metered in 32 KB increments
 MESSAGE_TIER = 1_000_000_000  # the first billion messages a month at the first-tier price
 LAMBDA_CONCURRENCY_QUOTA = 1000  # default concurrent executions per account and Region
+# ... but not on a new account: "New AWS accounts have reduced concurrency and memory quotas.
+# AWS raises these quotas automatically based on your usage." (Lambda quotas, Important box)
+# https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html
+NEW_ACCOUNT_NOTE = (
+    "a new AWS account's Lambda concurrency quota is below the default 1,000 until AWS raises "
+    "it with use: compare the {need:,} the mappings need (shards x ParallelizationFactor x "
+    "consumers) with AccountLimit.ConcurrentExecutions of `aws lambda get-account-settings`; "
+    "if lower, the mappings are throttled and iterator age grows (request an increase: "
+    "Service Quotas, Lambda, Concurrent executions)")
 DYNAMODB_READ_BYTES = 4096  # one RRU reads 4 KB strongly consistent, 8 KB eventually
 NEAR = 0.8  # "nearly exceeded" from 80 % of a quota
 
@@ -150,6 +159,11 @@ class Plan:
     def monthly_usd(self) -> float:
         return sum(c.usd for c in self.components.values())
 
+    @property
+    def notes(self) -> list[str]:
+        """What the plan cannot know and the reader should check (never a quota warning)."""
+        return [NEW_ACCOUNT_NOTE.format(need=self.concurrency_per_function * self.traffic.consumers)]
+
     def as_json(self) -> dict[str, Any]:
         """The ``--json`` document."""
         t = self.traffic
@@ -163,7 +177,7 @@ class Plan:
             "rates": {k: round(v, 3) for k, v in self.rates.items()},
             "monthlyUsd": round(self.monthly_usd, 2),
             "components": {name: c.as_json() for name, c in self.components.items()},
-            "warnings": [asdict(w) for w in self.warnings],
+            "warnings": [asdict(w) for w in self.warnings], "notes": self.notes,
             "deploy": self.deploy, "assumptions": asdict(t),
         }  # fmt: skip
 

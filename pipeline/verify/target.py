@@ -1,7 +1,8 @@
 """What a verify run talks to: the WebSocket URL, and (when it can) the stream and roster table.
 
 With ``--stack NAME`` the names come from the stack's CloudFormation outputs (``DescribeStacks``:
-``WebSocketUrl``, ``StreamName``, ``RosterTableName``; pipeline/infrastructure/stack.py). Without
+``WebSocketUrl``, ``StreamName``, ``RosterTableName``, ``AlarmTopicArn``;
+pipeline/infrastructure/stack.py). Without
 it, from an AWS endpoint serving exactly one stream and one table: the twin's (``--aws-endpoint``,
 ``$AWS_ENDPOINT_URL``, or ``http://127.0.0.1:4566`` when the URL is the twin's default
 ``ws://127.0.0.1:8080/...``). Checks that read the stream or the roster skip, with the reason in
@@ -45,6 +46,7 @@ class AwsAccess:
     table: str
     endpoint: str | None = None
     credentials: dict[str, str] = field(default_factory=dict)
+    alarm_topic: str | None = None  # the stack's AlarmTopicArn output (``--stack`` only)
 
     def client(self, service: str) -> Any:
         """A boto3 client for ``service`` with short timeouts."""
@@ -121,7 +123,7 @@ def resolve(*, url: str | None, stack: str | None, aws_endpoint: str | None, reg
             return Target(url, query, headers, None,
                           f"stack {stack} has no StreamName/RosterTableName output")
         aws = AwsAccess(region, outputs["StreamName"], outputs["RosterTableName"], endpoint,
-                        credentials)
+                        credentials, outputs.get("AlarmTopicArn"))
         return Target(url, query, headers, aws)
     assert url is not None
     if endpoint is None:

@@ -59,3 +59,26 @@ def test_the_twin_reads_connect_as_one_way_with_its_response(
     connect = build_api_model(stack, "dev").routes["$connect"]
     assert connect.integration is not None and not connect.two_way
     assert [r.key for r in connect.integration.responses] == ["/200/"]
+
+
+def test_a_failed_put_item_matches_no_connect_response_and_the_twin_refuses(
+        stack_template: dict[str, Any], cloud_assembly: Any) -> None:
+    """Issue 21, finding 5: the decision (refuse) made explicit. $connect answers only ``/200/``
+    (no ``$default``), so a failed PutItem (4xx, 5xx) matches no integration response: an
+    integration failure, and the route-keys page says the connection is then not made. The
+    twin's default agrees (``--connect-failure refuse``)."""
+    from pipeline.infrastructure.websocket_ingress import CONNECT_RESPONSE_KEYS
+    from pipeline.local.gateway import GatewayRules
+    from pipeline.local.gateway.responses import select_response
+    from pipeline.local.twin import TwinConfig
+
+    assert CONNECT_RESPONSE_KEYS == ("/200/",)
+    stack = resolve_stack(stack_template, "ConnectModel-dev", cloud_assembly)
+    connect = build_api_model(stack, "dev").routes["$connect"]
+    assert connect.integration is not None
+    responses = connect.integration.responses
+    assert select_response(responses, 200) is not None
+    for status in (400, 403, 500, 503):
+        assert select_response(responses, status) is None, status
+    assert GatewayRules().connect_failure == "refuse"
+    assert TwinConfig().connect_failure == "refuse"

@@ -42,8 +42,8 @@ def test_prod_defaults_to_a_token_authorizer_on_connect_only(prod_template: Temp
     assert len(authorizers) == 1
     (authorizer_id, authorizer), = authorizers.items()
     assert authorizer["Properties"]["AuthorizerType"] == "REQUEST"
-    # No identity source: a missing ?token= reaches the function, which denies and logs it.
-    assert authorizer["Properties"]["IdentitySource"] == []
+    # API Gateway refuses a connect without ?token= (401) before invoking the function.
+    assert authorizer["Properties"]["IdentitySource"] == ["route.request.querystring.token"]
     routes = routes_by_key(prod_template)
     assert routes["$connect"]["AuthorizationType"] == "CUSTOM"
     assert routes["$connect"]["AuthorizerId"] == {"Ref": authorizer_id}

@@ -2,7 +2,8 @@
 
 The token authorizer (pipeline/infrastructure/connect_authorizer) runs in its own worker, reads
 its secret from the twin's Secrets Manager, and API Gateway's answer to its policy is honoured:
-no token or a bad one -> HTTP 403 on the upgrade; a valid one -> connected, and its principal is
+no token -> HTTP 401 from API Gateway itself (the identity source ``?token=`` is missing, the
+function is not invoked); a bad one -> 403 from the function's Deny; a valid one -> connected, and its principal is
 in the roster item and in every stream record the consumers decode (``Envelope.principal``).
 https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-lambda-auth.html
 """
@@ -61,7 +62,8 @@ async def _refused(url: str, **kwargs: Any) -> int:
 
 
 async def test_connect_without_a_valid_token_is_refused_with_403(prod_twin: TwinProcess) -> None:
-    assert await _refused(prod_twin.ws) == 403
+    assert await _refused(prod_twin.ws) == 401  # no ?token=: refused before the authorizer
+    assert await _refused(prod_twin.ws + "?token=") == 401  # "not null, and non-empty"
     assert await _refused(prod_twin.ws + "?token=not-a-jwt") == 403
     forged = _token(prod_twin, "mallory", secret=b"not the stack's secret, 32+ bytes long")
     assert await _refused(prod_twin.ws + f"?token={forged}") == 403

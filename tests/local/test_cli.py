@@ -33,11 +33,11 @@ def test_undocumented_aws_rules_are_flags_with_documented_defaults() -> None:
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser, "local")
     args = parser.parse_args([])
-    assert (args.integration_response_selection, args.connect_failure) == ("status", "accept")
-    assert GatewayRules() == GatewayRules("status", "accept")
+    assert (args.integration_response_selection, args.connect_failure) == ("status", "refuse")
+    assert GatewayRules() == GatewayRules("status", "refuse")
     args = parser.parse_args(["--integration-response-selection", "lambda-like",
-                              "--connect-failure", "refuse"])
-    assert (args.integration_response_selection, args.connect_failure) == ("lambda-like", "refuse")
+                              "--connect-failure", "accept"])
+    assert (args.integration_response_selection, args.connect_failure) == ("lambda-like", "accept")
     with pytest.raises(SystemExit):
         parser.parse_args(["--integration-response-selection", "errorMessage"])
     with pytest.raises(ValueError, match="connect_failure"):

@@ -166,3 +166,17 @@ def test_every_price_names_its_aws_page_and_date() -> None:
     for price in PRICES.prices.values():
         assert price.source.startswith("https://aws.amazon.com/")
         assert len(price.read_on) == 10 and price.read_on[4] == "-"
+
+
+def test_the_plan_notes_a_new_accounts_lower_lambda_concurrency_quota() -> None:
+    """Issue 21, finding 7: new accounts start below the 1,000 default ("New AWS accounts have
+    reduced concurrency and memory quotas", Lambda quotas page); the plan says what to compare."""
+    from pipeline.plan.cli import format_plan
+
+    p = plan(Traffic(connections=1000, frames_per_minute=6, frame_bytes=1000), load_prices())
+    need = p.concurrency_per_function * p.traffic.consumers
+    (note,) = p.notes
+    assert "new AWS account" in note and f"{need:,}" in note
+    assert "get-account-settings" in note
+    assert p.as_json()["notes"] == [note]
+    assert f"note: {note}" in format_plan(p)

@@ -133,5 +133,5 @@ def test_table_and_json(tmp_path: Path) -> None:
 def test_check_names_are_the_documented_ones() -> None:
     assert CHECK_NAMES == ("connect", "echo", "unknown-action", "invalid-frame", "chat", "ack",
                            "message-too-big", "prune-410", "publish", "auth", "connect-roster",
-                           "subprotocol", "disconnect-status", "ping")
+                           "subprotocol", "disconnect-status", "ping", "alarm")
 

@@ -20,8 +20,10 @@ Two modes, chosen by the ``AUTH_MODE`` environment variable:
   for teams that mint their own tokens.
 
 Allow: ``principalId`` = the token's ``sub``. Deny (API Gateway answers 403) with the reason
-logged, never returned to the client. The authorizer has no identity source: API Gateway then
-invokes it on every connect (WebSocket authorizers do not cache).
+logged, never returned to the client. Its identity source is ``route.request.querystring.token``
+(``connect_auth.TOKEN_IDENTITY_SOURCE``): API Gateway answers 401 without invoking it when
+``?token=`` is missing or empty, so it sees only connects that carry one (and is invoked on
+each of them: WebSocket authorizers do not cache).
 https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-lambda-auth.html
 """
 

@@ -74,12 +74,16 @@ class GatewayRules:
     for a Lambda integration, so a Kinesis answer (which has none) always falls to ``$default``.
 
     ``connect_failure``: what a failed non-proxy ``$connect`` integration (e.g. the roster's
-    PutItem) does. ``accept`` (default): the upgrade completes anyway, as users report for
-    non-proxy ``$connect`` integrations; ``refuse``: HTTP 500, as the route-keys page reads.
+    PutItem) does. ``refuse`` (default): HTTP 500, no connection, as the route-keys page reads
+    ("If the $connect request fails (e.g., due to AuthN/AuthZ failure or an integration
+    failure), the connection will not be made") and as the stack's ``$connect`` declares it:
+    its only integration response is ``/200/``, so a failed PutItem (4xx/5xx) matches none
+    (websocket_ingress.py ``CONNECT_RESPONSE_KEYS``, issue 21 finding 5); ``accept``: the
+    upgrade completes anyway, as users report for non-proxy (HTTP) ``$connect`` integrations.
     """
 
     integration_response_selection: str = "status"
-    connect_failure: str = "accept"
+    connect_failure: str = "refuse"
 
     def __post_init__(self) -> None:
         if self.integration_response_selection not in SELECTION_RULES:

@@ -23,6 +23,7 @@ import orjson
 from pipeline.local import vtl
 from pipeline.local.aws import ACCOUNT_ID, REGION
 from pipeline.local.content_types import GATEWAY_DEFAULT
+from pipeline.local.gateway.identity import identity_sources, missing_identity_sources
 from pipeline.local.gateway.model import ApiModel, IntegrationResponse, Route
 from pipeline.local.gateway.responses import render_response
 
@@ -214,6 +215,17 @@ class GatewayProtocol:
             "stageVariables": dict(self.api.stage_variables),
             "requestContext": self.context(conn, "$connect", "CONNECT", request_id, {}),
         })
+
+    def missing_identity(self, conn: ClientConnection) -> tuple[str, ...]:
+        """The $connect authorizer's identity sources *conn* lacks (``identity.py``): API
+        Gateway then answers 401 without invoking the authorizer."""
+        route = self.api.route("$connect")
+        if route is None or route.authorization_type != "CUSTOM" or not route.authorizer_id:
+            return ()
+        props = self.api.authorizers.get(route.authorizer_id, {})
+        return missing_identity_sources(
+            identity_sources(props.get("IdentitySource")), headers=conn.headers,
+            query=conn.query, stage_variables=self.api.stage_variables)
 
     def authorized(self, conn: ClientConnection, result: Any) -> int | None:
         """Apply the authorizer's answer: None when allowed, else the HTTP status refusing it.

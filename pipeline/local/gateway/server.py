@@ -200,8 +200,8 @@ class Gateway:
         # route-keys page says the connection "will not be made"
         # (https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-route-keys-connect-disconnect.html),
         # users report that a non-proxy $connect integration answering 4xx still connects.
-        # GatewayRules.connect_failure picks one (default: accept; docs/fidelity.md
-        # "Unverified on AWS", verify check `connect-roster`).
+        # GatewayRules.connect_failure picks one (default: refuse, as the stack declares it:
+        # its $connect answers only /200/; docs/fidelity.md "Unverified on AWS").
         try:
             call = self._protocol.connect(conn)
         except vtl.VtlError as exc:
@@ -209,6 +209,8 @@ class Gateway:
             return _aws_error(500, "InternalServerErrorException", INTERNAL_ERROR)
         if call is not None and self._execute(call) is None:
             if self.rules.connect_failure == "refuse":
+                LOG.warning("$connect integration failed for %s: connection refused (500; "
+                            "--connect-failure accept connects anyway)", conn.connection_id)
                 return _aws_error(500, "InternalServerErrorException", INTERNAL_ERROR)
             LOG.warning("$connect integration failed for %s; connecting anyway "
                         "(connect_failure=accept)", conn.connection_id)
@@ -251,6 +253,11 @@ class Gateway:
             return _aws_error(500, "InternalServerErrorException", INTERNAL_ERROR)
         if call is None:
             return None
+        missing = self._protocol.missing_identity(conn)
+        if missing:  # API Gateway's own 401: the function is never invoked (identity.py)
+            LOG.info("$connect refused (401): identity source %s missing or empty",
+                     ", ".join(missing))
+            return _aws_error(401, "UnauthorizedException", "Unauthorized")
         try:
             result = await asyncio.wait_for(
                 self._backend.invoke_function(call.function_arn, call.event),

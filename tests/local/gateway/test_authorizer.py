@@ -61,3 +61,42 @@ async def test_refusals_never_write_the_roster(guarded: Running, answer: str,
         await connect(guarded.ws_url, open_timeout=5)
     assert refused.value.response.status_code == status
     assert guarded.backend.calls == []
+
+
+def _with_identity_source(sources: list[str]) -> dict[str, dict[str, Any]]:
+    res = with_authorizer(resources())
+    res["Authorizer"]["Properties"]["IdentitySource"] = sources
+    return res
+
+
+@pytest.mark.parametrize("query", ["", "?token=", "?other=1"])
+async def test_a_connect_without_the_identity_source_is_401_and_never_invokes(
+        query: str) -> None:
+    # "Otherwise, it returns a 401 Unauthorized response without calling the Lambda function"
+    # (CreateAuthorizer identitySource, apis-apiid-authorizers.html).
+    run = await start_gateway(res=_with_identity_source(["route.request.querystring.token"]))
+    run.backend.authorizer = lambda event: authorize(event, SECRET)
+    try:
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(f"{run.ws_url}{query}", open_timeout=5)
+        assert refused.value.response.status_code == 401
+        assert run.backend.invocations == []
+        assert run.backend.calls == []  # no roster write
+    finally:
+        await run.gateway.stop()
+
+
+async def test_with_the_identity_source_present_the_authorizer_decides() -> None:
+    run = await start_gateway(res=_with_identity_source(["route.request.querystring.token"]))
+    run.backend.authorizer = lambda event: authorize(event, SECRET)
+    try:
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(f"{run.ws_url}?token=not-a-jwt", open_timeout=5)
+        assert refused.value.response.status_code == 403  # invoked: it denies a bad token
+        assert len(run.backend.invocations) == 1
+        token = encode_token(SECRET, {"sub": "bob", "exp": int(time.time()) + 60})
+        ws = await connect(f"{run.ws_url}?token={token}", open_timeout=5)
+        await ws.close()
+        assert len(run.backend.invocations) == 2
+    finally:
+        await run.gateway.stop()

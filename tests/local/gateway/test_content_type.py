@@ -18,7 +18,7 @@ from typing import Any
 import cbor2
 import orjson
 import pytest
-from gateway_kit import ROLE_ARN, STREAM_NAME, resources
+from gateway_kit import ROLE_ARN, STREAM_NAME, TABLE_NAME, resources
 from polling import until
 from stacks import aws_services, stack_of
 from websockets.asyncio.client import connect
@@ -66,6 +66,13 @@ def test_kinesis_reads_json_1_1_and_cbor_1_1_only(content_type: str, status: int
 def services() -> Iterator[AwsServices]:
     with aws_services() as svc:
         svc.client("kinesis").create_stream(StreamName=STREAM_NAME, ShardCount=1)
+        # The roster $connect writes: a failed write refuses the connect (--connect-failure).
+        svc.client("dynamodb").create_table(
+            TableName=TABLE_NAME, BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                  {"AttributeName": "sk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                       {"AttributeName": "sk", "KeyType": "RANGE"}])
         yield svc
 
 

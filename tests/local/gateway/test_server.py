@@ -66,8 +66,11 @@ async def test_connect_writes_the_roster_then_frames_route_to_the_stream(running
     await ws.close()
 
 
-async def test_connect_refused_when_the_roster_write_fails_under_refuse() -> None:
-    run = await start_gateway(rules=GatewayRules(connect_failure="refuse"))
+async def test_connect_refused_when_the_roster_write_fails_by_default() -> None:
+    """The default (``--connect-failure refuse``), as the stack declares $connect: only a
+    ``/200/`` integration response, so a failed PutItem is an integration failure and the
+    connection "will not be made" (WS-connect). Nothing is left: no connection, no $disconnect."""
+    run = await start_gateway()
     try:
         run.backend.fail["PutItem"] = "ProvisionedThroughputExceededException"
         with pytest.raises(InvalidStatus) as refused:
@@ -79,10 +82,19 @@ async def test_connect_refused_when_the_roster_write_fails_under_refuse() -> Non
         await run.gateway.stop()
 
 
-async def test_a_failed_roster_write_still_connects_by_default(running: Running) -> None:
-    """Non-proxy $connect integrations do not refuse on a backend error (docs/fidelity.md
-    "Unverified on AWS"): the connection works, @connections reaches it, and its $disconnect
-    still reaches the stream, so the consumers can clean up whatever it did meanwhile."""
+async def test_a_failed_roster_write_still_connects_under_accept() -> None:
+    """``--connect-failure accept``, the other reading (users report non-proxy HTTP $connect
+    integrations that never refuse; docs/fidelity.md "Unverified on AWS"): the connection works,
+    @connections reaches it, and its $disconnect still reaches the stream, so the consumers can
+    clean up whatever it did meanwhile."""
+    running = await start_gateway(rules=GatewayRules(connect_failure="accept"))
+    try:
+        await _connects_despite_a_failed_roster_write(running)
+    finally:
+        await running.gateway.stop()
+
+
+async def _connects_despite_a_failed_roster_write(running: Running) -> None:
     running.backend.fail["PutItem"] = "ProvisionedThroughputExceededException"
     ws = await connect(running.ws_url, open_timeout=5)
     (cid,) = running.gateway.connection_ids

@@ -82,7 +82,7 @@ async def test_integration_role_without_put_record_gets_aws_error_frame(
 
 async def test_integration_role_without_put_item_refuses_connect(
         iam_stack: Stack, services: AwsServices) -> None:
-    """Under ``--connect-failure refuse``; the default accepts (test_server.py)."""
+    """Under ``--connect-failure refuse``, the default (test_server.py)."""
     services.access = AccessControl.from_stack(without_action(iam_stack, "dynamodb:PutItem"))
     gateway = await _gateway(iam_stack, services, services.access,
                              GatewayRules(connect_failure="refuse"))
