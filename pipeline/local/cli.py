@@ -73,6 +73,11 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--ready-timeout", type=float, default=30.0, metavar="SECONDS",
                         help="how long start-up waits for every mapping to read its canary "
                              "record before it fails (default 30)")
+    parser.add_argument("--no-reload", action="store_true",
+                        help="run the consumers' cdk.out assets as synthesized; default: run "
+                             "consumers/<name>/ and reload a function when its files change")
+    parser.add_argument("--consumers-dir", type=Path, default=PROJECT_ROOT / "consumers",
+                        metavar="DIR", help=argparse.SUPPRESS)  # tests: a copy to edit
     parser.add_argument("--log-level", default="WARNING", help="twin log level (default WARNING)")
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of a start-up failure")
@@ -207,6 +212,7 @@ def run(args: argparse.Namespace) -> int:
         connect_failure=args.connect_failure,
         oidc_dir=Path(args.oidc_dir),
         ready_timeout_s=args.ready_timeout,
+        consumers_dir=None if args.no_reload else args.consumers_dir.resolve(),
         quotas=GatewayQuotas(connections_rps=args.connections_rps,
                              new_connections_per_second=args.new_connections_per_second,
                              connections_latency_ms=args.connections_latency_ms),
@@ -259,6 +265,8 @@ async def _serve(config: object, debug: bool = False) -> int:
               f"  AWS services      {urls.aws}  (any credentials, region {REGION})" + logs
               + (f"\n  OIDC issuer       {urls.issuer}  (tokens: python -m pipeline token "
                  f"--sub NAME)" if urls.issuer else "")
+              + (f"\n  hot reload        {config.consumers_dir}/<name>/  (a saved file "
+                 "reloads its consumer; --no-reload: off)" if config.consumers_dir else "")
               + f"\n  demo page         {urls.ws.rsplit('/', 1)[0].replace('ws:', 'http:')}/",
               flush=True)
         print("TWIN-READY " + orjson.dumps(urls.as_dict()).decode(), flush=True)

@@ -53,6 +53,9 @@ class TwinConfig:
     ready_timeout_s: float = 30.0
     # Account quotas and the @connections round trip (pipeline/local/gateway/quotas.py).
     quotas: GatewayQuotas = field(default_factory=GatewayQuotas)
+    # Hot reload (pipeline/local/reload.py): consumers run from this folder's sources and are
+    # re-imported when they change; None: they run their cdk.out assets (``--no-reload``).
+    consumers_dir: Path | None = None
 
     @property
     def stack_name(self) -> str:
@@ -103,6 +106,7 @@ class RunningTwin:
     _gateway: Any = None
     _runners: list[Any] = field(default_factory=list)
     _source: KinesisShardSource | None = None
+    _reloader: Any = None
 
     async def start(self) -> TwinUrls:
         from pipeline.local.esm import EventSourceMappingRunner, MappingConfig
@@ -148,6 +152,13 @@ class RunningTwin:
         if cfg.function_logs is not None:
             specs = [_replace(s, log_file=cfg.function_logs / f"{s.log_name}.log") for s in specs]
         specs, issuer = _adopt_issuer(specs, f"http://127.0.0.1:{port}", cfg.oidc_dir)
+        folders: dict[str, Any] = {}
+        if cfg.consumers_dir is not None:
+            from pipeline.local.reload import source_folders
+
+            folders = source_folders(((s.name, s.label) for s in specs), cfg.consumers_dir)
+            specs = [_replace(s, code_dir=folders[s.name].path) if s.name in folders else s
+                     for s in specs]
         from pipeline.local.web import routes
 
         self._gateway.extra_routes = routes(cfg.stage, issuer)
@@ -175,6 +186,11 @@ class RunningTwin:
             self._runners.append(runner)
         await self._prove_mappings_read(canary)
         await self._gateway.start()
+        if cfg.consumers_dir is not None:
+            from pipeline.local.reload import Reloader
+
+            self._reloader = Reloader(self.workers, folders, cfg.consumers_dir)
+            await self._reloader.start()
 
         self.urls = TwinUrls(
             ws=f"ws://127.0.0.1:{port}/{cfg.stage}",
@@ -224,6 +240,9 @@ class RunningTwin:
 
     async def stop(self) -> None:
         """Stop in reverse order; every part is stopped even if another fails."""
+        if self._reloader is not None:
+            await _quietly(self._reloader.stop())
+            self._reloader = None
         if self._gateway is not None:  # first: clients get 1001 and their $disconnect
             await _quietly(self._gateway.stop())
             self._gateway = None
