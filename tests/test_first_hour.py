@@ -364,3 +364,24 @@ def test_auth_refusals_say_who_refused_and_never_print_the_token(
         assert one_line(bad.stderr) == expected
         assert forged not in bad.stdout + bad.stderr
         assert forged.split(".")[1] not in bad.stdout + bad.stderr  # not even its claims
+
+
+@pytest.mark.twin
+def test_host_binds_elsewhere_with_a_warning_and_urls_that_follow(cloud_assembly: Path) -> None:
+    from pipeline.local.harness import launch_twin
+
+    twin = launch_twin(["--no-synth", "--assembly", str(cloud_assembly), "--port", "0",
+                        "--aws-port", "0", "--function-logs", "-", "--host", "0.0.0.0"])
+    try:
+        assert twin.ws.startswith("ws://0.0.0.0:") and twin.connections.startswith("http://0.0.0.0:")
+        warnings = [line for line in twin.output if line.startswith("warning: --host")]
+        assert warnings == ["warning: --host 0.0.0.0: other machines can reach the twin, and "
+                            "stage dev has no auth (anyone who reaches it can connect and send)\n"]
+        banner = "".join(twin.output)
+        assert f"WebSocket API     {twin.ws}" in banner
+        local = twin.ws.replace("0.0.0.0", "127.0.0.1")
+        # the echo consumer answers through @connections: the functions still reach the gateway
+        done = client("--url", local, "--expect", "1", '{"action":"echo","data":"far"}')
+        assert done.returncode == 0, done.stderr + "".join(twin.output)
+    finally:
+        stop_twin(twin)

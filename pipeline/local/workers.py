@@ -72,14 +72,15 @@ class FunctionSpec:
 
 
 def rewrite_environment(
-    variables: Mapping[str, Any], *, gateway_port: int, aws_url: str
+    variables: Mapping[str, Any], *, gateway_port: int, aws_url: str,
+    gateway_host: str = "127.0.0.1",
 ) -> dict[str, str]:
     """The function's variables with execute-api URLs pointed at the local gateway."""
     out: dict[str, str] = {}
     for key, value in variables.items():
         text = str(value)
         match = _CONNECTIONS_URL.match(text)
-        out[key] = f"http://127.0.0.1:{gateway_port}/{match['stage']}" if match else text
+        out[key] = f"http://{gateway_host}:{gateway_port}/{match['stage']}" if match else text
     return out
 
 
@@ -149,7 +150,8 @@ def _file_safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
 
 
-def function_specs(stack: Stack, *, gateway_port: int, aws_url: str) -> list[FunctionSpec]:
+def function_specs(stack: Stack, *, gateway_port: int, aws_url: str,
+                   gateway_host: str = "127.0.0.1") -> list[FunctionSpec]:
     """Every ``AWS::Lambda::Function`` with a local code asset and a Python handler."""
     layers = {r.ref: stack.asset_path(r.logical_id) for r in
               stack.of_type("AWS::Lambda::LayerVersion")}
@@ -167,7 +169,8 @@ def function_specs(stack: Stack, *, gateway_port: int, aws_url: str) -> list[Fun
         specs.append(FunctionSpec(
             name=res.ref, arn=res.attributes["Arn"], handler=str(p.get("Handler", "")),
             code_dir=code, layer_dirs=layer_dirs,
-            environment=rewrite_environment(variables, gateway_port=gateway_port, aws_url=aws_url),
+            environment=rewrite_environment(variables, gateway_port=gateway_port, aws_url=aws_url,
+                                            gateway_host=gateway_host),
             timeout_s=float(p.get("Timeout", 3)), memory_mb=int(p.get("MemorySize", 128)),
             max_concurrency=concurrency.get(res.ref, DEFAULT_CONCURRENCY),
             label=function_label(res),
