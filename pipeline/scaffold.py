@@ -28,7 +28,7 @@ from pipeline.scaffold_templates import GENERATED_MARKER, render_handler, render
 
 # $connect writes the roster; ping is the gateway's own keepalive (a MOCK integration):
 # no consumer sees either.
-RESERVED_ROUTES = frozenset({"$connect", "ping"})
+RESERVED_ROUTES = frozenset({"$connect", "ping", "whoami"})
 SHAREABLE_ROUTES = frozenset({"$disconnect"})  # registry.load_all lets several consumers react
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import PROJECT_ROOT
+from pipeline.local.harness import TwinProcess, start_twin, stop_twin
 
 
 def run(*argv: str, cwd: Path = PROJECT_ROOT, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -295,5 +296,92 @@ def test_the_hostile_run_uses_the_running_twin(cloud_assembly: Path) -> None:
         assert f"using the twin already running at ws://127.0.0.1:{port}/dev" in done.stdout
         assert "starting the twin" not in done.stdout and "synthesizing" not in done.stdout
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    finally:
+        stop_twin(twin)
+
+
+# --- issue 25: the client's exit status, the server's close, the auth hint -------------------
+
+def client(*argv: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m pipeline client --wait 1 ARGV``, frames from ``stdin`` if given."""
+    return subprocess.run([sys.executable, "-m", "pipeline", "client", "--wait", "1", *argv],
+                          cwd=PROJECT_ROOT, input=stdin, capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+@pytest.mark.twin
+def test_the_client_reports_a_close_by_the_server_and_exits_1(twin: TwinProcess) -> None:
+    """A frame over the 128 KB message quota: the gateway closes with 1009; the client says so."""
+    # on stdin: one argument cannot be that long (MAX_ARG_STRLEN is 128 KiB)
+    done = client("--url", twin.ws, stdin='{"action":"echo","data":"' + "x" * 200_000 + '"}\n')
+    assert done.returncode == 1, done.stderr
+    assert one_line(done.stderr).startswith("closed by the server: 1009")
+
+
+@pytest.mark.twin
+def test_the_client_expect_counts_replies(twin: TwinProcess) -> None:
+    frame = '{"action":"echo","data":"hi"}'
+    enough = client("--url", twin.ws, "--expect", "1", frame)
+    assert enough.returncode == 0, enough.stderr
+    assert enough.stderr == "" and '< {"action":"echo","data":"hi"' in enough.stdout
+    short = client("--url", twin.ws, "--expect", "2", frame)
+    assert short.returncode == 1
+    assert one_line(short.stderr) == "expected 2 replies, got 1"
+
+
+@pytest.fixture(scope="module")
+def token_twin(prod_assembly: Path) -> Iterator[TwinProcess]:
+    """The prod assembly: an HS256 token authorizer on $connect."""
+    running = start_twin(prod_assembly, stage="prod")
+    yield running
+    stop_twin(running)
+
+
+@pytest.mark.twin
+def test_auth_refusals_say_who_refused_and_never_print_the_token(
+    token_twin: TwinProcess
+) -> None:
+    import time
+
+    from pipeline.infrastructure.connect_authorizer.handler import encode_token
+
+    missing = client("--url", token_twin.ws, "{}")
+    assert missing.returncode == 1
+    assert one_line(missing.stderr) == (
+        f"{token_twin.ws}: refused by the $connect authorizer's identity source (HTTP 401): no "
+        "token was sent; pass --token (`python -m pipeline token --sub NAME` mints one for the "
+        "twin)")
+    now = int(time.time())
+    forged = encode_token(b"not the stack's secret, at least 32 bytes", {
+        "sub": "mallory", "iat": now, "exp": now + 300})
+    expected = (f"{token_twin.ws}?token=***: refused by the $connect authorizer (HTTP 403): the "
+                "token was not accepted; the reason is in the authorizer's log (the twin: "
+                ".twin/logs/ConnectAuthorization.log; AWS: its CloudWatch log group)")
+    for argv in (("--url", token_twin.ws, "--token", forged),
+                 ("--url", f"{token_twin.ws}?token={forged}")):
+        bad = client(*argv, "{}")
+        assert bad.returncode == 1
+        assert one_line(bad.stderr) == expected
+        assert forged not in bad.stdout + bad.stderr
+        assert forged.split(".")[1] not in bad.stdout + bad.stderr  # not even its claims
+
+
+@pytest.mark.twin
+def test_host_binds_elsewhere_with_a_warning_and_urls_that_follow(cloud_assembly: Path) -> None:
+    from pipeline.local.harness import launch_twin
+
+    twin = launch_twin(["--no-synth", "--assembly", str(cloud_assembly), "--port", "0",
+                        "--aws-port", "0", "--function-logs", "-", "--host", "0.0.0.0"])
+    try:
+        assert twin.ws.startswith("ws://0.0.0.0:") and twin.connections.startswith("http://0.0.0.0:")
+        warnings = [line for line in twin.output if line.startswith("warning: --host")]
+        assert warnings == ["warning: --host 0.0.0.0: other machines can reach the twin, and "
+                            "stage dev has no auth (anyone who reaches it can connect and send)\n"]
+        banner = "".join(twin.output)
+        assert f"WebSocket API     {twin.ws}" in banner
+        local = twin.ws.replace("0.0.0.0", "127.0.0.1")
+        # the echo consumer answers through @connections: the functions still reach the gateway
+        done = client("--url", local, "--expect", "1", '{"action":"echo","data":"far"}')
+        assert done.returncode == 0, done.stderr + "".join(twin.output)
     finally:
         stop_twin(twin)

@@ -83,6 +83,8 @@ class Client:
         self._switching: ClientConnection | None = None  # a replacement waiting for "joined"
         self._waiting: set[str] = set()
         self._joined = asyncio.Event()
+        self.connection_id: str | None = None  # the current connection's id, once asked (whoami)
+        self._whoami: asyncio.Future[str] | None = None
 
     # --- public API ----------------------------------------------------------------------------
 
@@ -142,6 +144,13 @@ class Client:
                 if not reply.get("retryable"):
                     raise Nacked(error, retryable=False)
             raise Nacked(f"gave up after {opts.ack_attempts} attempts: {error}", retryable=True)
+
+    async def whoami(self, timeout: float = 10.0) -> str:
+        """The current connection's id, answered by the gateway itself (the ``whoami`` route:
+        no stream record); also kept in :attr:`connection_id`."""
+        self._whoami = asyncio.get_running_loop().create_future()
+        await self.send('{"action":"whoami"}')
+        return await asyncio.wait_for(self._whoami, timeout)
 
     async def recv(self, timeout: float | None = None) -> Any:
         """The next message frame (pongs and acks answered to :meth:`send_acked` excluded)."""
@@ -295,6 +304,11 @@ class Client:
                 self._joined.set()
         if isinstance(frame, dict) and frame.get("action") == "pong":
             return
+        if isinstance(frame, dict) and frame.get("action") == "whoami":
+            self.connection_id = str(frame.get("connectionId"))
+            if self._whoami is not None and not self._whoami.done():
+                self._whoami.set_result(self.connection_id)
+                return
         answer = ack_answer(frame)
         if answer is not None:
             future = self._answers.get(answer[0])

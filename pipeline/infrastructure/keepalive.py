@@ -1,4 +1,7 @@
-"""KeepaliveRoute: ``{"action":"ping"}`` answered ``{"action":"pong"}`` by API Gateway itself.
+"""Routes API Gateway answers itself: ``ping`` (:class:`KeepaliveRoute`) and ``whoami``
+(:class:`WhoamiRoute`, ``{"action":"whoami","connectionId":...}`` from ``$context``).
+
+KeepaliveRoute: ``{"action":"ping"}`` answered ``{"action":"pong"}`` by API Gateway itself.
 
 A two-way route on a MOCK integration (request template ``ping_mock_request.vtl`` picks status
 200; the ``$default`` integration response ``ping_pong_response.vtl`` renders the pong) with a
@@ -19,6 +22,8 @@ PING_ROUTE = "ping"
 PING_REQUEST_TEMPLATE = "ping_mock_request.vtl"
 PONG_RESPONSE_TEMPLATE = "ping_pong_response.vtl"
 _INTEGRATION_ID = "PingMock"
+WHOAMI_ROUTE = "whoami"
+WHOAMI_RESPONSE_TEMPLATE = "whoami_response.vtl"
 
 
 class KeepaliveRoute(Construct):
@@ -26,21 +31,39 @@ class KeepaliveRoute(Construct):
 
     def __init__(self, scope: Construct, id: str, *, api: apigwv2.WebSocketApi) -> None:
         super().__init__(scope, id)
-        mock = integrations.WebSocketMockIntegration(
-            _INTEGRATION_ID,
-            request_templates={"$default": render(PING_REQUEST_TEMPLATE, {})},
-            template_selection_expression="\\$default",
-        )
-        # return_response=True: RouteResponseSelectionExpression + a $default route response.
-        self.route = api.add_route(PING_ROUTE, integration=mock, return_response=True)
-        bound = self.route.node.find_child(_INTEGRATION_ID)  # CDK binds it under its route
-        assert isinstance(bound, apigwv2.WebSocketIntegration)
-        self.response = apigwv2.CfnIntegrationResponse(
-            self,
-            "Pong",
-            api_id=api.api_id,
-            integration_id=bound.integration_id,
-            integration_response_key="$default",
-            response_templates={"$default": render(PONG_RESPONSE_TEMPLATE, {})},
-            template_selection_expression="\\$default",
-        )
+        self.route, self.response = _mock_route(self, api, PING_ROUTE, _INTEGRATION_ID, "Pong",
+                                                PONG_RESPONSE_TEMPLATE)
+
+
+class WhoamiRoute(Construct):
+    """The ``whoami`` route of *api*: the sender's connection id, answered by API Gateway."""
+
+    def __init__(self, scope: Construct, id: str, *, api: apigwv2.WebSocketApi) -> None:
+        super().__init__(scope, id)
+        self.route, self.response = _mock_route(self, api, WHOAMI_ROUTE, "WhoamiMock", "Whoami",
+                                                WHOAMI_RESPONSE_TEMPLATE)
+
+
+def _mock_route(scope: Construct, api: apigwv2.WebSocketApi, route_key: str,
+                integration_id: str, response_id: str, response_template: str
+                ) -> tuple[apigwv2.WebSocketRoute, apigwv2.CfnIntegrationResponse]:
+    """A two-way route on a MOCK integration whose ``$default`` response renders *template*."""
+    mock = integrations.WebSocketMockIntegration(
+        integration_id,
+        request_templates={"$default": render(PING_REQUEST_TEMPLATE, {})},
+        template_selection_expression="\\$default",
+    )
+    # return_response=True: RouteResponseSelectionExpression + a $default route response.
+    route = api.add_route(route_key, integration=mock, return_response=True)
+    bound = route.node.find_child(integration_id)  # CDK binds it under its route
+    assert isinstance(bound, apigwv2.WebSocketIntegration)
+    response = apigwv2.CfnIntegrationResponse(
+        scope,
+        response_id,
+        api_id=api.api_id,
+        integration_id=bound.integration_id,
+        integration_response_key="$default",
+        response_templates={"$default": render(response_template, {})},
+        template_selection_expression="\\$default",
+    )
+    return route, response

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
     from pipeline.infrastructure.connect_auth import ConnectAuthorization
     from pipeline.infrastructure.consumer_service import ConsumerService
-    from pipeline.infrastructure.keepalive import KeepaliveRoute
+    from pipeline.infrastructure.keepalive import KeepaliveRoute, WhoamiRoute
     from pipeline.infrastructure.operations_dashboard import OperationsDashboard
     from pipeline.infrastructure.websocket_ingress import WebSocketIngress
 
@@ -47,6 +47,7 @@ def acknowledge_stack_findings(
     services: Sequence[ConsumerService],
     operations: OperationsDashboard | None = None,
     keepalive: KeepaliveRoute | None = None,
+    whoami: WhoamiRoute | None = None,
     roster_table: IConstruct | None = None,
 ) -> None:
     """Every accepted finding of the stack, each with a one-line reason."""
@@ -55,6 +56,12 @@ def acknowledge_stack_findings(
             keepalive.route,
             "AwsSolutions-APIG4",
             "WebSocket APIs authorize once, on $connect; ping rides that connection",
+        )
+    if whoami is not None:
+        acknowledge(
+            whoami.route,
+            "AwsSolutions-APIG4",
+            "WebSocket APIs authorize once, on $connect; whoami rides that connection",
         )
     for route_key, route in ingress.routes.items():
         if route_key != "$connect":

@@ -17,7 +17,7 @@ from pipeline.infrastructure.consumer_service import (
     stream_consumer_name,
 )
 from pipeline.infrastructure.event_stream import EventStream
-from pipeline.infrastructure.keepalive import KeepaliveRoute
+from pipeline.infrastructure.keepalive import KeepaliveRoute, WhoamiRoute
 from pipeline.infrastructure.lambda_defaults import ARCHITECTURE, RUNTIME
 from pipeline.infrastructure.nag import acknowledge_stack_findings
 from pipeline.infrastructure.operations_dashboard import OperationsDashboard
@@ -108,6 +108,7 @@ class PipelineStack(Stack):
             connect_authorizer=auth.authorizer,
         )
         keepalive = KeepaliveRoute(self, "Keepalive", api=ingress.api)
+        whoami = WhoamiRoute(self, "Whoami", api=ingress.api)
         layer = RuntimeLayer(self, "RuntimeLayer", runtime=RUNTIME, architecture=ARCHITECTURE)
         client_routes = sorted(route for spec in consumers for route in spec.api_routes)
         self.services = [
@@ -145,5 +146,5 @@ class PipelineStack(Stack):
             CfnOutput(self, "UserPoolClientId", value=auth.user_pool_client.user_pool_client_id)
         CfnOutput(self, "AlarmTopicArn", value=operations.topic.topic_arn)
         acknowledge_stack_findings(ingress=ingress, auth=auth, services=self.services,
-                                   operations=operations, keepalive=keepalive,
+                                   operations=operations, keepalive=keepalive, whoami=whoami,
                                    roster_table=roster.table)

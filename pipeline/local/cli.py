@@ -30,6 +30,10 @@ DEFAULT_OIDC_DIR = Path(".twin") / "oidc"
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--stage", default="dev", help="stage to run (default: dev)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="the WebSocket API's bind address (default 127.0.0.1; 0.0.0.0: "
+                             "reachable from a phone, a VM or a container); the AWS services "
+                             "stay on 127.0.0.1")
     parser.add_argument("--port", type=int, default=8080,
                         help="WebSocket and @connections port (0 = free port; default 8080)")
     parser.add_argument("--aws-port", type=int, default=4566,
@@ -73,6 +77,11 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--ready-timeout", type=float, default=30.0, metavar="SECONDS",
                         help="how long start-up waits for every mapping to read its canary "
                              "record before it fails (default 30)")
+    parser.add_argument("--no-reload", action="store_true",
+                        help="run the consumers' cdk.out assets as synthesized; default: run "
+                             "consumers/<name>/ and reload a function when its files change")
+    parser.add_argument("--consumers-dir", type=Path, default=PROJECT_ROOT / "consumers",
+                        metavar="DIR", help=argparse.SUPPRESS)  # tests: a copy to edit
     parser.add_argument("--log-level", default="WARNING", help="twin log level (default WARNING)")
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of a start-up failure")
@@ -174,8 +183,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{flag} must be 0..65535", file=sys.stderr)
             return 2
     # Before synthesizing: a second `make local` must not rewrite the running twin's cdk.out.
-    for port in (args.port, args.aws_port):
-        if busy_port(port):
+    for port, host in ((args.port, args.host), (args.aws_port, "127.0.0.1")):
+        if busy_port(port, host):
             print(port_in_use_message(port), file=sys.stderr)
             return 2
     try:
@@ -189,6 +198,10 @@ def run(args: argparse.Namespace) -> int:
         if value < 0:
             print(f"{flag} must be >= 0", file=sys.stderr)
             return 2
+    if args.host not in ("127.0.0.1", "localhost") and context.get("auth", "none") == "none":
+        print(f"warning: --host {args.host}: other machines can reach the twin, and stage "
+              f"{args.stage} has no auth (anyone who reaches it can connect and send)",
+              file=sys.stderr, flush=True)
     assembly = args.assembly.resolve()
     if not args.no_synth:
         problem = registry_problem()
@@ -207,6 +220,8 @@ def run(args: argparse.Namespace) -> int:
         connect_failure=args.connect_failure,
         oidc_dir=Path(args.oidc_dir),
         ready_timeout_s=args.ready_timeout,
+        consumers_dir=None if args.no_reload else args.consumers_dir.resolve(),
+        host=args.host,
         quotas=GatewayQuotas(connections_rps=args.connections_rps,
                              new_connections_per_second=args.new_connections_per_second,
                              connections_latency_ms=args.connections_latency_ms),
@@ -259,6 +274,8 @@ async def _serve(config: object, debug: bool = False) -> int:
               f"  AWS services      {urls.aws}  (any credentials, region {REGION})" + logs
               + (f"\n  OIDC issuer       {urls.issuer}  (tokens: python -m pipeline token "
                  f"--sub NAME)" if urls.issuer else "")
+              + (f"\n  hot reload        {config.consumers_dir}/<name>/  (a saved file "
+                 "reloads its consumer; --no-reload: off)" if config.consumers_dir else "")
               + f"\n  demo page         {urls.ws.rsplit('/', 1)[0].replace('ws:', 'http:')}/",
               flush=True)
         print("TWIN-READY " + orjson.dumps(urls.as_dict()).decode(), flush=True)

@@ -53,6 +53,17 @@ class TwinConfig:
     ready_timeout_s: float = 30.0
     # Account quotas and the @connections round trip (pipeline/local/gateway/quotas.py).
     quotas: GatewayQuotas = field(default_factory=GatewayQuotas)
+    # Hot reload (pipeline/local/reload.py): consumers run from this folder's sources and are
+    # re-imported when they change; None: they run their cdk.out assets (``--no-reload``).
+    consumers_dir: Path | None = None
+    # The gateway's bind address (WebSocket, @connections, demo page); the AWS services stay on
+    # 127.0.0.1. A wildcard address is reached locally (functions, issuer) at 127.0.0.1.
+    host: str = "127.0.0.1"
+
+    @property
+    def local_host(self) -> str:
+        """Where this machine's own clients reach the gateway (the functions, the issuer)."""
+        return "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else _url_host(self.host)
 
     @property
     def stack_name(self) -> str:
@@ -103,6 +114,7 @@ class RunningTwin:
     _gateway: Any = None
     _runners: list[Any] = field(default_factory=list)
     _source: KinesisShardSource | None = None
+    _reloader: Any = None
 
     async def start(self) -> TwinUrls:
         from pipeline.local.esm import EventSourceMappingRunner, MappingConfig
@@ -135,7 +147,7 @@ class RunningTwin:
         api = build_api_model(stack, cfg.stage)
         _warn_about_content_types(api)
         gateway_access = GatewayAccess(access, api.api_id, cfg.stage) if access else None
-        self._gateway = Gateway(api, backend, stage=cfg.stage, host="127.0.0.1",
+        self._gateway = Gateway(api, backend, stage=cfg.stage, host=cfg.host,
                                 port=cfg.port, limits=limits, access=gateway_access,
                                 rules=GatewayRules(cfg.integration_response_selection,
                                                    cfg.connect_failure),
@@ -144,10 +156,18 @@ class RunningTwin:
         # every mapping reads the stream: a frame sent earlier would never be answered.
         port = self._gateway.reserve()
 
-        specs = function_specs(stack, gateway_port=port, aws_url=aws_url)
+        specs = function_specs(stack, gateway_port=port, aws_url=aws_url,
+                               gateway_host=cfg.local_host)
         if cfg.function_logs is not None:
             specs = [_replace(s, log_file=cfg.function_logs / f"{s.log_name}.log") for s in specs]
-        specs, issuer = _adopt_issuer(specs, f"http://127.0.0.1:{port}", cfg.oidc_dir)
+        specs, issuer = _adopt_issuer(specs, f"http://{cfg.local_host}:{port}", cfg.oidc_dir)
+        folders: dict[str, Any] = {}
+        if cfg.consumers_dir is not None:
+            from pipeline.local.reload import source_folders
+
+            folders = source_folders(((s.name, s.label) for s in specs), cfg.consumers_dir)
+            specs = [_replace(s, code_dir=folders[s.name].path) if s.name in folders else s
+                     for s in specs]
         from pipeline.local.web import routes
 
         self._gateway.extra_routes = routes(cfg.stage, issuer)
@@ -175,10 +195,15 @@ class RunningTwin:
             self._runners.append(runner)
         await self._prove_mappings_read(canary)
         await self._gateway.start()
+        if cfg.consumers_dir is not None:
+            from pipeline.local.reload import Reloader
+
+            self._reloader = Reloader(self.workers, folders, cfg.consumers_dir)
+            await self._reloader.start()
 
         self.urls = TwinUrls(
-            ws=f"ws://127.0.0.1:{port}/{cfg.stage}",
-            connections=f"http://127.0.0.1:{port}/{cfg.stage}/@connections",
+            ws=f"ws://{_url_host(cfg.host)}:{port}/{cfg.stage}",
+            connections=f"http://{_url_host(cfg.host)}:{port}/{cfg.stage}/@connections",
             aws=aws_url,
             issuer=issuer.issuer if issuer is not None else None,
         )
@@ -224,6 +249,9 @@ class RunningTwin:
 
     async def stop(self) -> None:
         """Stop in reverse order; every part is stopped even if another fails."""
+        if self._reloader is not None:
+            await _quietly(self._reloader.stop())
+            self._reloader = None
         if self._gateway is not None:  # first: clients get 1001 and their $disconnect
             await _quietly(self._gateway.stop())
             self._gateway = None
@@ -286,6 +314,11 @@ def _warn_about_content_types(api: Any) -> None:
             log.warning("route %s: its Kinesis integration sends Content-Type %s; Kinesis "
                         "refuses it (set integration.request.header.Content-Type to "
                         "'application/x-amz-json-1.1')", route.route_key, sent)
+
+
+def _url_host(host: str) -> str:
+    """*host* as it goes in a URL (an IPv6 address in brackets)."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 def _replace(limits: Any, **changes: Any) -> Any:

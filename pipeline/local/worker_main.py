@@ -74,19 +74,62 @@ def _load_handler() -> tuple[Any, dict[str, Any] | None]:
     spec = os.environ.get("_HANDLER", "")
     module_name, _, func_name = spec.rpartition(".")
     if not module_name:
-        return None, {"errorMessage": f"Bad handler '{spec}': not enough values to unpack",
-                      "errorType": "Runtime.MalformedHandlerName", "stackTrace": []}
+        err: dict[str, Any] = {
+            "errorMessage": f"Bad handler '{spec}': not enough values to unpack",
+            "errorType": "Runtime.MalformedHandlerName", "stackTrace": []}
+        log_init_error(err, None)
+        return None, err
     try:
         module = importlib.import_module(module_name.replace("/", "."))
     except Exception as exc:
-        err = _error(exc, "Runtime.ImportModuleError")
-        err["errorMessage"] = f"Unable to import module '{module_name}': {exc}"
+        err = init_error(exc, module_name)
+        log_init_error(err, exc)
         return None, err
     handler = getattr(module, func_name, None)
     if handler is None:
-        return None, {"errorMessage": f"Handler '{func_name}' missing on module '{module_name}'",
-                      "errorType": "Runtime.HandlerNotFound", "stackTrace": []}
+        err = {"errorMessage": f"Handler '{func_name}' missing on module '{module_name}'",
+               "errorType": "Runtime.HandlerNotFound", "stackTrace": [],
+               "location": {"file": getattr(module, "__file__", None), "line": None}}
+        log_init_error(err, None)
+        return None, err
     return handler, None
+
+
+def init_error(exc: Exception, module_name: str) -> dict[str, Any]:
+    """What the Python runtime (awslambdaric's ``_get_handler``) answers for a module that fails
+    to import: ``Runtime.ImportModuleError`` for an ImportError, ``Runtime.UserCodeSyntaxError``
+    for a SyntaxError, any other exception under its own name. ``location`` (the twin's, not
+    AWS's) is the file and line in the function's own code, for the console line."""
+    if isinstance(exc, SyntaxError):
+        err = _error(exc, "Runtime.UserCodeSyntaxError")
+        err["errorMessage"] = f"Syntax error in module '{module_name}': {exc}"
+        err["stackTrace"] = [f'  File "{exc.filename}" Line {exc.lineno}\n    {exc.text}']
+        where: tuple[str | None, int | None] = (exc.filename, exc.lineno)
+    else:
+        err = _error(exc, "Runtime.ImportModuleError" if isinstance(exc, ImportError) else None)
+        if isinstance(exc, ImportError):
+            err["errorMessage"] = f"Unable to import module '{module_name}': {exc}"
+        where = _user_frame(exc)
+    err["location"] = {"file": where[0], "line": where[1]}
+    return err
+
+
+def _user_frame(exc: BaseException) -> tuple[str | None, int | None]:
+    """The innermost frame of the traceback in the function's code (else the innermost one)."""
+    root = os.path.abspath(os.environ.get("LAMBDA_TASK_ROOT", "."))
+    frames: list[tuple[str | None, int | None]] = [(f.filename, f.lineno) for f in traceback.extract_tb(exc.__traceback__)
+              if not f.filename.startswith("<frozen")]
+    ours = [f for f in frames if os.path.abspath(f[0] or "").startswith(root + os.sep)]
+    return (ours or frames or [(None, None)])[-1]
+
+
+def log_init_error(err: dict[str, Any], exc: BaseException | None) -> None:
+    """The function's log, as CloudWatch shows an init failure: ``[ERROR] type: message`` and
+    the traceback (the Lambda runtime's format)."""
+    lines = [f"[ERROR] {err['errorType']}: {err['errorMessage']}"]
+    if exc is not None:
+        lines.append("".join(traceback.format_exception(exc)).rstrip())
+    print("\n".join(lines), file=sys.stderr, flush=True)
 
 
 def _read(stream: BinaryIO, n: int) -> bytes | None:
@@ -103,7 +146,8 @@ def serve(inp: BinaryIO, out: BinaryIO) -> None:
     import orjson
 
     handler, init_error = _load_handler()
-    ready = orjson.dumps({"ready": True})
+    # the init error rides on the ready message too: the twin prints one console line for it
+    ready = orjson.dumps({"ready": True, "initError": init_error})
     out.write(_HEADER.pack(len(ready)) + ready)  # init done (or failed): accept invocations
     out.flush()
     while True:
@@ -114,8 +158,9 @@ def serve(inp: BinaryIO, out: BinaryIO) -> None:
         if body is None:
             return
         request = orjson.loads(body)
-        if init_error is not None:
-            reply: dict[str, Any] = {"ok": False, "error": init_error}
+        if init_error is not None:  # AWS's shape: without the twin's location
+            reply: dict[str, Any] = {"ok": False, "error": {
+                k: v for k, v in init_error.items() if k != "location"}}
         else:
             ctx = LambdaContext(request["requestId"], int(request["deadlineMs"]))
             try:

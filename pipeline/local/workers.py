@@ -72,14 +72,15 @@ class FunctionSpec:
 
 
 def rewrite_environment(
-    variables: Mapping[str, Any], *, gateway_port: int, aws_url: str
+    variables: Mapping[str, Any], *, gateway_port: int, aws_url: str,
+    gateway_host: str = "127.0.0.1",
 ) -> dict[str, str]:
     """The function's variables with execute-api URLs pointed at the local gateway."""
     out: dict[str, str] = {}
     for key, value in variables.items():
         text = str(value)
         match = _CONNECTIONS_URL.match(text)
-        out[key] = f"http://127.0.0.1:{gateway_port}/{match['stage']}" if match else text
+        out[key] = f"http://{gateway_host}:{gateway_port}/{match['stage']}" if match else text
     return out
 
 
@@ -149,7 +150,8 @@ def _file_safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
 
 
-def function_specs(stack: Stack, *, gateway_port: int, aws_url: str) -> list[FunctionSpec]:
+def function_specs(stack: Stack, *, gateway_port: int, aws_url: str,
+                   gateway_host: str = "127.0.0.1") -> list[FunctionSpec]:
     """Every ``AWS::Lambda::Function`` with a local code asset and a Python handler."""
     layers = {r.ref: stack.asset_path(r.logical_id) for r in
               stack.of_type("AWS::Lambda::LayerVersion")}
@@ -167,7 +169,8 @@ def function_specs(stack: Stack, *, gateway_port: int, aws_url: str) -> list[Fun
         specs.append(FunctionSpec(
             name=res.ref, arn=res.attributes["Arn"], handler=str(p.get("Handler", "")),
             code_dir=code, layer_dirs=layer_dirs,
-            environment=rewrite_environment(variables, gateway_port=gateway_port, aws_url=aws_url),
+            environment=rewrite_environment(variables, gateway_port=gateway_port, aws_url=aws_url,
+                                            gateway_host=gateway_host),
             timeout_s=float(p.get("Timeout", 3)), memory_mb=int(p.get("MemorySize", 128)),
             max_concurrency=concurrency.get(res.ref, DEFAULT_CONCURRENCY),
             label=function_label(res),
@@ -182,6 +185,8 @@ class _Process:
 
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
+        self.init_error: dict[str, Any] | None = None  # the handler failed to load
+        self.generation = 0  # the pool's code generation it was spawned with (hot reload)
 
     @classmethod
     async def spawn(cls, spec: FunctionSpec, aws_url: str) -> _Process:
@@ -200,7 +205,8 @@ class _Process:
                 os.close(log)
         worker = cls(proc)
         try:  # Lambda's init phase has its own 10 s limit, outside the function timeout
-            await asyncio.wait_for(worker.receive(), INIT_TIMEOUT_S)
+            ready = await asyncio.wait_for(worker.receive(), INIT_TIMEOUT_S)
+            worker.init_error = ready.get("initError")
         except (TimeoutError, asyncio.IncompleteReadError) as exc:
             status = await worker.kill()
             raise WorkerError(
@@ -258,6 +264,9 @@ class FunctionPool:
         self._aws_url = aws_url
         self._idle: list[_Process] = []
         self._killed: set[_Process] = set()  # killed by a cancelled invocation, not yet reaped
+        self._retired: set[_Process] = set()  # told to exit after a reload, not yet reaped
+        self._reported: tuple[Any, Any] | None = None  # the init error last printed
+        self.generation = 0  # bumped by :meth:`reload`: older workers are not reused
         self._busy = 0
         self.max_concurrency = max_concurrency or spec.max_concurrency
         self._slots = asyncio.Semaphore(self.max_concurrency)
@@ -265,14 +274,47 @@ class FunctionPool:
     async def warm(self) -> None:
         """Start one worker ahead of the first invocation (imports happen now, not then)."""
         if not self._idle:
-            self._idle.append(await _Process.spawn(self.spec, self._aws_url))
+            self._idle.append(await self._spawn())
+
+    async def reload(self, code_dir: Path | None = None) -> None:
+        """Run new code from the next invocation on (hot reload): idle workers stop now, busy
+        ones after their invocation, and one new worker imports the code at once, so an import
+        error is reported at the reload rather than at the next frame."""
+        if code_dir is not None:
+            self.spec = replace(self.spec, code_dir=code_dir)
+        self.generation += 1
+        self._reported = None
+        idle, self._idle = self._idle, []
+        await asyncio.gather(*(w.close() for w in idle))
+        try:
+            await self.warm()
+        except WorkerError as exc:
+            log.error("%s: %s", self.spec.log_name, exc)
+
+    async def _spawn(self) -> _Process:
+        generation = self.generation
+        worker = await _Process.spawn(self.spec, self._aws_url)
+        worker.generation = generation
+        error = worker.init_error
+        key = None if error is None else (error.get("errorType"), error.get("errorMessage"))
+        if key is not None and key != self._reported:  # once per code generation, not per worker
+            log.error("%s", init_error_line(self.spec, error or {}))
+        self._reported = key
+        return worker
+
+    def _release(self, worker: _Process) -> None:
+        if worker.generation == self.generation:
+            self._idle.append(worker)
+            return
+        if worker.proc.stdin is not None and not worker.proc.stdin.is_closing():
+            worker.proc.stdin.close()  # EOF: it exits; reaped by close()
+        self._retired.add(worker)
 
     async def invoke(self, event: Any) -> InvokeResult:
         async with self._slots:
             request_id = str(uuid.uuid4())
             try:
-                worker = self._idle.pop() if self._idle else await _Process.spawn(
-                    self.spec, self._aws_url)
+                worker = self._idle.pop() if self._idle else await self._spawn()
             except WorkerError as exc:  # init failed or timed out: a function error, as Lambda
                 return _failure("Runtime.ExitError", f"RequestId: {request_id} Error: {exc}")
             deadline_ms = int((time.time() + self.spec.timeout_s) * 1000)
@@ -281,7 +323,7 @@ class FunctionPool:
                                         "deadlineMs": deadline_ms},
                                        option=orjson.OPT_NON_STR_KEYS)
             except TypeError as exc:
-                self._idle.append(worker)
+                self._release(worker)
                 return _failure("InvalidRequestContentException",
                                 f"Could not parse request body into json: {exc}")
             try:
@@ -303,7 +345,7 @@ class FunctionPool:
                 return _failure("Runtime.ExitError",
                                 f"RequestId: {request_id} Error: Runtime exited with error: "
                                 f"{_exit_text(status)}")
-            self._idle.append(worker)
+            self._release(worker)
         if reply.get("ok"):
             return InvokeResult(ok=True, payload=reply.get("payload"))
         error = reply.get("error") or {}
@@ -313,7 +355,27 @@ class FunctionPool:
     async def close(self) -> None:
         idle, self._idle = self._idle, []
         killed, self._killed = self._killed, set()
-        await asyncio.gather(*(w.close() for w in idle), *(w.kill() for w in killed))
+        retired, self._retired = self._retired, set()
+        await asyncio.gather(*(w.close() for w in (*idle, *retired)), *(w.kill() for w in killed))
+
+
+def init_error_line(spec: FunctionSpec, error: Mapping[str, Any]) -> str:
+    """The one console line of a function whose handler fails to load: its name, AWS's error
+    type, the file and line, the message, and where the traceback is."""
+    where = error.get("location") or {}
+    file, line = where.get("file"), where.get("line")
+    place = f"{display_path(file)}{f':{line}' if line else ''}: " if file else ""
+    logs = f" (traceback in {display_path(str(spec.log_file))})" if spec.log_file else ""
+    return (f"{spec.log_name}: {error.get('errorType')}: {place}"
+            f"{error.get('errorMessage')}{logs}")
+
+
+def display_path(path: str) -> str:
+    """*path* relative to the working directory when it is under it (what a person types)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return path
 
 
 def _exit_text(status: int) -> str:
@@ -365,6 +427,10 @@ class Workers:
         for pool, result in zip(pools, results, strict=True):
             if isinstance(result, Exception):
                 log.warning("%s: warm-up failed: %s", pool.spec.name, result)
+
+    async def reload(self, function: str, code_dir: Path | None = None) -> None:
+        """Hot reload: the function's next invocation runs the code now in its folder."""
+        await self.pool(function).reload(code_dir)
 
     async def invoke(self, function_name: str, event: dict[str, Any]) -> InvokeResult:
         """Invoke synchronously (RequestResponse); function errors come back in the result."""

@@ -98,3 +98,17 @@ async def test_pings_and_replacement_outlive_idle_timeout_and_connection_life(
     assert kept.attempts >= 3  # ... by new connections
     for client in (kept, sender):
         await client.close()
+
+
+async def test_whoami_gives_the_connection_id_the_consumers_see(twin: Twin) -> None:
+    client = connect(twin.ws, options=QUICK)
+    try:
+        me = await client.whoami()
+        assert client.connection_id == me
+        await client.send({"action": "join", "room": "whoami-room"})
+        assert (await client.recv(10))["action"] == "joined"
+        await client.send({"action": "who", "room": "whoami-room"})
+        who = await client.recv(10)
+        assert me in str(who), who
+    finally:
+        await client.close()

@@ -64,6 +64,23 @@ async def test_ping_is_answered_pong_with_no_stream_record(idle_twin: Twin) -> N
     assert "echo" in routes and "ping" not in routes
 
 
+async def test_whoami_answers_the_connection_id_with_no_stream_record(idle_twin: Twin) -> None:
+    """``whoami`` (issue 25): the sender's own id from ``$context``, the id the consumers see."""
+    read = _records(idle_twin)
+    marker = f"after-whoami-{time.monotonic_ns()}"
+    async with websockets.connect(idle_twin.ws, open_timeout=TIMEOUT_S) as ws:
+        await ws.send('{"action":"whoami"}')
+        me = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT_S))
+        assert set(me) == {"action", "connectionId"} and me["action"] == "whoami"
+        assert isinstance(me["connectionId"], str) and len(me["connectionId"]) > 8
+        await ws.send(json.dumps({"action": "echo", "data": marker}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT_S))["data"] == marker
+    envelopes = read()
+    assert "whoami" not in [e["routeKey"] for e in envelopes]
+    (echo,) = [e for e in envelopes if e["routeKey"] == "echo" and marker in json.dumps(e)]
+    assert echo["connectionId"] == me["connectionId"]
+
+
 async def test_pings_keep_a_connection_past_the_idle_timeout(idle_twin: Twin) -> None:
     loop = asyncio.get_running_loop()
     async with websockets.connect(idle_twin.ws, open_timeout=TIMEOUT_S) as ws:

@@ -227,3 +227,98 @@ def _alive(pid: int) -> bool:
             return stat.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def _tiny(tmp: Path, name: str, source: str, log: Path | None = None) -> FunctionSpec:
+    code = tmp / name
+    code.mkdir(exist_ok=True)
+    (code / "handler.py").write_text(textwrap.dedent(source))
+    return FunctionSpec(name=name, arn=f"arn:x:{name}", handler="handler.lambda_handler",
+                        code_dir=code, log_file=log)
+
+
+async def test_import_error_is_reported_as_aws_does_with_a_console_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A handler importing a missing module: ``Runtime.ImportModuleError`` with the runtime's
+    message, one console line naming file and line, the traceback in the function's log."""
+    log = tmp_path / "logs" / "broken.log"
+    spec = _tiny(tmp_path, "broken", "import json\nimport does_not_exist\n", log)
+    pool = Workers([spec], "http://127.0.0.1:1")
+    try:
+        await pool.start()
+        result = await pool.invoke("broken", {})
+        assert not result.ok and result.error_type == "Runtime.ImportModuleError"
+        assert result.error_message == (
+            "Unable to import module 'handler': No module named 'does_not_exist'")
+        assert set(result.payload) == {"errorMessage", "errorType", "stackTrace"}
+        await pool.invoke("broken", {})
+    finally:
+        await pool.stop()
+    lines = [r.getMessage() for r in caplog.records if r.name == "pipeline.local.workers"]
+    assert len(lines) == 1, lines  # once, not once per worker or per invocation
+    assert lines[0].startswith("broken: Runtime.ImportModuleError: ")
+    assert "broken/handler.py:2: Unable to import module 'handler'" in lines[0]
+    assert "traceback in" in lines[0] and "broken.log" in lines[0]
+    text = log.read_text()
+    assert "[ERROR] Runtime.ImportModuleError: Unable to import module 'handler'" in text
+    assert "Traceback (most recent call last)" in text and "line 2" in text
+
+
+async def test_syntax_error_is_a_user_code_syntax_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spec = _tiny(tmp_path, "typo", "def lambda_handler(event, context)\n    return 1\n")
+    pool = Workers([spec], "http://127.0.0.1:1")
+    try:
+        result = await pool.invoke("typo", {})
+    finally:
+        await pool.stop()
+    assert not result.ok and result.error_type == "Runtime.UserCodeSyntaxError"
+    assert result.error_message is not None
+    assert result.error_message.startswith("Syntax error in module 'handler': ")
+    line = next(r.getMessage() for r in caplog.records if r.name == "pipeline.local.workers")
+    assert "typo/handler.py:1: Syntax error in module 'handler'" in line
+
+
+async def test_reload_runs_the_new_code_and_reports_a_broken_import_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spec = _tiny(tmp_path, "hot", "def lambda_handler(event, context):\n    return 1\n")
+    handler = spec.code_dir / "handler.py"
+    pool = Workers([spec], "http://127.0.0.1:1")
+    try:
+        await pool.start()
+        assert (await pool.invoke("hot", {})).payload == 1
+        handler.write_text("def lambda_handler(event, context):\n    return 2\n")
+        await pool.reload("hot")
+        assert (await pool.invoke("hot", {})).payload == 2
+        handler.write_text("import nope\n")
+        await pool.reload("hot")
+        assert len([r for r in caplog.records if "ImportModuleError" in r.getMessage()]) == 1
+        assert (await pool.invoke("hot", {})).error_type == "Runtime.ImportModuleError"
+        handler.write_text("import nope\n")  # the same error after the next reload: said again
+        await pool.reload("hot")
+        assert len([r for r in caplog.records if "ImportModuleError" in r.getMessage()]) == 2
+        handler.write_text("def lambda_handler(event, context):\n    return 3\n")
+        await pool.reload("hot")
+        assert (await pool.invoke("hot", {})).payload == 3
+    finally:
+        await pool.stop()
+
+
+async def test_a_worker_busy_during_a_reload_is_not_reused(tmp_path: Path) -> None:
+    spec = _tiny(tmp_path, "slow", "import time\n\ndef lambda_handler(event, context):\n"
+                                   "    time.sleep(event['s'])\n    return 'old'\n")
+    pool = Workers([spec], "http://127.0.0.1:1", max_concurrency=1)
+    try:
+        await pool.start()
+        busy = asyncio.ensure_future(pool.invoke("slow", {"s": 0.5}))
+        await asyncio.sleep(0)  # one step of the task: it takes the warm worker, no waiting
+        (spec.code_dir / "handler.py").write_text(
+            "def lambda_handler(event, context):\n    return 'new'\n")
+        await pool.reload("slow")
+        assert (await busy).payload == "old"  # the invocation in flight finishes on the old code
+        assert (await pool.invoke("slow", {"s": 0})).payload == "new"
+    finally:
+        await pool.stop()
