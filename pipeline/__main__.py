@@ -31,8 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     modules: dict[str, ModuleType] = {}
+    parsers: dict[str, argparse.ArgumentParser] = {}
     for name, (module_name, help_text) in COMMANDS.items():
         command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        parsers[name] = command_parser
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
@@ -41,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         module.add_arguments(command_parser, name)
         modules[name] = module
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # a mistyped flag: the command's own usage, not the top-level one
+        parsers[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command not in modules:
         parser.error(f"{args.command}: not available in this build")
     return int(modules[args.command].run(args) or 0)

@@ -282,9 +282,11 @@ def _adopt_issuer(specs: list[Any], url: str, directory: Path) -> tuple[list[Any
         if adopted is not None:
             environment, audience = adopted
             issuer = TwinIssuer.create(directory, url, audience)
-            log.warning("auth=jwt: %s trusts the twin's OIDC issuer %s instead of %s "
-                        "(audience %s); `python -m pipeline token --sub NAME` mints tokens",
-                        spec.name, url, spec.environment.get("JWT_ISSUER"), audience)
+            configured = spec.environment.get("JWT_ISSUER")
+            instead = f" instead of {configured}" if configured and configured != url else ""
+            log.warning("auth=jwt: %s trusts the twin's OIDC issuer %s%s (audience %s); "
+                        "`python -m pipeline token --sub NAME` mints tokens",
+                        spec.name, url, instead, audience)
             spec = _replace(spec, environment=environment)
         out.append(spec)
     return out, issuer

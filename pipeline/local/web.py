@@ -33,7 +33,10 @@ def routes(stage: str, issuer: TwinIssuer | None) -> list[web.RouteDef]:
         return web.Response(text=CLIENT_JS.read_text(encoding="utf-8"),
                             content_type="text/javascript", headers=_NO_CACHE)
 
-    table = [web.get("/", demo), web.get("/client.js", client)]
+    async def favicon(request: web.Request) -> web.Response:
+        return web.Response(status=204)  # the demo page has no icon; a browser asks anyway
+
+    table = [web.get("/", demo), web.get("/client.js", client), web.get("/favicon.ico", favicon)]
     if issuer is not None:
         current: TwinIssuer = issuer
 

@@ -46,9 +46,14 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
 
 def traffic_from_loadtest(path: Path) -> dict[str, Any]:
     """Connections, frames/min, frame bytes and fan-out measured by ``python -m loadtest``."""
+    from loadtest.config import output_path
     from loadtest.errors import ReportError
     from loadtest.report import Report
 
+    # a bare name is looked up where the load test writes it (loadtest-results/), as it was given
+    written = output_path(path)
+    if not path.exists() and written is not None and written.exists():
+        path = written
     try:
         report = Report.read(path)
     except ReportError as exc:

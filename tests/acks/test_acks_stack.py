@@ -31,16 +31,17 @@ def test_the_default_acked_routes_are_chat_send_only() -> None:
 
 
 def test_route_responses_exist_only_on_ack_routes(stack_template: dict[str, Any]) -> None:
-    # ... and on the gateway's own ping keepalive (tests/infrastructure/test_infra_keepalive.py)
+    # ... and on the gateway's own MOCK routes, ping and whoami (test_infra_keepalive.py)
     routes = _of_type(stack_template, "AWS::ApiGatewayV2::Route")
     by_id = {lid: props["RouteKey"] for lid, props in routes.items()}
     answered = {by_id[_ref(p["RouteId"])]: p["RouteResponseKey"] for p in
                 _of_type(stack_template, "AWS::ApiGatewayV2::RouteResponse").values()}
     # $connect's is AWS's sample's (tests/infrastructure/test_infra_connect.py), one-way still;
-    # ping's is the keepalive's pong (a MOCK integration)
-    assert answered == {"send": "$default", "$connect": "$default", "ping": "$default"}
+    # ping's is the keepalive's pong, whoami's the connection id (MOCK integrations)
+    assert answered == {"send": "$default", "$connect": "$default", "ping": "$default",
+                        "whoami": "$default"}
     two_way = {p["RouteKey"] for p in routes.values() if "RouteResponseSelectionExpression" in p}
-    assert two_way == {"send", "ping"}
+    assert two_way == {"send", "ping", "whoami"}
 
 
 def test_integration_responses_belong_to_the_acked_integration_only(
@@ -48,7 +49,8 @@ def test_integration_responses_belong_to_the_acked_integration_only(
     routes = _of_type(stack_template, "AWS::ApiGatewayV2::Route").values()
     target = {p["RouteKey"]: _ref(p["Target"]) for p in routes}
     responses = [p for p in _of_type(stack_template, "AWS::ApiGatewayV2::IntegrationResponse")
-                 .values() if _ref(p["IntegrationId"]) not in (target["$connect"], target["ping"])]
+                 .values() if _ref(p["IntegrationId"]) not in (
+                     target["$connect"], target["ping"], target["whoami"])]
     owners = {_ref(p["IntegrationId"]) for p in responses}
     assert owners == {target["send"]}
     assert target["echo"] != target["send"] and target["join"] == target["echo"]

@@ -39,7 +39,7 @@ def ref_id(value: Any) -> str:
 def test_no_route_integration_is_a_lambda_or_proxy(resources: Resources) -> None:
     integrations = of_type(resources, "AWS::ApiGatewayV2::Integration")
     mocks = [i for i in integrations.values() if i["Properties"]["IntegrationType"] == "MOCK"]
-    assert len(mocks) == 1  # the ping keepalive (tests/infrastructure/test_infra_keepalive.py)
+    assert len(mocks) == 2  # ping and whoami (tests/infrastructure/test_infra_keepalive.py)
     integrations = {k: i for k, i in integrations.items() if i not in mocks}
     # one PutItem, one PutRecord shared by the one-way stream routes, one PutRecord with the
     # ack/nack integration responses for the acked routes (README "Acknowledgements")
@@ -58,7 +58,7 @@ def test_routes_are_connect_disconnect_default_and_every_consumer_route(
 ) -> None:
     keys = {r["Properties"]["RouteKey"] for r in of_type(resources, "AWS::ApiGatewayV2::Route").values()}
     custom = {route for spec in load_all() for route in spec.api_routes}
-    assert keys == {"$connect", "$disconnect", "$default", "ping", *custom}
+    assert keys == {"$connect", "$disconnect", "$default", "ping", "whoami", *custom}
     api = next(iter(of_type(resources, "AWS::ApiGatewayV2::Api").values()))["Properties"]
     assert api["ProtocolType"] == "WEBSOCKET"
     assert api["RouteSelectionExpression"] == "$request.body.action"

@@ -56,3 +56,23 @@ def test_plan_explains_missing_and_bad_input(tmp_path: Path,
     bad.write_text('{"tool": "other"}')
     assert main(["plan", "--from-loadtest", str(bad)]) == 2
     assert "not a loadtest report" in capsys.readouterr().err
+
+
+def test_a_bare_report_name_is_found_where_the_load_test_wrote_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "loadtest-results").mkdir()
+    Report(meta={"scenario": "echo", "connections": 10, "rate": 10, "payloadBytes": 100},
+           duration_s=10.0, totals=Counter({"sent": 100, "connectionsOpened": 10})
+           ).write(tmp_path / "loadtest-results" / "run.json")
+    assert main(["plan", "--from-loadtest", "run.json", "--json", "p.json"]) == 0
+    assert json.loads((tmp_path / "p.json").read_text())["rates"]["framesPerS"] == 10
+
+
+def test_a_mistyped_flag_shows_the_commands_own_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["plan", "--conections", "10"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: python -m pipeline plan ")
+    assert "error: unrecognized arguments: --conections 10" in err

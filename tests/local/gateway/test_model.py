@@ -59,10 +59,11 @@ def test_model_of_the_synthesized_stack(cloud_assembly: Path,
     stack = resolve_stack(stack_template, "WebSocketPipeline-dev", cloud_assembly)
     api = build_api_model(stack, "dev")
     custom = {r for spec in load_all() for r in spec.api_routes}
-    assert set(api.routes) == {"$connect", "$disconnect", "$default", "ping", *custom}
-    ping = api.routes["ping"]
-    assert ping.two_way and ping.integration is not None
-    assert (ping.integration.service, ping.integration.action) == ("mock", "MOCK")
+    assert set(api.routes) == {"$connect", "$disconnect", "$default", "ping", "whoami", *custom}
+    for mock_route in ("ping", "whoami"):
+        route = api.routes[mock_route]
+        assert route.two_way and route.integration is not None
+        assert (route.integration.service, route.integration.action) == ("mock", "MOCK")
     connect = api.routes["$connect"].integration
     assert connect is not None and connect.action == "PutItem"
     assert connect.request_template is not None and "@@" not in connect.request_template
