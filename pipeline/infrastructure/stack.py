@@ -11,11 +11,8 @@ from pipeline.infrastructure import ConfigError
 from pipeline.infrastructure.config import PipelineConfig
 from pipeline.infrastructure.connect_auth import ConnectAuthorization
 from pipeline.infrastructure.connection_roster import ConnectionRoster
-from pipeline.infrastructure.consumer_service import (
-    ConsumerService,
-    chain_stream_consumers,
-    stream_consumer_name,
-)
+from pipeline.infrastructure.consumer_activation import stagger_stream_consumers
+from pipeline.infrastructure.consumer_service import ConsumerService, stream_consumer_name
 from pipeline.infrastructure.event_stream import EventStream
 from pipeline.infrastructure.keepalive import KeepaliveRoute
 from pipeline.infrastructure.lambda_defaults import ARCHITECTURE, RUNTIME
@@ -126,7 +123,7 @@ class PipelineStack(Stack):
             )
             for spec in consumers
         ]
-        chain_stream_consumers(self.services)
+        activation = stagger_stream_consumers(self, self.services, stream=events.stream)
         operations = OperationsDashboard(
             self, "Operations", stage_name=config.stage, stage=ingress.stage,
             services=self.services, alarm_email=config.alarm_email,
@@ -146,4 +143,4 @@ class PipelineStack(Stack):
         CfnOutput(self, "AlarmTopicArn", value=operations.topic.topic_arn)
         acknowledge_stack_findings(ingress=ingress, auth=auth, services=self.services,
                                    operations=operations, keepalive=keepalive,
-                                   roster_table=roster.table)
+                                   roster_table=roster.table, activation=activation)
