@@ -40,6 +40,9 @@ class TwinConfig:
     aws_port: int = 4566
     assembly: Path = Path("cdk.out")
     enforce_limits: bool = False
+    # A registered stream consumer is CREATING this long (AWS: seconds), so more than 5 start
+    # only through the stack's waiter (issue 21 finding 3; pipeline/local/provision.py).
+    consumer_activation_s: float = 1.0
     idle_timeout_s: float | None = None
     max_connection_life_s: float | None = None
     iam: bool = True  # evaluate the stack's IAM policies locally (``--no-iam``: off)
@@ -122,7 +125,8 @@ class RunningTwin:
             log.warning("template: %s", warning)
 
         access = AccessControl.from_stack(stack) if cfg.iam else None
-        self.services = services = AwsServices(enforce_limits=cfg.enforce_limits, access=access)
+        self.services = services = AwsServices(enforce_limits=cfg.enforce_limits, access=access,
+                                                consumer_activation_s=cfg.consumer_activation_s)
         aws_url = services.start(cfg.aws_port)
         services.provision(stack)
 

@@ -205,7 +205,7 @@ class KinesisResponses:
     def register_stream_consumer(self, p: dict[str, Any]) -> dict[str, Any]:
         consumer = self.backend.register_stream_consumer(
             str(p.get("StreamARN") or ""), p.get("ConsumerName"))  # type: ignore[arg-type]
-        # AWS answers CREATING; the twin's consumer is ACTIVE by the next call.
+        # AWS answers CREATING; the twin's consumer is ACTIVE after consumer_activation_s.
         return {"Consumer": {**_consumer(consumer), "ConsumerStatus": "CREATING"}}
 
     def describe_stream_consumer(self, p: dict[str, Any]) -> dict[str, Any]:
