@@ -43,6 +43,10 @@ class TwinConfig:
     # A registered stream consumer is CREATING this long (AWS: seconds), so more than 5 start
     # only through the stack's waiter (issue 21 finding 3; pipeline/local/provision.py).
     consumer_activation_s: float = 1.0
+    # ``--grow-shards N``: grow_after_s after start, every stream splits to N open shards, as
+    # AWS's on-demand scaling would (runtime budgets follow: issue 21 finding 2).
+    grow_shards: int | None = None
+    grow_after_s: float = 10.0
     idle_timeout_s: float | None = None
     max_connection_life_s: float | None = None
     iam: bool = True  # evaluate the stack's IAM policies locally (``--no-iam``: off)
@@ -106,6 +110,7 @@ class RunningTwin:
     _gateway: Any = None
     _runners: list[Any] = field(default_factory=list)
     _source: KinesisShardSource | None = None
+    _grow: asyncio.TimerHandle | None = None
 
     async def start(self) -> TwinUrls:
         from pipeline.local.esm import EventSourceMappingRunner, MappingConfig
@@ -186,7 +191,19 @@ class RunningTwin:
             aws=aws_url,
             issuer=issuer.issuer if issuer is not None else None,
         )
+        if cfg.grow_shards is not None:
+            self._grow = loop.call_later(cfg.grow_after_s, self.grow_streams, cfg.grow_shards)
         return self.urls
+
+    def grow_streams(self, target: int) -> None:
+        """Split every stream's shards until ``target`` are open (at most double per step)."""
+        assert self.services is not None
+        kinesis = self.services.kinesis
+        for stream in list(kinesis.streams.values()):
+            while (count := len(stream.open_shards)) < target:
+                kinesis.grow(stream, min(target, 2 * count))
+            log.warning("stream %s: %d open shards (--grow-shards)", stream.name,
+                        len(stream.open_shards))
 
     async def _prove_mappings_read(self, canary: Canary) -> None:
         """Put a canary on every shard the mappings read and wait until each reader has read it
@@ -228,6 +245,8 @@ class RunningTwin:
 
     async def stop(self) -> None:
         """Stop in reverse order; every part is stopped even if another fails."""
+        if self._grow is not None:
+            self._grow.cancel()
         if self._gateway is not None:  # first: clients get 1001 and their $disconnect
             await _quietly(self._gateway.stop())
             self._gateway = None

@@ -174,6 +174,36 @@ class KinesisBackend:
                 "shard's EndingHashKey.")
         return stream.split(parent, new_starting_hash_key, self.clock())
 
+    def update_shard_count(self, stream: Stream, target: Any,
+                           scaling_type: Any = "UNIFORM_SCALING") -> int:
+        """UpdateShardCount (provisioned streams only): the count before. The twin only grows,
+        up to double (AWS's per-call limit), by splitting the widest open shards at their
+        middle: a doubling is uniform, as AWS's would be.
+        https://docs.aws.amazon.com/kinesis/latest/APIReference/API_UpdateShardCount.html"""
+        if stream.mode == "ON_DEMAND":
+            # The API reference: ValidationException for an on-demand stream (text unrecorded).
+            raise ValidationError(f"UpdateShardCount is not supported for stream {stream.name} "
+                                  f"under account {self.account_id} in ON_DEMAND mode.")
+        if scaling_type != "UNIFORM_SCALING":
+            raise ValidationError.constraint(scaling_type, "scalingType",
+                                             "satisfy enum value set: [UNIFORM_SCALING]")
+        return self.grow(stream, target)
+
+    def grow(self, stream: Stream, target: Any) -> int:
+        """Split open shards until ``target`` are open (also what AWS's on-demand scaling does,
+        which the twin triggers with ``--grow-shards``); the count before."""
+        before = len(stream.open_shards)
+        if not isinstance(target, int) or not before <= target <= 2 * before:
+            raise InvalidArgumentError(
+                f"TargetShardCount {target} for stream {stream.name} under account "
+                f"{self.account_id}: the twin grows a stream up to double its {before} open "
+                "shards (and never shrinks one)")
+        while len(stream.open_shards) < target:
+            widest = max(stream.open_shards, key=lambda s: s.ending_hash - s.starting_hash)
+            middle = widest.starting_hash + (widest.ending_hash - widest.starting_hash + 1) // 2
+            self.split_shard(stream, widest.shard_id, middle)
+        return before
+
     # --- writes ---------------------------------------------------------------------------------
     def put_record(self, stream: Stream, partition_key: Any, data: bytes,
                    explicit_hash_key: Any = None, *, arrival: float | None = None

@@ -59,7 +59,7 @@ class KinesisResponses:
             "DescribeStreamConsumer": self.describe_stream_consumer,
             "ListStreamConsumers": self.list_stream_consumers,
             "DeregisterStreamConsumer": self.deregister_stream_consumer,
-            "SplitShard": self.split_shard,
+            "SplitShard": self.split_shard, "UpdateShardCount": self.update_shard_count,
             "AddTagsToStream": self.add_tags_to_stream,
             "RemoveTagsFromStream": self.remove_tags_from_stream,
             "ListTagsForStream": self.list_tags_for_stream,
@@ -145,6 +145,13 @@ class KinesisResponses:
             raise InvalidArgumentError("NewStartingHashKey must be a decimal hash key.") from exc
         self.backend.split_shard(stream, str(p.get("ShardToSplit")), new_start)
         return {}
+
+    def update_shard_count(self, p: dict[str, Any]) -> dict[str, Any]:
+        stream = self._stream(p)
+        target = p.get("TargetShardCount")
+        before = self.backend.update_shard_count(stream, target, p.get("ScalingType"))
+        return {"StreamName": stream.name, "StreamARN": stream.arn,
+                "CurrentShardCount": before, "TargetShardCount": target}
 
     def add_tags_to_stream(self, p: dict[str, Any]) -> dict[str, Any]:
         tags = p.get("Tags")
