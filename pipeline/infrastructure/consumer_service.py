@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from aws_cdk import CfnResource, Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
@@ -23,11 +23,6 @@ from pipeline.infrastructure.lambda_defaults import (
 from pipeline.infrastructure.packaging import ASSET_EXCLUDES
 from pipeline.registry import ConsumerSpec
 
-# Kinesis lets at most 5 consumers be in CREATING at once; a 6th RegisterStreamConsumer gets
-# LimitExceededException. CloudFormation creates independent resources in parallel, so the
-# stack chains them (chain_stream_consumers); deletes follow the chain in reverse.
-# https://docs.aws.amazon.com/kinesis/latest/APIReference/API_RegisterStreamConsumer.html
-CONSUMERS_CREATING_AT_ONCE = 5
 METRICS_NAMESPACE = "WebSocketPipeline"
 ITERATOR_AGE_ALARM_MS = 60_000
 # The API's client routes, comma-separated, for the $default consumer (consumers/fallback).
@@ -67,19 +62,6 @@ def stream_consumer_name(stack_name: str, spec: ConsumerSpec) -> str:
     if spec.starting_position == "LATEST":
         return base
     return f"{base}-{spec.starting_position.lower().replace('_', '-')}"
-
-
-def chain_stream_consumers(
-    services: Sequence[ConsumerService], at_once: int = CONSUMERS_CREATING_AT_ONCE
-) -> None:
-    """Make consumer ``i`` depend on consumer ``i - at_once``: CloudFormation then creates (and,
-    in reverse, deletes) at most ``at_once`` of them at the same time."""
-    for earlier, later in zip(services, services[at_once:], strict=False):
-        later_resource = later.consumer.node.default_child
-        earlier_resource = earlier.consumer.node.default_child
-        assert isinstance(later_resource, CfnResource)
-        assert isinstance(earlier_resource, CfnResource)
-        later_resource.add_dependency(earlier_resource)
 
 
 class ConsumerService(Construct):

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from aws_cdk import aws_lambda as lambda_
 
     from pipeline.infrastructure.connect_auth import ConnectAuthorization
+    from pipeline.infrastructure.consumer_activation import ConsumerActivation
     from pipeline.infrastructure.consumer_service import ConsumerService
     from pipeline.infrastructure.keepalive import KeepaliveRoute, WhoamiRoute
     from pipeline.infrastructure.operations_dashboard import OperationsDashboard
@@ -49,8 +50,11 @@ def acknowledge_stack_findings(
     keepalive: KeepaliveRoute | None = None,
     whoami: WhoamiRoute | None = None,
     roster_table: IConstruct | None = None,
+    activation: ConsumerActivation | None = None,
 ) -> None:
     """Every accepted finding of the stack, each with a one-line reason."""
+    if activation is not None:
+        _activation_findings(activation)
     if keepalive is not None:
         acknowledge(
             keepalive.route,
@@ -128,6 +132,48 @@ def acknowledge_stack_findings(
             "AwsSolutions-SMG4",
             "HS256 signing key: rotating it would revoke every issued token; rotate by redeploy",
         )
+
+
+def _activation_findings(activation: ConsumerActivation) -> None:
+    """The consumers-ACTIVE waiter: its two inline functions and CDK's provider framework."""
+    for function in activation.functions:
+        _function_findings(function)
+    acknowledge(
+        activation.functions[1],
+        f"AwsSolutions-IAM5[Resource::<{activation.stream_logical_id}.Arn>/consumer/*]",
+        "DescribeStreamConsumer on this stream's consumers; naming each consumer ARN would make "
+        "the waiter depend on consumers that wait for it",
+    )
+    provider = activation.provider
+    acknowledge(
+        provider,
+        BASIC_EXECUTION_ROLE,
+        "CDK's custom resource provider framework: its functions only write their own logs",
+    )
+    framework = [provider.node.find_child(name) for name in
+                 ("framework-isComplete", "framework-onTimeout")]
+    for invoked in (*activation.functions, *framework):
+        acknowledge(
+            provider,
+            f"AwsSolutions-IAM5[Resource::<{_logical_id(invoked)}.Arn>:*]",
+            "CDK's provider framework invokes any version of its own functions",
+        )
+    acknowledge(
+        provider,
+        "AwsSolutions-L1",
+        "CDK's provider framework picks its own Node.js runtime (updated with aws-cdk-lib)",
+    )
+    acknowledge(
+        provider,
+        "AwsSolutions-IAM5[Resource::*]",
+        "the waiter state machine's log delivery: the logs:*LogDelivery actions take only "
+        "Resource * (Step Functions developer guide, cw-logs-auth)",
+    )
+    acknowledge(
+        provider,
+        "AwsSolutions-SF2",
+        "the waiter state machine runs once per deploy; X-Ray adds nothing to a poll loop",
+    )
 
 
 def _function_findings(function: lambda_.Function) -> None:

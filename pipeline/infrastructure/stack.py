@@ -11,11 +11,8 @@ from pipeline.infrastructure import ConfigError
 from pipeline.infrastructure.config import PipelineConfig
 from pipeline.infrastructure.connect_auth import ConnectAuthorization
 from pipeline.infrastructure.connection_roster import ConnectionRoster
-from pipeline.infrastructure.consumer_service import (
-    ConsumerService,
-    chain_stream_consumers,
-    stream_consumer_name,
-)
+from pipeline.infrastructure.consumer_activation import stagger_stream_consumers
+from pipeline.infrastructure.consumer_service import ConsumerService, stream_consumer_name
 from pipeline.infrastructure.event_stream import EventStream
 from pipeline.infrastructure.keepalive import KeepaliveRoute, WhoamiRoute
 from pipeline.infrastructure.lambda_defaults import ARCHITECTURE, RUNTIME
@@ -25,10 +22,19 @@ from pipeline.infrastructure.runtime_layer import RuntimeLayer
 from pipeline.infrastructure.websocket_ingress import WebSocketIngress
 from pipeline.registry import ConsumerSpec
 
+# A new on-demand stream has 4 shards (how-do-i-size-a-stream.html); the twin's
+# pipeline/local/cfn_types.py says the same for the template it reads.
+ON_DEMAND_INITIAL_SHARDS = 4
 FANOUT_ROUTE_KEY = "fanout"  # the server route key of the fan-out tier's pages
 # A batch of pages must be posted well within the function's timeout at the container's rate,
 # or its last posts would fail with DeadlineExceeded (logged, not retried: lost).
 FANOUT_TIMEOUT_SHARE = 0.8
+
+
+def initial_shards(config: PipelineConfig) -> int:
+    """The shards the stream starts with: ``shards``, or 4 for an on-demand stream
+    (https://docs.aws.amazon.com/streams/latest/dev/how-do-i-size-a-stream.html)."""
+    return ON_DEMAND_INITIAL_SHARDS if config.stream_mode == "on-demand" else config.shards
 
 
 def posting_environment(spec: ConsumerSpec, consumers: Sequence[ConsumerSpec],
@@ -36,22 +42,33 @@ def posting_environment(spec: ConsumerSpec, consumers: Sequence[ConsumerSpec],
     """A function's share of the @connections quota and, for a fan-out producer, the shape of
     its pages (README "Broadcast at scale").
 
-    ``connectionsRps`` is split between the functions by ``connectionsRpsWeight``, and a
-    function's share between its concurrent invocations (shards x ParallelizationFactor: each
-    container keeps its part with a token bucket, ``CONNECTIONS_RPS``)."""
+    ``connectionsRps`` is split between the functions by ``connectionsRpsWeight``
+    (``CONNECTIONS_RPS_SHARE``), and a function's share between its concurrent invocations
+    (open shards x ParallelizationFactor). The open shard count changes (on-demand growth,
+    UpdateShardCount: issue 21 finding 2), so the runtime reads it (``pipeline.runtime.
+    shardcount``) and divides; ``CONNECTIONS_RPS`` and ``FANOUT_SHARDS`` are the values at the
+    stream's initial count, used until the first reading."""
     env: dict[str, str] = {}
+    shards = initial_shards(config)
     total = sum(c.connections_rps_weight for c in consumers)
     if spec.connections_rps_weight and total:
         share = config.connections_rps * spec.connections_rps_weight / total
-        per_container = max(1.0, share / (config.shards * spec.parallelization_factor))
+        per_container = max(1.0, share / (shards * spec.parallelization_factor))
         env["CONNECTIONS_RPS"] = f"{per_container:.3f}"
+        env["CONNECTIONS_RPS_SHARE"] = f"{share:.3f}"
+        env["PARALLELIZATION_FACTOR"] = str(spec.parallelization_factor)
         if FANOUT_ROUTE_KEY in spec.server_route_keys:
             _check_page_pace(spec, consumers, per_container, config)
     if spec.fanout_page_size:
         tier = [c for c in consumers if FANOUT_ROUTE_KEY in c.server_route_keys]
         env["FANOUT_PAGE_SIZE"] = str(spec.fanout_page_size)
-        env["FANOUT_SHARDS"] = str(config.shards)
+        env["FANOUT_SHARDS"] = str(shards)
         env["FANOUT_PARALLELIZATION"] = str(tier[0].parallelization_factor if tier else 1)
+    if env:  # it reads the stream's open shard count: how many containers read it per shard
+        env["STREAM_SHARDS"] = str(shards)
+        env["SHARD_COUNT_READERS_PER_SHARD"] = str(sum(
+            c.parallelization_factor for c in consumers
+            if (c.connections_rps_weight and total) or c.fanout_page_size))
     return env
 
 
@@ -127,7 +144,7 @@ class PipelineStack(Stack):
             )
             for spec in consumers
         ]
-        chain_stream_consumers(self.services)
+        activation = stagger_stream_consumers(self, self.services, stream=events.stream)
         operations = OperationsDashboard(
             self, "Operations", stage_name=config.stage, stage=ingress.stage,
             services=self.services, alarm_email=config.alarm_email,
@@ -147,4 +164,4 @@ class PipelineStack(Stack):
         CfnOutput(self, "AlarmTopicArn", value=operations.topic.topic_arn)
         acknowledge_stack_findings(ingress=ingress, auth=auth, services=self.services,
                                    operations=operations, keepalive=keepalive, whoami=whoami,
-                                   roster_table=roster.table)
+                                   roster_table=roster.table, activation=activation)

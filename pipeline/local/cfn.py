@@ -45,6 +45,8 @@ class Resource:
     metadata: dict[str, Any]
     ref: str
     attributes: dict[str, str]
+    # What CloudFormation creates first: DependsOn plus every Ref/Fn::GetAtt/Fn::Sub target.
+    depends_on: tuple[str, ...] = ()
 
 
 @dataclass
@@ -56,6 +58,26 @@ class Stack:
     resources: dict[str, Resource]
     outputs: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+
+    def creation_order(self) -> list[Resource]:
+        """Every resource once, each after what it depends on; otherwise in template order
+        (CloudFormation would create the independent ones in parallel)."""
+        done: set[str] = set()
+        order: list[Resource] = []
+
+        def visit(lid: str, path: tuple[str, ...]) -> None:
+            if lid in done or lid not in self.resources:
+                return
+            if lid in path:
+                raise CfnError(f"circular dependency: {' -> '.join((*path, lid))}")
+            for dep in self.resources[lid].depends_on:
+                visit(dep, (*path, lid))
+            done.add(lid)
+            order.append(self.resources[lid])
+
+        for lid in self.resources:
+            visit(lid, ())
+        return order
 
     def of_type(self, resource_type: str) -> list[Resource]:
         """Every resource of a type, in template order."""
@@ -338,6 +360,39 @@ _FUNCTIONS: dict[str, Any] = {
 }
 
 
+def dependencies(spec: Mapping[str, Any], resources: Mapping[str, Any]) -> tuple[str, ...]:
+    """The logical ids a resource waits for: ``DependsOn`` and the resources its properties
+    reference (Ref, Fn::GetAtt, ``${Id}``/``${Id.Attr}`` in Fn::Sub), in first-seen order."""
+    found: dict[str, None] = {}
+    depends = spec.get("DependsOn") or []
+    for lid in [depends] if isinstance(depends, str) else depends:
+        found[str(lid)] = None
+
+    def walk(value: Any) -> None:
+        if isinstance(value, list):
+            for item in value:
+                walk(item)
+        elif isinstance(value, dict):
+            if len(value) == 1:
+                key, arg = next(iter(value.items()))
+                if key == "Ref" and isinstance(arg, str) and arg in resources:
+                    found[arg] = None
+                elif key == "Fn::GetAtt":
+                    target = arg.split(".", 1)[0] if isinstance(arg, str) else arg[0]
+                    if isinstance(target, str) and target in resources:
+                        found[target] = None
+                elif key == "Fn::Sub":
+                    text = arg if isinstance(arg, str) else arg[0]
+                    for name in _SUB_VAR.findall(str(text)):
+                        if name.split(".", 1)[0] in resources:
+                            found[name.split(".", 1)[0]] = None
+            for item in value.values():
+                walk(item)
+
+    walk(spec.get("Properties") or {})
+    return tuple(found)
+
+
 def resolve_stack(
     template: Mapping[str, Any],
     stack_name: str,
@@ -364,6 +419,7 @@ def resolve_stack(
         resources[lid] = Resource(
             logical_id=lid, type=str(spec["Type"]), properties=props,
             metadata=dict(spec.get("Metadata", {}) or {}), ref=ref, attributes=attrs,
+            depends_on=dependencies(spec, resolver.raw),
         )
     outputs: dict[str, Any] = {}
     for name, out in (template.get("Outputs") or {}).items():

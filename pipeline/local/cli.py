@@ -44,6 +44,14 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                         help="use the existing assembly instead of running `cdk synth` first")
     parser.add_argument("--enforce-limits", action="store_true",
                         help="throttle Kinesis writes at 1,000 records/s and 1 MiB/s per shard")
+    parser.add_argument("--consumer-activation", type=float, default=1.0, metavar="SECONDS",
+                        help="a registered stream consumer stays CREATING this long (AWS: "
+                        "seconds); at most 5 may be CREATING at once")
+    parser.add_argument("--grow-shards", type=int, default=None, metavar="N",
+                        help="grow every stream to N open shards while running (as on-demand "
+                        "scaling does), --grow-after seconds after start")
+    parser.add_argument("--grow-after", type=float, default=10.0, metavar="SECONDS",
+                        help="when --grow-shards splits the shards (default 10)")
     parser.add_argument("--idle-timeout", type=float, default=None, metavar="SECONDS",
                         help="close idle WebSocket connections after this (AWS: 600)")
     parser.add_argument("--max-connection-life", type=float, default=None, metavar="SECONDS",
@@ -214,6 +222,8 @@ def run(args: argparse.Namespace) -> int:
     config = TwinConfig(
         stage=args.stage, port=args.port, aws_port=args.aws_port, assembly=assembly,
         enforce_limits=args.enforce_limits, idle_timeout_s=args.idle_timeout,
+        consumer_activation_s=args.consumer_activation,
+        grow_shards=args.grow_shards, grow_after_s=args.grow_after,
         max_connection_life_s=args.max_connection_life, iam=not args.no_iam,
         function_logs=None if args.function_logs == "-" else Path(args.function_logs),
         integration_response_selection=args.integration_response_selection,

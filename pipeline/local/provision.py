@@ -1,8 +1,19 @@
 """Provisioning: the template's streams and stream consumers in the twin's Kinesis, its tables,
-queues and secrets in moto."""
+queues and secrets in moto.
+
+Streams, consumers and the consumers-ACTIVE waiters (``Custom::StreamConsumersActive``) are
+created in the template's dependency order (DependsOn, Ref, GetAtt), each as soon as what it
+depends on is complete, as CloudFormation does. Like CloudFormation's
+``AWS::Kinesis::StreamConsumer`` (aws-cdk PR #37108), a consumer counts as created while it is
+still CREATING, so a 6th registration in a row fails as on AWS unless a waiter stands between
+the groups; the twin runs the waiter itself (what its ``isComplete`` does: poll
+DescribeStreamConsumer until ACTIVE) instead of the provider's functions.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from moto.backends import get_backend
@@ -10,25 +21,36 @@ from moto.backends import get_backend
 from pipeline.local.aws import ACCOUNT_ID, REGION
 from pipeline.local.cfn import Resource, Stack
 from pipeline.local.cfn_types import stream_is_on_demand, stream_shard_count
+from pipeline.local.errors import ServicesError
+
+if TYPE_CHECKING:
+    from pipeline.local.kinesis import KinesisBackend
 
 if TYPE_CHECKING:
     from pipeline.local.services import AwsServices
+
+WAITER_RESOURCE_TYPE = "Custom::StreamConsumersActive"  # pipeline.infrastructure's waiter
+WAITER_POLL_S = 0.02  # the twin's query interval (AWS: 10 s, consumer_activation)
+WAITER_MARGIN_S = 10.0  # beyond the activation delay, the waiter gives up
 
 
 def provision(services: AwsServices, stack: Stack) -> None:
     """Create the stack's streams, consumers, tables, queues and secrets in *services*."""
     kinesis, ddb = services.kinesis, services.client("dynamodb")
-    for res in stack.of_type("AWS::Kinesis::Stream"):
+    for res in stack.creation_order():
         p = res.properties
-        if stream_is_on_demand(p):  # Kinesis picks the shards of an on-demand stream
-            kinesis.create_stream(res.ref, mode="ON_DEMAND")
-        else:
-            kinesis.create_stream(res.ref, stream_shard_count(p))
-    for res in stack.of_type("AWS::Kinesis::StreamConsumer"):
-        # with the creation epoch the template resolver put in the ARN the functions were given
-        kinesis.register_stream_consumer(
-            res.properties["StreamARN"], res.properties["ConsumerName"],
-            created=int(res.attributes["ConsumerCreationTimestamp"]))
+        if res.type == "AWS::Kinesis::Stream":
+            if stream_is_on_demand(p):  # Kinesis picks the shards of an on-demand stream
+                kinesis.create_stream(res.ref, mode="ON_DEMAND")
+            else:
+                kinesis.create_stream(res.ref, stream_shard_count(p))
+        elif res.type == "AWS::Kinesis::StreamConsumer":
+            # with the creation epoch the template resolver put in the ARN the functions got
+            kinesis.register_stream_consumer(
+                p["StreamARN"], p["ConsumerName"],
+                created=int(res.attributes["ConsumerCreationTimestamp"]))
+        elif res.type == WAITER_RESOURCE_TYPE:
+            wait_until_active(kinesis, [str(a) for a in p.get("ConsumerArns", [])])
     tables = stack.of_type("AWS::DynamoDB::Table") + stack.of_type("AWS::DynamoDB::GlobalTable")
     for res in tables:
         _create_table(ddb, res)
@@ -40,6 +62,20 @@ def provision(services: AwsServices, stack: Stack) -> None:
         sqs.create_queue(QueueName=res.attributes["QueueName"], Attributes=attrs)
     for res in stack.of_type("AWS::SecretsManager::Secret"):
         _create_secret(res)
+
+def wait_until_active(kinesis: KinesisBackend, arns: Sequence[str], *,
+                      sleep: Callable[[float], None] = time.sleep) -> None:
+    """Return once every consumer of ``arns`` is ACTIVE; ServicesError past the deadline
+    (the waiter's total timeout)."""
+    deadline = kinesis.clock() + kinesis.consumer_activation_s + WAITER_MARGIN_S
+    while True:
+        pending = [a for a in arns if kinesis.consumer(consumer_arn=a).status != "ACTIVE"]
+        if not pending:
+            return
+        if kinesis.clock() >= deadline:
+            raise ServicesError(f"{WAITER_RESOURCE_TYPE}: still not ACTIVE: {pending}")
+        sleep(WAITER_POLL_S)
+
 
 def _create_secret(res: Resource) -> None:
     sm: Any = get_backend("secretsmanager")[ACCOUNT_ID][REGION]

@@ -42,9 +42,10 @@ class AwsServices:
     """The services shared by the HTTP server, the gateway and the ESM engine."""
 
     def __init__(self, *, enforce_limits: bool = False,
-                 access: AccessControl | None = None) -> None:
+                 access: AccessControl | None = None, consumer_activation_s: float = 0.0) -> None:
         _silence_moto_logs()
-        self.kinesis = KinesisBackend(REGION, ACCOUNT_ID, enforce_limits=enforce_limits)
+        self.kinesis = KinesisBackend(REGION, ACCOUNT_ID, enforce_limits=enforce_limits,
+                                      consumer_activation_s=consumer_activation_s)
         self.kinesis_wire = KinesisResponses(self.kinesis)
         self.dynamodb: Any = get_backend("dynamodb")[ACCOUNT_ID][REGION]
         self.sqs: Any = get_backend("sqs")[ACCOUNT_ID][REGION]

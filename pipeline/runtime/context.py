@@ -18,7 +18,7 @@ import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -30,8 +30,10 @@ from .exceptions import PipelineRuntimeError, RosterError
 from .fanout import FanoutShape, Page, PageWriter, page_writer, plan_pages
 from .invocation import FanoutReport, Invocation, ReplyObserver, invocation_deadline
 from .presence import PRESENCE_MAX_MEMBERS, presence_event
+from .ratelimit import share_rate
 from .replies import error_frame, now_ms
 from .roster import Roster, roster
+from .shardcount import open_shard_count
 
 __all__ = ["FanoutReport", "HandlerContext", "error_frame", "forget_pruned", "now_ms"]
 
@@ -48,6 +50,8 @@ class HandlerContext:
     logger: Any = obs.logger
     page_writer_client: PageWriter | None = None
     fanout_shape: FanoutShape | None = None  # default: from the environment (the stack's)
+    # The stream's open shards at the last begin() (None: not read; see .shardcount).
+    open_shards: int | None = None
     _invocation: Invocation | None = field(default=None, init=False, repr=False)
 
     def begin(self, lambda_context: Any = None, *,
@@ -56,10 +60,27 @@ class HandlerContext:
         (``time.monotonic()``) defaults to the one of ``lambda_context``'s remaining time."""
         if deadline is None:
             deadline = invocation_deadline(lambda_context)
+        self._follow_shard_count()
         self._invocation = Invocation(
             connections=lambda: self.connections, on_gone=self.prune, logger=self.logger,
             deadline=deadline, lambda_context=lambda_context)
         return self._invocation
+
+    def _follow_shard_count(self) -> None:
+        """Size this container's @connections rate and the fan-out lanes from the stream's
+        open shard count (cached: at most one DescribeStreamSummary per interval)."""
+        counter = open_shard_count()
+        if counter is None:
+            return
+        self.open_shards = counter.current()
+        rate = share_rate(self.open_shards)
+        if rate is None:
+            return
+        if self.connections_client is None and not os.environ.get("CONNECTIONS_ENDPOINT_URL"):
+            return
+        limiter = self.connections.limiter
+        if limiter is not None:
+            limiter.set_rate(rate)
 
     @property
     def invocation(self) -> Invocation:
@@ -128,6 +149,10 @@ class HandlerContext:
         written to the stream now (:mod:`.fanout`), posted by the ``fanout`` consumer. Raises
         :class:`~.fanout.FanoutError` (the record fails) when the stream keeps refusing them."""
         shape = self.fanout_shape or FanoutShape.from_env()
+        if self.fanout_shape is None and self.open_shards is not None:
+            # the stream's lanes now (an on-demand stream grows): see docs/fidelity.md for
+            # the order a member may see across the moment the count changes
+            shape = replace(shape, shards=self.open_shards)
         sent = record.request_time_epoch if record is not None else now_ms()
         pages: list[Page] = []
         # Pages go out while the room is still being read (a chunk fills one page per lane),

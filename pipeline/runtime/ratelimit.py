@@ -3,9 +3,13 @@
 Every ``postToConnection`` counts against the account's API Gateway request quota (10,000
 requests per second per account and region, burst 5,000, shared by every API):
 https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html
-The stack divides ``-c connectionsRps=N`` between the functions that post and each function's
-share between its concurrent invocations (shards x ParallelizationFactor); a container gets its
-part in ``CONNECTIONS_RPS`` and keeps it with one :class:`TokenBucket` shared by its threads.
+The stack divides ``-c connectionsRps=N`` between the functions that post
+(``CONNECTIONS_RPS_SHARE``, the function's part) and each function's share between its
+concurrent invocations (open shards x ``PARALLELIZATION_FACTOR``); a container keeps its part with
+one :class:`TokenBucket` shared by its threads. The open shard count is the stream's, read and
+cached by :mod:`.shardcount` (an on-demand stream grows; issue 21 finding 2), and the bucket's
+rate follows it (:func:`share_rate`, :meth:`TokenBucket.set_rate`); ``CONNECTIONS_RPS`` (the
+stack's count) is the rate before the first reading.
 
 Two classes of posts take tokens:
 
@@ -24,6 +28,9 @@ import time
 from collections.abc import Callable
 
 RPS_ENV = "CONNECTIONS_RPS"
+SHARE_ENV = "CONNECTIONS_RPS_SHARE"  # the function's part of connectionsRps, all containers
+FACTOR_ENV = "PARALLELIZATION_FACTOR"  # of the function's mapping
+MIN_RATE = 1.0
 BURST_S = 0.25
 
 
@@ -52,6 +59,18 @@ class TokenBucket:
         self._lock = threading.Lock()
         self.waited_s = 0.0  # total time bulk posts spent waiting (a metric and a test hook)
 
+    def set_rate(self, rate: float) -> None:
+        """Change the rate (and the default burst with it); the schedule keeps its debt."""
+        if rate <= 0:
+            raise ValueError(f"rate must be > 0, not {rate!r}")
+        with self._lock:
+            if rate == self.rate:
+                return
+            self.rate = float(rate)
+            self.burst = max(1.0, self.rate * BURST_S)
+            self._interval = 1.0 / self.rate
+            self._tolerance = (self.burst - 1.0) * self._interval
+
     def take(self) -> None:
         """Take one token now, into debt if there is none (priority posts)."""
         with self._lock:
@@ -76,6 +95,20 @@ class TokenBucket:
         """Hold every bulk post back ~``seconds`` (after a 429: the quota is spent elsewhere)."""
         with self._lock:
             self._tat = max(self._tat, self._clock() + seconds + self._tolerance)
+
+
+def share_rate(open_shards: int, environ: dict[str, str] | None = None) -> float | None:
+    """A container's posts per second with ``open_shards`` shards: the function's share over
+    its concurrent invocations (None when the stack gave no share)."""
+    env = environ if environ is not None else os.environ
+    try:
+        share = float(env.get(SHARE_ENV) or 0)
+        factor = max(1, int(env.get(FACTOR_ENV) or 1))
+    except ValueError:
+        return None
+    if share <= 0:
+        return None
+    return max(MIN_RATE, share / (max(1, open_shards) * factor))
 
 
 def bucket_from_env(environ: dict[str, str] | None = None) -> TokenBucket | None:

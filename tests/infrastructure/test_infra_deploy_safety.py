@@ -1,7 +1,8 @@
 """Synth tests for issue 11's infrastructure findings: what a first real deploy needs.
 
 - item 5: every Kinesis integration sends ``Content-Type: application/x-amz-json-1.1``;
-- item 7: at most 5 stream consumers are created at once (20-consumer stack);
+- item 7: at most 5 stream consumers are created at once (20-consumer stack), and, issue 21
+  finding 3, a group of 5 waits for the previous group to be ACTIVE, not just CREATE_COMPLETE;
 - item 8: the account-level API Gateway role is retained, and can be left to an existing one;
 - item 9: no literal ``arn:aws:`` partition; the stream is retained on prod only.
 """
@@ -18,7 +19,10 @@ import pytest
 from aws_cdk import App
 
 from pipeline.infrastructure.config import PipelineConfig
-from pipeline.infrastructure.consumer_service import CONSUMERS_CREATING_AT_ONCE
+from pipeline.infrastructure.consumer_activation import (
+    CONSUMERS_CREATING_AT_ONCE,
+    WAITER_RESOURCE_TYPE,
+)
 from pipeline.infrastructure.nag import enable_nag
 from pipeline.infrastructure.stack import PipelineStack
 from pipeline.infrastructure.synth import CLI_CONTEXT
@@ -148,28 +152,39 @@ def test_existing_account_role_leaves_the_account_setting_alone(wide_template: T
 # --- item 7: at most 5 stream consumers created at once ------------------------------------------
 
 def _consumer_dependencies(template: Template) -> dict[str, set[str]]:
-    """Consumer logical id -> the consumers it (transitively) waits for."""
-    consumers = _of_type(template, "AWS::Kinesis::StreamConsumer")
-    direct = {
-        cid: {d for d in _depends_on(c) if d in consumers} for cid, c in consumers.items()
-    }
+    """Consumer logical id -> the consumers it (transitively) waits for, through any resource
+    (DependsOn, Ref and Fn::GetAtt: the waiters between groups)."""
+    resources = template["Resources"]
+    direct = {rid: set(_depends_on(r)) | _references(r.get("Properties", {}), resources)
+              for rid, r in resources.items()}
     closure: dict[str, set[str]] = {}
 
-    def visit(cid: str) -> set[str]:
-        if cid not in closure:
-            closure[cid] = set(direct[cid])
-            for dep in direct[cid]:
-                closure[cid] |= visit(dep)
-        return closure[cid]
+    def visit(rid: str) -> set[str]:
+        if rid not in closure:
+            closure[rid] = set(direct[rid])
+            for dep in direct[rid]:
+                closure[rid] |= visit(dep)
+        return closure[rid]
 
-    for cid in consumers:
-        visit(cid)
-    return closure
+    consumers = _of_type(template, "AWS::Kinesis::StreamConsumer")
+    return {cid: visit(cid) & set(consumers) for cid in consumers}
 
 
 def _depends_on(resource: dict[str, Any]) -> list[str]:
     value = resource.get("DependsOn", [])
     return [value] if isinstance(value, str) else list(value)
+
+
+def _references(value: Any, resources: dict[str, Any]) -> set[str]:
+    if isinstance(value, list):
+        return set().union(*(_references(v, resources) for v in value))
+    if not isinstance(value, dict):
+        return set()
+    if set(value) == {"Ref"} and value["Ref"] in resources:
+        return {value["Ref"]}
+    if set(value) == {"Fn::GetAtt"}:
+        return {value["Fn::GetAtt"][0]}
+    return set().union(*(_references(v, resources) for v in value.values()))
 
 
 def test_twenty_consumers_are_created_at_most_five_at_a_time(wide_template: Template) -> None:
@@ -185,6 +200,45 @@ def test_twenty_consumers_are_created_at_most_five_at_a_time(wide_template: Temp
     limit = CONSUMERS_CREATING_AT_ONCE
     assert not any(independent(g) for g in itertools.combinations(sorted(waits_for), limit + 1))
     assert any(independent(g) for g in itertools.combinations(sorted(waits_for), limit))
+
+
+def test_each_group_of_five_waits_until_the_previous_group_is_active(
+    wide_template: Template,
+) -> None:
+    """Issue 21 finding 3: CREATE_COMPLETE is not ACTIVE (aws-cdk PR #37108), so consumer
+    ``i`` depending on consumer ``i - 5`` (today's chain) cannot keep a 6th registration from
+    LimitExceededException. Every consumer after the first 5 waits for a
+    ``Custom::StreamConsumersActive`` listing exactly the 5 consumers before its group."""
+    consumers = list(_of_type(wide_template, "AWS::Kinesis::StreamConsumer"))
+    waiters = _of_type(wide_template, WAITER_RESOURCE_TYPE)
+    groups = [consumers[i:i + CONSUMERS_CREATING_AT_ONCE]
+              for i in range(0, len(consumers), CONSUMERS_CREATING_AT_ONCE)]
+    assert len(waiters) == len(groups) - 1
+    for earlier, later in itertools.pairwise(groups):
+        (waiter_id,) = {d for c in later for d in _depends_on(wide_template["Resources"][c])}
+        waiter = waiters[waiter_id]
+        listed = [arn["Fn::GetAtt"] for arn in waiter["Properties"]["ConsumerArns"]]
+        assert listed == [[c, "ConsumerARN"] for c in earlier]
+        token = waiter["Properties"]["ServiceToken"]["Fn::GetAtt"][0]
+        assert wide_template["Resources"][token]["Type"] == "AWS::Lambda::Function"
+
+
+def test_the_waiter_polls_describe_stream_consumer_with_inline_code(
+    wide_template: Template,
+) -> None:
+    """Packaged without Docker or an asset: inline Python (boto3 from the Lambda runtime),
+    allowed DescribeStreamConsumer, polled by the provider's state machine."""
+    functions = _of_type(wide_template, "AWS::Lambda::Function")
+    waiters = [f for f in functions.values()
+               if f["Properties"].get("Handler") in ("index.on_event", "index.is_complete")]
+    assert len(waiters) == 2
+    for function in waiters:
+        assert "ZipFile" in function["Properties"]["Code"]
+        assert "describe_stream_consumer" in function["Properties"]["Code"]["ZipFile"]
+    policies = json.dumps(_of_type(wide_template, "AWS::IAM::Policy"))
+    assert "kinesis:DescribeStreamConsumer" in policies
+    (machine,) = _of_type(wide_template, "AWS::StepFunctions::StateMachine").values()
+    assert machine["Properties"]["LoggingConfiguration"]["Level"] == "ALL"
 
 
 def test_every_mapping_still_waits_for_its_own_consumer(wide_template: Template) -> None:

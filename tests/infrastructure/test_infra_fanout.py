@@ -78,3 +78,34 @@ def test_a_rate_too_low_to_post_a_batch_of_pages_in_time_is_refused() -> None:
     with pytest.raises(ConfigError, match="raise connectionsRps"):
         # 10 shards x PF 5 share ~36 posts/s: 4 pages of 500 would take ~56 s of a 60 s timeout
         posting_environment(tier, specs, PipelineConfig(connections_rps=500, shards=10))
+
+
+# --- issue 21 finding 2: budgets from the stream's real shard count ------------------------------
+
+def test_on_demand_budgets_start_from_four_shards_and_follow_the_stream() -> None:
+    """An on-demand stream starts with 4 shards and grows: the functions get their whole share
+    (``CONNECTIONS_RPS_SHARE``) and ParallelizationFactor to divide by the open shard count
+    they read (pipeline/runtime/shardcount.py), and start from 4 shards, not ``shards``."""
+    from aws_cdk import App
+    from aws_cdk.assertions import Template
+
+    from pipeline.infrastructure.stack import PipelineStack
+
+    app = App(context={"streamMode": "on-demand"})
+    config = PipelineConfig.from_context(app.node.try_get_context)
+    specs = load_all()
+    stack = PipelineStack(app, config.stack_name, config=config, consumers=specs)
+    fns = functions(Template.from_stack(stack).to_json())
+    readers = sum(s.parallelization_factor for s in specs
+                  if s.connections_rps_weight or s.fanout_page_size)
+    for spec in specs:
+        env = fns[spec.name]["Properties"]["Environment"]["Variables"]
+        if spec.connections_rps_weight:
+            share = float(env["CONNECTIONS_RPS_SHARE"])
+            assert env["PARALLELIZATION_FACTOR"] == str(spec.parallelization_factor)
+            assert float(env["CONNECTIONS_RPS"]) * 4 * spec.parallelization_factor == \
+                pytest.approx(share, rel=1e-3)
+        if spec.connections_rps_weight or spec.fanout_page_size:
+            assert env["STREAM_SHARDS"] == "4"
+            assert env["SHARD_COUNT_READERS_PER_SHARD"] == str(readers)
+    assert fns["broadcast"]["Properties"]["Environment"]["Variables"]["FANOUT_SHARDS"] == "4"

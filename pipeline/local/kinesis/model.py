@@ -45,6 +45,10 @@ PutListener = Callable[[str, str], None]  # (stream_name, shard_id), after each 
 # stream has 4 shards (AWS scales it from there; the twin does not).
 ON_DEMAND_SHARDS = 4
 MAX_CONSUMERS_PER_STREAM = 20  # https://docs.aws.amazon.com/streams/latest/dev/service-sizes-and-limits.html
+# "you cannot have more than 5 consumers in a CREATING status at the same time. Registering a
+# 6th consumer while there are 5 in a CREATING status results in a LimitExceededException":
+# https://docs.aws.amazon.com/kinesis/latest/APIReference/API_RegisterStreamConsumer.html
+MAX_CONSUMERS_CREATING = 5
 ITERATOR_TYPES = ("AFTER_SEQUENCE_NUMBER", "AT_SEQUENCE_NUMBER", "AT_TIMESTAMP", "TRIM_HORIZON",
                   "LATEST")
 _NAME = re.compile(r"[a-zA-Z0-9_.-]{1,128}")
@@ -58,9 +62,12 @@ class KinesisBackend:
     """Kinesis Data Streams for one account and Region."""
 
     def __init__(self, region: str = REGION, account_id: str = ACCOUNT_ID, *,
-                 enforce_limits: bool = False, clock: Callable[[], float] = time.time) -> None:
+                 enforce_limits: bool = False, clock: Callable[[], float] = time.time,
+                 consumer_activation_s: float = 0.0) -> None:
         self.region, self.account_id = region, account_id
         self.enforce_limits = enforce_limits  # 1,000 records/s and 1 MiB/s per shard
+        # How long a registered consumer stays CREATING (AWS: seconds; 0: ACTIVE at once).
+        self.consumer_activation_s = consumer_activation_s
         self.clock = clock  # epoch seconds: arrival times, iterator ages, write limits
         self.streams: dict[str, Stream] = {}
         self._listeners: tuple[PutListener, ...] = ()
@@ -166,6 +173,36 @@ class KinesisBackend:
                 "both greater than one plus the shard's StartingHashKey and less than the "
                 "shard's EndingHashKey.")
         return stream.split(parent, new_starting_hash_key, self.clock())
+
+    def update_shard_count(self, stream: Stream, target: Any,
+                           scaling_type: Any = "UNIFORM_SCALING") -> int:
+        """UpdateShardCount (provisioned streams only): the count before. The twin only grows,
+        up to double (AWS's per-call limit), by splitting the widest open shards at their
+        middle: a doubling is uniform, as AWS's would be.
+        https://docs.aws.amazon.com/kinesis/latest/APIReference/API_UpdateShardCount.html"""
+        if stream.mode == "ON_DEMAND":
+            # The API reference: ValidationException for an on-demand stream (text unrecorded).
+            raise ValidationError(f"UpdateShardCount is not supported for stream {stream.name} "
+                                  f"under account {self.account_id} in ON_DEMAND mode.")
+        if scaling_type != "UNIFORM_SCALING":
+            raise ValidationError.constraint(scaling_type, "scalingType",
+                                             "satisfy enum value set: [UNIFORM_SCALING]")
+        return self.grow(stream, target)
+
+    def grow(self, stream: Stream, target: Any) -> int:
+        """Split open shards until ``target`` are open (also what AWS's on-demand scaling does,
+        which the twin triggers with ``--grow-shards``); the count before."""
+        before = len(stream.open_shards)
+        if not isinstance(target, int) or not before <= target <= 2 * before:
+            raise InvalidArgumentError(
+                f"TargetShardCount {target} for stream {stream.name} under account "
+                f"{self.account_id}: the twin grows a stream up to double its {before} open "
+                "shards (and never shrinks one)")
+        while len(stream.open_shards) < target:
+            widest = max(stream.open_shards, key=lambda s: s.ending_hash - s.starting_hash)
+            middle = widest.starting_hash + (widest.ending_hash - widest.starting_hash + 1) // 2
+            self.split_shard(stream, widest.shard_id, middle)
+        return before
 
     # --- writes ---------------------------------------------------------------------------------
     def put_record(self, stream: Stream, partition_key: Any, data: bytes,
@@ -341,6 +378,7 @@ class KinesisBackend:
             raise ValidationError.constraint(name, "consumerName", "satisfy regular expression "
                                              "pattern: [a-zA-Z0-9_.-]+")
         with self._lock:
+            self._settle(stream)
             if name in stream.consumers:
                 raise ResourceInUseError(f"Consumer {stream.consumers[name].arn} under "
                                          f"account {self.account_id} already exists.")
@@ -348,11 +386,29 @@ class KinesisBackend:
                 raise LimitExceededError(
                     f"Stream {stream.name} under account {self.account_id} has reached the "
                     f"limit of {MAX_CONSUMERS_PER_STREAM} registered consumers.")
-            epoch = int(self.clock()) if created is None else created
+            creating = sum(c.status == "CREATING" for c in stream.consumers.values())
+            if creating >= MAX_CONSUMERS_CREATING:
+                # AWS's text for this case is not recorded; shaped like CreateStream's
+                # "simultaneously be in CREATING" message (docs/fidelity.md).
+                raise LimitExceededError(
+                    "This request would exceed the limit on the number of consumers that can "
+                    f"simultaneously be in CREATING status for stream {stream.name} under "
+                    f"account {self.account_id}. Limit: {MAX_CONSUMERS_CREATING}.")
+            now = self.clock()
+            epoch = int(now) if created is None else created
             consumer = Consumer(name, f"{stream.arn}/consumer/{name}:{epoch}", stream.arn,
-                                epoch)
+                                epoch, active_at=now + self.consumer_activation_s)
+            if self.consumer_activation_s > 0:
+                consumer.status = "CREATING"
             stream.consumers[name] = consumer
         return consumer
+
+    def _settle(self, stream: Stream) -> None:
+        """CREATING consumers whose activation time has come are ACTIVE (under the lock)."""
+        now = self.clock()
+        for consumer in stream.consumers.values():
+            if consumer.status == "CREATING" and now >= consumer.active_at:
+                consumer.status = "ACTIVE"
 
     def consumer(self, stream_arn: str | None = None, name: str | None = None,
                  consumer_arn: str | None = None) -> Consumer:
@@ -374,10 +430,16 @@ class KinesisBackend:
         if found is None or (consumer_arn and found.arn != consumer_arn):
             raise ResourceNotFoundError.consumer(consumer_arn or f"{name} on {stream_arn}",
                                                  self.account_id)
+        assert stream is not None  # found in it
+        with self._lock:
+            self._settle(stream)
         return found
 
     def list_stream_consumers(self, stream_arn: str) -> list[Consumer]:
-        return list(self.stream(arn=stream_arn).consumers.values())
+        stream = self.stream(arn=stream_arn)
+        with self._lock:
+            self._settle(stream)
+        return list(stream.consumers.values())
 
     def deregister_stream_consumer(self, stream_arn: str | None = None, name: str | None = None,
                                    consumer_arn: str | None = None) -> None:

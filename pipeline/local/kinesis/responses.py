@@ -59,7 +59,7 @@ class KinesisResponses:
             "DescribeStreamConsumer": self.describe_stream_consumer,
             "ListStreamConsumers": self.list_stream_consumers,
             "DeregisterStreamConsumer": self.deregister_stream_consumer,
-            "SplitShard": self.split_shard,
+            "SplitShard": self.split_shard, "UpdateShardCount": self.update_shard_count,
             "AddTagsToStream": self.add_tags_to_stream,
             "RemoveTagsFromStream": self.remove_tags_from_stream,
             "ListTagsForStream": self.list_tags_for_stream,
@@ -146,6 +146,13 @@ class KinesisResponses:
         self.backend.split_shard(stream, str(p.get("ShardToSplit")), new_start)
         return {}
 
+    def update_shard_count(self, p: dict[str, Any]) -> dict[str, Any]:
+        stream = self._stream(p)
+        target = p.get("TargetShardCount")
+        before = self.backend.update_shard_count(stream, target, p.get("ScalingType"))
+        return {"StreamName": stream.name, "StreamARN": stream.arn,
+                "CurrentShardCount": before, "TargetShardCount": target}
+
     def add_tags_to_stream(self, p: dict[str, Any]) -> dict[str, Any]:
         tags = p.get("Tags")
         if not isinstance(tags, dict) or not all(
@@ -205,7 +212,7 @@ class KinesisResponses:
     def register_stream_consumer(self, p: dict[str, Any]) -> dict[str, Any]:
         consumer = self.backend.register_stream_consumer(
             str(p.get("StreamARN") or ""), p.get("ConsumerName"))  # type: ignore[arg-type]
-        # AWS answers CREATING; the twin's consumer is ACTIVE by the next call.
+        # AWS answers CREATING; the twin's consumer is ACTIVE after consumer_activation_s.
         return {"Consumer": {**_consumer(consumer), "ConsumerStatus": "CREATING"}}
 
     def describe_stream_consumer(self, p: dict[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,8 @@ class Consumer:
     arn: str
     stream_arn: str
     created: int  # epoch seconds
-    status: str = "ACTIVE"
+    status: str = "ACTIVE"  # CREATING until ``active_at`` (KinesisBackend.consumer_activation_s)
+    active_at: float = 0.0  # backend clock
 
 
 class Stream:

@@ -1,0 +1,1 @@
+"""The waiter's handler, shipped inline (``index.py``) by ``consumer_activation``."""
