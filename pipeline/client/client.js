@@ -75,6 +75,8 @@ export class PipelineClient extends EventTarget {
     this.options = { ...DEFAULTS, ...options };
     this.state = "idle";
     this.rooms = new Set();
+    this.connectionId = null; // the current connection's id, once asked (whoami())
+    this._whoami = []; // resolvers waiting for the gateway's whoami answer
     this._socket = null;
     this._attempt = 0;
     this._queue = [];
@@ -113,6 +115,20 @@ export class PipelineClient extends EventTarget {
       const lane = this._lane(route);
       lane.pending.push({ frame: withId, resolve, reject, attempts: 0, timer: null });
       this._pump(route);
+    });
+  }
+
+  /** The current connection's id, answered by the gateway itself (the whoami route: no stream
+   * record, no Lambda); also kept in `connectionId` until the connection is replaced. */
+  whoami(timeoutMs = 10000) {
+    return new Promise((resolve, reject) => {
+      const waiter = { resolve, timer: null };
+      waiter.timer = setTimeout(() => {
+        this._whoami = this._whoami.filter((w) => w !== waiter);
+        reject(new Error("whoami: no answer"));
+      }, timeoutMs);
+      this._whoami.push(waiter);
+      this.send('{"action":"whoami"}');
     });
   }
 
@@ -177,6 +193,7 @@ export class PipelineClient extends EventTarget {
     const old = this._socket;
     this._switch = null;
     this._socket = socket;
+    this.connectionId = null; // a new connection has a new id
     this._schedule(() => this._rotate(socket), this.options.maxConnectionMs);
     this._heartbeat(socket);
     if (old && old !== socket) old.close(1000, "replaced");
@@ -233,6 +250,15 @@ export class PipelineClient extends EventTarget {
       if (pending.waiting.size === 0) pending.done();
     }
     if (frame && frame.action === "pong") return;
+    if (frame && frame.action === "whoami" && socket === this._socket) {
+      this.connectionId = frame.connectionId;
+      const waiting = this._whoami;
+      this._whoami = [];
+      for (const w of waiting) {
+        clearTimeout(w.timer);
+        w.resolve(frame.connectionId);
+      }
+    }
     if (frame && (frame.action === "ack" || frame.action === "nack") && this._answer(frame)) return;
     this.dispatchEvent(new CustomEvent("message", { detail: frame }));
   }

@@ -207,3 +207,16 @@ def test_an_expired_token_ends_closed_unauthorized_without_a_storm(
     assert expired.sockets() == 1
     assert expired.states() == ["connecting", "closed"]
     assert any('"reason": "expired"' in line for line in jwt_twin.output)
+
+
+def test_the_page_learns_its_own_connection_id_without_a_stream_record(
+    pages: Callable[..., Page],
+) -> None:
+    alice, bob = pages(room="ids", ping="1000"), pages(room="ids", ping="1000")
+    for page in (alice, bob):
+        page.wait("window.demo.messages.some(m => m.action === 'joined')")
+    own = alice.js("return await window.demo.client.whoami();")
+    assert isinstance(own, str) and own
+    assert alice.js("return window.demo.client.connectionId;") == own
+    _send(alice, "ids", "it is me")
+    assert _message(bob, "it is me")["from"] == own  # the id the consumers see
