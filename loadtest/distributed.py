@@ -94,6 +94,7 @@ def scenario_args(cfg: RunConfig, json_path: Path | None) -> list[str]:
         "--lt-scenario", cfg.scenario, "--lt-user-rate", repr(cfg.rate / cfg.connections),
         "--lt-duration", repr(cfg.duration), "--lt-payload", str(cfg.payload),
         "--lt-drain", repr(cfg.drain), "--lt-connect-timeout", repr(cfg.connect_timeout),
+        "--lt-quiet",
     ]  # fmt: skip
     if cfg.query:
         args += ["--lt-query", urllib.parse.urlencode(list(cfg.query))]

@@ -34,7 +34,8 @@ from gevent.event import Event
 from locust import User, events, task
 from locust.env import Environment
 from locust.exception import StopUser
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import WORKER_REPORT_INTERVAL, MasterRunner, WorkerRunner
+from locust.stats import CSV_STATS_INTERVAL_SEC
 
 if str(Path(__file__).resolve().parent.parent) not in sys.path:  # plain `locust -f loadtest/...`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -68,6 +69,8 @@ def _options(parser: Any) -> None:
                        help='headers on $connect, JSON: [["Authorization", "Bearer ..."]]')
     group.add_argument("--lt-json", default=DEFAULT_REPORT, help="the merged report (master)")
     group.add_argument("--lt-plot", default="", help="a PNG of the merged report (master)")
+    group.add_argument("--lt-quiet", action="store_true",
+                       help="do not print the merged summary (python -m loadtest prints it)")
 
 
 @dataclass
@@ -176,10 +179,17 @@ class Collector:
             self.write(environment)
             runner = environment.runner
             opts = environment.parsed_options
-            if runner is not None and (opts is None or opts.headless):
-                gevent.spawn(runner.quit)  # every worker has drained and reported: the run is over
-            elif runner is not None:
-                gevent.spawn(runner.stop)
+            if runner is None:
+                return
+            # Every worker has drained and reported: the run is over. Locust writes its CSV
+            # every second (and workers send stats every 3 s), not at exit: with --csv, wait
+            # one more round so the CSV holds every request.
+            later = 0.0
+            if opts is not None and getattr(opts, "csv_prefix", None):
+                later = CSV_STATS_INTERVAL_SEC + 0.3
+                if isinstance(runner, MasterRunner):
+                    later += WORKER_REPORT_INTERVAL
+            gevent.spawn_later(later, runner.quit if opts is None or opts.headless else runner.stop)
 
     def write(self, environment: Environment) -> None:
         if self.written or not self.payloads:
@@ -189,14 +199,16 @@ class Collector:
         missing = self.expected(environment) - len(self.payloads)
         if missing > 0:
             report.meta["missingWorkers"] = missing
-        print(format_summary(report), flush=True)
         opts = environment.parsed_options
+        if not getattr(opts, "lt_quiet", False):
+            print(format_summary(report), flush=True)
         json_path = str(getattr(opts, "lt_json", "") or "")
         if json_path:
             path = Path(json_path)
             path.parent.mkdir(parents=True, exist_ok=True)
             report.write(path)
-            print(f"report: {path}", flush=True)
+            if not getattr(opts, "lt_quiet", False):
+                print(f"report: {path}", flush=True)
         plot_path = str(getattr(opts, "lt_plot", "") or "")
         if plot_path:
             from loadtest.plot import write_plot
