@@ -160,6 +160,9 @@ def parse_run_args(argv: list[str]) -> RunConfig:
         raise ConfigError("--room-size", f"{ns.room_size} must be in [2, connections={ns.connections}]")
     if not 0 <= ns.workers <= 1024:
         raise ConfigError("--workers", f"{ns.workers} is outside [0, 1024]")
+    if ns.workers > ns.connections:  # a worker without a connection would never report
+        raise ConfigError("--workers", f"{ns.workers} workers need at least as many connections "
+                          f"(-c {ns.connections})")
     if ns.role == "master" and ns.workers < 1:
         raise ConfigError("--master", "needs --workers N (how many workers to wait for)")
     if (ns.workers or ns.role == "master") and ns.scenario != "echo":

@@ -79,6 +79,8 @@ def test_locust_engine_options_are_validated() -> None:
         parse_run_args(["--master"])
     with pytest.raises(ConfigError, match="--scenario"):
         parse_run_args(["--workers", "2", "--scenario", "chat", "--room-size", "2"])
+    with pytest.raises(ConfigError, match="--workers"):
+        parse_run_args(["--workers", "3", "-c", "2"])
     cfg = parse_run_args(["--worker", "--master-host", "10.0.0.5", "--master-port", "6000"])
     assert (cfg.role, cfg.master_host, cfg.master_port) == ("worker", "10.0.0.5", 6000)
 
