@@ -42,10 +42,17 @@ def merge_main(argv: list[str]) -> int:
 
 
 def run_main(cfg: RunConfig) -> int:
+    if cfg.role == "worker":
+        from loadtest.distributed import DEFAULT_MASTER_PORT, run_worker
+
+        return run_worker(cfg.master_host, cfg.master_port or DEFAULT_MASTER_PORT)
     from loadtest.target import resolve
 
     target = resolve(cfg)
     try:
+        if cfg.workers or cfg.role == "master":
+            report = _run_locust(cfg, target.ws)
+            return _finish(cfg, report)
         publish: Publish | None = None
         if cfg.scenario == "broadcast":
             from loadtest.publisher import make_publisher
@@ -56,6 +63,25 @@ def run_main(cfg: RunConfig) -> int:
         report = asyncio.run(LoadRun(cfg, target.ws, publish=publish).run())
     finally:
         target.stop()
+    return _finish(cfg, report)
+
+
+def _run_locust(cfg: RunConfig, url: str) -> Report:
+    """On Locust: a master here and ``--workers`` workers here (or, with ``--master``, elsewhere)."""
+    from loadtest.distributed import report_path, run_distributed
+
+    json_path = report_path(cfg)
+    where = "on other machines" if cfg.role == "master" else "here"
+    print(f"{cfg.scenario} on Locust: {cfg.connections} connections, {cfg.rate:g}/s for "
+          f"{cfg.duration:g} s against {url}, {cfg.workers} workers {where}", flush=True)
+    if cfg.role == "master":
+        return run_distributed(cfg, url, json_path, local_workers=0, expect=cfg.workers,
+                               bind_host="0.0.0.0", port=cfg.master_port)  # fmt: skip
+    return run_distributed(cfg, url, json_path, local_workers=cfg.workers, expect=cfg.workers,
+                           port=cfg.master_port)  # fmt: skip
+
+
+def _finish(cfg: RunConfig, report: Report) -> int:
     print(format_summary(report))
     if cfg.json_path:
         prepare_output(cfg.json_path)

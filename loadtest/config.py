@@ -60,6 +60,10 @@ class RunConfig:
     json_path: Path | None = None
     plot_path: Path | None = None
     progress: bool | None = None  # None: only when stdout is a terminal
+    workers: int = 0  # >0: on Locust, a master and this many workers (loadtest/distributed.py)
+    role: str = ""  # "master" / "worker": one side of a Locust run spread over machines
+    master_host: str = "127.0.0.1"
+    master_port: int | None = None
 
     def target_url(self, base: str) -> str:
         """``base`` with the ``--query`` parameters appended (for a token on ``$connect``)."""
@@ -102,6 +106,18 @@ def build_parser() -> argparse.ArgumentParser:
                    f"a bare file name goes to {RESULTS_DIR}/ (git-ignored)")
     p.add_argument("--plot", type=Path,
                    help=f"write a PNG plot here; a bare file name goes to {RESULTS_DIR}/")
+    dist = p.add_argument_group("beyond one process (Locust; docs/loadtest/README.md)")
+    dist.add_argument("--workers", type=int, default=0, metavar="N",
+                      help="run on Locust: a master and N worker processes here (with --master: "
+                           "the number of workers to wait for, started elsewhere)")
+    role = dist.add_mutually_exclusive_group()
+    role.add_argument("--master", dest="role", action="store_const", const="master", default="",
+                      help="be the Locust master of --workers N workers on other machines")
+    role.add_argument("--worker", dest="role", action="store_const", const="worker",
+                      help="be one Locust worker of the master at --master-host")
+    dist.add_argument("--master-host", default="127.0.0.1", help="--worker: the master's host")
+    dist.add_argument("--master-port", type=int, default=None,
+                      help="the master's port (default: 5557 across machines, a free port here)")
     prog = p.add_mutually_exclusive_group()
     prog.add_argument("--progress", dest="progress", action="store_true", default=None)
     prog.add_argument("--no-progress", dest="progress", action="store_false")
@@ -142,6 +158,17 @@ def parse_run_args(argv: list[str]) -> RunConfig:
         )
     if ns.scenario == "chat" and not 2 <= ns.room_size <= ns.connections:
         raise ConfigError("--room-size", f"{ns.room_size} must be in [2, connections={ns.connections}]")
+    if not 0 <= ns.workers <= 1024:
+        raise ConfigError("--workers", f"{ns.workers} is outside [0, 1024]")
+    if ns.workers > ns.connections:  # a worker without a connection would never report
+        raise ConfigError("--workers", f"{ns.workers} workers need at least as many connections "
+                          f"(-c {ns.connections})")
+    if ns.role == "master" and ns.workers < 1:
+        raise ConfigError("--master", "needs --workers N (how many workers to wait for)")
+    if (ns.workers or ns.role == "master") and ns.scenario != "echo":
+        raise ConfigError("--scenario", "the Locust engine runs the echo scenario only (for now)")
+    if ns.master_port is not None and not 1 <= ns.master_port <= 65535:
+        raise ConfigError("--master-port", f"{ns.master_port} is not a port")
     ns.json, ns.plot = output_path(ns.json), output_path(ns.plot)
     for option, path in (("--json", ns.json), ("--plot", ns.plot)):
         if path is not None and path.parent != RESULTS_DIR and not path.resolve().parent.is_dir():
@@ -170,4 +197,8 @@ def parse_run_args(argv: list[str]) -> RunConfig:
         json_path=ns.json,
         plot_path=ns.plot,
         progress=ns.progress,
+        workers=ns.workers,
+        role=ns.role,
+        master_host=ns.master_host,
+        master_port=ns.master_port,
     )

@@ -221,6 +221,7 @@ def format_summary(report: Report) -> str:
         f"errors   {t['errorFrames']} error frames {dict(report.errors) or ''}  "
         f"close codes {dict(report.close_codes) or '{}'}",
         *([_warmup_line(meta)] if "warmupS" in meta else []),
+        *_generator_lines(meta),
         *([f"acks     {t['acks']} acks  {t['nacks']} nacks  {t['retries']} retries  "
            f"{t['ackGaveUp']} given up  {t['ackMissing']} unanswered"]
           if t["acks"] or t["nacks"] or t["ackMissing"] else []),
@@ -242,6 +243,22 @@ def format_summary(report: Report) -> str:
     if meta.get("clock") == "remote":
         lines.append("(remote target: only server-to-server stages are comparable; clocks differ)")
     return "\n".join(lines)
+
+
+def _generator_lines(meta: dict[str, Any]) -> list[str]:
+    """The load generator's own cost (CPU per frame), and a line per Locust worker."""
+    lines = []
+    if "generatorCpuPerFrameUs" in meta:
+        engine = meta.get("engine", "asyncio")
+        workers = f", {meta['workerCount']} workers" if "workerCount" in meta else ""
+        lines.append(f"generator {meta['generatorCpuPerFrameUs']:g} us CPU per frame "
+                     f"({engine}{workers})")  # fmt: skip
+    for row in meta.get("workers", []) if isinstance(meta.get("workers"), list) else []:
+        lines.append(f"  worker {str(row.get('worker'))[-8:]}: {row.get('connectionsOpened')} conns, "
+                     f"sent {row.get('sent')} ({row.get('sentPerS')}/s), received "
+                     f"{row.get('received')}, lost {row.get('lost')}, "
+                     f"{row.get('generatorCpuPerFrameUs')} us CPU/frame")  # fmt: skip
+    return lines
 
 
 def _warmup_line(meta: dict[str, Any]) -> str:

@@ -133,7 +133,7 @@ class LoadRun:
         stop = asyncio.Event()
         show = cfg.progress if cfg.progress is not None else self.out.isatty()
         ticker = asyncio.create_task(progress_loop(self.report, stop, self.out)) if show else None
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         if self.conns:
             if cfg.scenario == "broadcast":
                 await self._publisher(timeline)
@@ -144,6 +144,10 @@ class LoadRun:
         stop.set()
         if ticker is not None:
             await ticker
+        # the generator's own cost: this process's CPU over sending and draining, per frame sent
+        cpu_s = time.process_time() - cpu0
+        sent = self.report.totals["sent"]
+        self.report.meta["generatorCpuPerFrameUs"] = round(cpu_s * 1e6 / sent, 1) if sent else 0.0
         await self._close_all()
         self._finish()
         return self.report

@@ -1,0 +1,130 @@
+"""The load test on Locust: a master and workers, exact merge, and no gevent in this process.
+
+Locust monkeypatches the standard library when imported, so every Locust process here is a
+subprocess; this module imports only loadtest/distributed.py (which never imports Locust).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loadtest import histo
+from loadtest.bench import ServerProcess
+from loadtest.config import parse_run_args
+from loadtest.distributed import LOCUSTFILE, ROW_KEYS, merge_workers, worker_payload
+from loadtest.errors import ConfigError
+from loadtest.report import Report, format_summary
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def echo_url() -> Any:
+    with ServerProcess() as url:
+        yield url
+
+
+def _worker_report(sent: int, received: int, latency_us: int) -> Report:
+    report = Report(meta={"url": "ws://x/dev", "scenario": "echo", "connections": 2, "rate": 10.0})
+    report.duration_s = 2.0
+    for _ in range(sent):
+        report.record_sent(0.5)
+    for _ in range(received):
+        report.record_latency(0.5, latency_us, latency_us / 2)
+    report.totals.update(connectionsOpened=2, expected=sent, received=received, lost=sent - received)
+    report.connections = [{"id": 0, "sent": sent}]
+    return report
+
+
+def test_no_locust_or_gevent_in_the_rest_of_the_package() -> None:
+    code = ("import sys, loadtest, loadtest.__main__, loadtest.distributed, loadtest.report, "
+            "loadtest.runner, loadtest.bench; "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('locust', 'gevent')); "
+            "print(bad); sys.exit(1 if bad else 0)")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_master_merges_worker_reports_exactly_with_a_row_per_worker() -> None:
+    a, b = _worker_report(100, 100, 1_000), _worker_report(50, 48, 9_000)
+    merged = merge_workers([worker_payload("w-a", a, 0.01), worker_payload("w-b", b, 0.02)])
+    reread = Report.from_json(json.loads(json.dumps(merged.to_json())))
+    meta = reread.meta
+    assert meta["engine"] == "locust" and meta["workerCount"] == 2
+    assert [row["worker"] for row in meta["workers"]] == ["w-a", "w-b"]
+    for key in ROW_KEYS:
+        assert reread.totals[key] == sum(row[key] for row in meta["workers"]), key
+    assert reread.totals["lost"] == 2
+    latency = reread.histograms["latency"]
+    assert latency.get_total_count() == 148
+    assert latency.get_count_at_value(1_000) == 100 and latency.get_count_at_value(9_000) == 48
+    assert histo.percentiles_ms(latency)["max"] == pytest.approx(9.0, rel=1e-3)
+    assert meta["workers"][0]["generatorCpuPerFrameUs"] == pytest.approx(100.0)  # 10 ms / 100 frames
+    assert meta["workers"][1]["generatorCpuPerFrameUs"] == pytest.approx(400.0)  # 20 ms / 50
+    assert meta["generatorCpuPerFrameUs"] == pytest.approx(200.0)  # 30 ms / 150
+    assert meta["rate"] == 20.0 and meta["connections"] == 4
+    assert "2 workers" in format_summary(reread)
+
+
+def test_locust_engine_options_are_validated() -> None:
+    with pytest.raises(ConfigError, match="--master"):
+        parse_run_args(["--master"])
+    with pytest.raises(ConfigError, match="--scenario"):
+        parse_run_args(["--workers", "2", "--scenario", "chat", "--room-size", "2"])
+    with pytest.raises(ConfigError, match="--workers"):
+        parse_run_args(["--workers", "3", "-c", "2"])
+    cfg = parse_run_args(["--worker", "--master-host", "10.0.0.5", "--master-port", "6000"])
+    assert (cfg.role, cfg.master_host, cfg.master_port) == ("worker", "10.0.0.5", 6000)
+
+
+def test_a_master_and_two_workers_account_every_frame(echo_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "loadtest", "--workers", "2", "--url", echo_url, "-c", "10",
+         "--ramp", "100", "-r", "200", "-d", "3", "--drain", "5", "--json", str(out),
+         "--no-progress"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    data = json.loads(out.read_text())
+    totals, meta = data["totals"], data["meta"]
+    assert meta["engine"] == "locust" and meta["workerCount"] == 2
+    rows = meta["workers"]
+    assert len(rows) == 2 and all(row["sent"] > 0 for row in rows)  # both workers carried load
+    for key in ROW_KEYS:
+        assert totals[key] == sum(row[key] for row in rows), key
+    assert totals["lost"] == 0 and totals["duplicated"] == 0 and totals["errorFrames"] == 0
+    assert totals["connectionsOpened"] == 10
+    assert totals["sent"] == totals["expected"] == totals["received"] == 600  # 200/s for 3 s
+    assert data["latencyMs"]["latency"]["count"] == 600
+    assert all(row["generatorCpuPerFrameUs"] > 0 for row in rows)
+    assert "generator" in done.stdout and "us CPU per frame (locust, 2 workers)" in done.stdout
+
+
+def test_plain_locust_runs_the_echo_users_and_writes_csv_and_report(
+    echo_url: str, tmp_path: Path
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", "4", "-r", "20",
+         "-t", "60s", "--host", echo_url, "--csv", str(tmp_path / "run"), "--only-summary",
+         "--lt-user-rate", "25", "--lt-duration", "2", "--lt-drain", "5",
+         "--lt-json", str(tmp_path / "r.json")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = Report.read(tmp_path / "r.json")
+    assert report.totals["sent"] == report.totals["received"] == 200  # 4 users x 25/s x 2 s
+    assert report.totals["lost"] == 0
+    with (tmp_path / "run_stats.csv").open() as f:
+        rows = {row["Name"]: row for row in csv.DictReader(f)}
+    assert int(rows["echo"]["Failure Count"]) == 0
+    assert int(rows["echo"]["Request Count"]) == 200  # every reply is a Locust request
+    assert int(rows["connect"]["Request Count"]) == 4
