@@ -8,7 +8,7 @@ one connection). Sequence numbers start at 0 and increase by one per frame sent.
 from __future__ import annotations
 
 import enum
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 
 
@@ -76,6 +76,11 @@ class StreamCounts:
             "outOfOrder": self.out_of_order,
             "unexpected": self.unexpected,
         }
+
+    def add_to(self, totals: MutableMapping[str, int]) -> None:
+        """Add these counts to a report's totals (same keys as :meth:`as_dict`)."""
+        for key, value in self.as_dict().items():
+            totals[key] += value
 
 
 class Ledger:

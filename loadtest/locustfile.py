@@ -144,12 +144,7 @@ class Recorder:
             counts = conn.ledger.counts([(conn.id, conn.sent)])
             rows.append({"id": conn.id, "sent": conn.sent, **counts.as_dict(),
                          "stoppedEarly": not conn.sending_done})  # fmt: skip
-            totals["expected"] += counts.expected
-            totals["received"] += counts.received
-            totals["lost"] += counts.lost
-            totals["duplicated"] += counts.duplicated
-            totals["outOfOrder"] += counts.out_of_order
-            totals["unexpected"] += counts.unexpected
+            counts.add_to(totals)
         report.connections = rows
         worker = getattr(environment.runner, "client_id", "local")
         payload = worker_payload(str(worker), report, cpu_s)

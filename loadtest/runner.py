@@ -316,12 +316,7 @@ class LoadRun:
             code = self.conns[i].close_code
             self.report.close_codes[str(code)] += 1
             rows.append({"id": i, "sent": self.sent[i], **counts.as_dict(), "closeCode": code})
-            totals["expected"] += counts.expected
-            totals["received"] += counts.received
-            totals["lost"] += counts.lost
-            totals["duplicated"] += counts.duplicated
-            totals["outOfOrder"] += counts.out_of_order
-            totals["unexpected"] += counts.unexpected
+            counts.add_to(totals)
             if self.cfg.scenario == "chat":
                 totals["ackMissing"] += self.acks[i].missing
         self.report.connections = rows

@@ -1,4 +1,4 @@
-"""Stream consumers go CREATING -> ACTIVE, and at most 5 may be CREATING (issue 21 finding 3).
+"""Stream consumers go CREATING -> ACTIVE, and at most 5 may be CREATING.
 
 "you cannot have more than 5 consumers in a CREATING status at the same time. Registering a 6th
 consumer while there are 5 in a CREATING status results in a LimitExceededException":
@@ -10,24 +10,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from clocks import Clock
 
 from pipeline.local.kinesis import KinesisBackend, KinesisResponses
 from pipeline.local.kinesis.exceptions import LimitExceededError
 
 ACCOUNT = "123456789012"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture

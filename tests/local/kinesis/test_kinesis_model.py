@@ -7,6 +7,7 @@ import itertools
 from typing import Any
 
 import pytest
+from clocks import Clock
 
 from pipeline.local.kinesis import KinesisBackend, ShardWatch
 from pipeline.local.kinesis.exceptions import (
@@ -22,19 +23,6 @@ from pipeline.local.kinesis.exceptions import (
 from pipeline.local.kinesis.shards import MAX_HASH_KEY, ShardLimiter, hash_key_of
 
 ACCOUNT = "123456789012"
-
-
-class Clock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture
