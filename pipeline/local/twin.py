@@ -189,8 +189,12 @@ class RunningTwin:
             from pipeline.local.reload import source_folders
 
             folders = source_folders(((s.name, s.label) for s in specs), cfg.consumers_dir)
-            specs = [_replace(s, code_dir=folders[s.name].path) if s.name in folders else s
-                     for s in specs]
+            # ... and their layer's pipeline.runtime from the checkout's sources, ahead of the
+            # layer's copy (pure Python, the same code before any edit): tracebacks name
+            # pipeline/runtime/*.py, not cdk.out/asset.<hash>/python/pipeline/runtime.
+            specs = [_replace(s, code_dir=folders[s.name].path,
+                              layer_dirs=(PROJECT_ROOT, *s.layer_dirs))
+                     if s.name in folders else s for s in specs]
         from pipeline.local.web import routes
 
         self._gateway.extra_routes = routes(cfg.stage, issuer)
