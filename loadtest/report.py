@@ -20,7 +20,7 @@ REPORT_VERSION = 1
 TOTAL_KEYS = (
     "connectionsOpened", "connectFailed", "sent", "expected", "received", "lost",
     "duplicated", "outOfOrder", "unexpected", "errorFrames", "clamped", "negativeStages",
-    "acks", "nacks", "retries", "ackGaveUp", "ackMissing",
+    "acks", "nacks", "retries", "ackGaveUp", "ackMissing", "presenceFrames",
 )  # fmt: skip
 
 

@@ -356,6 +356,8 @@ class LoadRun:
         elif action == "error":
             self.report.totals["errorFrames"] += 1
             self.report.errors[str(obj.get("error"))] += 1
+        elif action == "presence":  # chat tells members who joins and leaves: not an error
+            self.report.totals["presenceFrames"] += 1
         else:
             self.report.errors["unrecognised_frame"] += 1
 

@@ -232,6 +232,7 @@ def run(args: argparse.Namespace) -> int:
         ready_timeout_s=args.ready_timeout,
         consumers_dir=None if args.no_reload else args.consumers_dir.resolve(),
         host=args.host,
+        synth_context=context,
         quotas=GatewayQuotas(connections_rps=args.connections_rps,
                              new_connections_per_second=args.new_connections_per_second,
                              connections_latency_ms=args.connections_latency_ms),

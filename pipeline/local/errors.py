@@ -16,6 +16,7 @@ Each part keeps its own base beside its code; every base derives from :class:`Tw
     ├── ServicesError                the AWS services cannot start or provision the stack
     ├── WorkerError                  a function cannot be started or invoked
     ├── FunctionError                a synchronously invoked function failed (Unhandled)
+    ├── ReconfigureError             a re-synthesized template not applied (pipeline.local.reconfigure)
     ├── UnsupportedVersionError      a patched library is not a version the patch was written for
     └── TwinStartError               a twin process exited or was not ready (pipeline.local.harness)
 """

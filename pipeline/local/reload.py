@@ -8,7 +8,9 @@ and a change to any of its files makes its next invocation run the new code
 (``Code.from_asset(consumers/<name>)``), so before any edit both run the same code.
 
 A change to ``settings.json`` or a consumer folder added or removed changes the template
-(routes, mappings): that needs a synth, and is reported, not applied (restart the twin).
+(routes, mappings): the twin re-synthesizes in the background and applies it in place
+(:mod:`pipeline.local.reconfigure`), given ``on_template_change``; without it (a consumers
+folder the synth does not read) it is reported, not applied (restart the twin).
 
 The core is pure (:func:`snapshot` of a folder, :func:`changes` between two snapshots); the
 :class:`Reloader` polls it on a timer: no file-watching dependency, and a save by any editor
@@ -93,8 +95,10 @@ class Reloader:
 
     def __init__(self, workers: Reloadable, folders: Mapping[str, SourceFolder],
                  consumers_dir: Path, *, say: Callable[[str], None] | None = None,
-                 poll_s: float = POLL_S) -> None:
+                 poll_s: float = POLL_S,
+                 on_template_change: Callable[[str], None] | None = None) -> None:
         self._workers = workers
+        self._on_template_change = on_template_change
         self._folders = dict(folders)
         self._consumers_dir = consumers_dir
         self._say = say or (lambda line: print(line, flush=True))
@@ -127,14 +131,17 @@ class Reloader:
                 log.exception("hot reload failed")
 
     async def check(self) -> None:
-        """One poll: reload what changed, report what needs a restart."""
+        """One poll: reload what changed; a template change re-synthesizes (or is reported)."""
         seen, names = await asyncio.to_thread(self._scan)
+        template: list[str] = []
         for function, folder in self._folders.items():
             changed = changes(self._seen.get(function, {}), seen[function])
             if not changed:
                 continue
             rel = _shown(folder.path)
-            if SETTINGS in changed:
+            if SETTINGS in changed and self._on_template_change is not None:
+                template.append(f"{rel}/{SETTINGS} changed")
+            elif SETTINGS in changed:
                 self._say(f"reload: {rel}/{SETTINGS} changed: routes, batching and filters "
                           "apply after a restart of the twin (it re-synthesizes)")
             code = [f for f in changed if f != SETTINGS]
@@ -142,11 +149,18 @@ class Reloader:
                 await self._workers.reload(function, folder.path)
                 self._say(f"reload: {folder.consumer} reloaded "
                           f"({', '.join(f'{rel}/{f}' for f in code)})")
-        for added in sorted(names - self._names):
-            self._say(f"reload: new consumer {added}: restart the twin to deploy it")
-        for removed in sorted(self._names - names):
-            self._say(f"reload: consumer {removed} removed: restart the twin to undeploy it")
+        if self._on_template_change is not None:
+            template += [f"new consumer {n}" for n in sorted(names - self._names)]
+            template += [f"consumer {n} removed" for n in sorted(self._names - names)]
+        else:
+            for added in sorted(names - self._names):
+                self._say(f"reload: new consumer {added}: restart the twin to deploy it")
+            for removed in sorted(self._names - names):
+                self._say(f"reload: consumer {removed} removed: restart the twin to undeploy it")
         self._seen, self._names = seen, names
+        if template:
+            assert self._on_template_change is not None
+            self._on_template_change("; ".join(template))
 
 
 def _shown(path: Path) -> str:

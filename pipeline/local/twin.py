@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
+import shutil
+import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from pipeline import PROJECT_ROOT
 from pipeline.local.cfn import Stack, load_template, resolve_stack
 from pipeline.local.errors import FunctionError, TwinError
 from pipeline.local.esm.canary import Canary
@@ -66,6 +71,8 @@ class TwinConfig:
     # The gateway's bind address (WebSocket, @connections, demo page); the AWS services stay on
     # 127.0.0.1. A wildcard address is reached locally (functions, issuer) at 127.0.0.1.
     host: str = "127.0.0.1"
+    # The synth context (``-c``, stage included) a re-synthesis uses when settings change.
+    synth_context: dict[str, str] = field(default_factory=dict)
 
     @property
     def local_host(self) -> str:
@@ -123,6 +130,12 @@ class RunningTwin:
     _source: KinesisShardSource | None = None
     _reloader: Any = None
     _grow: asyncio.TimerHandle | None = None
+    _mappings: dict[str, Any] = field(default_factory=dict)  # logical id -> runner
+    _sink: Any = None
+    _created: int = field(default_factory=lambda: int(time.time()))
+    _resynth: asyncio.Task[None] | None = None
+    _resynth_again: bool = False
+    _assemblies: list[Path] = field(default_factory=list)  # re-synthesized, removed at stop
 
     async def start(self) -> TwinUrls:
         from pipeline.local.esm import EventSourceMappingRunner, MappingConfig
@@ -137,7 +150,8 @@ class RunningTwin:
         check_versions()  # the patched libraries first: a clear TwinError, not an odd failure
         cfg = self.config
         template = load_template(cfg.assembly, cfg.stack_name)
-        self.stack = stack = resolve_stack(template, cfg.stack_name, cfg.assembly.resolve())
+        self.stack = stack = resolve_stack(template, cfg.stack_name, cfg.assembly.resolve(),
+                                           created=self._created)
         for warning in stack.warnings:
             log.warning("template: %s", warning)
 
@@ -175,8 +189,12 @@ class RunningTwin:
             from pipeline.local.reload import source_folders
 
             folders = source_folders(((s.name, s.label) for s in specs), cfg.consumers_dir)
-            specs = [_replace(s, code_dir=folders[s.name].path) if s.name in folders else s
-                     for s in specs]
+            # ... and their layer's pipeline.runtime from the checkout's sources, ahead of the
+            # layer's copy (pure Python, the same code before any edit): tracebacks name
+            # pipeline/runtime/*.py, not cdk.out/asset.<hash>/python/pipeline/runtime.
+            specs = [_replace(s, code_dir=folders[s.name].path,
+                              layer_dirs=(PROJECT_ROOT, *s.layer_dirs))
+                     if s.name in folders else s for s in specs]
         from pipeline.local.web import routes
 
         self._gateway.extra_routes = routes(cfg.stage, issuer)
@@ -187,7 +205,7 @@ class RunningTwin:
         loop = asyncio.get_running_loop()
         canary = Canary()
         self._source = KinesisShardSource(services, loop)
-        sink = SqsFailureSink(services)
+        self._sink = sink = SqsFailureSink(services)
         roles = {f.ref: f.properties.get("Role") for f in stack.of_type("AWS::Lambda::Function")}
         for res in stack.of_type("AWS::Lambda::EventSourceMapping"):
             config = MappingConfig.from_cfn(res.properties, logical_id=res.logical_id)
@@ -202,12 +220,17 @@ class RunningTwin:
             canary.expect(config.uuid, self._source.stream_arn_of(config.event_source_arn),
                           runner.shard_ids)
             self._runners.append(runner)
+            self._mappings[res.logical_id] = runner
         await self._prove_mappings_read(canary)
         await self._gateway.start()
         if cfg.consumers_dir is not None:
             from pipeline.local.reload import Reloader
 
-            self._reloader = Reloader(self.workers, folders, cfg.consumers_dir)
+            # A synth reads the project's consumers/ only: another folder's settings are reported.
+            synth_reads = cfg.consumers_dir.resolve() == (PROJECT_ROOT / "consumers").resolve()
+            self._reloader = Reloader(
+                self.workers, folders, cfg.consumers_dir,
+                on_template_change=self.template_changed if synth_reads else None)
             await self._reloader.start()
 
         self.urls = TwinUrls(
@@ -219,6 +242,69 @@ class RunningTwin:
         if cfg.grow_shards is not None:
             self._grow = loop.call_later(cfg.grow_after_s, self.grow_streams, cfg.grow_shards)
         return self.urls
+
+    def template_changed(self, why: str) -> None:
+        """The consumers' settings changed: re-synthesize in the background and apply the new
+        template in place (one synth at a time; changes during it get one more)."""
+        _say(f"reload: {why}: re-synthesizing in the background")
+        if self._resynth is not None and not self._resynth.done():
+            self._resynth_again = True
+            return
+        self._resynth = asyncio.create_task(self._resynthesize(), name="re-synthesize")
+
+    async def _resynthesize(self) -> None:
+        from pipeline.local.reconfigure import synthesize_in_background
+
+        while True:
+            self._resynth_again = False
+            outdir = Path(tempfile.mkdtemp(prefix="twin-synth-"))
+            self._assemblies.append(outdir)
+            try:
+                await synthesize_in_background(PROJECT_ROOT, outdir,
+                                               {**self.config.synth_context,
+                                                "stage": self.config.stage})
+                if not self._resynth_again:  # else: stale already, synthesize again
+                    await self.apply_template(outdir)
+            except TwinError as exc:
+                _say(f"reload: not applied (the twin runs as before): {exc}")
+            except Exception as exc:  # a reload must never take the twin down
+                log.exception("applying the re-synthesized template failed")
+                _say(f"reload: not applied (the twin runs as before): {type(exc).__name__}")
+            if not self._resynth_again:
+                return
+
+    async def apply_template(self, assembly: Path) -> None:
+        """Apply a synthesized assembly to the running twin (pipeline/local/reconfigure.py):
+        routes and event source mappings change in place; streams, roster and queues are kept."""
+        from pipeline.local.esm import EventSourceMappingRunner
+        from pipeline.local.gateway import build_api_model
+        from pipeline.local.reconfigure import plan
+
+        assert self.stack is not None and self._source is not None and self.workers is not None
+        cfg = self.config
+        new = resolve_stack(load_template(assembly, cfg.stack_name), cfg.stack_name,
+                            assembly.resolve(), created=self._created)
+        api = build_api_model(new, cfg.stage)
+        change = plan(self.stack, new, self.route_keys, tuple(api.routes))
+        if change.restart:
+            _say("reload: not applied: the template now needs what only a restart of the twin "
+                 f"creates ({', '.join(change.restart)})")
+            return
+        for lid in (*change.removed, *(c.logical_id for c in change.replaced)):
+            runner = self._mappings.pop(lid)
+            self._runners.remove(runner)
+            await runner.stop()
+        for c in change.updated:
+            self._mappings[c.logical_id].update(c.config)
+        for c in (*change.added, *change.replaced):  # started before the routes lead to them
+            runner = EventSourceMappingRunner(c.config, self._source, self.workers, self._sink,
+                                              invoke_identity_arn=c.role)
+            await runner.start()
+            self._mappings[c.logical_id] = runner
+            self._runners.append(runner)
+        self._gateway.replace_api(api)
+        self.stack = new
+        _say(f"reload: template applied: {change.summary()}")
 
     def grow_streams(self, target: int) -> None:
         """Split every stream's shards until ``target`` are open (at most double per step)."""
@@ -273,6 +359,12 @@ class RunningTwin:
         if self._reloader is not None:
             await _quietly(self._reloader.stop())
             self._reloader = None
+        if self._resynth is not None:
+            self._resynth.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._resynth
+        for directory in self._assemblies:
+            shutil.rmtree(directory, ignore_errors=True)
         if self._grow is not None:
             self._grow.cancel()
         if self._gateway is not None:  # first: clients get 1001 and their $disconnect
@@ -280,6 +372,7 @@ class RunningTwin:
             self._gateway = None
         steps: list[Any] = [r.stop() for r in self._runners]
         self._runners.clear()
+        self._mappings.clear()
         for step in steps:
             await _quietly(step)
         if self.workers is not None:
@@ -339,6 +432,11 @@ def _warn_about_content_types(api: Any) -> None:
             log.warning("route %s: its Kinesis integration sends Content-Type %s; Kinesis "
                         "refuses it (set integration.request.header.Content-Type to "
                         "'application/x-amz-json-1.1')", route.route_key, sent)
+
+
+def _say(line: str) -> None:
+    """A console line (the reload lines go where the banner went)."""
+    print(line, flush=True)
 
 
 def _url_host(host: str) -> str:

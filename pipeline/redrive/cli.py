@@ -184,9 +184,12 @@ class _LambdaContext:
 
 
 def _load_handler(target: Target) -> Any:
-    """Import the consumer's handler with its function's environment. Its logs and metrics
-    (printed to stdout by Powertools) go to stderr, keeping stdout for the report."""
+    """Import the consumer's handler with its function's environment. Its logs (printed to
+    stdout by Powertools) go to stderr, keeping stdout for the report; its EMF metrics are off:
+    they become metrics only in a Lambda function's CloudWatch Logs, and here they were a raw
+    JSON line on the console after the summary (issue 25)."""
     os.environ.update(target.environment)
+    os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
     spec = importlib.util.spec_from_file_location(f"redrive_{target.consumer}_handler",
                                                   target.handler_path)
     if spec is None or spec.loader is None:

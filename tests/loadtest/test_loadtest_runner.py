@@ -124,6 +124,7 @@ async def test_malformed_replies_are_counted_not_fatal() -> None:
             bad_time = {"r": data["r"], "c": 0, "s": 0, "t": "x", "a": 1}
             await ws.send(orjson.dumps({"action": "echo", "data": bad_time}).decode())
             await ws.send('{"action":"mystery"}')
+            await ws.send('{"action":"presence","room":"r","joined":"x"}')
             await ws.send(orjson.dumps({"action": "echo", "data": data}).decode())
 
     async with serve(garbage, "127.0.0.1", 0) as server:
@@ -133,6 +134,7 @@ async def test_malformed_replies_are_counted_not_fatal() -> None:
     t = report.totals
     assert (t["sent"], t["received"], t["lost"]) == (5, 5, 0)
     assert report.errors["unrecognised_frame"] == 10  # the binary garbage and the unknown action
+    assert t["presenceFrames"] == 5  # chat's presence events are counted, not errors
     assert report.errors["foreign_or_malformed"] == 5
 
 

@@ -140,3 +140,24 @@ async def test_settings_and_new_folders_are_reported_not_applied(
     shutil.copytree(consumers / "echo", consumers / "echo2")
     await until(lambda: bool(_lines(reloading_twin, "new consumer echo2: restart")), RELOAD_S)
     assert not _lines(reloading_twin, "reload: echo reloaded")
+
+
+@pytest.mark.twin
+@pytest.mark.synth
+async def test_tracebacks_name_the_checkouts_runtime_files(
+    reloading_twin: TwinProcess, consumers: Path
+) -> None:
+    twin = reloading_twin
+    handler = consumers / "echo" / "handler.py"
+    handler.write_text(handler.read_text().replace(
+        "    frame = record.body_object() or {}\n",
+        "    frame = record.body_object() or {}\n    raise RuntimeError('boom in echo')\n", 1))
+    await until(lambda: bool(_lines(twin, "reload: echo reloaded")), RELOAD_S)
+    async with websockets.connect(twin.ws, open_timeout=TIMEOUT_S) as ws:
+        await ws.send('{"action":"echo","data":1}')
+        await until(lambda: bool(_lines(twin, "boom in echo")), RELOAD_S)
+    runtime = PROJECT_ROOT / "pipeline" / "runtime"
+    # the logged traceback (a JSON log line: its quotes escaped)
+    logged = "".join(x for x in twin.output if "boom in echo" in x and "Traceback" in x)
+    assert f"{runtime}/batch.py" in logged, logged
+    assert "/python/pipeline/runtime/" not in logged, logged

@@ -50,6 +50,10 @@ def _redrive(twin: TwinProcess, assembly: Path, out: Path, *extra: str) -> tuple
          str(out), *extra],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode in (0, 1), done.stderr
+    # stdout is the report only (the handler's logs go to stderr) and no raw EMF metrics line
+    # reaches the console: they are metrics only in a Lambda's CloudWatch Logs (issue 25)
+    assert not done.stdout.lstrip().startswith("{"), done.stdout
+    assert '"_aws"' not in done.stdout + done.stderr, done.stderr[-2000:]
     return done.returncode, json.loads(out.read_text())
 
 

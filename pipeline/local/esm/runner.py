@@ -135,6 +135,18 @@ class EventSourceMappingRunner:
                 if shard_id not in self._shards:
                     self._start_shard(stream_arn, shard_id, initial=False)
 
+    def update(self, config: MappingConfig) -> None:
+        """``UpdateEventSourceMapping`` of batching, retries, filters and the destination: the
+        readers keep their positions and the lanes their records; the next batch uses the new
+        settings. (A new function, source, position or ParallelizationFactor: a new runner.)"""
+        self.config = config
+        for shard in self._shards.values():
+            shard.high_water = max(4 * config.batch_size, 1000)
+            for lane in shard.lanes:
+                lane.batcher.batch_size = config.batch_size
+                lane.batcher.window_s = config.maximum_batching_window_s
+                lane.arrived.set()  # a lane waiting on the old window re-decides now
+
     async def stop(self) -> None:
         """Cancel readers and lanes (an in-flight invocation is abandoned) and wait for them."""
         tasks, self._tasks = self._tasks, []

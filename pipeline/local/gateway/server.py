@@ -117,6 +117,14 @@ class Gateway:
         # pipeline/local/web.py), exact paths registered before the API's; set before start().
         self.extra_routes: list[web.RouteDef] = []
 
+    def replace_api(self, api: ApiModel) -> None:
+        """A redeployed stage (the twin's reload of a re-synthesized template): the next frame
+        is routed by *api*; open connections stay open, as on AWS."""
+        self.api = api
+        self._protocol = GatewayProtocol(  # stateless: connections keep their own state
+            api, selection_rule=self.rules.integration_response_selection)
+        self._misses = MissLog(self.stage, api.routes)
+
     @property
     def connection_ids(self) -> list[str]:
         """The ids of the open connections."""
