@@ -10,7 +10,6 @@ every part. Stop in reverse.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import shutil
@@ -20,8 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from pipeline import PROJECT_ROOT
 from pipeline.local.cfn import Stack, load_template, resolve_stack
 from pipeline.local.errors import FunctionError, TwinError
@@ -29,6 +26,11 @@ from pipeline.local.esm.canary import Canary
 from pipeline.local.gateway.quotas import GatewayQuotas
 from pipeline.local.iam.access import AccessControl
 from pipeline.local.iam.gateway_access import GatewayAccess
+from pipeline.local.readiness import (
+    log_mapping_problems,
+    prove_mappings_read,
+    warn_about_content_types,
+)
 from pipeline.local.services import AwsServices
 from pipeline.local.shard_source import KinesisShardSource, SqsFailureSink
 from pipeline.local.workers import Workers, function_specs
@@ -168,7 +170,7 @@ class RunningTwin:
         if cfg.max_connection_life_s is not None:
             limits = _replace(limits, max_connection_s=cfg.max_connection_life_s)
         api = build_api_model(stack, cfg.stage)
-        _warn_about_content_types(api)
+        warn_about_content_types(api)
         gateway_access = GatewayAccess(access, api.api_id, cfg.stage) if access else None
         self._gateway = Gateway(api, backend, stage=cfg.stage, host=cfg.host,
                                 port=cfg.port, limits=limits, access=gateway_access,
@@ -211,7 +213,7 @@ class RunningTwin:
             config = MappingConfig.from_cfn(res.properties, logical_id=res.logical_id)
             role = roles.get(str(res.properties.get("FunctionName")))
             if access is not None and role:  # what CreateEventSourceMapping would refuse
-                _log_mapping_problems(access, res, str(role))
+                log_mapping_problems(access, res, str(role))
             runner = EventSourceMappingRunner(
                 config, self._source, self.workers, sink,
                 invoke_identity_arn=str(role) if role else None, canary=canary,
@@ -221,7 +223,7 @@ class RunningTwin:
                           runner.shard_ids)
             self._runners.append(runner)
             self._mappings[res.logical_id] = runner
-        await self._prove_mappings_read(canary)
+        await prove_mappings_read(services, canary, self._runners, cfg.ready_timeout_s)
         await self._gateway.start()
         if cfg.consumers_dir is not None:
             from pipeline.local.reload import Reloader
@@ -316,34 +318,6 @@ class RunningTwin:
             log.warning("stream %s: %d open shards (--grow-shards)", stream.name,
                         len(stream.open_shards))
 
-    async def _prove_mappings_read(self, canary: Canary) -> None:
-        """Put a canary on every shard the mappings read and wait until each reader has read it
-        (``esm/canary.py``): ready means a frame would reach its consumer."""
-        assert self.services is not None
-        for stream_arn in sorted(canary.streams()):
-            name = stream_arn.rsplit("/", 1)[-1]
-            shards = self.services.client("kinesis").list_shards(StreamName=name)["Shards"]
-            for shard in shards:
-                if "EndingSequenceNumber" in shard["SequenceNumberRange"]:
-                    continue  # closed: nothing new lands there
-                body = orjson.dumps({
-                    "StreamName": name, "PartitionKey": canary.key,
-                    "ExplicitHashKey": shard["HashKeyRange"]["StartingHashKey"],
-                    "Data": base64.b64encode(canary.record()).decode()})
-                answer = self.services.call_aws("kinesis", "PutRecord", body, None)
-                if answer.status != 200:
-                    raise TwinError(f"the start-up canary could not be put on {name}: "
-                                    f"{answer.error_type} {answer.body[:200]!r}")
-        timeout_s = self.config.ready_timeout_s
-        missing = await canary.wait(timeout_s)
-        if missing:
-            mapping, shard_id = missing[0]
-            runner = next(r for r in self._runners if r.config.uuid == mapping)
-            why = runner.read_error or "no error was raised; the reader never got it"
-            raise TwinError(f"mapping {runner.label} did not read the start-up canary from "
-                            f"{shard_id} within {timeout_s:g} s ({len(missing)} "
-                            f"readers missing): {why}")
-
     @property
     def route_keys(self) -> tuple[str, ...]:
         """The route keys the running stage serves (empty before :meth:`start`)."""
@@ -406,32 +380,6 @@ def _adopt_issuer(specs: list[Any], url: str, directory: Path) -> tuple[list[Any
             spec = _replace(spec, environment=environment)
         out.append(spec)
     return out, issuer
-
-
-def _log_mapping_problems(access: AccessControl, res: Any, role: str) -> None:
-    from pipeline.local.iam.mappings import mapping_problems
-
-    p = res.properties
-    destination = ((p.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
-    for problem in mapping_problems(access, role, str(p.get("EventSourceArn", "")), destination):
-        log.error("%s: InvalidParameterValueException at deploy: %s", res.logical_id, problem)
-
-
-def _warn_about_content_types(api: Any) -> None:
-    """Say at start-up what every frame would otherwise say later: Kinesis refuses a Content-Type
-    other than JSON 1.1 (content_types.py), so a Kinesis integration without that static
-    request parameter fails every frame, here as on AWS."""
-    from pipeline.local.content_types import GATEWAY_DEFAULT, kinesis_refusal
-
-    for route in api.routes.values():
-        integration = route.integration
-        if integration is None or integration.service != "kinesis":
-            continue
-        sent = integration.static_header("Content-Type") or GATEWAY_DEFAULT
-        if kinesis_refusal(sent) is not None:
-            log.warning("route %s: its Kinesis integration sends Content-Type %s; Kinesis "
-                        "refuses it (set integration.request.header.Content-Type to "
-                        "'application/x-amz-json-1.1')", route.route_key, sent)
 
 
 def _say(line: str) -> None:
