@@ -64,6 +64,10 @@ def posting_environment(spec: ConsumerSpec, consumers: Sequence[ConsumerSpec],
         env["FANOUT_PAGE_SIZE"] = str(spec.fanout_page_size)
         env["FANOUT_SHARDS"] = str(shards)
         env["FANOUT_PARALLELIZATION"] = str(tier[0].parallelization_factor if tier else 1)
+    if env:
+        coalescers = [c for c in consumers if c.presence_window_ms]
+        env["PRESENCE_MAX_MEMBERS"] = str(coalescers[0].presence_max_members if coalescers
+                                          else spec.presence_max_members)
     if env:  # it reads the stream's open shard count: how many containers read it per shard
         env["STREAM_SHARDS"] = str(shards)
         env["SHARD_COUNT_READERS_PER_SHARD"] = str(sum(
