@@ -160,6 +160,17 @@ class ConsumerSpec:
     # granted PutRecords on it); the consumer of the ``fanout`` server route key posts them.
     # At most 2,000: a page's ids must fit a 1 MiB record easily.
     fanout_page_size: int = setting("fanoutPageSize", IntRange(0, 2000), 0)
+    # > 0: it coalesces presence deltas: its mapping batches for at least this long (rounded up
+    # to whole seconds, the mapping's unit), and each batch is one frame per member per room.
+    presence_window_ms: int = setting("presenceWindowMs", IntRange(0, 300_000), 0)
+    # Rooms above this many members get no presence frames (``who`` answers them); every
+    # function is told it (``PRESENCE_MAX_MEMBERS``), the runtime's 410 prune announces by it.
+    presence_max_members: int = setting("presenceMaxMembers", IntRange(0, 10_000), 100)
+
+    @property
+    def batching_window_seconds(self) -> int:
+        """The mapping's MaximumBatchingWindowInSeconds: at least the presence window."""
+        return max(self.max_batching_window_seconds, -(-self.presence_window_ms // 1000))
 
     @property
     def handler(self) -> Path:

@@ -22,7 +22,7 @@ def add(root: Path, name: str, settings: dict[str, object] | None = None) -> Pat
 
 
 def test_the_project_consumers_are_discovered_sorted_by_name() -> None:
-    assert discover() == ("broadcast", "chat", "echo", "fallback", "fanout")
+    assert discover() == ("broadcast", "chat", "echo", "fallback", "fanout", "presence")
     specs = load_all()
     assert [s.name for s in specs] == list(discover())
     assert all(s.directory == registry.CONSUMERS_DIR / s.name for s in specs)
@@ -96,7 +96,8 @@ def test_every_key_is_one_field_with_its_default(tmp_path: Path) -> None:
             "maxBatchingWindowSeconds": 2, "startingPosition": "TRIM_HORIZON",
             "parallelizationFactor": 3, "retryAttempts": 0, "maxRecordAgeSeconds": 60,
             "timeoutSeconds": 900, "memoryMb": 10240, "roster": "read", "description": "d",
-            "ackRoutes": ["a"], "connectionsRpsWeight": 2, "fanoutPageSize": 10}
+            "ackRoutes": ["a"], "connectionsRpsWeight": 2, "fanoutPageSize": 10,
+            "presenceWindowMs": 2500, "presenceMaxMembers": 50}
     assert list(full) == list(registry.SETTINGS)
     add(tmp_path, "full", full)
     spec = load_spec("full", tmp_path)
@@ -123,3 +124,10 @@ def test_each_rule_names_the_file_and_the_key(
     with pytest.raises(RegistryError) as caught:
         load_spec("svc", tmp_path)
     assert str(caught.value).startswith(f"{folder / 'settings.json'}: {expected}")
+
+
+def test_the_presence_window_sets_the_mapping_batching_window(tmp_path: Path) -> None:
+    add(tmp_path, "pp", {"serverRouteKeys": ["presence"], "presenceWindowMs": 1500})
+    assert load_spec("pp", tmp_path).batching_window_seconds == 2  # whole seconds, rounded up
+    add(tmp_path, "qq", {"routes": ["a"], "maxBatchingWindowSeconds": 3})
+    assert load_spec("qq", tmp_path).batching_window_seconds == 3

@@ -16,11 +16,17 @@ the connection (its META and both items of each membership).
   gets ``{"action":"dm_sent","to":P,"connections":n}`` (n = 0: the principal is not connected).
 - who -> ``{"action":"who","room":R,"members":[{connectionId, principal, joinedAt}],
   "truncated":bool}`` (at most 1,000 members); only a member may ask (else ``not_a_member``).
-- presence: the other members of a room (rooms of at most 1,000 members) get
-  ``{"action":"presence","room":R,"joined":{connectionId, principal, joinedAt}}`` on a join and
-  ``{"action":"presence","room":R,"left":{connectionId, principal?, reason}}`` on a leave
-  (reason ``left``), a disconnect (``disconnected``) or a 410 prune (``gone``, by the runtime).
+- presence: each join, leave (reason ``left``) and disconnect (``disconnected``) puts one delta
+  on the stream (pipeline.runtime.presence); the ``presence`` consumer sends each member of a
+  room of at most ``presenceMaxMembers`` at most one frame per window,
+  ``{"action":"presence","room":R,"joined":[{connectionId, principal, joinedAt}],
+  "left":[{connectionId, principal?, reason}]}``. A 410 prune (``gone``) is announced by the
+  runtime. ``joined``/``left`` are answered from the roster write, before any presence work.
 - the ``OpenConnections`` metric (EMF) is published at most once a minute (pipeline.runtime.presence).
+
+``send`` to a room of more than one fan-out page of other members (``FANOUT_PAGE_SIZE``) goes
+through the fan-out tier (pipeline.runtime.fanout), like a broadcast; smaller rooms are posted
+here, in order with the sender's replies.
 
 A room's members are read once per batch (one strongly consistent Query; the sender's
 membership is answered from the same result) and kept up to date with the batch's own joins,
@@ -34,11 +40,12 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.runtime import Envelope, HandlerContext, process_batch
+from pipeline.runtime.fanout import FanoutShape
 from pipeline.runtime.idempotency import idempotent
 from pipeline.runtime.presence import (
-    PRESENCE_MAX_MEMBERS,
     WHO_MAX_MEMBERS,
-    presence_event,
+    delta_envelope,
+    delta_key,
     publish_open_connections,
 )
 from pipeline.runtime.roster import ROOM_PATTERN
@@ -78,25 +85,20 @@ def record_handler(record: Envelope, ctx: HandlerContext) -> None:
 
 
 def _join(record: Envelope, ctx: HandlerContext, room: str) -> None:
-    members = _members(ctx, room)
-    already = record.connection_id in members
+    # Answered from the roster write alone: no read of the room, no post to its members.
     member = ctx.roster.join(record.connection_id, room, record.principal)
-    members[record.connection_id] = None
+    if room in _known_rooms(ctx):
+        _known_rooms(ctx)[room][record.connection_id] = None
     ctx.reply(record, {"action": "joined", "room": room})
-    if not already:
-        _announce(ctx, record, room, presence_event(room, "joined", member.as_dict()))
+    _announce(ctx, record, room, "joined", member.as_dict())
 
 
 def _leave(record: Envelope, ctx: HandlerContext, room: str) -> None:
-    members = _members(ctx, room)
-    was_member = record.connection_id in members
     ctx.roster.leave(record.connection_id, room)
-    members.pop(record.connection_id, None)
+    _known_rooms(ctx).get(room, {}).pop(record.connection_id, None)
     ctx.reply(record, {"action": "left", "room": room})
-    if was_member:
-        _announce(ctx, record, room, presence_event(room, "left", {
-            "connectionId": record.connection_id, "principal": record.principal,
-            "reason": "left"}))
+    _announce(ctx, record, room, "left", {
+        "connectionId": record.connection_id, "principal": record.principal, "reason": "left"})
 
 
 def _disconnect(record: Envelope, ctx: HandlerContext) -> None:
@@ -104,16 +106,17 @@ def _disconnect(record: Envelope, ctx: HandlerContext) -> None:
     for members in _known_rooms(ctx).values():
         members.pop(record.connection_id, None)
     for room in removed.rooms:
-        _announce(ctx, record, room, presence_event(room, "left", {
+        _announce(ctx, record, room, "left", {
             "connectionId": record.connection_id, "principal": record.principal,
-            "reason": "disconnected"}))
+            "reason": "disconnected"})
 
 
-def _announce(ctx: HandlerContext, record: Envelope, room: str, event: dict[str, Any]) -> None:
-    """A presence event to the room's other members (small rooms only, see the docstring)."""
-    members = _members(ctx, room)
-    if len(members) <= PRESENCE_MAX_MEMBERS:
-        ctx.fanout([cid for cid in members if cid != record.connection_id], event, record)
+def _announce(ctx: HandlerContext, record: Envelope, room: str, kind: str,
+              member: dict[str, Any]) -> None:
+    """One presence delta on the stream (O(1) here, whatever the room's size); the
+    ``presence`` consumer coalesces a window of them into one frame per member."""
+    ctx.put_records([(delta_key(room), delta_envelope(
+        room, kind, member, request_time_ms=record.request_time_epoch))])
 
 
 def _send(record: Envelope, ctx: HandlerContext, room: str, text: Any) -> None:
@@ -125,7 +128,16 @@ def _send(record: Envelope, ctx: HandlerContext, room: str, text: Any) -> None:
         return
     others = [cid for cid in members if cid != record.connection_id]
     message = {"action": "message", "room": room, "from": record.connection_id, "text": text}
-    ctx.fanout(others, message, record)
+    if len(others) > _page_size(ctx):
+        # More than one page: the fan-out tier posts it (the same pages as a broadcast's), so
+        # this batch holds at most batchSize x one page of posts (synth checks that pace).
+        ctx.fanout_pages(f"room:{room}", others, message, record)
+    else:
+        ctx.fanout(others, message, record)
+
+
+def _page_size(ctx: HandlerContext) -> int:
+    return (ctx.fanout_shape or FanoutShape.from_env()).page_size
 
 
 def _dm(record: Envelope, ctx: HandlerContext, to: Any, text: Any) -> None:

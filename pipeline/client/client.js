@@ -63,6 +63,19 @@ function joinedRoom(text) {
   }
 }
 
+/**
+ * A presence frame as one line of text (issue 22: one frame per room per window, listing the
+ * window's joins and leaves; rooms above presenceMaxMembers get none: ask `who`).
+ * `{"action":"presence","room":R,"joined":[{connectionId,principal}],"left":[{connectionId,reason}]}`
+ */
+export function presenceText(frame) {
+  const name = (m) => m.principal || `${String(m.connectionId).slice(0, 6)}…`;
+  const parts = [];
+  if (frame.joined?.length) parts.push(`${frame.joined.map(name).join(", ")} joined`);
+  if (frame.left?.length) parts.push(`${frame.left.map(name).join(", ")} left`);
+  return `${frame.room}: ${parts.join("; ") || "no change"}`;
+}
+
 /** Open a client on `url` (ws:// or wss://, without the token). */
 export function connect(url, options = {}) {
   return new PipelineClient(url, options);

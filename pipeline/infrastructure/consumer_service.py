@@ -131,7 +131,7 @@ class ConsumerService(Construct):
                 self.consumer,
                 starting_position=lambda_.StartingPosition[spec.starting_position],
                 batch_size=spec.batch_size,
-                max_batching_window=Duration.seconds(spec.max_batching_window_seconds),
+                max_batching_window=Duration.seconds(spec.batching_window_seconds),
                 parallelization_factor=spec.parallelization_factor,
                 report_batch_item_failures=True,
                 bisect_batch_on_error=True,

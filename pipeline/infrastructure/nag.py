@@ -141,8 +141,8 @@ def _activation_findings(activation: ConsumerActivation) -> None:
     acknowledge(
         activation.functions[1],
         f"AwsSolutions-IAM5[Resource::<{activation.stream_logical_id}.Arn>/consumer/*]",
-        "DescribeStreamConsumer on this stream's consumers; naming each consumer ARN would make "
-        "the waiter depend on consumers that wait for it",
+        "DescribeStreamConsumer on this stream's consumers; naming each ARN would make the "
+        "waiter depend on its waiters",
     )
     provider = activation.provider
     acknowledge(
@@ -166,8 +166,8 @@ def _activation_findings(activation: ConsumerActivation) -> None:
     acknowledge(
         provider,
         "AwsSolutions-IAM5[Resource::*]",
-        "the waiter state machine's log delivery: the logs:*LogDelivery actions take only "
-        "Resource * (Step Functions developer guide, cw-logs-auth)",
+        "waiter state machine log delivery: logs:*LogDelivery takes only Resource * "
+        "(Step Functions guide, cw-logs-auth)",
     )
     acknowledge(
         provider,

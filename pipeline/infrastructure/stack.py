@@ -59,11 +59,17 @@ def posting_environment(spec: ConsumerSpec, consumers: Sequence[ConsumerSpec],
         env["PARALLELIZATION_FACTOR"] = str(spec.parallelization_factor)
         if FANOUT_ROUTE_KEY in spec.server_route_keys:
             _check_page_pace(spec, consumers, per_container, config)
+        else:
+            _check_batch_pace(spec, per_container, config)
     if spec.fanout_page_size:
         tier = [c for c in consumers if FANOUT_ROUTE_KEY in c.server_route_keys]
         env["FANOUT_PAGE_SIZE"] = str(spec.fanout_page_size)
         env["FANOUT_SHARDS"] = str(shards)
         env["FANOUT_PARALLELIZATION"] = str(tier[0].parallelization_factor if tier else 1)
+    if env:
+        coalescers = [c for c in consumers if c.presence_window_ms]
+        env["PRESENCE_MAX_MEMBERS"] = str(coalescers[0].presence_max_members if coalescers
+                                          else spec.presence_max_members)
     if env:  # it reads the stream's open shard count: how many containers read it per shard
         env["STREAM_SHARDS"] = str(shards)
         env["SHARD_COUNT_READERS_PER_SHARD"] = str(sum(
@@ -85,6 +91,30 @@ def _check_page_pace(tier: ConsumerSpec, consumers: Sequence[ConsumerSpec],
             f"({tier.timeout_seconds} s; it would take {seconds:.0f} s at "
             f"{per_container:.1f} posts/s per invocation): raise connectionsRps, or lower "
             f"fanoutPageSize or the {tier.name} batchSize")
+
+
+def worst_posts_per_record(spec: ConsumerSpec) -> int:
+    """The most posts one record of a (non fan-out tier) function makes: its reply, plus, for
+    a fan-out producer that posts small rooms itself (chat), up to one page of recipients;
+    a larger room goes to the fan-out tier."""
+    return 1 + spec.fanout_page_size
+
+
+def _check_batch_pace(spec: ConsumerSpec, per_container: float,
+                      config: PipelineConfig) -> None:
+    """Refuse a synth where a function's worst-case batch of posts could not finish within
+    its timeout at its share of the @connections quota (issue 22: a batch that times out is
+    retried and re-delivers what it had posted)."""
+    posts = spec.batch_size * worst_posts_per_record(spec)
+    seconds = posts / per_container
+    if seconds > FANOUT_TIMEOUT_SHARE * spec.timeout_seconds:
+        raise ConfigError(
+            "connectionsRps", config.connections_rps,
+            f"a rate at which {spec.name}'s worst-case batch ({spec.batch_size} records x "
+            f"{worst_posts_per_record(spec)} posts) takes at most {FANOUT_TIMEOUT_SHARE:.0%} of "
+            f"its timeout ({spec.timeout_seconds} s; it would take {seconds:.0f} s at "
+            f"{per_container:.1f} posts/s per invocation): raise connectionsRps or its "
+            f"connectionsRpsWeight, or lower its batchSize or fanoutPageSize")
 
 
 class PipelineStack(Stack):

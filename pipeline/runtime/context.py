@@ -165,6 +165,10 @@ class HandlerContext:
             pages.extend(planned)
         return pages
 
+    def put_records(self, records: list[tuple[str, bytes]]) -> None:
+        """Put ``(partition key, data)`` records on the stream (``STREAM_NAME``) now."""
+        (self.page_writer_client or page_writer()).put(records)
+
     def send_to_user(self, principal: str, payload: Mapping[str, Any],
                      record: Envelope | None = None) -> FanoutReport:
         """Send ``payload`` to every connection of ``principal`` (the roster's ``byPrincipal``
@@ -209,7 +213,7 @@ class HandlerContext:
         except RosterError as exc:
             self.logger.warning("presence after prune skipped", extra={"error": str(exc)})
             return
-        event = presence_event(room, "left", {"connectionId": connection_id, "reason": "gone"})
+        event = presence_event(room, left=[{"connectionId": connection_id, "reason": "gone"}])
         deadline = self._invocation.deadline if self._invocation is not None else None
         self.connections.post_many([m for m in members if m not in _pruned],
                                    orjson.dumps(event), deadline=deadline)

@@ -157,6 +157,11 @@ class PageWriter:
             calls += self._put(batch)
         return calls
 
+    def put(self, records: list[tuple[str, bytes]]) -> int:
+        """Write ``(partition key, data)`` records (e.g. presence deltas); the calls made.
+        Raises :class:`FanoutError` like :meth:`write`."""
+        return sum(self._put(batch) for batch in _batches(records))
+
     def _put(self, batch: list[tuple[str, bytes]]) -> int:
         # Retrying only the rejected entries may put them after later pages of their key; that
         # is safe: the pages of one broadcast have disjoint recipients.

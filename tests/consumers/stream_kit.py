@@ -48,3 +48,34 @@ def lane_events(kinesis: Any, stream: str, lanes: int) -> list[dict[str, Any]]:
             by_lane.setdefault(lane_of(r["PartitionKey"], lanes), []).append(r)
         events.extend(lambda_event(by_lane[lane]) for lane in sorted(by_lane))
     return events[::-1]
+
+
+_pumped: dict[int, set[str]] = {}
+
+
+def pump(ctx: Any) -> int:
+    """Run the ``presence`` and ``fanout`` consumers over what handlers put on ``ctx``'s stream
+    (the ctx fixture's moto stream), until nothing new is there; the records handled."""
+    import json
+
+    from consumer_loader import load_handler
+
+    from pipeline.runtime import process_batch
+
+    presence, fanout = load_handler("presence"), load_handler("fanout")
+    writer = ctx.page_writer_client
+    seen = _pumped.setdefault(id(ctx), set())
+    handled = 0
+    while True:
+        new = [r for records in shard_records(writer._kinesis, writer.stream_name).values()
+               for r in records if r["SequenceNumber"] not in seen]
+        if not new:
+            return handled
+        for route in ("presence", "fanout"):
+            mine = [r for r in new if json.loads(r["Data"])["routeKey"] == route]
+            if route == "presence" and mine:
+                presence.handle(lambda_event(mine), None, ctx)
+            elif mine:
+                process_batch(lambda_event(mine), None, fanout.record_handler, ctx=ctx)
+        seen.update(r["SequenceNumber"] for r in new)
+        handled += len(new)

@@ -9,8 +9,10 @@ from consumer_loader import load_handler
 from runtime_kit.connections_stub import AtConnections
 from runtime_kit.kinesis_events import A, B, envelope, event, load
 from runtime_kit.roster_table import all_items, put_meta
+from stream_kit import pump
 
 from pipeline.runtime import HandlerContext, process_batch
+from pipeline.runtime.fanout import FanoutShape
 
 chat = load_handler("chat")
 C = "L0SOBcOFvHcCJkQ="
@@ -29,22 +31,20 @@ def test_the_fixture_conversation(atconn: AtConnections, ctx: HandlerContext, dd
     put_meta(ddb, B)
     response = process_batch(load("kinesis_chat_batch"), None, chat.record_handler, ctx=ctx)
     assert response == {"batchItemFailures": []}
-    received_a = atconn.received(A)
-    joined_at = received_a[1]["joined"]["joinedAt"]
-    assert isinstance(joined_at, int) and joined_at > 1_700_000_000_000
-    assert received_a == [
+    # Presence is not on the chat path: the batch posts replies and messages only, and puts
+    # one presence delta per join/leave/disconnect on the stream.
+    assert atconn.received(A) == [
         {"action": "joined", "room": "lobby"},
-        {"action": "presence", "room": "lobby",
-         "joined": {"connectionId": B, "principal": "", "joinedAt": joined_at}},
         {"action": "message", "room": "lobby", "from": B, "text": "hi from B"},
         {"action": "left", "room": "lobby"},
     ]
     assert atconn.received(B) == [
         {"action": "joined", "room": "lobby"},
         {"action": "message", "room": "lobby", "from": A, "text": "hi from A"},
-        {"action": "presence", "room": "lobby",
-         "left": {"connectionId": A, "principal": "", "reason": "left"}},
     ]
+    before = len(atconn.posts)
+    assert pump(ctx) == 4  # A joined, B joined, A left, B disconnected: one window
+    assert len(atconn.posts) == before  # and nobody is left in the room to tell
     assert all_items(ddb) == [(f"CONN#{A}", "META")]  # A left; B disconnected: all gone
 
 
@@ -102,7 +102,8 @@ def test_gone_members_are_pruned_while_the_others_get_the_message(
     atconn.gone.add(C)
     send(ctx, (A, {"action": "send", "room": "lobby", "text": "hi"}))
     assert [m["text"] for m in atconn.received(B) if m["action"] == "message"] == ["hi"]
-    gone = {"action": "presence", "room": "lobby", "left": {"connectionId": C, "reason": "gone"}}
+    gone = {"action": "presence", "room": "lobby", "joined": [],
+            "left": [{"connectionId": C, "reason": "gone"}]}
     assert atconn.received(A) == [gone]  # the 410 prune told the remaining members
     assert atconn.received(B)[-1] == gone and C not in atconn.delivered_to()
     assert sorted(ctx.roster.members("lobby")) == sorted([A, B])
@@ -158,9 +159,8 @@ def test_a_batch_reads_each_room_once_and_sees_its_own_joins_and_leaves(
         return [m for m in atconn.received(cid) if m["action"] != "presence"]
 
     def presence(cid: str) -> list[tuple[str, str]]:
-        return [(next(k for k in ("joined", "left") if k in m),
-                 (m.get("joined") or m.get("left"))["connectionId"])
-                for m in atconn.received(cid) if m["action"] == "presence"]
+        return [(k, member["connectionId"]) for m in atconn.received(cid)
+                if m["action"] == "presence" for k in ("joined", "left") for member in m[k]]
 
     assert [m.get("text") for m in chat(C)] == [None, "2", "3"]  # "joined" first
     assert [m.get("text") for m in chat(A)] == ["1"]
@@ -168,11 +168,13 @@ def test_a_batch_reads_each_room_once_and_sees_its_own_joins_and_leaves(
     assert [m.get("text") for m in chat(B)] == ["1", "2", None, None]
     assert chat(B)[2] == {"action": "left", "room": "lobby"}
     assert chat(B)[3]["error"] == "not_a_member"
-    assert presence(A) == [("joined", C), ("left", B)]
-    assert presence(B) == [("joined", C)]  # it left before anyone else moved
-    assert presence(C) == [("left", B)]
+    assert presence(A) == []  # presence is not on the chat path
+    pump(ctx)  # one window: one frame to each member still in the room
+    calls.clear()
+    assert presence(A) == presence(C) == [("joined", C), ("left", B)]
+    assert presence(B) == []  # it left
     send(ctx, (C, {**hello, "text": "5"}))
-    assert calls.count("Query") == 2  # a new batch reads the room again
+    assert calls.count("Query") == 1  # a new batch reads the room again
     assert [m.get("text") for m in chat(A)] == ["1", "5"]
     assert len(chat(B)) == 4
 
@@ -204,3 +206,35 @@ def test_an_idempotent_send_whose_fanout_failed_is_delivered_on_the_retry(
                                        "text": "hi"}]
     finally:
         forget_layer()
+
+
+def test_a_join_is_answered_from_the_roster_write_without_reading_the_room(
+    atconn: AtConnections, ctx: HandlerContext, ddb: Any
+) -> None:
+    for i in range(30):
+        ctx.roster.join(f"M{i:02d}", "lobby")
+    calls: list[str] = []
+    ddb.meta.events.register("before-call.dynamodb",
+                             lambda model, **_: calls.append(model.name))
+    send(ctx, (A, {"action": "join", "room": "lobby"}), (B, {"action": "leave", "room": "lobby"}))
+    assert calls == ["TransactWriteItems", "TransactWriteItems"]  # whatever the room's size
+    assert atconn.delivered_to() == [A, B]  # joined, left; nobody else on this path
+
+
+def test_a_send_to_more_than_one_page_goes_through_the_fanout_tier(
+    atconn: AtConnections, ctx: HandlerContext
+) -> None:
+    from dataclasses import replace
+
+    ctx.fanout_shape = replace(ctx.fanout_shape or FanoutShape(), page_size=2)
+    members = [A, B, C, "D0000000000000=", "E0000000000000="]
+    for cid in members:
+        ctx.roster.join(cid, "big")
+    send(ctx, (A, {"action": "send", "room": "big", "text": "all"}))
+    assert atconn.delivered_to() == []  # 4 others > one page of 2: nothing posted by chat
+    pump(ctx)
+    assert sorted(atconn.delivered_to()) == sorted(members[1:])  # each exactly once
+    send(ctx, (A, {"action": "leave", "room": "big"}), (B, {"action": "leave", "room": "big"}))
+    before = len(atconn.posts)
+    send(ctx, (C, {"action": "send", "room": "big", "text": "few"}))
+    assert len(atconn.posts) == before + 2  # 2 others: one page, posted by chat itself

@@ -9,6 +9,7 @@ from consumer_loader import load_handler
 from runtime_kit.connections_stub import AtConnections
 from runtime_kit.kinesis_events import envelope, event
 from runtime_kit.roster_table import put_meta
+from stream_kit import pump
 
 from pipeline.runtime import HandlerContext, process_batch
 from pipeline.runtime.observability import metrics
@@ -24,7 +25,7 @@ def frame(cid: str, body: dict[str, Any] | None, route: str | None = None) -> tu
     route = route or str((body or {}).get("action"))
     doc = json.loads(envelope(route, cid, body or "",
                               event_type="DISCONNECT" if route == "$disconnect" else "MESSAGE"))
-    doc["principal"] = PRINCIPALS[cid]
+    doc["principal"] = PRINCIPALS.get(cid, "")
     return cid, json.dumps(doc).encode()
 
 
@@ -79,23 +80,62 @@ def test_presence_across_join_leave_disconnect_and_prune(
     atconn: AtConnections, ctx: HandlerContext, ddb: Any
 ) -> None:
     connect_all(ddb)
+
+    def events(cid: str) -> list[list[tuple[str, str, str]]]:
+        """Each presence frame of ``cid`` as its (kind, connectionId, reason) entries."""
+        return [[(k, m["connectionId"], m.get("reason", "")) for k in ("joined", "left")
+                 for m in f[k]] for f in atconn.received(cid) if f["action"] == "presence"]
+
     run(ctx, *(frame(cid, {"action": "join", "room": "r"}) for cid in (A1, A2, B1, C1)))
-
-    def events(cid: str) -> list[tuple[str, str, str]]:
-        return [(k, m[k]["connectionId"], m[k].get("reason", ""))
-                for m in atconn.received(cid) if m["action"] == "presence"
-                for k in ("joined", "left") if k in m]
-
-    assert events(A1) == [("joined", A2, ""), ("joined", B1, ""), ("joined", C1, "")]
-    assert events(C1) == []  # joined last: nobody came after it
+    assert events(A1) == []  # answered from the roster write; presence comes after
+    assert [m["action"] for m in atconn.received(C1)] == ["joined"]
+    pump(ctx)  # one window: one frame per member listing the four joins
+    window = [("joined", cid, "") for cid in (A1, A2, B1, C1)]
+    assert events(A1) == events(C1) == [window]
     run(ctx, frame(A2, {"action": "leave", "room": "r"}), frame(B1, None, "$disconnect"))
-    assert events(C1) == [("left", A2, "left"), ("left", B1, "disconnected")]
+    pump(ctx)
+    assert events(C1)[1:] == [[("left", A2, "left"), ("left", B1, "disconnected")]]
+    assert events(A2) == [window]  # it left: no frame for the window it left in
     atconn.gone.add(C1)  # C1 vanished without a $disconnect: the next post to it answers 410
     run(ctx, frame(A1, {"action": "send", "room": "r", "text": "anyone?"}))
-    assert events(A1)[-3:] == [("left", A2, "left"), ("left", B1, "disconnected"),
-                               ("left", C1, "gone")]
+    assert events(A1)[-1] == [("left", C1, "gone")]  # announced by the runtime's prune
     run(ctx, frame(A1, {"action": "who", "room": "r"}))
     assert [m["connectionId"] for m in atconn.received(A1)[-1]["members"]] == [A1]
+
+
+def test_a_window_coalesces_a_join_storm_into_one_frame_per_member(
+    atconn: AtConnections, ctx: HandlerContext, ddb: Any
+) -> None:
+    members = [f"M{i:03d}aaaaaaaaaa=" for i in range(40)]
+    for start in range(0, 40, 10):
+        run(ctx, *(frame(cid, {"action": "join", "room": "storm"})
+                   for cid in members[start:start + 10]))
+    assert pump(ctx) >= 40
+    frames = [[f for f in atconn.received(cid) if f["action"] == "presence"] for cid in members]
+    assert all(len(f) == 1 for f in frames)  # n posts for n joins, not n^2 / 2
+    assert [m["connectionId"] for m in frames[0][0]["joined"]] == members
+    # a rejoin and a leave in the next window: the last change of a connection wins
+    run(ctx, frame(members[0], {"action": "leave", "room": "storm"}),
+        frame(members[0], {"action": "join", "room": "storm"}),
+        frame(members[1], {"action": "leave", "room": "storm"}))
+    pump(ctx)
+    last = [f for f in atconn.received(members[2]) if f["action"] == "presence"][-1]
+    assert [m["connectionId"] for m in last["joined"]] == [members[0]]
+    assert [m["connectionId"] for m in last["left"]] == [members[1]]
+
+
+def test_rooms_above_the_presence_cap_get_no_presence_frames(
+    atconn: AtConnections, ctx: HandlerContext, ddb: Any, monkeypatch: Any
+) -> None:
+    import pipeline.runtime.presence as presence_module
+
+    monkeypatch.setattr(presence_module, "PRESENCE_MAX_MEMBERS", 3)
+    connect_all(ddb)
+    run(ctx, *(frame(cid, {"action": "join", "room": "big"}) for cid in (A1, A2, B1, C1)))
+    pump(ctx)
+    assert not [f for c in PRINCIPALS for f in atconn.received(c) if f["action"] == "presence"]
+    assert all(atconn.received(c) == [{"action": "joined", "room": "big"}]
+               for c in (A1, A2, B1, C1))
 
 
 def test_open_connections_are_published_at_most_once_a_minute(ctx: HandlerContext,

@@ -109,3 +109,24 @@ def test_on_demand_budgets_start_from_four_shards_and_follow_the_stream() -> Non
             assert env["STREAM_SHARDS"] == "4"
             assert env["SHARD_COUNT_READERS_PER_SHARD"] == str(readers)
     assert fns["broadcast"]["Properties"]["Environment"]["Variables"]["FANOUT_SHARDS"] == "4"
+
+
+def test_a_function_whose_worst_case_batch_cannot_post_in_time_is_refused() -> None:
+    """Issue 22: not only the fan-out tier. chat posts at most batchSize x (1 reply + one
+    page) per batch (a larger room goes to the tier); at chat's share that must fit its
+    timeout."""
+    from dataclasses import replace
+
+    from pipeline.infrastructure import ConfigError
+    from pipeline.infrastructure.stack import posting_environment, worst_posts_per_record
+
+    specs = load_all()
+    chat = next(s for s in specs if s.name == "chat")
+    assert worst_posts_per_record(chat) == 1 + chat.fanout_page_size
+    ok = posting_environment(chat, specs, PipelineConfig(connections_rps=5000, shards=2))
+    assert float(ok["CONNECTIONS_RPS"]) > 0
+    big_pages = [replace(s, fanout_page_size=500) if s.name == "chat" else s for s in specs]
+    with pytest.raises(ConfigError, match="chat's worst-case batch"):
+        # ~192 posts/s per invocation: 100 records x 501 posts would take ~260 s of 30 s
+        posting_environment(big_pages[1], big_pages, PipelineConfig(connections_rps=5000,
+                                                                    shards=2))

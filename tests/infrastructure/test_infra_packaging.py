@@ -208,7 +208,9 @@ def test_consumer_assets_are_their_folders_without_caches(
 ) -> None:
     resources: dict[str, Any] = stack_template["Resources"]
     for resource in resources.values():
-        if resource["Type"] != "AWS::Lambda::Function":
+        if (resource["Type"] != "AWS::Lambda::Function"
+                or "POWERTOOLS_SERVICE_NAME" not in resource["Properties"].get(
+                    "Environment", {}).get("Variables", {})):  # the waiter's functions
             continue
         name = resource["Properties"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"]
         asset = cloud_assembly / resource["Metadata"]["aws:asset:path"]

@@ -57,7 +57,7 @@ def test_token_authorizer_reads_its_generated_secret(prod_template: Template) ->
     assert "GenerateSecretString" in secret["Properties"]
     functions = [
         f["Properties"] for f in of_type(prod_template, "AWS::Lambda::Function").values()
-        if "TOKEN_SECRET_ARN" in f["Properties"]["Environment"]["Variables"]
+        if "TOKEN_SECRET_ARN" in f["Properties"].get("Environment", {}).get("Variables", {})
     ]
     assert len(functions) == 1
     assert functions[0]["Environment"]["Variables"]["TOKEN_SECRET_ARN"] == {"Ref": secret_id}

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from pipeline.runtime import ConnectionsClient, HandlerContext, Roster
 
 
+STREAM = "ctx-stream"  # the ctx fixture's moto stream
+
+
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
@@ -66,11 +69,19 @@ def roster(ddb: Any) -> Roster:
 
 @pytest.fixture
 def ctx(connections: ConnectionsClient, roster: Roster) -> Iterator[HandlerContext]:
+    import boto3
+
     from pipeline.runtime import HandlerContext
     from pipeline.runtime.context import forget_pruned
+    from pipeline.runtime.fanout import FanoutShape, PageWriter
     from pipeline.runtime.observability import metrics
 
     forget_pruned()
     metrics.clear_metrics()  # metrics are per container: start each test with none pending
-    yield HandlerContext(connections_client=connections, roster_client=roster)
+    # What handlers put on the stream (presence deltas, fan-out pages) lands in moto's Kinesis.
+    kinesis = boto3.client("kinesis", region_name=DEFAULT_REGION)
+    kinesis.create_stream(StreamName=STREAM, ShardCount=1)
+    yield HandlerContext(connections_client=connections, roster_client=roster,
+                         page_writer_client=PageWriter(STREAM, client=kinesis),
+                         fanout_shape=FanoutShape(page_size=500, shards=1, parallelization=1))
     forget_pruned()
