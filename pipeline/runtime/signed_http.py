@@ -40,6 +40,7 @@ from botocore.utils import normalize_url_path
 from pipeline import DEFAULT_REGION
 
 from .exceptions import PipelineRuntimeError
+from .http_response import read_response
 
 SERVICE = "execute-api"
 CONNECT_TIMEOUT_S = 3.0
@@ -157,7 +158,7 @@ class Connection:
     """One keep-alive TCP (or TLS) connection; requests are written in one ``sendall``.
 
     (``http.client.HTTPConnection`` writes headers and body in two sends: two segments and two
-    wake-ups of the server per post. Answers are still parsed by ``http.client.HTTPResponse``.)
+    wake-ups of the server per post. Answers are read by :func:`.http_response.read_response`.)
     """
 
     def __init__(self, host: str, port: int, context: ssl.SSLContext | None) -> None:
@@ -175,14 +176,8 @@ class Connection:
     def exchange(self, request: bytes) -> tuple[int, bytes, str | None, bool]:
         """Send one request; ``(status, body, x-amzn-ErrorType, reusable)``."""
         self.sock.sendall(request)
-        response = http.client.HTTPResponse(self.sock, method="POST")
-        try:
-            response.begin()
-            body = response.read()
-        finally:
-            response.close()
-        return response.status, body, response.getheader("x-amzn-ErrorType"), \
-            not response.will_close
+        response = read_response(self.sock.recv)
+        return response.status, response.body, response.error_type, response.reusable
 
     def close(self) -> None:
         self.sock.close()
