@@ -222,6 +222,17 @@ def post_rows(quick: bool) -> list[Row]:
     return [Row(*r) for r in bench_post.rows(result)]
 
 
+def import_rows(quick: bool) -> list[Row]:
+    """``loadtest.bench_import``: each consumer's cumulative import time next to boto3's."""
+    try:
+        from loadtest import bench_import
+
+        result = bench_import.measure(rounds=3 if quick else 5)
+    except Exception as exc:  # a figure, not a crash of the suite
+        return [Row("cold start: import consumer handlers", f"n/a ({type(exc).__name__})")]
+    return [Row(*r) for r in bench_import.rows(result)]
+
+
 # --- the suite ----------------------------------------------------------------------------------
 def run_suite(url: str | None, quick: bool) -> tuple[dict[str, str], list[Row], list[str]]:
     frames = 200 if quick else SEQUENTIAL_FRAMES
@@ -261,6 +272,7 @@ def run_suite(url: str | None, quick: bool) -> tuple[dict[str, str], list[Row], 
         rows.append(fanout(target))
         rows.extend(decode_rows(5_000 if quick else 20_000))
         rows.extend(post_rows(quick))
+        rows.extend(import_rows(quick))
     finally:
         if target is not None:
             target.stop()

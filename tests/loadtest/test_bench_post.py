@@ -37,3 +37,14 @@ def test_bench_rows_name_post_and_record(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_bad_sizes_are_refused() -> None:
     with pytest.raises(ValueError, match="posts"):
         measure(posts=0)
+
+
+def test_import_rows_name_every_consumer_next_to_boto3() -> None:
+    from loadtest import bench_import
+
+    result = bench_import.measure(rounds=1)
+    assert set(result) == {"boto3", *bench_import.consumers()} and all(
+        v > 0 for v in result.values())
+    table = bench_import.rows(result)
+    assert len(table) == len(bench_import.consumers())
+    assert all("import" in name and "(import boto3)" in base for name, _, base, _ in table)
