@@ -210,6 +210,29 @@ def decode_rows(records: int = 20_000) -> list[Row]:
     return rows
 
 
+# --- 5. @connections post and echo record CPU ----------------------------------------------------
+def post_rows(quick: bool) -> list[Row]:
+    """``loadtest.bench_post``: CPU per post (runtime vs boto3) and the echo worker's per record."""
+    try:
+        from loadtest import bench_post
+
+        result = bench_post.measure(posts=500 if quick else 2000, batches=3 if quick else 10)
+    except Exception as exc:  # a figure, not a crash of the suite
+        return [Row("@connections post CPU per post", f"n/a ({type(exc).__name__})")]
+    return [Row(*r) for r in bench_post.rows(result)]
+
+
+def import_rows(quick: bool) -> list[Row]:
+    """``loadtest.bench_import``: each consumer's cumulative import time next to boto3's."""
+    try:
+        from loadtest import bench_import
+
+        result = bench_import.measure(rounds=3 if quick else 5)
+    except Exception as exc:  # a figure, not a crash of the suite
+        return [Row("cold start: import consumer handlers", f"n/a ({type(exc).__name__})")]
+    return [Row(*r) for r in bench_import.rows(result)]
+
+
 # --- the suite ----------------------------------------------------------------------------------
 def run_suite(url: str | None, quick: bool) -> tuple[dict[str, str], list[Row], list[str]]:
     frames = 200 if quick else SEQUENTIAL_FRAMES
@@ -248,6 +271,8 @@ def run_suite(url: str | None, quick: bool) -> tuple[dict[str, str], list[Row], 
             rows.append(Row("sustained echo throughput, zero loss", "n/a (twin missing)"))
         rows.append(fanout(target))
         rows.extend(decode_rows(5_000 if quick else 20_000))
+        rows.extend(post_rows(quick))
+        rows.extend(import_rows(quick))
     finally:
         if target is not None:
             target.stop()

@@ -38,8 +38,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-import boto3
-
 from .exceptions import PipelineRuntimeError
 from .ratelimit import TokenBucket, bucket_from_env
 from .signed_http import SignedPoster, region_of
@@ -115,7 +113,7 @@ class ConnectionsClient:
         self._sleep = sleep
         self.poster = SignedPoster(
             endpoint_url, region=region or region_of(endpoint_url),
-            credentials=credentials or _credentials_of(boto3.Session()), maxsize=self.workers)
+            credentials=credentials or _credentials_of(), maxsize=self.workers)
         self._pool: ThreadPoolExecutor | None = None
         self._reply_pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
@@ -212,14 +210,20 @@ def _deadline_exceeded(connection_id: str, attempts: int) -> PostResult:
                       int(time.time() * 1000))
 
 
-def _credentials_of(session: boto3.Session) -> Callable[[], Any]:
-    """The session's credentials, resolved once (refreshable ones refresh themselves); looked
-    up again while there are none."""
+def _credentials_of() -> Callable[[], Any]:
+    """boto3's credential chain, resolved once on the first post (refreshable credentials
+    refresh themselves); looked up again while there are none. boto3 is imported then, not at
+    import time: ~half of a consumer's cold start (``python -m loadtest.bench``, "import" rows)."""
     found: list[Any] = []
+    sessions: list[Any] = []
 
     def credentials() -> Any:
         if not found:
-            creds = session.get_credentials()
+            if not sessions:
+                import boto3
+
+                sessions.append(boto3.Session())
+            creds = sessions[0].get_credentials()
             if creds is None:
                 return None
             found.append(creds)

@@ -37,8 +37,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .exceptions import PipelineRuntimeError
@@ -143,8 +141,13 @@ class PageWriter:
         self.stream_name = stream_name or os.environ.get("STREAM_NAME", "")
         if not self.stream_name:
             raise PipelineRuntimeError("STREAM_NAME is not set")
-        self._kinesis = client or boto3.client(
-            "kinesis", config=Config(retries={"mode": "standard"}, max_pool_connections=4))
+        if client is None:
+            import boto3  # on first use: a cold start without a broadcast does not pay for it
+            from botocore.config import Config
+
+            client = boto3.client(
+                "kinesis", config=Config(retries={"mode": "standard"}, max_pool_connections=4))
+        self._kinesis = client
 
     def write(self, pages: list[Page], message: Mapping[str, Any], *,
               request_time_ms: int) -> int:

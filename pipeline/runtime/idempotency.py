@@ -24,20 +24,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
-
-import boto3
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
-from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyValidationError
-from botocore.config import Config
+from typing import TYPE_CHECKING, Any
 
 from . import observability as obs
 from .context import HandlerContext
 from .envelope import Envelope
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.idempotency import (
+        DynamoDBPersistenceLayer,
+        IdempotencyConfig,
+    )
 
 TTL_SECONDS = 3600
 MAX_ID_CHARS = 128
@@ -48,13 +45,22 @@ RecordHandler = Callable[[Envelope, HandlerContext], None]
 _layer: DynamoDBPersistenceLayer | None = None
 
 
-class _ConnectionScopedLayer(DynamoDBPersistenceLayer):
-    """The execution record under ``pk = IDEM#<connectionId>`` (the key prefix), ``sk`` = hash."""
+def _connection_scoped_layer() -> type[DynamoDBPersistenceLayer]:
+    """The layer class, built on first use: Powertools' idempotency utility and boto3 are
+    loaded only when a frame carries an ``id`` (a cold start without one does not pay them)."""
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
-    def _get_key(self, idempotency_key: str) -> dict[str, Any]:
-        # idempotency_key is "<key_prefix>#<hash>" and the prefix is "IDEM#<connectionId>".
-        pk, _, digest = idempotency_key.rpartition("#")
-        return {self.key_attr: {"S": pk}, str(self.sort_key_attr): {"S": KEY_PREFIX + digest}}
+    class ConnectionScopedLayer(DynamoDBPersistenceLayer):
+        """The execution record under ``pk = IDEM#<connectionId>`` (the key prefix),
+        ``sk`` = hash."""
+
+        def _get_key(self, idempotency_key: str) -> dict[str, Any]:
+            # idempotency_key is "<key_prefix>#<hash>" and the prefix is "IDEM#<connectionId>".
+            pk, _, digest = idempotency_key.rpartition("#")
+            return {self.key_attr: {"S": pk},
+                    str(self.sort_key_attr): {"S": KEY_PREFIX + digest}}
+
+    return ConnectionScopedLayer
 
 
 def frame_id(record: Envelope) -> str | None:
@@ -78,8 +84,11 @@ def persistence_layer() -> DynamoDBPersistenceLayer:
     """One persistence layer (and DynamoDB client) per process, on the roster table."""
     global _layer
     if _layer is None:
+        import boto3
+        from botocore.config import Config
+
         client = boto3.client("dynamodb", config=Config(retries={"mode": "standard"}))
-        _layer = _ConnectionScopedLayer(
+        _layer = _connection_scoped_layer()(
             table_name=os.environ["ROSTER_TABLE_NAME"], key_attr="pk", sort_key_attr="sk",
             expiry_attr="expiresAt", boto3_client=client,
         )
@@ -93,6 +102,9 @@ def process_once(record: Envelope, ctx: HandlerContext,
     if fid is None or not ctx.has_roster:
         handler(record, ctx)
         return
+    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
+    from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyValidationError
+
     executed = False
 
     def run(frame: dict[str, Any]) -> dict[str, Any]:

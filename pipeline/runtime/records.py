@@ -12,8 +12,6 @@ import binascii
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline.runtime.kpl import iter_deaggregate_records
-
 from .envelope import Envelope, EnvelopeError, parse_envelope
 from .exceptions import UndecodableRecord
 
@@ -58,6 +56,10 @@ def decode_record(record: Mapping[str, Any]) -> list[Envelope]:
 
 
 def _deaggregate(record: Mapping[str, Any], seq: str) -> list[dict[str, Any]]:
+    # aws-kinesis-agg (and protobuf) on the first aggregated record, through .kpl as always:
+    # a consumer that only sees plain records does not pay for it at cold start.
+    from pipeline.runtime.kpl import iter_deaggregate_records
+
     try:
         subs = list(iter_deaggregate_records([dict(record)]))
     except Exception as exc:  # the library raises whatever protobuf raises

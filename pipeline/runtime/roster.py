@@ -16,8 +16,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from .exceptions import PipelineRuntimeError, RosterError
@@ -77,9 +75,15 @@ class Roster:
 
     def __init__(self, table_name: str, *, client: Any = None) -> None:
         self.table_name = table_name
-        self._ddb = client or boto3.client(
-            "dynamodb", config=Config(max_pool_connections=16, retries={"mode": "standard"})
-        )
+        if client is None:
+            # boto3 on first use, not at import: a cold start that never reads the roster
+            # does not pay for it (python -m loadtest.bench, "import" rows)
+            import boto3
+            from botocore.config import Config
+
+            client = boto3.client(
+                "dynamodb", config=Config(max_pool_connections=16, retries={"mode": "standard"}))
+        self._ddb = client
 
     @_guard("GetItem")
     def connection(self, connection_id: str) -> dict[str, Any] | None:

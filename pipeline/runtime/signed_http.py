@@ -34,12 +34,10 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from botocore.httpsession import get_cert_path
-from botocore.utils import normalize_url_path
-
 from pipeline import DEFAULT_REGION
 
 from .exceptions import PipelineRuntimeError
+from .http_response import read_response
 
 SERVICE = "execute-api"
 CONNECT_TIMEOUT_S = 3.0
@@ -65,6 +63,17 @@ def host_header(scheme: str, host: str, port: int | None) -> str:
     if port is None or port == {"http": 80, "https": 443}.get(scheme):
         return host
     return f"{host}:{port}"
+
+
+def canonical_uri(path: str) -> str:
+    """The canonical URI botocore signs for ``path``: dot segments and empty segments removed
+    (``botocore.utils.normalize_url_path``), then percent-encoded again (``/`` and ``~`` kept)."""
+    if "//" in path or "/." in path:
+        # what a connection id never produces: botocore's own normalisation, loaded on demand
+        from botocore.utils import normalize_url_path
+
+        path = normalize_url_path(path)
+    return quote(path or "/", safe="/~")
 
 
 class SigV4Signer:
@@ -127,7 +136,7 @@ class SigV4Signer:
         amz_date, day, access_key, token, key = self._current()
         if key is None:
             raise NoCredentials("no AWS credentials to sign the @connections request")
-        canonical_path = quote(normalize_url_path(path), safe="/~")
+        canonical_path = canonical_uri(path)
         if token:
             canonical_headers = (f"host:{host}\nx-amz-date:{amz_date}\n"
                                  f"x-amz-security-token:{token}\n")
@@ -157,7 +166,7 @@ class Connection:
     """One keep-alive TCP (or TLS) connection; requests are written in one ``sendall``.
 
     (``http.client.HTTPConnection`` writes headers and body in two sends: two segments and two
-    wake-ups of the server per post. Answers are still parsed by ``http.client.HTTPResponse``.)
+    wake-ups of the server per post. Answers are read by :func:`.http_response.read_response`.)
     """
 
     def __init__(self, host: str, port: int, context: ssl.SSLContext | None) -> None:
@@ -175,14 +184,8 @@ class Connection:
     def exchange(self, request: bytes) -> tuple[int, bytes, str | None, bool]:
         """Send one request; ``(status, body, x-amzn-ErrorType, reusable)``."""
         self.sock.sendall(request)
-        response = http.client.HTTPResponse(self.sock, method="POST")
-        try:
-            response.begin()
-            body = response.read()
-        finally:
-            response.close()
-        return response.status, body, response.getheader("x-amzn-ErrorType"), \
-            not response.will_close
+        response = read_response(self.sock.recv)
+        return response.status, response.body, response.error_type, response.reusable
 
     def close(self) -> None:
         self.sock.close()
@@ -191,6 +194,8 @@ class Connection:
 @functools.cache
 def _tls_context() -> ssl.SSLContext:
     """One per process, on first use (loading the CA bundle takes ~20 ms): botocore's bundle."""
+    from botocore.httpsession import get_cert_path  # urllib3 and more: only for https
+
     return ssl.create_default_context(cafile=get_cert_path(True))
 
 

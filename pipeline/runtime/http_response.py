@@ -1,0 +1,170 @@
+"""Reading one HTTP/1.1 response off a keep-alive socket: the @connections client's parser.
+
+``http.client.HTTPResponse`` costs ~30 µs of CPU per small response here (a buffered reader per
+response, then ``email.feedparser`` for the headers: ~half of the runtime's CPU per post,
+``python -m loadtest.bench_post`` under cProfile). The answers of @connections are a status line,
+a handful of headers and an empty or tiny JSON body, so this reads them with ``recv`` into one
+buffer and splits the head by hand; only the fields the client uses are kept (status, body,
+``x-amzn-ErrorType``, whether the connection may be reused).
+
+What it follows (RFC 9112): interim 1xx answers are skipped; the body is ``Content-Length``
+bytes, or chunked (``Transfer-Encoding: chunked``, trailers dropped), or none for 204 and 304, or
+everything until the server closes; ``Connection: close``, HTTP/1.0 without ``keep-alive``, a
+read-until-close body or any byte past the body make the connection not reusable. A malformed
+answer raises an ``http.client.HTTPException``; a connection closed before any byte of the answer
+raises ``http.client.RemoteDisconnected`` (the pool's "stale keep-alive" signal), as
+``http.client`` does.
+"""
+
+from __future__ import annotations
+
+import http.client
+from collections.abc import Callable
+
+RECV_SIZE = 65536
+MAX_HEAD = 65536  # bytes of status line and headers
+MAX_BODY = 16 * 1024 * 1024
+
+
+class Response:
+    """What the client keeps of one answer."""
+
+    __slots__ = ("body", "error_type", "reusable", "status")
+
+    def __init__(self, status: int, body: bytes, error_type: str | None, reusable: bool) -> None:
+        self.status, self.body, self.error_type, self.reusable = status, body, error_type, reusable
+
+
+class _Reader:
+    """A byte buffer filled from ``recv``."""
+
+    __slots__ = ("buf", "pos", "recv")
+
+    def __init__(self, recv: Callable[[int], bytes], first: bytes) -> None:
+        self.recv, self.buf, self.pos = recv, first, 0
+
+    def more(self) -> bool:
+        data = self.recv(RECV_SIZE)
+        if not data:
+            return False
+        self.buf = self.buf[self.pos:] + data
+        self.pos = 0
+        return True
+
+    def until(self, mark: bytes, limit: int) -> bytes:
+        """Bytes up to ``mark`` (consumed with it), or ``IncompleteRead``/``LineTooLong``."""
+        while True:
+            end = self.buf.find(mark, self.pos)
+            if end >= 0:
+                out = self.buf[self.pos:end]
+                self.pos = end + len(mark)
+                return out
+            if len(self.buf) - self.pos > limit:
+                raise http.client.LineTooLong("response head")
+            if not self.more():
+                raise http.client.IncompleteRead(self.buf[self.pos:])
+
+    def exactly(self, n: int) -> bytes:
+        while len(self.buf) - self.pos < n:
+            if not self.more():
+                raise http.client.IncompleteRead(self.buf[self.pos:], n - len(self.buf) + self.pos)
+        out = self.buf[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def rest(self) -> bytes:
+        """Everything until the peer closes."""
+        while self.more():
+            if len(self.buf) - self.pos > MAX_BODY:
+                raise http.client.HTTPException("response body too large")
+        out = self.buf[self.pos:]
+        self.pos = len(self.buf)
+        return out
+
+    def leftover(self) -> bool:
+        return self.pos < len(self.buf)
+
+
+def read_response(recv: Callable[[int], bytes]) -> Response:
+    """Read one answer to a ``POST`` (no ``Expect``) with ``recv`` (``socket.recv``)."""
+    first = recv(RECV_SIZE)
+    if not first:
+        raise http.client.RemoteDisconnected("Remote end closed connection without response")
+    reader = _Reader(recv, first)
+    while True:
+        head = reader.until(b"\r\n\r\n", MAX_HEAD)
+        lines = head.split(b"\r\n")
+        status, version = _status_line(lines[0])
+        if status >= 200:
+            break
+        # 1xx: an interim answer (101 is not asked for); the final one follows
+    length: int | None = None
+    chunked = False
+    close = version == b"HTTP/1.0"
+    error_type: str | None = None
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep:
+            raise http.client.HTTPException(f"malformed header line {line[:60]!r}")
+        name = name.strip().lower()
+        if name == b"content-length":
+            try:
+                length = int(value)
+            except ValueError:
+                raise http.client.HTTPException(f"bad Content-Length {value[:40]!r}") from None
+            if length < 0 or length > MAX_BODY:
+                raise http.client.HTTPException(f"bad Content-Length {length}")
+        elif name == b"transfer-encoding":
+            chunked = b"chunked" in value.lower()
+        elif name == b"connection":
+            tokens = value.lower()
+            if b"close" in tokens:
+                close = True
+            elif b"keep-alive" in tokens:
+                close = False
+        elif name == b"x-amzn-errortype":
+            error_type = value.strip().decode("latin-1")
+    if status in (204, 304):
+        body = b""
+    elif chunked:
+        body = _chunked(reader)
+    elif length is not None:
+        body = reader.exactly(length)
+    else:
+        body, close = reader.rest(), True
+    return Response(status, body, error_type, not close and not reader.leftover())
+
+
+def _status_line(line: bytes) -> tuple[int, bytes]:
+    version, _, rest = line.partition(b" ")
+    code = rest[:3]
+    if (version not in (b"HTTP/1.1", b"HTTP/1.0") or len(code) != 3 or not code.isdigit()
+            or rest[3:4] not in (b"", b" ")):
+        raise http.client.BadStatusLine(repr(line[:80]))
+    status = int(code)
+    if status < 100:
+        raise http.client.BadStatusLine(repr(line[:80]))
+    return status, version
+
+
+def _chunked(reader: _Reader) -> bytes:
+    parts: list[bytes] = []
+    total = 0
+    while True:
+        size_line = reader.until(b"\r\n", 1024).split(b";", 1)[0].strip()
+        try:
+            size = int(size_line, 16)
+        except ValueError:
+            raise http.client.HTTPException(f"bad chunk size {size_line[:40]!r}") from None
+        if size < 0:
+            raise http.client.HTTPException(f"bad chunk size {size}")
+        if size == 0:
+            while reader.until(b"\r\n", MAX_HEAD):  # trailer fields, up to the empty line
+                pass
+            return b"".join(parts)
+        total += size
+        if total > MAX_BODY:
+            raise http.client.HTTPException("response body too large")
+        parts.append(reader.exactly(size))
+        if reader.exactly(2) != b"\r\n":
+            raise http.client.HTTPException("chunk not followed by CRLF")
