@@ -96,7 +96,7 @@ def test_new_consumer_writes_a_folder_and_its_test(project: Path) -> None:
     for path in (folder / "handler.py", test_file):
         compile(path.read_text(), str(path), "exec")
     assert sorted(p.name for p in (project / "consumers").iterdir()) == [
-        "broadcast", "chat", "echo", "fallback", "fanout", "scores"]  # no staging folder left behind
+        "broadcast", "chat", "echo", "fallback", "fanout", "presence", "scores"]  # no staging folder left behind
     loaded = registry_in(project)
     assert list(loaded) == sorted(loaded) and loaded["scores"] == ["score", "top"]
 

@@ -108,7 +108,8 @@ def _send(page: Page, room: str, text: str) -> dict[str, Any]:
 def test_the_twin_serves_the_demo_page_and_the_module(twin: Twin) -> None:
     with urllib.request.urlopen(page_url(twin)) as page:
         html = page.read().decode()
-    assert 'import { connect } from "/client.js"' in html and "/@@STAGE@@" not in html
+    assert 'import { connect, presenceText } from "/client.js"' in html
+    assert "/@@STAGE@@" not in html
     with urllib.request.urlopen(page_url(twin) + "client.js") as module:
         assert module.headers["Content-Type"].startswith("text/javascript")
         assert "export function connect" in module.read().decode()

@@ -77,7 +77,7 @@ def test_valid_frames_are_answered_afterwards(results: dict[str, runner.Result],
 def test_no_record_reached_an_on_failure_queue(
         results: dict[str, runner.Result], twin: Any, failure_queues_before: dict[str, int]) -> None:
     after = runner.failure_queue_depths(twin.aws)
-    assert len(after) == 5  # echo, chat, fallback, broadcast, fanout
+    assert len(after) == 6  # echo, chat, fallback, broadcast, fanout, presence
     assert after == {q: failure_queues_before.get(q, 0) for q in after}
 
 
@@ -86,7 +86,7 @@ def test_cli_against_a_running_twin(results: dict[str, runner.Result], twin: Any
     assert main(["--url", twin.ws, "--aws-endpoint", twin.aws]) == 0
     out = capsys.readouterr().out
     assert f"{len(CASES)} cases in" in out and "pipeline healthy afterwards" in out
-    assert "- on-failure queues (5): no record failed" in out
+    assert "- on-failure queues (6): no record failed" in out
 
 
 def test_table_has_one_row_per_case(results: dict[str, runner.Result]) -> None:

@@ -174,12 +174,13 @@ def test_concurrency_follows_parallelization_factor_times_shards(prod_assembly: 
     wanted = mapping_concurrency(stack)
     consumers = [f for f in function_specs(stack, gateway_port=1, aws_url="http://x")
                  if f.name in wanted]
-    assert len(consumers) == 5
+    assert len(consumers) == 6
     # prod: 4 shards; ParallelizationFactor 1, and 5 for the fan-out tier (4 x 5 = 20, capped
     # at MAX_CONCURRENCY processes on one machine)
     from pipeline.local.workers import MAX_CONCURRENCY
 
-    assert sorted(f.max_concurrency for f in consumers) == [4, 4, 4, 4, min(20, MAX_CONCURRENCY)]
+    assert sorted(f.max_concurrency for f in consumers) == [4, 4, 4, 4, 4,
+                                                            min(20, MAX_CONCURRENCY)]
     assert Workers(consumers, "http://x").pool(consumers[0].name).max_concurrency == 4
 
 

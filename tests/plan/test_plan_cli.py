@@ -31,7 +31,7 @@ def test_plan_prints_the_table_and_writes_the_json(tmp_path: Path,
     assert doc["components"]["apiGatewayMessages"]["monthlyUsd"] == pytest.approx(4404.80)
     assert [w["level"] for w in doc["warnings"]] == ["near"]
     # the registry's consumers and their ParallelizationFactor are the defaults
-    assert doc["consumers"] == 5 and doc["concurrencyPerFunction"] == 2
+    assert doc["consumers"] == 6 and doc["concurrencyPerFunction"] == 2
 
 
 def test_plan_from_a_loadtest_report(tmp_path: Path) -> None:
