@@ -3,8 +3,6 @@ broken import is reported as AWS reports it; the stream, the roster and rooms ar
 
 from __future__ import annotations
 
-import asyncio
-import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +11,7 @@ from typing import Any
 import boto3
 import pytest
 import websockets
+from frames import next_reply
 from polling import until
 
 from pipeline.local.aws import REGION
@@ -68,11 +67,7 @@ def _kinesis(twin: TwinProcess) -> Any:
 
 
 async def _recv(ws: Any) -> Any:
-    for _ in range(100):
-        frame = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT_S))
-        if frame.get("action") not in ("presence", "ack"):
-            return frame
-    raise AssertionError("only presence events")
+    return await next_reply(ws, TIMEOUT_S)
 
 
 def _lines(twin: TwinProcess, text: str) -> list[str]:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 import os
@@ -15,6 +14,7 @@ from typing import Any
 import boto3
 import pytest
 import websockets
+from frames import next_reply
 from polling import until
 from test_scaffold import copy_project
 
@@ -123,11 +123,7 @@ async def test_a_new_route_in_settings_answers_without_a_restart(tmp_path: Path)
 
 
 async def _recv(ws: Any) -> Any:
-    for _ in range(100):
-        frame = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT_S))
-        if frame.get("action") not in ("presence", "ack"):
-            return frame
-    raise AssertionError("only presence events")
+    return await next_reply(ws, TIMEOUT_S)
 
 
 def _lines(output: Any, text: str) -> list[str]:
