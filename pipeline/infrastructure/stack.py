@@ -82,15 +82,11 @@ def _check_page_pace(tier: ConsumerSpec, consumers: Sequence[ConsumerSpec],
                      per_container: float, config: PipelineConfig) -> None:
     """Refuse a synth whose fan-out batches could not be posted before the timeout."""
     page = max((c.fanout_page_size for c in consumers), default=0)
-    seconds = tier.batch_size * page / per_container
-    if seconds > FANOUT_TIMEOUT_SHARE * tier.timeout_seconds:
-        raise ConfigError(
-            "connectionsRps", config.connections_rps,
-            f"a rate at which a batch of {tier.batch_size} pages of {page} recipients takes at "
-            f"most {FANOUT_TIMEOUT_SHARE:.0%} of the {tier.name} timeout "
-            f"({tier.timeout_seconds} s; it would take {seconds:.0f} s at "
-            f"{per_container:.1f} posts/s per invocation): raise connectionsRps, or lower "
-            f"fanoutPageSize or the {tier.name} batchSize")
+    _refuse_a_slow_batch(
+        tier, tier.batch_size * page, per_container, config,
+        f"a batch of {tier.batch_size} pages of {page} recipients takes at most "
+        f"{FANOUT_TIMEOUT_SHARE:.0%} of the {tier.name} timeout",
+        f"raise connectionsRps, or lower fanoutPageSize or the {tier.name} batchSize")
 
 
 def worst_posts_per_record(spec: ConsumerSpec) -> int:
@@ -103,18 +99,26 @@ def worst_posts_per_record(spec: ConsumerSpec) -> int:
 def _check_batch_pace(spec: ConsumerSpec, per_container: float,
                       config: PipelineConfig) -> None:
     """Refuse a synth where a function's worst-case batch of posts could not finish within
-    its timeout at its share of the @connections quota (issue 22: a batch that times out is
-    retried and re-delivers what it had posted)."""
-    posts = spec.batch_size * worst_posts_per_record(spec)
+    its timeout at its share of the @connections quota (a batch that times out is retried and
+    re-delivers what it had posted)."""
+    per_record = worst_posts_per_record(spec)
+    _refuse_a_slow_batch(
+        spec, spec.batch_size * per_record, per_container, config,
+        f"{spec.name}'s worst-case batch ({spec.batch_size} records x {per_record} posts) "
+        f"takes at most {FANOUT_TIMEOUT_SHARE:.0%} of its timeout",
+        "raise connectionsRps or its connectionsRpsWeight, or lower its batchSize or "
+        "fanoutPageSize")
+
+
+def _refuse_a_slow_batch(spec: ConsumerSpec, posts: int, per_container: float,
+                         config: PipelineConfig, batch: str, remedy: str) -> None:
+    """ConfigError when *posts* at *per_container* posts/s take more than the timeout share."""
     seconds = posts / per_container
     if seconds > FANOUT_TIMEOUT_SHARE * spec.timeout_seconds:
         raise ConfigError(
             "connectionsRps", config.connections_rps,
-            f"a rate at which {spec.name}'s worst-case batch ({spec.batch_size} records x "
-            f"{worst_posts_per_record(spec)} posts) takes at most {FANOUT_TIMEOUT_SHARE:.0%} of "
-            f"its timeout ({spec.timeout_seconds} s; it would take {seconds:.0f} s at "
-            f"{per_container:.1f} posts/s per invocation): raise connectionsRps or its "
-            f"connectionsRpsWeight, or lower its batchSize or fanoutPageSize")
+            f"a rate at which {batch} ({spec.timeout_seconds} s; it would take {seconds:.0f} s "
+            f"at {per_container:.1f} posts/s per invocation): {remedy}")
 
 
 class PipelineStack(Stack):
