@@ -90,8 +90,7 @@ class AwsDoor:
         try:
             req = orjson.loads(body)
         except orjson.JSONDecodeError:
-            return _error(400, SERIALIZATION, "Unexpected character found when decoding the "
-                          "request: not a JSON object.")
+            req = None
         if not isinstance(req, dict):
             return _error(400, SERIALIZATION, "Unexpected character found when decoding the "
                           "request: not a JSON object.")

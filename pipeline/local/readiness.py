@@ -27,19 +27,16 @@ async def prove_mappings_read(services: AwsServices, canary: Canary,
     """Put a canary on every shard the mappings read and wait until each reader has read it
     (``esm/canary.py``): ready means a frame would reach its consumer. Raises TwinError naming
     the first mapping that did not, and its reader's error."""
+    data = base64.b64encode(canary.record()).decode()
     for stream_arn in sorted(canary.streams()):
-        name = stream_arn.rsplit("/", 1)[-1]
-        shards = services.client("kinesis").list_shards(StreamName=name)["Shards"]
-        for shard in shards:
-            if "EndingSequenceNumber" in shard["SequenceNumberRange"]:
-                continue  # closed: nothing new lands there
+        stream = services.kinesis.stream(arn=stream_arn)  # in process: no client, no socket
+        for shard in stream.open_shards:  # a closed shard takes no new record
             body = orjson.dumps({
-                "StreamName": name, "PartitionKey": canary.key,
-                "ExplicitHashKey": shard["HashKeyRange"]["StartingHashKey"],
-                "Data": base64.b64encode(canary.record()).decode()})
+                "StreamName": stream.name, "PartitionKey": canary.key,
+                "ExplicitHashKey": str(shard.starting_hash), "Data": data})
             answer = services.call_aws("kinesis", "PutRecord", body, None)
             if answer.status != 200:
-                raise TwinError(f"the start-up canary could not be put on {name}: "
+                raise TwinError(f"the start-up canary could not be put on {stream.name}: "
                                 f"{answer.error_type} {answer.body[:200]!r}")
     missing = await canary.wait(timeout_s)
     if missing:
