@@ -17,7 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline import PROJECT_ROOT
 from pipeline.local.cfn import Stack, load_template, resolve_stack
@@ -34,6 +34,10 @@ from pipeline.local.readiness import (
 from pipeline.local.services import AwsServices
 from pipeline.local.shard_source import KinesisShardSource, SqsFailureSink
 from pipeline.local.workers import Workers, function_specs
+
+if TYPE_CHECKING:
+    from pipeline.local.esm import EventSourceMappingRunner
+    from pipeline.local.reconfigure import MappingChange
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +144,6 @@ class RunningTwin:
     _assemblies: list[Path] = field(default_factory=list)  # re-synthesized, removed at stop
 
     async def start(self) -> TwinUrls:
-        from pipeline.local.esm import EventSourceMappingRunner, MappingConfig
         from pipeline.local.gateway import (
             Gateway,
             GatewayLimits,
@@ -148,6 +151,7 @@ class RunningTwin:
             build_api_model,
         )
         from pipeline.local.patches import check_versions
+        from pipeline.local.reconfigure import mapping_configs
 
         check_versions()  # the patched libraries first: a clear TwinError, not an odd failure
         cfg = self.config
@@ -207,22 +211,14 @@ class RunningTwin:
         loop = asyncio.get_running_loop()
         canary = Canary()
         self._source = KinesisShardSource(services, loop)
-        self._sink = sink = SqsFailureSink(services)
-        roles = {f.ref: f.properties.get("Role") for f in stack.of_type("AWS::Lambda::Function")}
-        for res in stack.of_type("AWS::Lambda::EventSourceMapping"):
-            config = MappingConfig.from_cfn(res.properties, logical_id=res.logical_id)
-            role = roles.get(str(res.properties.get("FunctionName")))
-            if access is not None and role:  # what CreateEventSourceMapping would refuse
-                log_mapping_problems(access, res, str(role))
-            runner = EventSourceMappingRunner(
-                config, self._source, self.workers, sink,
-                invoke_identity_arn=str(role) if role else None, canary=canary,
-            )
-            await runner.start()
+        self._sink = SqsFailureSink(services)
+        for lid, mapping in mapping_configs(stack).items():
+            if access is not None and mapping.role:  # what CreateEventSourceMapping would refuse
+                log_mapping_problems(access, stack.resources[lid], mapping.role)
+            runner = await self._run_mapping(mapping, canary)
+            config = mapping.config
             canary.expect(config.uuid, self._source.stream_arn_of(config.event_source_arn),
                           runner.shard_ids)
-            self._runners.append(runner)
-            self._mappings[res.logical_id] = runner
         await prove_mappings_read(services, canary, self._runners, cfg.ready_timeout_s)
         await self._gateway.start()
         if cfg.consumers_dir is not None:
@@ -278,7 +274,6 @@ class RunningTwin:
     async def apply_template(self, assembly: Path) -> None:
         """Apply a synthesized assembly to the running twin (pipeline/local/reconfigure.py):
         routes and event source mappings change in place; streams, roster and queues are kept."""
-        from pipeline.local.esm import EventSourceMappingRunner
         from pipeline.local.gateway import build_api_model
         from pipeline.local.reconfigure import plan
 
@@ -299,14 +294,23 @@ class RunningTwin:
         for c in change.updated:
             self._mappings[c.logical_id].update(c.config)
         for c in (*change.added, *change.replaced):  # started before the routes lead to them
-            runner = EventSourceMappingRunner(c.config, self._source, self.workers, self._sink,
-                                              invoke_identity_arn=c.role)
-            await runner.start()
-            self._mappings[c.logical_id] = runner
-            self._runners.append(runner)
+            await self._run_mapping(c)
         self._gateway.replace_api(api)
         self.stack = new
         _say(f"reload: template applied: {change.summary()}")
+
+    async def _run_mapping(self, mapping: MappingChange,
+                           canary: Canary | None = None) -> EventSourceMappingRunner:
+        """Start one event source mapping (at start-up, or added by a reload)."""
+        from pipeline.local.esm import EventSourceMappingRunner
+
+        assert self._source is not None and self.workers is not None and self._sink is not None
+        runner = EventSourceMappingRunner(mapping.config, self._source, self.workers, self._sink,
+                                          invoke_identity_arn=mapping.role, canary=canary)
+        await runner.start()
+        self._mappings[mapping.logical_id] = runner
+        self._runners.append(runner)
+        return runner
 
     def grow_streams(self, target: int) -> None:
         """Split every stream's shards until ``target`` are open (at most double per step)."""
