@@ -25,8 +25,6 @@ from pipeline.local.errors import ServicesError
 
 if TYPE_CHECKING:
     from pipeline.local.kinesis import KinesisBackend
-
-if TYPE_CHECKING:
     from pipeline.local.services import AwsServices
 
 WAITER_RESOURCE_TYPE = "Custom::StreamConsumersActive"  # pipeline.infrastructure's waiter
