@@ -178,9 +178,9 @@ def test_a_twin_says_what_it_serves_and_names_logs_by_function(
     twin = launch_twin(["--no-synth", "--assembly", str(cloud_assembly), "--port", "0",
                         "--aws-port", "0", "--function-logs", str(logs)])
     try:
-        banner = "".join(twin.output)
+        banner = "".join(twin.lines())
         assert "(stage dev; any other path: 403)" in banner
-        routes_line = next(line for line in twin.output if line.startswith("  routes  "))
+        routes_line = next(line for line in twin.lines() if line.startswith("  routes  "))
         assert routes_line.split()[1:4] == ["$connect,", "$disconnect,", "$default,"]
         assert "dm, echo, join, leave, ping, send, who" in routes_line
         assert {p.name for p in logs.iterdir()} >= {"echo.log", "chat.log", "fallback.log",
@@ -195,9 +195,9 @@ def test_a_twin_says_what_it_serves_and_names_logs_by_function(
                     urllib.request.urlopen(base + path, timeout=10)
                 assert caught.value.code == 403
                 assert json.loads(caught.value.read()) == {"message": "Forbidden"}
-        lines = [line for line in twin.output if "403 Forbidden for" in line]
+        lines = [line for line in twin.lines() if "403 Forbidden for" in line]
         assert len(lines) == 1 and "GET /prod: this twin serves stage 'dev' at ws://" in lines[0]
-        assert "Traceback" not in "".join(twin.output)
+        assert "Traceback" not in "".join(twin.lines())
 
         async def unknown_action() -> dict[str, object]:
             async with websockets.connect(twin.ws, open_timeout=10) as ws:
@@ -376,14 +376,14 @@ def test_host_binds_elsewhere_with_a_warning_and_urls_that_follow(cloud_assembly
                         "--aws-port", "0", "--function-logs", "-", "--host", "0.0.0.0"])
     try:
         assert twin.ws.startswith("ws://0.0.0.0:") and twin.connections.startswith("http://0.0.0.0:")
-        warnings = [line for line in twin.output if line.startswith("warning: --host")]
+        warnings = [line for line in twin.lines() if line.startswith("warning: --host")]
         assert warnings == ["warning: --host 0.0.0.0: other machines can reach the twin, and "
                             "stage dev has no auth (anyone who reaches it can connect and send)\n"]
-        banner = "".join(twin.output)
+        banner = "".join(twin.lines())
         assert f"WebSocket API     {twin.ws}" in banner
         local = twin.ws.replace("0.0.0.0", "127.0.0.1")
         # the echo consumer answers through @connections: the functions still reach the gateway
         done = client("--url", local, "--expect", "1", '{"action":"echo","data":"far"}')
-        assert done.returncode == 0, done.stderr + "".join(twin.output)
+        assert done.returncode == 0, done.stderr + "".join(twin.lines())
     finally:
         stop_twin(twin)

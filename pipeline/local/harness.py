@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline import PROJECT_ROOT as PROJECT_ROOT  # re-exported for tests and scripts
@@ -38,6 +38,12 @@ class TwinProcess:
     process: subprocess.Popen[str]
     output: collections.deque[str]
     issuer: str | None = None  # auth=jwt: the twin's OIDC issuer URL
+    # held while the output thread appends: iterating the deque meanwhile raises RuntimeError
+    output_lock: threading.Lock = field(default_factory=threading.Lock, compare=False)
+
+    def lines(self) -> list[str]:
+        """A snapshot of the output's tail, safe while the twin keeps writing."""
+        return _snapshot(self.output, self.output_lock)
 
 
 # The name consumer tests generated before the rename import (pipeline/scaffold_templates).
@@ -71,13 +77,15 @@ def launch_twin(
         cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
     output: collections.deque[str] = collections.deque(maxlen=OUTPUT_LINES)
+    lock = threading.Lock()
     ready: dict[str, str] = {}
     got_ready = threading.Event()
 
     def pump() -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
-            output.append(line)
+            with lock:
+                output.append(line)
             if line.startswith("TWIN-READY ") and not ready:
                 ready.update(json.loads(line.split(" ", 1)[1]))
                 got_ready.set()
@@ -88,11 +96,17 @@ def launch_twin(
         proc.kill()
         proc.wait()
         raise TwinStartError(f"twin did not start in {timeout:g} s ({' '.join(cmd)}):\n"
-                             + "".join(output))
+                             + "".join(_snapshot(output, lock)))
     if not ready:
-        raise TwinStartError("twin exited before it was ready:\n" + "".join(output))
+        raise TwinStartError("twin exited before it was ready:\n"
+                             + "".join(_snapshot(output, lock)))
     return TwinProcess(ready["ws"], ready["connections"], ready["aws"], proc, output,
-                       ready.get("issuer"))
+                       ready.get("issuer"), lock)
+
+
+def _snapshot(output: collections.deque[str], lock: threading.Lock) -> list[str]:
+    with lock:
+        return list(output)
 
 
 def start_twin(

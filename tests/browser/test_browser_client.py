@@ -189,7 +189,8 @@ def test_the_connection_is_replaced_before_its_maximum_life(
 def jwt_twin(jwt_assembly: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Twin]:
     oidc = tmp_path_factory.mktemp("oidc-browser")
     running = start_twin(jwt_assembly, "--oidc-dir", str(oidc))
-    running.output.append(f"OIDC-DIR {oidc}\n")
+    with running.output_lock:
+        running.output.append(f"OIDC-DIR {oidc}\n")
     yield running
     stop_twin(running)
 
@@ -197,7 +198,7 @@ def jwt_twin(jwt_assembly: Path, tmp_path_factory: pytest.TempPathFactory) -> It
 def test_an_expired_token_ends_closed_unauthorized_without_a_storm(
     browser: Any, jwt_twin: Twin,
 ) -> None:
-    (line,) = [line for line in jwt_twin.output if line.startswith("OIDC-DIR ")]
+    (line,) = [line for line in jwt_twin.lines() if line.startswith("OIDC-DIR ")]
     issuer = TwinIssuer.load(Path(line.split(" ", 1)[1].strip()))
     valid = Page(browser, page_url(jwt_twin, token=issuer.mint("alice", 600)), first=True)
     valid.wait("window.demo && window.demo.client.state === 'open'")
@@ -207,7 +208,7 @@ def test_an_expired_token_ends_closed_unauthorized_without_a_storm(
     time.sleep(3.0)  # a reconnect storm would open more sockets in this time
     assert expired.sockets() == 1
     assert expired.states() == ["connecting", "closed"]
-    assert any('"reason": "expired"' in line for line in jwt_twin.output)
+    assert any('"reason": "expired"' in line for line in jwt_twin.lines())
 
 
 def test_the_page_learns_its_own_connection_id_without_a_stream_record(

@@ -85,7 +85,7 @@ def test_the_twin_serves_discovery_and_jwks_for_its_issuer(jwt_twin: Twin) -> No
         (key,) = json.load(r)["keys"]
     assert (key["kty"], key["alg"], key["use"]) == ("RSA", "RS256", "sig")
     assert "d" not in key  # never the private part
-    assert any("trusts the twin's OIDC issuer" in line for line in jwt_twin.output)
+    assert any("trusts the twin's OIDC issuer" in line for line in jwt_twin.lines())
 
 
 async def test_a_token_from_the_token_command_connects_with_its_principal(
@@ -140,7 +140,7 @@ async def test_bad_tokens_are_refused_with_the_reason_logged_and_no_roster_write
         assert await _status(url) == 403, reason
         # the authorizer's log line reaches the twin's output through its worker's pipe: wait
         await until(lambda r=reason: any(f'"reason": "{r}"' in line
-                                         for line in list(jwt_twin.output)), timeout=10)
+                                         for line in jwt_twin.lines()), timeout=10)
     assert "mallory" not in _principals(jwt_twin)
     assert len(_principals(jwt_twin)) <= len(before)
 

@@ -71,7 +71,7 @@ async def _recv(ws: Any) -> Any:
 
 
 def _lines(twin: TwinProcess, text: str) -> list[str]:
-    return [line for line in list(twin.output) if text in line]
+    return [line for line in twin.lines() if text in line]
 
 
 @pytest.mark.twin
@@ -102,7 +102,7 @@ async def test_an_edited_handler_answers_without_a_restart(
         assert f"echo/handler.py:{broken_line}: Unable to import module 'handler': No module named " \
                "'does_not_exist'" in line
         assert _lines(twin, "[ERROR] Runtime.ImportModuleError: Unable to import module")
-        assert any(f'File "{handler.resolve()}", line {broken_line}' in x for x in twin.output)
+        assert any(f'File "{handler.resolve()}", line {broken_line}' in x for x in twin.lines())
 
         # fixed and changed: the next invocation runs the new code, on the same connections
         handler.write_text(original.replace('"action": "echo",', '"action": "echo", '
@@ -121,7 +121,7 @@ async def test_an_edited_handler_answers_without_a_restart(
         StartingSequenceNumber=put["SequenceNumber"])["ShardIterator"]
     records = kinesis.get_records(ShardIterator=iterator, Limit=1)["Records"]
     assert records[0]["Data"] == b"kept"
-    assert "Traceback" not in "".join(x for x in twin.output if "pipeline.local" in x)
+    assert "Traceback" not in "".join(x for x in twin.lines() if "pipeline.local" in x)
 
 
 @pytest.mark.twin
@@ -153,6 +153,6 @@ async def test_tracebacks_name_the_checkouts_runtime_files(
         await until(lambda: bool(_lines(twin, "boom in echo")), RELOAD_S)
     runtime = PROJECT_ROOT / "pipeline" / "runtime"
     # the logged traceback (a JSON log line: its quotes escaped)
-    logged = "".join(x for x in twin.output if "boom in echo" in x and "Traceback" in x)
+    logged = "".join(x for x in twin.lines() if "boom in echo" in x and "Traceback" in x)
     assert f"{runtime}/batch.py" in logged, logged
     assert "/python/pipeline/runtime/" not in logged, logged

@@ -100,9 +100,9 @@ async def test_a_new_route_in_settings_answers_without_a_restart(tmp_path: Path)
             settings = project / "consumers" / "echo" / "settings.json"
             spec = json.loads(settings.read_text())
             settings.write_text(json.dumps({**spec, "routes": ["echo", "shout"]}, indent=2))
-            await until(lambda: bool(_lines(twin.output, "reload: template applied")), RESYNTH_S,
+            await until(lambda: bool(_lines(twin.lines(), "reload: template applied")), RESYNTH_S,
                         poll=0.1)
-            (line,) = _lines(twin.output, "reload: template applied")
+            (line,) = _lines(twin.lines(), "reload: template applied")
             assert "routes added shout" in line and "mappings updated" in line
 
             await a.send('{"action":"shout","data":2}')
@@ -119,7 +119,7 @@ async def test_a_new_route_in_settings_answers_without_a_restart(tmp_path: Path)
         assert kinesis.get_records(ShardIterator=iterator, Limit=1)["Records"][0]["Data"] == b"kept"
     finally:
         stop_twin(twin)
-    assert not _lines(twin.output, "not applied")
+    assert not _lines(twin.lines(), "not applied")
 
 
 async def _recv(ws: Any) -> Any:
