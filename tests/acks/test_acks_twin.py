@@ -1,4 +1,4 @@
-"""Acks, nacks and idempotent consumers end to end through the session twin (README "Acknowledgements").
+"""Acks, nacks and idempotent consumers end to end through the session twin (docs/acks.md).
 
 Negative checks use ordering, not sleeps: a later frame's answer proves nothing came before it.
 """

@@ -1,4 +1,4 @@
-"""``send_acked`` against a scripted WebSocket server on 127.0.0.1: README's retry rule."""
+"""``send_acked`` against a scripted WebSocket server on 127.0.0.1: the retry rule of docs/acks.md."""
 
 from __future__ import annotations
 

@@ -42,7 +42,7 @@ def test_no_route_integration_is_a_lambda_or_proxy(resources: Resources) -> None
     assert len(mocks) == 2  # ping and whoami (tests/infrastructure/test_infra_keepalive.py)
     integrations = {k: i for k, i in integrations.items() if i not in mocks}
     # one PutItem, one PutRecord shared by the one-way stream routes, one PutRecord with the
-    # ack/nack integration responses for the acked routes (README "Acknowledgements")
+    # ack/nack integration responses for the acked routes (docs/acks.md)
     assert len(integrations) == 3
     for integration in integrations.values():
         props = integration["Properties"]

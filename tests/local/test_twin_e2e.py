@@ -52,7 +52,7 @@ async def _recv(ws: Any, *, presence: bool = False) -> Any:
 
 async def _send(ws: Any, frame: dict[str, Any]) -> None:
     await ws.send(json.dumps(frame))
-    if frame.get("action") == "send":  # an acked route: the gateway answers first (README "Acknowledgements")
+    if frame.get("action") == "send":  # an acked route: the gateway answers first (docs/acks.md)
         assert (await _recv(ws))["action"] == "ack"
 
 

@@ -184,7 +184,7 @@ def test_region_comes_from_the_endpoint_host_else_the_caller_the_environment_the
     monkeypatch.delenv("AWS_REGION")
     assert region_of(local) == "sa-east-1"
     monkeypatch.delenv("AWS_DEFAULT_REGION")
-    assert region_of(local) == DEFAULT_REGION == "us-east-1"  # the README's and the twin's
+    assert region_of(local) == DEFAULT_REGION == "us-east-1"  # docs/twin.md's and the twin's
 
 
 # --- the signer is botocore's SigV4 for the same request and time ----------------------------
