@@ -254,7 +254,7 @@ def rows(result: dict[str, float]) -> list[tuple[str, str, str, str]]:
         out.append((f"@connections post CPU per post, {label}", f"{ours:.0f} µs (runtime)",
                     f"{boto:.0f} µs (boto3)", f"{ratio(boto, ours)} less CPU"))
         ours_r, boto_r = result[f"runtime_{key}_per_s"], result[f"boto3_{key}_per_s"]
-        out.append((f"@connections post rate, {label}", f"{ours_r:,.0f} posts/s (runtime)",
+        out.append((f"@connections requests/s, {label}", f"{ours_r:,.0f} posts/s (runtime)",
                     f"{boto_r:,.0f} posts/s (boto3)", ratio(ours_r, boto_r)))
     rec = result["echo_record_cpu_us"]
     out.append((f"echo worker CPU per record (batch {BATCH}, bare endpoint)",
