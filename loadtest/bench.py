@@ -271,8 +271,18 @@ def measure_echo(figures: EchoServerFigures, url: str, pid: int | None, frames: 
     return figures
 
 
+def cost_figures(quick: bool) -> dict[str, dict[str, float]] | None:
+    """``loadtest.bench_cost``: billed Lambda ms per 1,000 records per consumer (batch 100)."""
+    try:
+        from loadtest import bench_cost
+
+        return bench_cost.measure(batches=5 if quick else 20)
+    except Exception:  # a figure, not a crash of the suite
+        return None
+
+
 def run_suite(url: str | None, quick: bool, extras: bool = True
-              ) -> tuple[dict[str, str], list[Row], list[str]]:
+              ) -> tuple[dict[str, str], list[Row], list[str], dict[str, dict[str, float]] | None]:
     """Bare, floor and twin, one after the other, then the runtime's figures: one run."""
     frames = 200 if quick else SEQUENTIAL_FRAMES
     budget = 20.0 if quick else THROUGHPUT_BUDGET_S
@@ -300,10 +310,15 @@ def run_suite(url: str | None, quick: bool, extras: bool = True
             target.stop()
     m.post = post_figures(quick)
     m.imports = import_figures(quick)
+    cost = cost_figures(quick)
+    if cost is not None:
+        from loadtest.bench_cost import rows as cost_rows
+
+        m.extra += [Row(*r) for r in cost_rows(cost)]
     if extras:
         m.extra += decode_rows(5_000 if quick else 20_000)
         m.extra.append(room_broadcast(1000 if quick else 10_000, notes))
-    return info, build(m), [*notes_of(m), *notes]
+    return info, build(m), [*notes_of(m), *notes], cost
 
 
 def room_broadcast(room_size: int, notes: list[str]) -> Row:
@@ -345,23 +360,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
     parser.add_argument("--markdown", type=Path, default=MARKDOWN,
                         help="the generated Markdown page (default docs/benchmarks.md)")
-    parser.add_argument("--no-markdown", action="store_true", help="write no Markdown page")
+    parser.add_argument("--no-write", action="store_true",
+                        help="write neither the Markdown page nor the plan's measured Lambda "
+                             "cost (a --quick run writes neither)")
     args = parser.parse_args(argv)
     t0, started = time.perf_counter(), datetime.now(UTC)
-    info, rows, notes = run_suite(args.url, args.quick)
+    info, rows, notes, cost = run_suite(args.url, args.quick)
     print(format_table(info, rows, notes))
     if args.json:
         args.json.write_text(json_dump(info, rows, notes))
-    if not args.no_markdown:
-        command = "python -m loadtest.bench" + " ".join(["", *(argv or sys.argv[1:])])
-        try:
-            load_end = f"{os.getloadavg()[0]:.1f}"
-        except OSError:
-            load_end = "?"
-        args.markdown.write_text(markdown(
-            info, rows, notes, command=command.strip(), load_end=load_end,
-            date=started.strftime("%Y-%m-%d %H:%M UTC"), seconds=time.perf_counter() - t0))
-        print(f"\nwrote {args.markdown}")
+    if args.no_write or args.quick:
+        return 0
+    command = " ".join(["python -m loadtest.bench", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        load_end = f"{os.getloadavg()[0]:.1f}"
+    except OSError:
+        load_end = "?"
+    args.markdown.write_text(markdown(
+        info, rows, notes, command=command, load_end=load_end,
+        date=started.strftime("%Y-%m-%d %H:%M UTC"), seconds=time.perf_counter() - t0))
+    print(f"\nwrote {args.markdown}")
+    if cost is not None:
+        from loadtest.bench_cost import OUT, document
+
+        OUT.write_text(orjson.dumps(document(cost, command),
+                                    option=orjson.OPT_INDENT_2).decode() + "\n")
+        print(f"wrote {OUT}")
     return 0
 
 
