@@ -48,3 +48,18 @@ def test_import_rows_name_every_consumer_next_to_boto3() -> None:
     table = bench_import.rows(result)
     assert len(table) == len(bench_import.consumers())
     assert all("import" in name and "(import boto3)" in base for name, _, base, _ in table)
+
+
+def test_cost_figures_are_what_plan_reads(tmp_path: Path) -> None:
+    from loadtest import bench_cost
+    from pipeline.plan.lambda_cost import load_lambda_cost
+
+    result = bench_cost.measure(batches=1)
+    assert set(result) == set(bench_cost.CONSUMERS)
+    assert all(f["billedMsPer1000"] >= f["durationMsPer1000"] > 0 for f in result.values())
+    path = tmp_path / "cost.json"
+    path.write_text(json.dumps(bench_cost.document(result, "python -m loadtest.bench_cost")))
+    cost = load_lambda_cost(path)
+    assert cost.batch_size == 100 and set(cost.billed_ms_per_1000) == set(result)
+    assert "`python -m loadtest.bench_cost`" in cost.source
+    assert all("record" not in name and "post" not in name for name, *_ in bench_cost.rows(result))
