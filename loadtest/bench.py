@@ -236,7 +236,7 @@ def import_figures(quick: bool) -> list[tuple[str, str, str, str]] | None:
     try:
         from loadtest import bench_import
 
-        return bench_import.rows(bench_import.measure(rounds=3 if quick else 5))
+        return bench_import.rows(bench_import.measure(rounds=1 if quick else 3))
     except Exception:  # a figure, not a crash of the suite
         return None
 
@@ -317,7 +317,7 @@ def run_suite(url: str | None, quick: bool, extras: bool = True
         m.extra += [Row(*r) for r in cost_rows(cost)]
     if extras:
         m.extra += decode_rows(5_000 if quick else 20_000)
-        m.extra.append(room_broadcast(1000 if quick else 10_000, notes))
+        m.extra.append(room_broadcast(1000 if quick else 2000, notes))
     return info, build(m), [*notes_of(m), *notes], cost
 
 
