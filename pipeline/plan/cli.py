@@ -162,8 +162,8 @@ def format_plan(p: Plan) -> str:
     out.append(f"{'total':<30} {'':>18} {'':<44} {p.monthly_usd:>12,.2f}")
     assumed = ", ".join(f"{f.name}={getattr(t, f.name)}" for f in fields(t)
                         if f.name in ("session_minutes", "envelope_bytes", "invocation_ms",
-                                      "ms_per_post", "billed_ms_per_1000", "batch_size",
-                                      "failure_rate", "log_bytes_per_invocation"))
+                                      "ms_per_post", "batch_size", "failure_rate",
+                                      "log_bytes_per_invocation"))
     out += ["", f"assumed: {assumed}; no free tier; us-east-1 list prices ({PRICES_FILE.name})"]
     out += [f"WARNING [{w.level}] {w.message}" for w in p.warnings] or ["no quota warnings"]
     out += [f"note: {note}" for note in p.notes]
