@@ -1,7 +1,14 @@
-"""``python -m loadtest.bench``: the benchmark suite, every figure measured side by side in one run.
+"""``python -m loadtest.bench`` (``make bench``): every figure measured side by side in one run.
 
-Figures whose parts do not exist yet print ``n/a (missing)``; nothing here fails the run because
-another part is absent. Every measurement is bounded in count and time.
+Three echo servers, one after the other, each in its own process: the bare WebSocket echo
+server, the floor server (the twin's hops alone, :mod:`loadtest.floor_server`) and the twin
+(``python -m pipeline local`` on free ports, or ``--url``). For each: the sequential round trip,
+the CPU per echo frame at 1,000 frames/s (server process and workers, from /proc) and the highest
+zero-loss rate. Then the runtime's CPU per @connections post next to boto3's, the echo worker's
+CPU per record, each consumer's cold import next to ``import boto3``, and the other parts' figures.
+The table is printed, written to ``docs/benchmarks.md`` (``--markdown``) and, with ``--json``,
+as rows a script can search (:mod:`loadtest.bench_rows` says how). Every measurement is bounded
+in count and time; a part that fails prints ``n/a (...)`` instead of stopping the run.
 """
 
 from __future__ import annotations
@@ -9,11 +16,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +29,24 @@ import orjson
 from websockets.asyncio.client import connect
 
 from loadtest import histo
+from loadtest.bench_rows import (
+    CPU_RATE,
+    EchoServerFigures,
+    Measured,
+    Row,
+    build,
+    markdown,
+)
+from loadtest.bench_rows import notes as notes_of
+from loadtest.bench_rows import ratio as _ratio
 from loadtest.config import RunConfig
 from loadtest.machine import describe, machine
+from loadtest.proc_cpu import TreeCpu
 from loadtest.runner import LoadRun
-from loadtest.target import Target, resolve
+from loadtest.target import Target, start_twin
 
+ROOT = Path(__file__).resolve().parent.parent
+MARKDOWN = ROOT / "docs" / "benchmarks.md"
 SEQUENTIAL_FRAMES = 1000
 THROUGHPUT_RATES = (250, 500, 1000, 2000, 4000, 8000, 16000)
 THROUGHPUT_STEP_S = 3.0
@@ -34,19 +55,7 @@ THROUGHPUT_BUDGET_S = 60.0
 THROUGHPUT_P99_LIMIT_MS = 1000.0
 REPLY_TIMEOUT_S = 5.0
 
-
-@dataclass
-class Row:
-    """One line of the table: the pipeline's figure, the baseline's, and their ratio."""
-
-    name: str
-    value: str
-    baseline: str = ""
-    ratio: str = ""
-
-
-def _ratio(a: float, b: float) -> str:
-    return f"{a / b:.1f}x" if b > 0 else "-"
+__all__ = ["Row", "format_table", "machine", "run_suite", "sequential_rtt", "throughput_search"]
 
 
 # --- 1. sequential echo round trip ---------------------------------------------------------
@@ -108,7 +117,7 @@ async def throughput_search(
     step_s: float = THROUGHPUT_STEP_S,
 ) -> tuple[float, list[str]]:
     """Highest echo rate with zero loss, no error frame and p99 < 1 s: step the offered rate up
-    until a step fails, then bisect twice between the last good and the failing rate. Bounded
+    until a step fails, then bisect three times between the last good and the failing rate. Bounded
     by ``budget_s`` (each step is a 1 s warm-up and 3 s of load, each with its drain)."""
     best, good, notes = 0.0, 0.0, []
     t0 = time.perf_counter()
@@ -144,7 +153,7 @@ async def throughput_search(
             bad = rate
             break
         good = rate
-    for _ in range(2):  # refine between the last good rate and the first failing one
+    for _ in range(3):  # refine between the last good rate and the first failing one
         if bad is None or not time_left():
             break
         mid = (good + bad) / 2
@@ -188,96 +197,128 @@ def fanout(target: Target | None, connections: int = 1000) -> Row:
                f"{sequential_s * 1000:.0f} ms (sequential)", _ratio(sequential_s, runtime_s))  # fmt: skip
 
 
-# --- 4. record decode ------------------------------------------------------------------------
+# --- 4. Kinesis data decode --------------------------------------------------------------------
 def decode_rows(records: int = 20_000) -> list[Row]:
     """Runtime ``decode_record`` (plain and KPL-aggregated) vs stdlib ``json`` + base64."""
     try:
         from loadtest.bench_decode import measure_decode
     except ModuleNotFoundError:
-        return [Row("record decode", "n/a (missing)")]
+        return [Row("Kinesis data decode", "n/a (missing)")]
     try:
         result = measure_decode(records)
     except ImportError:
-        return [Row("record decode", "n/a (pipeline.runtime missing)")]
+        return [Row("Kinesis data decode", "n/a (pipeline.runtime missing)")]
     rows = [
-        Row("record decode, plain JSON records", f"{result['runtime']:,.0f} rec/s",
+        Row("Kinesis data decode, plain JSON", f"{result['runtime']:,.0f} rec/s",
             f"{result['stdlib']:,.0f} rec/s (stdlib json)", _ratio(result["runtime"], result["stdlib"])),
     ]  # fmt: skip
     if "aggregated" in result:
-        rows.append(Row("record decode, KPL-aggregated (x100)", f"{result['aggregated']:,.0f} rec/s",
+        rows.append(Row("Kinesis data decode, KPL-aggregated (x100)", f"{result['aggregated']:,.0f} rec/s",
                         f"{result['stdlib']:,.0f} rec/s (stdlib json)",
                         _ratio(result["aggregated"], result["stdlib"])))  # fmt: skip
     return rows
 
 
-# --- 5. @connections post and echo record CPU ----------------------------------------------------
-def post_rows(quick: bool) -> list[Row]:
+# --- 5. @connections post, echo record CPU, cold import ------------------------------------------
+def post_figures(quick: bool) -> list[tuple[str, str, str, str]] | None:
     """``loadtest.bench_post``: CPU per post (runtime vs boto3) and the echo worker's per record."""
     try:
         from loadtest import bench_post
 
-        result = bench_post.measure(posts=500 if quick else 2000, batches=3 if quick else 10)
-    except Exception as exc:  # a figure, not a crash of the suite
-        return [Row("@connections post CPU per post", f"n/a ({type(exc).__name__})")]
-    return [Row(*r) for r in bench_post.rows(result)]
+        return bench_post.rows(bench_post.measure(posts=500 if quick else 2000,
+                                                  batches=3 if quick else 10))
+    except Exception:  # a figure, not a crash of the suite
+        return None
 
 
-def import_rows(quick: bool) -> list[Row]:
+def import_figures(quick: bool) -> list[tuple[str, str, str, str]] | None:
     """``loadtest.bench_import``: each consumer's cumulative import time next to boto3's."""
     try:
         from loadtest import bench_import
 
-        result = bench_import.measure(rounds=3 if quick else 5)
-    except Exception as exc:  # a figure, not a crash of the suite
-        return [Row("cold start: import consumer handlers", f"n/a ({type(exc).__name__})")]
-    return [Row(*r) for r in bench_import.rows(result)]
+        return bench_import.rows(bench_import.measure(rounds=1 if quick else 3))
+    except Exception:  # a figure, not a crash of the suite
+        return None
 
 
 # --- the suite ----------------------------------------------------------------------------------
-def run_suite(url: str | None, quick: bool) -> tuple[dict[str, str], list[Row], list[str]]:
+async def cpu_per_frame(url: str, pid: int, rate: int = CPU_RATE, seconds: float = 4.0
+                        ) -> tuple[float, float] | None:
+    """CPU µs per echo frame of the server process ``pid`` and of its children (the workers),
+    at ``rate`` frames/s for ``seconds``, after one unsampled second at that rate."""
+    def cfg(duration: float) -> RunConfig:
+        return RunConfig(connections=20, rate=rate, duration=duration, drain=3.0, payload=128,
+                         ramp=1000, progress=False)  # fmt: skip
+
+    await LoadRun(cfg(1.0), url, out=io.StringIO()).run()  # workers spawned, code paths warm
+    before = TreeCpu.sample(pid)
+    report = await LoadRun(cfg(seconds), url, out=io.StringIO()).run()
+    after = TreeCpu.sample(pid)
+    received = report.totals["received"]
+    if before is None or after is None or received <= 0:
+        return None
+    server_s, workers_s = after.since(before)
+    return server_s / received * 1e6, workers_s / received * 1e6
+
+
+def measure_echo(figures: EchoServerFigures, url: str, pid: int | None, frames: int,
+                 budget_s: float) -> EchoServerFigures:
+    """Round trip, CPU per frame (when the process is ours) and zero-loss rate of one server."""
+    figures.rtt = asyncio.run(sequential_rtt(url, frames))
+    if pid is not None:
+        figures.cpu_us = asyncio.run(cpu_per_frame(url, pid))
+    figures.rate, figures.steps = asyncio.run(throughput_search(url, budget_s))
+    return figures
+
+
+def cost_figures(quick: bool) -> dict[str, dict[str, float]] | None:
+    """``loadtest.bench_cost``: billed Lambda ms per 1,000 records per consumer (batch 100)."""
+    try:
+        from loadtest import bench_cost
+
+        return bench_cost.measure(batches=5 if quick else 20)
+    except Exception:  # a figure, not a crash of the suite
+        return None
+
+
+def run_suite(url: str | None, quick: bool, extras: bool = True
+              ) -> tuple[dict[str, str], list[Row], list[str], dict[str, dict[str, float]] | None]:
+    """Bare, floor and twin, one after the other, then the runtime's figures: one run."""
     frames = 200 if quick else SEQUENTIAL_FRAMES
-    rows: list[Row] = []
+    budget = 20.0 if quick else THROUGHPUT_BUDGET_S
+    info = machine()
+    m = Measured(frames, EchoServerFigures("bare ws"), EchoServerFigures("floor"),
+                 EchoServerFigures("twin"))
     notes: list[str] = []
+    with ServerProcess() as bare_url:
+        measure_echo(m.bare, bare_url, None, frames, budget)
+    floor = ServerProcess("loadtest.floor_server", "FLOOR-READY")
+    with floor as floor_url:
+        measure_echo(m.floor, floor_url, floor.proc.pid, frames, budget)
     target: Target | None = None
     try:
-        target = resolve(RunConfig(url=url), log=True)
+        target = (Target(ws=url, aws=None) if url is not None
+                  else start_twin("dev", ("--port", "0", "--aws-port", "0")))
+        proc = target.process
+        measure_echo(m.twin, target.ws, proc.pid if proc is not None else None, frames, budget)
+        if extras:
+            m.extra.append(fanout(target))
     except Exception as exc:  # the twin is another part: report, do not crash
-        notes.append(f"twin unavailable: {exc}".splitlines()[0])
-    try:
-        budget = 20.0 if quick else THROUGHPUT_BUDGET_S
-        with ServerProcess() as bare_url:  # the bare echo server
-            bare = asyncio.run(sequential_rtt(bare_url, frames))
-            # the same search against the bare server: the throughput row's baseline, this run
-            # the same budget as the twin's: the bare server climbs more steps, and a search
-            # cut short would understate the baseline
-            bare_best, bare_steps = (asyncio.run(throughput_search(bare_url, budget))
-                                     if target else (0.0, []))
-        twin = asyncio.run(sequential_rtt(target.ws, frames)) if target else None
-        for key in ("p50", "p99"):
-            value = f"{twin[key]:.2f} ms (twin)" if twin else "n/a (twin missing)"
-            rows.append(Row(f"echo RTT {key}, 1 client, {frames} sequential", value,
-                            f"{bare[key]:.2f} ms (bare ws)", _ratio(twin[key], bare[key]) if twin else ""))  # fmt: skip
-        if twin and twin["lost"]:
-            notes.append(f"sequential echo through the twin: {twin['lost']:.0f} replies timed out")
-        budget = 20.0 if quick else THROUGHPUT_BUDGET_S
-        if target:
-            best, steps = asyncio.run(throughput_search(target.ws, budget))
-            rows.append(Row("sustained echo throughput, zero loss, p99 < 1 s",
-                            f"{best:,.0f} frames/s (twin)", f"{bare_best:,.0f} frames/s (bare ws)",
-                            f"{100 * best / bare_best:.0f} % of bare" if bare_best > 0 else "-"))  # fmt: skip
-            notes.extend(f"twin {n}" for n in steps)
-            notes.extend(f"bare ws {n}" for n in bare_steps)
-        else:
-            rows.append(Row("sustained echo throughput, zero loss", "n/a (twin missing)"))
-        rows.append(fanout(target))
-        rows.extend(decode_rows(5_000 if quick else 20_000))
-        rows.extend(post_rows(quick))
-        rows.extend(import_rows(quick))
+        notes.append(f"twin: {exc}".splitlines()[0])
     finally:
         if target is not None:
             target.stop()
-    rows.append(room_broadcast(1000 if quick else 10_000, notes))  # its own twins
-    return machine(), rows, notes
+    m.post = post_figures(quick)
+    m.imports = import_figures(quick)
+    cost = cost_figures(quick)
+    if cost is not None:
+        from loadtest.bench_cost import rows as cost_rows
+
+        m.extra += [Row(*r) for r in cost_rows(cost)]
+    if extras:
+        m.extra += decode_rows(5_000 if quick else 20_000)
+        m.extra.append(room_broadcast(1000 if quick else 2000, notes))
+    return info, build(m), [*notes_of(m), *notes], cost
 
 
 def room_broadcast(room_size: int, notes: list[str]) -> Row:
@@ -310,15 +351,41 @@ def format_table(info: dict[str, str], rows: list[Row], notes: list[str]) -> str
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtest.bench", description=__doc__)
-    parser.add_argument("--url", help="ws:// URL of a running twin (default: 127.0.0.1:8080 or start one)")
-    parser.add_argument("--quick", action="store_true", help="fewer frames, 20 s throughput budget")
-    parser.add_argument("--json", type=Path, help="also write the figures as JSON")
+    parser = argparse.ArgumentParser(prog="python -m loadtest.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", help="ws:// URL of a running twin (default: start one on free "
+                                      "ports, stopped afterwards)")
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer frames, a 20 s budget per throughput search")
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON")
+    parser.add_argument("--markdown", type=Path, default=MARKDOWN,
+                        help="the generated Markdown page (default docs/benchmarks.md)")
+    parser.add_argument("--no-write", action="store_true",
+                        help="write neither the Markdown page nor the plan's measured Lambda "
+                             "cost (a --quick run writes neither)")
     args = parser.parse_args(argv)
-    info, rows, notes = run_suite(args.url, args.quick)
+    t0, started = time.perf_counter(), datetime.now(UTC)
+    info, rows, notes, cost = run_suite(args.url, args.quick)
     print(format_table(info, rows, notes))
     if args.json:
         args.json.write_text(json_dump(info, rows, notes))
+    if args.no_write or args.quick:
+        return 0
+    command = " ".join(["python -m loadtest.bench", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        load_end = f"{os.getloadavg()[0]:.1f}"
+    except OSError:
+        load_end = "?"
+    args.markdown.write_text(markdown(
+        info, rows, notes, command=command, load_end=load_end,
+        date=started.strftime("%Y-%m-%d %H:%M UTC"), seconds=time.perf_counter() - t0))
+    print(f"\nwrote {args.markdown}")
+    if cost is not None:
+        from loadtest.bench_cost import OUT, document
+
+        OUT.write_text(orjson.dumps(document(cost, command),
+                                    option=orjson.OPT_INDENT_2).decode() + "\n")
+        print(f"wrote {OUT}")
     return 0
 
 

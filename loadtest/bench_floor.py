@@ -18,11 +18,11 @@ from loadtest.bench import (
     THROUGHPUT_BUDGET_S,
     Row,
     ServerProcess,
-    _ratio,
     format_table,
     sequential_rtt,
     throughput_search,
 )
+from loadtest.bench_rows import ratio as _ratio
 from loadtest.machine import machine
 
 

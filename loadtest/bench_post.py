@@ -26,7 +26,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -174,16 +174,18 @@ def measure_posts(url: str, posts: int, rounds: int) -> dict[str, float]:
     return out
 
 
-def echo_event(batch: int, seq0: int) -> dict[str, Any]:
-    """A Lambda Kinesis event of ``batch`` echo records from ``batch`` connections."""
+def echo_event(batch: int, seq0: int, route: str = "echo",
+               action: str = "echo") -> dict[str, Any]:
+    """A Lambda Kinesis event of ``batch`` echo records from ``batch`` connections (another
+    route and action: the same frames, as that route's records)."""
     records = []
     for i, cid in enumerate(_ids(batch)):
         env = orjson.dumps({
-            "v": 1, "routeKey": "echo", "eventType": "MESSAGE", "connectionId": cid,
+            "v": 1, "routeKey": route, "eventType": "MESSAGE", "connectionId": cid,
             "requestId": f"req-{i}", "messageId": f"msg-{i}", "requestTimeEpoch": 1700000000123,
             "stage": STAGE, "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
             "sourceIp": "203.0.113.7", "principal": "",
-            "body": orjson.dumps({"action": "echo", "data": {"s": i, "pad": "x" * 100}}).decode()})
+            "body": orjson.dumps({"action": action, "data": {"s": i, "pad": "x" * 100}}).decode()})
         seq = str(49590338271490256608559692538361571095921575989136588898 + seq0 + i)
         records.append({
             "kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": cid,
@@ -197,17 +199,33 @@ def echo_event(batch: int, seq0: int) -> dict[str, Any]:
     return {"Records": records}
 
 
+HANDLER_ENV = {"AWS_ACCESS_KEY_ID": CREDENTIALS[0],
+               "AWS_SECRET_ACCESS_KEY": CREDENTIALS[1], "AWS_SESSION_TOKEN": CREDENTIALS[2],
+               "AWS_REGION": "us-east-1", "POWERTOOLS_METRICS_NAMESPACE": "bench",
+               "POWERTOOLS_LOG_LEVEL": "WARNING"}
+
+
+@contextlib.contextmanager
+def handler_environment(url: str) -> Iterator[None]:
+    """The variables a consumer's Lambda has (its @connections endpoint ``url``), then restored."""
+    env = {**HANDLER_ENV, "CONNECTIONS_ENDPOINT_URL": url}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def measure_records(url: str, batches: int, rounds: int) -> dict[str, float]:
     """The echo consumer's ``lambda_handler``: CPU µs per record and records/s (batch 100)."""
     import importlib
 
-    env = {"CONNECTIONS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": CREDENTIALS[0],
-           "AWS_SECRET_ACCESS_KEY": CREDENTIALS[1], "AWS_SESSION_TOKEN": CREDENTIALS[2],
-           "AWS_REGION": "us-east-1", "POWERTOOLS_METRICS_NAMESPACE": "bench",
-           "POWERTOOLS_LOG_LEVEL": "WARNING"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with handler_environment(url):
         handler = importlib.import_module("consumers.echo.handler").lambda_handler
         events = [echo_event(BATCH, b * BATCH) for b in range(batches)]
 
@@ -222,12 +240,6 @@ def measure_records(url: str, batches: int, rounds: int) -> dict[str, float]:
         with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
             run()
             cpu, rate = _cpu(run, rounds)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     return {"cpu_us": cpu, "per_s": rate}
 
 
@@ -254,7 +266,7 @@ def rows(result: dict[str, float]) -> list[tuple[str, str, str, str]]:
         out.append((f"@connections post CPU per post, {label}", f"{ours:.0f} µs (runtime)",
                     f"{boto:.0f} µs (boto3)", f"{ratio(boto, ours)} less CPU"))
         ours_r, boto_r = result[f"runtime_{key}_per_s"], result[f"boto3_{key}_per_s"]
-        out.append((f"@connections post rate, {label}", f"{ours_r:,.0f} posts/s (runtime)",
+        out.append((f"@connections requests/s, {label}", f"{ours_r:,.0f} posts/s (runtime)",
                     f"{boto_r:,.0f} posts/s (boto3)", ratio(ours_r, boto_r)))
     rec = result["echo_record_cpu_us"]
     out.append((f"echo worker CPU per record (batch {BATCH}, bare endpoint)",

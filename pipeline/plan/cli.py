@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.plan import PlanError
+from pipeline.plan.lambda_cost import LAMBDA_COST_FILE, load_lambda_cost
 from pipeline.plan.model import STREAM_MODES, Plan, Traffic, plan
 from pipeline.plan.prices import PRICES_FILE, load_prices
 
@@ -38,6 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                         help="Lambda time per invocation besides its posts (default 20)")
     parser.add_argument("--ms-per-post", type=float, default=1.0,
                         help="Lambda time per postToConnection, pipelined (default 1)")
+    parser.add_argument("--lambda-cost", type=Path, default=LAMBDA_COST_FILE, metavar="FILE",
+                        help="measured billed ms per 1,000 records per consumer (default: "
+                             f"{LAMBDA_COST_FILE.name}, written by python -m loadtest.bench)")
+    parser.add_argument("--assumed-lambda-cost", action="store_true",
+                        help="price Lambda duration with --invocation-ms and --ms-per-post "
+                             "instead of the measured cost")
     parser.add_argument("--from-loadtest", type=Path, metavar="REPORT.json",
                         help="take connections, rate, frame size and fan-out from a load test")
     parser.add_argument("--prices", type=Path, default=PRICES_FILE, help="prices file")
@@ -105,6 +112,12 @@ def run(args: argparse.Namespace) -> int:
         shape.setdefault("broadcasts_per_minute", args.broadcasts_per_minute)
         shape.setdefault("room_size", args.room_size)
         shape.setdefault("replies_per_frame", args.replies_per_frame)
+        if not args.assumed_lambda_cost:
+            cost = load_lambda_cost(args.lambda_cost)
+            consumer, billed = cost.worst()
+            shape["billed_ms_per_1000"] = billed
+            shape["billed_source"] = (f"{consumer}, the dearest measured consumer, batch "
+                                      f"{cost.batch_size}; run {cost.source}")
         traffic = Traffic(
             **shape, consumers=args.consumers or consumers,
             parallelization=args.parallelization or parallel, memory_mb=memory,

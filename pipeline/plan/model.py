@@ -71,6 +71,10 @@ class Traffic:
     envelope_bytes: int = 400  # what the VTL envelope adds to a frame on the stream
     invocation_ms: float = 20.0  # Lambda time per invocation before its posts (incl. start)
     ms_per_post: float = 1.0  # Lambda time per post (the runtime pipelines posts)
+    # Measured instead of the two above for client records (lambda_cost.json): billed ms per
+    # 1,000 records with one reply each, at full batches, and the run and consumer it is from.
+    billed_ms_per_1000: float | None = None
+    billed_source: str = ""
     batch_size: int = 100  # the mappings' BatchSize (registry)
     memory_mb: int = 256  # client-route functions
     broadcast_memory_mb: int = 512
@@ -96,6 +100,8 @@ class Traffic:
             raise PlanError("consumers, hours per month and session minutes must be > 0")
         if self.batch_size < 1 or self.invocation_ms <= 0 or self.ms_per_post < 0:
             raise PlanError("batch size and invocation ms must be > 0, ms per post >= 0")
+        if self.billed_ms_per_1000 is not None and self.billed_ms_per_1000 <= 0:
+            raise PlanError("measured billed ms per 1,000 records must be > 0")
 
 
 @dataclass(frozen=True)
@@ -162,7 +168,16 @@ class Plan:
     @property
     def notes(self) -> list[str]:
         """What the plan cannot know and the reader should check (never a quota warning)."""
-        return [NEW_ACCOUNT_NOTE.format(need=self.concurrency_per_function * self.traffic.consumers)]
+        t = self.traffic
+        out = [NEW_ACCOUNT_NOTE.format(need=self.concurrency_per_function * t.consumers)]
+        if t.billed_ms_per_1000 is not None:
+            out.append(f"Lambda duration of client records: measured {t.billed_ms_per_1000:g} "
+                       f"billed ms per 1,000 records ({t.billed_source}); the extra replies of "
+                       f"a frame and broadcasts at {t.ms_per_post:g} ms per post (assumed)")
+        else:
+            out.append(f"Lambda duration: assumed {t.invocation_ms:g} ms per invocation and "
+                       f"{t.ms_per_post:g} ms per post (no measured cost)")
+        return out
 
     def as_json(self) -> dict[str, Any]:
         """The ``--json`` document."""
@@ -309,14 +324,23 @@ def lane(rate: float, overhead_ms: float, ms_per_record: float, batch_size: int
     return min(float(batch_size), max(1.0, n)), utilisation
 
 
+def client_ms_per_record(t: Traffic) -> float:
+    """Lambda ms per client record: measured (one reply each) plus the frame's extra replies,
+    else the assumed time per post for each reply."""
+    if t.billed_ms_per_1000 is None:
+        return t.replies_per_frame * t.ms_per_post
+    return t.billed_ms_per_1000 / 1000 + max(0.0, t.replies_per_frame - 1) * t.ms_per_post
+
+
 def _lanes(t: Traffic, shards: int, client_records_s: float, broadcasts_s: float
            ) -> dict[str, tuple[float, float, float, float, int]]:
     # Worst case: every client record goes to one consumer (a route's records share a lane).
     lanes = shards * t.parallelization
+    per_record = client_ms_per_record(t)
     return {
-        "client": (client_records_s, t.replies_per_frame * t.ms_per_post,
-                   *lane(client_records_s / lanes, t.invocation_ms,
-                         t.replies_per_frame * t.ms_per_post, t.batch_size), t.memory_mb),
+        "client": (client_records_s, per_record,
+                   *lane(client_records_s / lanes, t.invocation_ms, per_record, t.batch_size),
+                   t.memory_mb),
         "broadcast": (broadcasts_s, t.room_size * t.ms_per_post,
                       *lane(broadcasts_s / lanes, t.invocation_ms, t.room_size * t.ms_per_post,
                             t.batch_size), t.broadcast_memory_mb),
@@ -326,11 +350,17 @@ def _lanes(t: Traffic, shards: int, client_records_s: float, broadcasts_s: float
 def _lambda(t: Traffic, prices: PriceList, secs: float,
             lanes: dict[str, tuple[float, float, float, float, int]]) -> Component:
     invocations = gb_s = 0.0
-    for records_s, ms_per_record, n, _util, memory in lanes.values():
+    for name, (records_s, ms_per_record, n, _util, memory) in lanes.items():
         records = records_s * secs
         calls = records / n
         invocations += calls
-        gb_s += (calls * t.invocation_ms + records * ms_per_record) / 1000 * memory / 1024
+        if name == "client" and t.billed_ms_per_1000 is not None:
+            # measured at full batches, the invocation's own work included; Lambda bills at
+            # least 1 ms per invocation
+            billed_ms = calls * max(1.0, n * ms_per_record)
+        else:
+            billed_ms = calls * t.invocation_ms + records * ms_per_record
+        gb_s += billed_ms / 1000 * memory / 1024
     return Component([_line(prices, "lambdaRequests", "invocations", invocations),
                       _line(prices, "lambdaArmGbSecond", "duration (arm64)", gb_s)])
 

@@ -167,7 +167,7 @@ def process_batch(
         with processor(records, record_handler):
             processor.process()
     finally:
-        obs.metrics.flush_metrics()
+        obs.flush()
     response = processor.response()
     if response["batchItemFailures"]:
         # Aggregated sub-records share a sequence number: report each Kinesis record once.

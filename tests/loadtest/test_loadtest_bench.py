@@ -41,7 +41,7 @@ def test_a_failing_fanout_part_is_reported_not_raised() -> None:
 
 def test_decode_figures_are_records_per_second() -> None:
     rows = decode_rows(300)
-    assert rows[0].name.startswith("record decode")
+    assert rows[0].name.startswith("Kinesis data decode")
     if importlib.util.find_spec("pipeline.runtime.records") is not None:
         assert rows[0].value.endswith("rec/s") and rows[0].ratio.endswith("x")
 

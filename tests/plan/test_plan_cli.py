@@ -76,3 +76,32 @@ def test_a_mistyped_flag_shows_the_commands_own_usage(capsys: pytest.CaptureFixt
     err = capsys.readouterr().err
     assert err.startswith("usage: python -m pipeline plan ")
     assert "error: unrecognized arguments: --conections 10" in err
+
+
+def test_plan_prices_lambda_with_the_measured_cost_and_names_its_run(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cost = tmp_path / "cost.json"
+    cost.write_text(json.dumps({
+        "batchSize": 100, "source": {"command": "python -m loadtest.bench",
+                                     "date": "2026-12-07 10:00 UTC", "machine": "2 cores"},
+        "consumers": {"echo": {"billedMsPer1000": 120.0}, "fallback": {"billedMsPer1000": 90.0}},
+    }))
+    out = tmp_path / "plan.json"
+    assert main(["plan", "--connections", "1000", "--frames-per-minute", "6",
+                 "--frame-bytes", "200", "--lambda-cost", str(cost), "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "measured 120 billed ms per 1,000 records (echo, the dearest measured consumer, " \
+        "batch 100; run `python -m loadtest.bench`, 2026-12-07 10:00 UTC, 2 cores)" in text
+    assert json.loads(out.read_text())["assumptions"]["billed_ms_per_1000"] == 120.0
+    assert main(["plan", "--connections", "1000", "--frames-per-minute", "6",
+                 "--frame-bytes", "200", "--assumed-lambda-cost"]) == 0
+    assert "assumed 20 ms per invocation" in capsys.readouterr().out
+
+
+def test_a_measured_cost_without_its_run_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cost = tmp_path / "cost.json"
+    cost.write_text(json.dumps({"batchSize": 100, "consumers": {"echo": {"billedMsPer1000": 1}}}))
+    assert main(["plan", "--connections", "10", "--frames-per-minute", "6", "--frame-bytes",
+                 "200", "--lambda-cost", str(cost)]) == 2
+    assert "'source' must name the run" in capsys.readouterr().err

@@ -175,8 +175,30 @@ def test_the_plan_notes_a_new_accounts_lower_lambda_concurrency_quota() -> None:
 
     p = plan(Traffic(connections=1000, frames_per_minute=6, frame_bytes=1000), load_prices())
     need = p.concurrency_per_function * p.traffic.consumers
-    (note,) = p.notes
+    note = p.notes[0]
     assert "new AWS account" in note and f"{need:,}" in note
     assert "get-account-settings" in note
-    assert p.as_json()["notes"] == [note]
+    assert p.as_json()["notes"] == p.notes
     assert f"note: {note}" in format_plan(p)
+
+
+def test_measured_billed_time_prices_client_records_and_is_named() -> None:
+    shape = {"connections": 10_000, "frames_per_minute": 6, "frame_bytes": 200}
+    assumed = plan(Traffic(**shape), load_prices())
+    cheap = plan(Traffic(**shape, billed_ms_per_1000=100.0, billed_source="echo; run X"),
+                 load_prices())
+    dear = plan(Traffic(**shape, billed_ms_per_1000=10_000.0, billed_source="echo; run X"),
+                load_prices())
+    duration = [p.components["lambda"].lines[1].quantity for p in (cheap, dear, assumed)]
+    assert duration[0] < duration[1] and duration[0] != duration[2]
+    assert any("measured 100 billed ms per 1,000 records (echo; run X)" in n for n in cheap.notes)
+    assert any("assumed 20 ms per invocation" in n for n in assumed.notes)
+    assert cheap.as_json()["assumptions"]["billed_ms_per_1000"] == 100.0
+
+
+def test_an_invocation_is_billed_at_least_one_millisecond() -> None:
+    # 1 frame/s on 1 shard: every batch holds one record of 0.1 ms, billed as 1 ms
+    p = plan(Traffic(connections=60, frames_per_minute=1, frame_bytes=200,
+                     billed_ms_per_1000=100.0, billed_source="x"), load_prices())
+    invocations, gb_s = (line.quantity for line in p.components["lambda"].lines)
+    assert gb_s == pytest.approx(invocations * 1.0 / 1000 * p.traffic.memory_mb / 1024)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from runtime_kit.connections_stub import AtConnections
-from runtime_kit.kinesis_events import A, load
+from runtime_kit.kinesis_events import A, envelope, event, load
 from runtime_kit.roster_table import put_meta
 
 from pipeline.runtime import Envelope, HandlerContext, process_batch
@@ -60,3 +60,42 @@ def test_gone_and_pruned_are_counted(
     metrics = emf(capsys.readouterr().out)
     assert metrics["PostsGone"] == [1.0] and metrics["ConnectionsPruned"] == [1.0]
     assert metrics["PostRetries"] == [2.0] and metrics["RepliesOut"] == [1.0]
+
+
+def emf_documents(out: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.splitlines() if line.startswith('{"_aws"')]
+
+
+def test_a_batch_sums_its_counts_and_keeps_every_latency_sample(
+    atconn: AtConnections, ctx: HandlerContext, capsys: pytest.CaptureFixture[str]
+) -> None:
+    items = [(f"L0SM{i:010d}Iw=", envelope("echo", f"L0SM{i:010d}Iw=", {"action": "echo"}))
+             for i in range(150)]
+    process_batch(event(*items), None, reply, ctx=ctx)
+    out = capsys.readouterr().out
+    metrics = emf(out)
+    assert metrics["RecordsIn"] == [150.0] and metrics["RepliesOut"] == [150.0]
+    for name in ("GatewayToStreamMs", "StreamToConsumerMs", "ConsumerToPostMs",
+                 "GatewayToPostMs"):
+        assert len(metrics[name]) == 150
+    documents = emf_documents(out)
+    assert len(documents) == 2  # EMF: at most 100 values of a metric in one document
+    for doc in documents:
+        assert doc["service"] and doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [
+            ["service"]]
+        units = {m["Name"]: m["Unit"] for m in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+        assert all(len(doc[name]) <= 100 for name in units)
+        assert units.get("GatewayToPostMs") == "Milliseconds"
+    assert {m["Name"]: m["Unit"] for m in documents[0]["_aws"]["CloudWatchMetrics"][0][
+        "Metrics"]}["RecordsIn"] == "Count"
+
+
+def test_nothing_pending_after_an_invocation(
+    atconn: AtConnections, ctx: HandlerContext, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.runtime.observability import metrics, pending
+
+    process_batch(load("kinesis_echo"), None, reply, ctx=ctx)
+    assert not pending.counts and not pending.samples and not metrics.metric_set
+    process_batch(load("kinesis_echo"), None, reply, ctx=ctx)
+    assert emf(capsys.readouterr().out)["RecordsIn"] == [1.0, 1.0]  # one document each

@@ -94,9 +94,22 @@ def record_matches(
     ``fan_out``: the mapping reads through an enhanced fan-out consumer, so a KPL-aggregated
     record matches when one of its user records does (see the module docstring).
     """
-    patterns = list(filters)
+    patterns = filters if isinstance(filters, list | tuple) else list(filters)
     if not patterns:
         return True
+    plain = _plain_patterns(patterns)
+    if plain is not None:
+        data = parsed_data(record.data)
+        if data is not UNPARSEABLE:  # (unparseable data: the general path, KPL included)
+            verdicts = [_has_one_of(data, path, allowed)
+                        for pattern in plain for path, allowed in pattern]
+            if None not in verdicts:
+                i = 0
+                for pattern in plain:
+                    if all(verdicts[i:i + len(pattern)]):
+                        return True
+                    i += len(pattern)
+                return False
     document = filter_document(record)
     if any(matches(p, document) for p in patterns):
         return True
@@ -126,6 +139,72 @@ def user_records(record: StoredRecord) -> list[StoredRecord]:
         for user in iter_deaggregate_records(shape)
         if user["kinesis"].get("aggregated")  # an invalid aggregate comes back as itself
     ]
+
+
+# --- plain patterns: string equality on data only ----------------------------------------------
+# Most mappings filter on one field of data (``{"data": {"routeKey": ["echo"]}}``) and every one
+# of a stream's mappings looks at every record put: such a pattern is read once into
+# (path under data, allowed strings) pairs and checked without walking the general matcher.
+PlainPattern = tuple[tuple[tuple[str, ...], frozenset[str]], ...]
+_plain: dict[int, tuple[object, tuple[PlainPattern, ...] | None]] = {}
+
+
+def _plain_patterns(patterns: list[Any] | tuple[Any, ...]) -> tuple[PlainPattern, ...] | None:
+    """The patterns as plain (path, strings) checks, or None when any uses more than string
+    equality under ``data`` (operators, numbers, ``$or``, metadata keys). Read once per list."""
+    hit = _plain.get(id(patterns))
+    if hit is not None and hit[0] is patterns:
+        return hit[1]
+    out: list[PlainPattern] | None = []
+    for pattern in patterns:
+        pairs = _plain_pairs(pattern, ()) if _is_map(pattern) and set(pattern) == {"data"} else None
+        if pairs is None:
+            out = None
+            break
+        assert out is not None
+        out.append(tuple(pairs))
+    compiled = tuple(out) if out is not None else None
+    if len(_plain) > 256:
+        _plain.clear()
+    _plain[id(patterns)] = (patterns, compiled)
+    return compiled
+
+
+def _plain_pairs(pattern: Mapping[str, Any], path: tuple[str, ...]
+                 ) -> list[tuple[tuple[str, ...], frozenset[str]]] | None:
+    pairs: list[tuple[tuple[str, ...], frozenset[str]]] = []
+    for key, expected in pattern.items():
+        if not isinstance(key, str) or key.startswith("$"):
+            return None
+        if _is_map(expected):
+            nested = _plain_pairs(expected, (*path, key))
+            if nested is None or not nested:
+                return None
+            pairs += nested
+        elif (isinstance(expected, list) and expected
+              and all(type(m) is str for m in expected)):
+            pairs.append(((*path, key), frozenset(expected)))
+        else:
+            return None
+    # the top call strips "data": paths are read from the parsed data
+    return [(p[1:], allowed) for p, allowed in pairs] if not path else pairs
+
+
+def _has_one_of(value: Any, path: tuple[str, ...], allowed: frozenset[str]) -> bool | None:
+    """The general matcher's answer for a plain pair: the value at ``path`` is one of the
+    ``allowed`` strings (an array there: any of its elements, at any depth). None when an array
+    sits on the path: the general matcher decides (all keys against the same element)."""
+    for key in path:
+        if not _is_map(value):
+            return None if isinstance(value, list) else False
+        value = value.get(key, MISSING)
+    return _one_of(value, allowed)
+
+
+def _one_of(value: Any, allowed: frozenset[str]) -> bool:
+    if isinstance(value, list):
+        return any(_one_of(v, allowed) for v in value)
+    return type(value) is str and value in allowed
 
 
 def _is_map(value: Any) -> bool:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.local.esm.filters import matches, record_matches, validate_pattern
+from pipeline.local.esm.filters import filter_document, matches, record_matches, validate_pattern
 from pipeline.local.esm.interfaces import StoredRecord
 
 
@@ -141,3 +141,29 @@ def test_a_payload_is_parsed_once_for_every_mapping() -> None:
     assert first == {"routeKey": "echo", "n": [1, 2]}
     assert parsed_data(bytes(payload)) is first  # equal bytes read by another mapping
     assert parsed_data(b"\xff not json") is UNPARSEABLE
+
+
+PLAIN_PATTERNS = [
+    [{"data": {"routeKey": ["echo"]}}],
+    [{"data": {"routeKey": ["join", "leave", "send"]}}],
+    [{"data": {"routeKey": ["echo"]}}, {"data": {"room": ["r1"]}}],
+    [{"data": {"routeKey": ["send"], "body": {"room": ["r1", "r2"]}}}],
+    [{"data": ["plain"]}],
+]
+DATA = [
+    {"routeKey": "echo"}, {"routeKey": "send", "body": {"room": "r1"}},
+    {"routeKey": "send", "body": {"room": ["x", ["r2"]]}}, {"routeKey": ["leave", "echo"]},
+    {"routeKey": "send", "body": [{"room": "r1"}, {"room": "r9"}]},
+    {"routeKey": 1}, {"routeKey": None}, {"routeKey": {"echo": 1}}, {"room": "r1"}, {}, [],
+    [{"routeKey": "echo"}], "plain", ["plain"], 7, None, "echo",
+    {"routeKey": "send", "body": [{"room": "r9", "x": 1}, {"room": "r2"}]},
+]
+
+
+@pytest.mark.parametrize("patterns", PLAIN_PATTERNS)
+def test_plain_string_patterns_answer_as_the_general_matcher(patterns: list[Any]) -> None:
+    for value in DATA:
+        record = rec(json.dumps(value).encode())
+        general = any(matches(p, filter_document(record)) for p in patterns)
+        assert record_matches(patterns, record) is general, value
+    assert record_matches(patterns, rec(b"not json")) is False
