@@ -23,16 +23,16 @@ def send(ctx: HandlerContext, *frames: tuple[str, dict[str, Any] | str]) -> dict
     for cid, frame in frames:
         route = frame.get("action", "?") if isinstance(frame, dict) else "send"
         items.append((cid, envelope(str(route), cid, frame)))
-    return dict(process_batch(event(*items), None, chat.record_handler, ctx=ctx))
+    return dict(chat.handle(event(*items), None, ctx))
 
 
 def test_the_fixture_conversation(atconn: AtConnections, ctx: HandlerContext, ddb: Any) -> None:
     put_meta(ddb, A)
     put_meta(ddb, B)
-    response = process_batch(load("kinesis_chat_batch"), None, chat.record_handler, ctx=ctx)
+    response = chat.handle(load("kinesis_chat_batch"), None, ctx)
     assert response == {"batchItemFailures": []}
     # Presence is not on the chat path: the batch posts replies and messages only, and puts
-    # one presence delta per join/leave/disconnect on the stream.
+    # one presence delta per join/leave/disconnect on the stream (in one call, after the batch).
     assert atconn.received(A) == [
         {"action": "joined", "room": "lobby"},
         {"action": "message", "room": "lobby", "from": B, "text": "hi from B"},
