@@ -116,10 +116,10 @@ async def run(args: argparse.Namespace) -> int:
         print(f"warm-up: a storm of {WARMUP_ROOM}, not recorded; load average {load()}",
               flush=True)
         await drained(twin, await storm(twin, WARMUP_ROOM, args.ramp, tok, None))
-        for size in args.sizes:
+        for k, size in enumerate(args.sizes, 1):
             print(f"\n== room of {size}, joins at {args.ramp:g}/s; load average {load()}",
                   flush=True)
-            path = args.json_dir / f"join-storm-{size}.json" if args.json_dir else None
+            path = args.json_dir / f"join-storm-{k}-{size}.json" if args.json_dir else None
             report = await storm(twin, size, args.ramp, tok, path)
             print(format_summary(report))
             print(f"load average after: {load()}", flush=True)
@@ -146,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", type=int, nargs="+", default=[10, 1000])
     p.add_argument("--ramp", type=float, default=NEW_CONNECTIONS_PER_S,
                    help=f"connections (and joins) per second (default {NEW_CONNECTIONS_PER_S:g})")
-    p.add_argument("--json-dir", type=Path, help="write join-storm-<size>.json reports here")
+    p.add_argument("--json-dir", type=Path,
+                   help="write join-storm-<k>-<size>.json reports here (k: the run's place)")
     args = p.parse_args(argv)
     if not all(2 <= s <= 20_000 for s in args.sizes) or not 0 < args.ramp <= 100_000:
         print("--sizes must be 2..20000 and --ramp positive", file=sys.stderr)
