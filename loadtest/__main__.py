@@ -53,6 +53,11 @@ def run_main(cfg: RunConfig) -> int:
         if cfg.workers or cfg.role == "master":
             report = _run_locust(cfg, target.ws)
             return _finish(cfg, report)
+        if cfg.scenario == "join-storm":
+            from loadtest.join_storm import run_join_storm
+
+            report = asyncio.run(run_join_storm(cfg, target.ws, target.aws))
+            return _finish(cfg, report)
         publish: Publish | None = None
         if cfg.scenario == "broadcast":
             from loadtest.publisher import make_publisher
@@ -94,6 +99,10 @@ def _finish(cfg: RunConfig, report: Report) -> int:
         write_plot(report, cfg.plot_path)
         print(f"plot:   {cfg.plot_path}")
     failed = report.totals["lost"] or not report.totals["connectionsOpened"]
+    if cfg.scenario == "join-storm":
+        from loadtest.join_storm import failed as storm_failed
+
+        failed = failed or storm_failed(report)
     return 1 if failed else 0
 
 

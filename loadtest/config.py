@@ -10,7 +10,7 @@ from pathlib import Path
 
 from loadtest.errors import ConfigError
 
-SCENARIOS = ("echo", "chat", "broadcast")
+SCENARIOS = ("echo", "chat", "broadcast", "join-storm")
 # API Gateway WebSocket frames are at most 32 KB:
 # https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html#apigateway-execution-service-websocket-limits-table
 MAX_FRAME_BYTES = 32 * 1024
@@ -20,6 +20,10 @@ MAX_DURATION_S = 3600.0
 DEFAULT_WARMUP_S = 3.0
 DEFAULT_TWIN_PORT = 8080
 DEFAULT_AWS_PORT = 4566
+DEFAULT_RAMP = 200.0
+# API Gateway's new-connection quota (per account and Region): the join storm's default pace.
+# https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html
+NEW_CONNECTIONS_PER_S = 500.0
 # Where a bare output file name (``--json run.json``) goes: git-ignored, never the repo root.
 RESULTS_DIR = Path("loadtest-results")
 
@@ -77,19 +81,22 @@ class RunConfig:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m loadtest",
-        description="Open-loop WebSocket latency load test (echo, chat or broadcast). "
+        description="Open-loop WebSocket latency load test (echo, chat, broadcast or join-storm). "
         "`python -m loadtest merge A.json B.json [-o OUT]` merges reports exactly.",
     )
     p.add_argument("--scenario", choices=SCENARIOS, default="echo")
     p.add_argument("--url", help="ws:// or wss:// URL of a stage (default: the local twin)")
     p.add_argument("--stage", default="dev", help="stage of the local twin (default dev)")
     p.add_argument("-c", "--connections", type=int, default=10, help="connections (default 10)")
-    p.add_argument("--ramp", type=float, default=200.0, help="connections opened per second")
+    p.add_argument("--ramp", type=float, default=None,
+                   help=f"connections opened per second (default {DEFAULT_RAMP:g}; join-storm: "
+                        f"the new-connection quota, {NEW_CONNECTIONS_PER_S:g})")
     p.add_argument("-r", "--rate", type=float, default=100.0,
                    help="aggregate frames/s (broadcast: publishes/s); default 100")
     p.add_argument("-d", "--duration", type=float, default=10.0, help="seconds of sending")
     p.add_argument("--payload", type=int, default=128, help="frame size in bytes (default 128)")
-    p.add_argument("--room-size", type=int, default=5, help="chat: members per room (default 5)")
+    p.add_argument("--room-size", type=int, default=5,
+                   help="chat: members per room (default 5); join-storm: the room's members")
     p.add_argument("--drain", type=float, default=5.0, help="seconds to wait for late replies")
     p.add_argument("--warmup", type=float, default=DEFAULT_WARMUP_S, metavar="SECONDS",
                    help="seconds of unrecorded traffic on separate connections before measuring, "
@@ -144,6 +151,12 @@ def _pairs(option: str, items: list[str], sep: str) -> tuple[tuple[str, str], ..
 def parse_run_args(argv: list[str]) -> RunConfig:
     """Parse and validate; raises :class:`ConfigError` with the flag and the reason."""
     ns = build_parser().parse_args(argv)
+    if ns.ramp is None:
+        ns.ramp = NEW_CONNECTIONS_PER_S if ns.scenario == "join-storm" else DEFAULT_RAMP
+    if ns.scenario == "join-storm":  # one connection per member: -c is the room's size
+        if not 2 <= ns.room_size <= MAX_CONNECTIONS:
+            raise ConfigError("--room-size", f"{ns.room_size} is outside [2, {MAX_CONNECTIONS}]")
+        ns.connections = ns.room_size
     if not 1 <= ns.connections <= MAX_CONNECTIONS:
         raise ConfigError("--connections", f"{ns.connections} is outside [1, {MAX_CONNECTIONS}]")
     _finite("--rate", ns.rate, 0, MAX_RATE)

@@ -10,8 +10,8 @@ from loadtest.errors import TargetError
 from loadtest.runner import Publish
 
 
-def make_publisher(aws_endpoint: str | None) -> Publish:
-    """An async ``publish(body)`` that broadcasts ``body`` to every connection (room ``None``).
+def make_publisher(aws_endpoint: str | None, room: str | None = None) -> Publish:
+    """An async ``publish(body)`` that broadcasts ``body`` to ``room`` (``None``: every connection).
 
     One boto3 client and one stream lookup for the whole run, so the figure is the pipeline's,
     not the cost of creating clients.
@@ -33,7 +33,7 @@ def make_publisher(aws_endpoint: str | None) -> Publish:
     stream: dict[str, str] = {}
 
     def put(body: dict[str, Any]) -> None:
-        result = module.publish(None, body, client=client, stream_name=stream.get("name"))
+        result = module.publish(room, body, client=client, stream_name=stream.get("name"))
         stream.setdefault("name", str(result.stream))
 
     async def publish(body: dict[str, Any]) -> None:

@@ -221,6 +221,7 @@ def format_summary(report: Report) -> str:
         f"errors   {t['errorFrames']} error frames {dict(report.errors) or ''}  "
         f"close codes {dict(report.close_codes) or '{}'}",
         *([_warmup_line(meta)] if "warmupS" in meta else []),
+        *(_join_storm_lines(meta["joinStorm"]) if isinstance(meta.get("joinStorm"), dict) else []),
         *_generator_lines(meta),
         *([f"acks     {t['acks']} acks  {t['nacks']} nacks  {t['retries']} retries  "
            f"{t['ackGaveUp']} given up  {t['ackMissing']} unanswered"]
@@ -228,9 +229,11 @@ def format_summary(report: Report) -> str:
         "",
         f"{'latency (ms)':<24}{'count':>9}{'p50':>9}{'p90':>9}{'p99':>9}{'p99.9':>9}{'max':>9}",
     ]
-    order = ["latency", "service", "ingest"] + [f"stage:{name}" for name, _, _ in STAGES]
+    order = ["join", "latency", "service", "ingest"] + [f"stage:{name}" for name, _, _ in STAGES]
     labels = {"latency": "from intended send", "service": "from actual send",
-              "ingest": "ingest (1st send -> ack)"}
+              "ingest": "ingest (1st send -> ack)", "join": "join -> joined"}
+    if meta.get("scenario") == "join-storm":
+        labels["latency"] = "publish -> broadcast"
     for name in order:
         if name not in report.histograms:
             continue
@@ -259,6 +262,24 @@ def _generator_lines(meta: dict[str, Any]) -> list[str]:
                      f"{row.get('received')}, lost {row.get('lost')}, "
                      f"{row.get('generatorCpuPerFrameUs')} us CPU/frame")  # fmt: skip
     return lines
+
+
+def _join_storm_lines(storm: dict[str, Any]) -> list[str]:
+    """The join storm's facts (loadtest/join_storm.py)."""
+    p, b, j = storm.get("presence", {}), storm.get("broadcast", {}), storm.get("joinMs", {})
+    return [
+        f"joins    {storm.get('joined')} of {storm.get('members')} answered `joined` "
+        f"({storm.get('joinMissing')} missing) in {storm.get('stormS')} s; "
+        f"join -> joined p50 {_fmt(j.get('p50', 0))} p99 {_fmt(j.get('p99', 0))} "
+        f"max {_fmt(j.get('max', 0))} ms",
+        f"presence {p.get('frames')} frames, per member min {p.get('perMemberMin')} mean "
+        f"{p.get('perMemberMean')} max {p.get('perMemberMax')} (bound: one per "
+        f"{p.get('windowMs')} ms window, at most {p.get('boundMax')}; {p.get('overBound')} over; "
+        f"cap {p.get('maxMembers')} members)",
+        f"broadcast {b.get('exactlyOnce')} of {b.get('expected')} members exactly once, "
+        f"{b.get('duplicated')} duplicates, {b.get('lost')} lost; publish -> first member "
+        f"{b.get('toFirstMemberMs')} ms, last member {b.get('toLastMemberMs')} ms",
+    ]
 
 
 def _warmup_line(meta: dict[str, Any]) -> str:

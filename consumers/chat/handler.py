@@ -16,8 +16,10 @@ the connection (its META and both items of each membership).
   gets ``{"action":"dm_sent","to":P,"connections":n}`` (n = 0: the principal is not connected).
 - who -> ``{"action":"who","room":R,"members":[{connectionId, principal, joinedAt}],
   "truncated":bool}`` (at most 1,000 members); only a member may ask (else ``not_a_member``).
-- presence: each join, leave (reason ``left``) and disconnect (``disconnected``) puts one delta
-  on the stream (pipeline.runtime.presence); the ``presence`` consumer sends each member of a
+- presence: each join, leave (reason ``left``) and disconnect (``disconnected``) makes one delta
+  (pipeline.runtime.presence); a batch's deltas go on the stream together, in one PutRecords
+  after the batch (if they cannot be written, the records that made them fail and are retried:
+  joins and leaves are idempotent); the ``presence`` consumer sends each member of a
   room of at most ``presenceMaxMembers`` at most one frame per window,
   ``{"action":"presence","room":R,"joined":[{connectionId, principal, joinedAt}],
   "left":[{connectionId, principal?, reason}]}``. A 410 prune (``gone``) is announced by the
@@ -40,7 +42,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.runtime import Envelope, HandlerContext, process_batch
-from pipeline.runtime.fanout import FanoutShape
+from pipeline.runtime.fanout import FanoutError, FanoutShape
 from pipeline.runtime.idempotency import idempotent
 from pipeline.runtime.presence import (
     WHO_MAX_MEMBERS,
@@ -52,6 +54,8 @@ from pipeline.runtime.roster import ROOM_PATTERN
 
 MAX_TEXT_CHARS = 4000
 MAX_PRINCIPAL_CHARS = 256
+DELTAS = "chat.deltas"  # memo: the batch's presence deltas, (sequence number, key, data)
+_ctx = HandlerContext()
 
 
 def record_handler(record: Envelope, ctx: HandlerContext) -> None:
@@ -113,10 +117,12 @@ def _disconnect(record: Envelope, ctx: HandlerContext) -> None:
 
 def _announce(ctx: HandlerContext, record: Envelope, room: str, kind: str,
               member: dict[str, Any]) -> None:
-    """One presence delta on the stream (O(1) here, whatever the room's size); the
-    ``presence`` consumer coalesces a window of them into one frame per member."""
-    ctx.put_records([(delta_key(room), delta_envelope(
-        room, kind, member, request_time_ms=record.request_time_epoch))])
+    """One presence delta (O(1) here, whatever the room's size), put with the batch's others
+    by :func:`handle`; the ``presence`` consumer coalesces a window of them into one frame per
+    member."""
+    deltas: list[tuple[str, str, bytes]] = ctx.memo.setdefault(DELTAS, [])
+    deltas.append((record.sequence_number, delta_key(room), delta_envelope(
+        room, kind, member, request_time_ms=record.request_time_epoch)))
 
 
 def _send(record: Envelope, ctx: HandlerContext, room: str, text: Any) -> None:
@@ -190,5 +196,23 @@ def _members(ctx: HandlerContext, room: str) -> dict[str, None]:
     return rooms[room]
 
 
+def handle(event: dict[str, Any], context: Any, ctx: HandlerContext) -> Any:
+    """The batch, then its presence deltas in one PutRecords (one call per batch instead of
+    one per join: a join storm's batch of 100 joins makes 1 call, not 100)."""
+    response = process_batch(event, context, idempotent(record_handler), ctx=ctx)
+    deltas: list[tuple[str, str, bytes]] = ctx.memo.get(DELTAS) or []
+    if not deltas:
+        return response
+    try:
+        ctx.put_records([(key, data) for _, key, data in deltas])
+    except FanoutError as exc:
+        ctx.logger.error("presence deltas not written: their records fail", extra={
+            "deltas": len(deltas), "error": str(exc)})
+        failed = dict.fromkeys(str(i["itemIdentifier"]) for i in response["batchItemFailures"])
+        failed.update(dict.fromkeys(seq for seq, _, _ in deltas))
+        response = {"batchItemFailures": [{"itemIdentifier": seq} for seq in failed]}
+    return response
+
+
 def lambda_handler(event: dict[str, Any], context: Any) -> Any:
-    return process_batch(event, context, idempotent(record_handler))
+    return handle(event, context, _ctx)

@@ -11,7 +11,7 @@ from runtime_kit.kinesis_events import envelope, event
 from runtime_kit.roster_table import put_meta
 from stream_kit import pump
 
-from pipeline.runtime import HandlerContext, process_batch
+from pipeline.runtime import HandlerContext
 from pipeline.runtime.observability import metrics
 from pipeline.runtime.presence import forget_published, publish_open_connections
 
@@ -30,8 +30,7 @@ def frame(cid: str, body: dict[str, Any] | None, route: str | None = None) -> tu
 
 
 def run(ctx: HandlerContext, *frames: tuple[str, bytes]) -> None:
-    assert process_batch(event(*frames), None, chat.record_handler, ctx=ctx) == {
-        "batchItemFailures": []}
+    assert chat.handle(event(*frames), None, ctx) == {"batchItemFailures": []}
 
 
 def connect_all(ddb: Any) -> None:
@@ -167,3 +166,39 @@ def test_a_prune_in_a_room_above_the_presence_limit_reads_a_bounded_page_and_sta
     assert C1 not in set(ctx.roster.members("big"))  # pruned
     assert 3 in limits  # the size check read at most limit + 1 items
     assert not [m for c in (A1, A2, B1) for m in atconn.received(c) if m["action"] == "presence"]
+
+
+def test_a_batch_puts_its_presence_deltas_in_one_call_after_the_batch(
+    atconn: AtConnections, ctx: HandlerContext, ddb: Any
+) -> None:
+    calls: list[int] = []
+    writer = ctx.page_writer_client
+    assert writer is not None
+    writer._kinesis.meta.events.register(
+        "before-parameter-build.kinesis.PutRecords",
+        lambda params, **_: calls.append(len(params["Records"])))
+    members = [f"J{i:03d}aaaaaaaaaa=" for i in range(30)]
+    run(ctx, *(frame(cid, {"action": "join", "room": "storm"}) for cid in members),
+        frame(members[0], {"action": "leave", "room": "storm"}))
+    assert calls == [31]  # 30 joins and a leave: one PutRecords, not 31
+    assert all(atconn.received(cid)[0] == {"action": "joined", "room": "storm"}
+               for cid in members)
+
+
+def test_deltas_that_cannot_be_written_fail_the_records_that_made_them(
+    atconn: AtConnections, ctx: HandlerContext, ddb: Any, monkeypatch: Any
+) -> None:
+    from pipeline.runtime.fanout import FanoutError
+
+    def refuse(records: list[tuple[str, bytes]]) -> int:
+        raise FanoutError("PutRecords failed: throttled")
+
+    assert ctx.page_writer_client is not None
+    monkeypatch.setattr(ctx.page_writer_client, "put", refuse)
+    evt = event(frame(A1, {"action": "join", "room": "r"}), frame(B1, {"action": "who", "room": "x"}),
+                frame(C1, {"action": "join", "room": "r"}))
+    seqs = [r["kinesis"]["sequenceNumber"] for r in evt["Records"]]
+    response = chat.handle(evt, None, ctx)
+    # the joins are retried (idempotent); the record that made no delta is not
+    assert response == {"batchItemFailures": [{"itemIdentifier": seqs[0]},
+                                              {"itemIdentifier": seqs[2]}]}

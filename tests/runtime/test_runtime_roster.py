@@ -54,7 +54,37 @@ def test_remove_connection_deletes_every_item_of_it_and_nothing_else(
 def test_a_missing_table_is_a_roster_error_with_the_aws_code(ddb: Any) -> None:
     with pytest.raises(RosterError) as info:
         Roster("no-such-table", client=ddb).join("A", "lobby")
-    assert info.value.operation == "TransactWriteItems"
+    assert info.value.operation == "BatchWriteItem"
     assert info.value.code == "ResourceNotFoundException"
     with pytest.raises(RosterError):
         list(Roster("no-such-table", client=ddb).members("lobby"))
+
+
+class _Throttled:
+    """The real client, except that the first BatchWriteItem leaves its last write unprocessed
+    (as DynamoDB does when throttled)."""
+
+    def __init__(self, ddb: Any) -> None:
+        self._ddb = ddb
+        self.calls = 0
+
+    def batch_write_item(self, RequestItems: dict[str, list[Any]]) -> dict[str, Any]:
+        self.calls += 1
+        if self.calls > 1:
+            return dict(self._ddb.batch_write_item(RequestItems=RequestItems))
+        (table, requests), = RequestItems.items()
+        self._ddb.batch_write_item(RequestItems={table: requests[:-1]})
+        return {"UnprocessedItems": {table: requests[-1:]}}
+
+
+def test_a_write_left_unprocessed_is_resubmitted_so_join_and_leave_write_both_items(
+    ddb: Any
+) -> None:
+    throttled = _Throttled(ddb)
+    roster = Roster(TABLE, client=throttled)
+    roster.join("A", "lobby")
+    assert throttled.calls == 2
+    assert all_items(ddb) == [("CONN#A", "ROOM#lobby"), ("ROOM#lobby", "CONN#A")]
+    throttled.calls = 0
+    roster.leave("A", "lobby")
+    assert throttled.calls == 2 and all_items(ddb) == []

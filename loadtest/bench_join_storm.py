@@ -1,0 +1,162 @@
+"""Join storms of two room sizes in one run: does join -> ``joined`` stay flat as the room grows?
+
+``python -m loadtest.bench_join_storm [--sizes 10 1000] [--ramp R] [--json-dir DIR]``
+
+Starts one twin as the chat figures are measured (``-c auth=jwt --connections-latency-ms 15``,
+free ports, its own assembly and issuer), then runs ``python -m loadtest --scenario join-storm``
+for each room size in turn against it (a new room each time; connections carry a token the
+twin's issuer minted), and prints each run's figures and the ratio of each larger room's
+join -> joined p99 to the smallest room's (the goal: within 2x). Both come from the same twin
+minutes apart (after one unrecorded warm-up storm), so the ratio holds for this machine at this
+moment; the load average is printed with each run (a shared box drifts). ``--sizes 10 1000 10``
+brackets the large room with two small ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from loadtest.config import NEW_CONNECTIONS_PER_S, parse_run_args
+from loadtest.join_storm import failed, run_join_storm
+from loadtest.report import Report, format_summary
+from pipeline.local.harness import TwinProcess, launch_twin, stop_twin
+
+LATENCY_MS = 15.0
+TWIN_TIMEOUT_S = 300.0
+WARMUP_ROOM = 20
+DRAIN_TIMEOUT_S = 600.0
+DRAIN_POLL_S = 0.5
+
+
+def start(work: Path) -> TwinProcess:
+    env = {"JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20", "CDK_DISABLE_CLI_TELEMETRY": "true"}
+    os.environ.update(env)  # the twin's synth inherits them
+    return launch_twin(["--port", "0", "--aws-port", "0", "-c", "auth=jwt",
+                        "--connections-latency-ms", f"{LATENCY_MS:g}",
+                        "--assembly", str(work / "cdk.out"), "--oidc-dir", str(work / "oidc"),
+                        "--function-logs", str(work / "logs")], timeout=TWIN_TIMEOUT_S)
+
+
+def token(work: Path) -> str:
+    from pipeline.local.oidc import TwinIssuer
+
+    return TwinIssuer.load(work / "oidc").mint("join-storm", 3600)
+
+
+def load() -> str:
+    return "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+
+
+async def storm(twin: TwinProcess, size: int, ramp: float, tok: str,
+                json_path: Path | None) -> Report:
+    cfg = parse_run_args(["--scenario", "join-storm", "--room-size", str(size),
+                          "--ramp", f"{ramp:g}", "--url", twin.ws, "--aws-endpoint", twin.aws,
+                          "--query", f"token={tok}", "--connect-timeout", "60"])
+    before = load()
+    report = await run_join_storm(cfg, twin.ws, twin.aws, out=io.StringIO())
+    report.meta["loadAverage"] = {"before": before, "after": load(), "bench": "bench_join_storm"}
+    if json_path is not None:
+        report.write(json_path)
+    return report
+
+
+def room_drained(aws: str, room: str, timeout_s: float) -> float | None:
+    """Seconds until the roster holds no member of ``room`` (the storm's ``$disconnect`` records
+    processed by chat), polled with a deadline; None if it still has members then."""
+    import boto3
+
+    from pipeline import DEFAULT_REGION
+
+    ddb = boto3.client("dynamodb", endpoint_url=aws, region_name=DEFAULT_REGION,
+                       aws_access_key_id="test", aws_secret_access_key="test")
+    table = ddb.list_tables()["TableNames"][0]
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout_s:
+        left = ddb.query(TableName=table, KeyConditionExpression="pk = :pk", Select="COUNT",
+                         ExpressionAttributeValues={":pk": {"S": f"ROOM#{room}"}})["Count"]
+        if not left:
+            return time.perf_counter() - t0
+        time.sleep(DRAIN_POLL_S)  # polling the roster, bounded by the deadline
+    return None
+
+
+async def drained(twin: TwinProcess, report: Report) -> float | None:
+    room = str(report.meta["joinStorm"]["room"])
+    took = await asyncio.to_thread(room_drained, twin.aws, room, DRAIN_TIMEOUT_S)
+    members = report.meta["joinStorm"]["members"]
+    after = f"more than {DRAIN_TIMEOUT_S:g}" if took is None else f"{took:.1f}"
+    print(f"  its {members} disconnects processed (room empty in the roster) after {after} s; "
+          f"load average {load()}", flush=True)
+    return None if took is None else round(took, 2)
+
+
+def p99_ms(report: Report) -> float:
+    return float(report.meta["joinStorm"]["joinMs"]["p99"])
+
+
+async def run(args: argparse.Namespace) -> int:
+    work = Path(tempfile.mkdtemp(prefix="bench-join-storm-"))
+    print(f"starting a twin (-c auth=jwt, {LATENCY_MS:g} ms per @connections call) in {work} ...",
+          flush=True)
+    twin = start(work)
+    tok = token(work)
+    reports: list[tuple[int, Report]] = []
+    try:
+        # Lambda keeps warm containers; the twin starts a function's worker on its first use:
+        # one unrecorded storm starts chat, presence, broadcast and fanout before measuring.
+        print(f"warm-up: a storm of {WARMUP_ROOM}, not recorded; load average {load()}",
+              flush=True)
+        await drained(twin, await storm(twin, WARMUP_ROOM, args.ramp, tok, None))
+        for k, size in enumerate(args.sizes, 1):
+            print(f"\n== room of {size}, joins at {args.ramp:g}/s; load average {load()}",
+                  flush=True)
+            path = args.json_dir / f"join-storm-{k}-{size}.json" if args.json_dir else None
+            report = await storm(twin, size, args.ramp, tok, path)
+            print(format_summary(report))
+            print(f"load average after: {load()}", flush=True)
+            # the next storm must not queue behind this one's disconnects on chat's shards
+            report.meta["leaveDrainS"] = await drained(twin, report)
+            if path is not None:
+                report.write(path)
+            reports.append((size, report))
+    finally:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            stop_twin(twin)
+    smallest = min(reports, key=lambda r: r[0])
+    print(f"\njoin -> joined p99, same twin, same run (goal: within 2x of the room of "
+          f"{smallest[0]}):")
+    for size, report in reports:
+        print(f"  room of {size:>6}: p99 {p99_ms(report):9.1f} ms  = "
+              f"{p99_ms(report) / max(p99_ms(smallest[1]), 1e-3):5.2f}x")
+    return 1 if any(failed(r) for _, r in reports) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m loadtest.bench_join_storm",
+                                description=__doc__.split("\n")[0] if __doc__ else None)
+    p.add_argument("--sizes", type=int, nargs="+", default=[10, 1000])
+    p.add_argument("--ramp", type=float, default=NEW_CONNECTIONS_PER_S,
+                   help=f"connections (and joins) per second (default {NEW_CONNECTIONS_PER_S:g})")
+    p.add_argument("--json-dir", type=Path,
+                   help="write join-storm-<k>-<size>.json reports here (k: the run's place)")
+    args = p.parse_args(argv)
+    if not all(2 <= s <= 20_000 for s in args.sizes) or not 0 < args.ramp <= 100_000:
+        print("--sizes must be 2..20000 and --ramp positive", file=sys.stderr)
+        return 2
+    if args.json_dir is not None and not args.json_dir.is_dir():
+        print(f"--json-dir {args.json_dir} is not a directory", file=sys.stderr)
+        return 2
+    return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
