@@ -32,9 +32,9 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline import DEFAULT_REGION
-from pipeline.local.aws import KINESIS_MAX_PARTITION_KEY as MAX_PARTITION_KEY_BYTES
-from pipeline.local.aws import KINESIS_MAX_RECORD_BYTES as MAX_RECORD_BYTES
-from pipeline.runtime.kpl import RecordAggregator
+from pipeline.aws.kpl import RecordAggregator
+from pipeline.aws.limits import KINESIS_MAX_PARTITION_KEY as MAX_PARTITION_KEY_BYTES
+from pipeline.aws.limits import KINESIS_MAX_RECORD_BYTES as MAX_RECORD_BYTES
 from pipeline.runtime.roster import ROOM_PATTERN
 
 LOCAL_ENDPOINT = "http://127.0.0.1:4566"

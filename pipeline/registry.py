@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from pipeline import PROJECT_ROOT as PROJECT_ROOT  # re-exported: scaffold.py reads it here
-from pipeline.local.aws import (
+from pipeline.aws.limits import (
     ESM_BATCH_SIZE,
     ESM_BATCHING_WINDOW_S,
     ESM_PARALLELIZATION_FACTOR,

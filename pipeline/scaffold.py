@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import registry
-from pipeline.local.aws import ESM_BATCH_SIZE
+from pipeline.aws.limits import ESM_BATCH_SIZE
 from pipeline.scaffold_templates import GENERATED_MARKER, render_handler, render_test
 
 # $connect writes the roster; ping is the gateway's own keepalive (a MOCK integration):

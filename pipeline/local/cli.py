@@ -252,7 +252,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 async def _serve(config: object, debug: bool = False) -> int:
-    from pipeline.local.aws import REGION
+    from pipeline.aws.limits import REGION
     from pipeline.local.errors import TwinError
     from pipeline.local.twin import RunningTwin, TwinConfig
 

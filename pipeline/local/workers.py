@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.local.aws import REGION
+from pipeline.aws.limits import REGION
 from pipeline.local.cfn import Stack
 from pipeline.local.cfn_types import stream_shard_count
 from pipeline.local.errors import WorkerError

@@ -24,7 +24,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline import DEFAULT_REGION, PROJECT_ROOT
-from pipeline.local.esm.events import EventContext, kinesis_event
+from pipeline.aws.events import EventContext, kinesis_event
 from pipeline.local.esm.interfaces import StoredRecord
 from pipeline.redrive import RedriveError
 from pipeline.redrive.ranges import FailedRange, Selection, select

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.local.esm.filters import record_matches
+from pipeline.aws.filters import record_matches
 from pipeline.local.esm.interfaces import StoredRecord
 from pipeline.redrive import RedriveError
 

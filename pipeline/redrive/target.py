@@ -11,11 +11,11 @@ from typing import Any
 
 import boto3
 
-from pipeline.local.aws import REGION
+from pipeline.aws.limits import REGION
 from pipeline.redrive import RedriveError
 from pipeline.registry import consumer_handler
 
-TWIN_REGION = REGION  # the twin's region (pipeline/local/aws.py)
+TWIN_REGION = REGION  # the twin's region (pipeline/aws/limits.py)
 TWIN_GATEWAY_PORT = 8080  # `python -m pipeline local`'s default WebSocket/@connections port
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from pipeline.local.aws import ACCOUNT_ID, REGION
+from pipeline.aws.limits import ACCOUNT_ID, REGION
 from pipeline.local.kinesis import KinesisBackend
 from pipeline.local.kinesis.shards import hash_key_of
 from pipeline.local.shard_source import KinesisShardSource

@@ -15,13 +15,19 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from pipeline.local.aws import KINESIS_GET_RECORDS_MAX, REGION
+from pipeline.aws.events import (
+    EventContext,
+    arn_region_account,
+    failure_record,
+    function_arn,
+    kinesis_event,
+)
+from pipeline.aws.filters import metadata_keys, record_matches
+from pipeline.aws.limits import KINESIS_GET_RECORDS_MAX, REGION
 
 from .batching import Batcher, lane_of
 from .canary import Canary
 from .config import MappingConfig
-from .events import EventContext, arn_region_account, failure_record, function_arn, kinesis_event
-from .filters import metadata_keys, record_matches
 from .interfaces import FailureSink, Invoker, InvokeResult, ShardSource, StoredRecord
 from .policy import RECORD_AGE_EXCEEDED, Discard, WorkItem, classify, decide, split_expired
 

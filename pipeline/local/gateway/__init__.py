@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pipeline.local.aws import AwsResponse
+from pipeline.aws.errors import AwsResponse
 
 __all__ = [
     "ApiModel",

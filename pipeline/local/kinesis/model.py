@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from pipeline.local.aws import (
+from pipeline.aws.limits import (
     ACCOUNT_ID,
     KINESIS_GET_RECORDS_MAX,
     KINESIS_MAX_PARTITION_KEY,

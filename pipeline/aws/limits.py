@@ -1,14 +1,12 @@
-"""What every part of the twin shares about AWS: the account, the answer shape, codes and limits.
+"""AWS quotas and ranges, and the account and Region the twin answers as. No I/O.
 
-One definition each, imported by the template resolver, the gateway, the AWS services, the event
-source mappings and the IAM checks. No I/O.
+Imported by the stack and the registry (what a deploy would refuse), the tools (what a call may
+carry) and the twin (what it enforces).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import orjson
 
 from pipeline import DEFAULT_REGION
 
@@ -17,30 +15,6 @@ from pipeline import DEFAULT_REGION
 REGION = DEFAULT_REGION
 ACCOUNT_ID = "123456789012"
 PARTITION = "aws"
-
-# AWS error codes the twin answers with (the wire ``__type`` / ``x-amzn-ErrorType``).
-VALIDATION = "ValidationException"
-SERIALIZATION = "SerializationException"
-UNKNOWN_OPERATION = "UnknownOperationException"
-ACCESS_DENIED = "AccessDeniedException"
-THROUGHPUT_EXCEEDED = "ProvisionedThroughputExceededException"
-INVALID_PARAMETER_VALUE = "InvalidParameterValueException"
-
-
-@dataclass(frozen=True)
-class AwsResponse:
-    """An AWS JSON-protocol answer: HTTP status, raw body, error code (None on success)."""
-
-    status: int
-    body: bytes
-    error_type: str | None = None
-
-
-def aws_error(status: int, error_type: str, message: str) -> AwsResponse:
-    """AWS's JSON error body ``{"__type": code, "message": ...}`` with its status."""
-    return AwsResponse(status, orjson.dumps({"__type": error_type, "message": message}),
-                       error_type)
-
 
 # Kinesis Data Streams quotas
 # (https://docs.aws.amazon.com/streams/latest/dev/service-sizes-and-limits.html).
