@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loadtest.errors import ConfigError
+from pipeline.loadtest_report import RESULTS_DIR as RESULTS_DIR
+from pipeline.loadtest_report import output_path as output_path
 
 SCENARIOS = ("echo", "chat", "broadcast")
 # API Gateway WebSocket frames are at most 32 KB:
@@ -20,15 +22,6 @@ MAX_DURATION_S = 3600.0
 DEFAULT_WARMUP_S = 3.0
 DEFAULT_TWIN_PORT = 8080
 DEFAULT_AWS_PORT = 4566
-# Where a bare output file name (``--json run.json``) goes: git-ignored, never the repo root.
-RESULTS_DIR = Path("loadtest-results")
-
-
-def output_path(path: Path | None) -> Path | None:
-    """``run.json`` -> ``loadtest-results/run.json``; a path with a folder is used as given."""
-    if path is None or path.is_absolute() or path.parent != Path("."):
-        return path
-    return RESULTS_DIR / path
 
 
 def prepare_output(path: Path) -> None:
