@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Tags
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
@@ -21,6 +21,7 @@ from pipeline.infrastructure.lambda_defaults import (
     drop_redundant_role_dependency,
 )
 from pipeline.infrastructure.packaging import ASSET_EXCLUDES
+from pipeline.names import CONSUMER_TAG
 from pipeline.registry import ConsumerSpec
 
 METRICS_NAMESPACE = "WebSocketPipeline"
@@ -119,6 +120,9 @@ class ConsumerService(Construct):
             memory_size=spec.memory_mb,
             log_group=self.logs,
         )
+        # How tools (redrive) find a consumer's function, in a deployed stack or the template.
+        Tags.of(self.function).add(CONSUMER_TAG, spec.name,
+                                   include_resource_types=["AWS::Lambda::Function"])
         self.dlq = sqs.Queue(
             self,
             "OnFailure",

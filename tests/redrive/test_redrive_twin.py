@@ -23,7 +23,7 @@ import websockets
 
 from pipeline.aws.limits import REGION
 from pipeline.local.harness import PROJECT_ROOT, TwinProcess, start_twin, stop_twin
-from pipeline.redrive.target import from_twin
+from pipeline.local.redrive_target import from_twin
 from tests.polling import until
 
 pytestmark = [pytest.mark.twin, pytest.mark.synth]
