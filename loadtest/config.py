@@ -9,19 +9,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loadtest.errors import ConfigError
+from pipeline.aws.limits import WEBSOCKET_FRAME_BYTES
 from pipeline.loadtest_report import RESULTS_DIR as RESULTS_DIR
 from pipeline.loadtest_report import output_path as output_path
+from pipeline.names import TWIN_AWS_PORT, TWIN_PORT
 
 SCENARIOS = ("echo", "chat", "broadcast")
 # API Gateway WebSocket frames are at most 32 KB:
 # https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html#apigateway-execution-service-websocket-limits-table
-MAX_FRAME_BYTES = 32 * 1024
+MAX_FRAME_BYTES = WEBSOCKET_FRAME_BYTES
 MAX_CONNECTIONS = 20_000
 MAX_RATE = 100_000.0
 MAX_DURATION_S = 3600.0
 DEFAULT_WARMUP_S = 3.0
-DEFAULT_TWIN_PORT = 8080
-DEFAULT_AWS_PORT = 4566
+DEFAULT_TWIN_PORT = TWIN_PORT
+DEFAULT_AWS_PORT = TWIN_AWS_PORT
 
 
 def prepare_output(path: Path) -> None:

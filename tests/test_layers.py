@@ -54,3 +54,11 @@ def test_nothing_in_pipeline_imports_the_load_test() -> None:
     config = _contracts()
     assert _modules(config, "no-loadtest", "source_modules") == {"pipeline"}
     assert _modules(config, "no-loadtest", "forbidden_modules") == {"loadtest"}
+
+
+def test_the_layer_ships_what_the_runtime_may_import() -> None:
+    from pipeline.infrastructure.packaging import LAYER_MODULES, LAYER_PACKAGES
+
+    shipped = {f"pipeline.{p}" for p in LAYER_PACKAGES}
+    shipped |= {f"pipeline.{m.removesuffix('.py')}" for m in LAYER_MODULES if m != "__init__.py"}
+    assert shipped == RUNTIME_ALLOWED

@@ -16,6 +16,14 @@ REGION = DEFAULT_REGION
 ACCOUNT_ID = "123456789012"
 PARTITION = "aws"
 
+# API Gateway WebSocket API quotas
+# (https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html#apigateway-execution-service-websocket-limits-table).
+WEBSOCKET_FRAME_BYTES = 32 * 1024  # one frame
+WEBSOCKET_MESSAGE_BYTES = 128 * 1024  # one message (frames of one message, or one post)
+WEBSOCKET_IDLE_TIMEOUT_S = 10 * 60
+WEBSOCKET_CONNECTION_LIFE_S = 2 * 60 * 60
+INTEGRATION_TIMEOUT_S = 29
+
 # Kinesis Data Streams quotas
 # (https://docs.aws.amazon.com/streams/latest/dev/service-sizes-and-limits.html).
 KINESIS_RECORDS_PER_SECOND = 1000  # per shard, writes
@@ -49,3 +57,7 @@ ESM_RETRY_ATTEMPTS = Range(-1, 10_000)
 ESM_RECORD_AGE_S = Range(-1, 604_800)  # -1, or at least ESM_RECORD_AGE_MIN_S
 ESM_RECORD_AGE_MIN_S = 60
 ESM_TUMBLING_WINDOW_S = Range(0, 900)
+
+# Registered (enhanced fan-out) consumers per stream.
+# https://docs.aws.amazon.com/streams/latest/dev/service-sizes-and-limits.html
+MAX_STREAM_CONSUMERS = 20

@@ -21,10 +21,9 @@ from pipeline.infrastructure.lambda_defaults import (
     drop_redundant_role_dependency,
 )
 from pipeline.infrastructure.packaging import ASSET_EXCLUDES
-from pipeline.names import CONSUMER_TAG
+from pipeline.names import CONSUMER_TAG, METRICS_NAMESPACE
 from pipeline.registry import ConsumerSpec
 
-METRICS_NAMESPACE = "WebSocketPipeline"
 ITERATOR_AGE_ALARM_MS = 60_000
 # The API's client routes, comma-separated, for the $default consumer (consumers/fallback).
 CLIENT_ROUTES_VARIABLE = "CLIENT_ROUTES"

@@ -1,6 +1,6 @@
 """Lambda packaging without Docker: the shared layer and the consumers' code assets.
 
-The layer is ``python/pipeline/__init__.py`` + ``python/pipeline/{aws,runtime}/**`` + the
+The layer is ``python/pipeline/{__init__,names}.py`` + ``python/pipeline/{aws,runtime}/**`` + the
 ``[tool.pipeline].layer-requirements`` distributions, installed by uv as manylinux2014 aarch64
 wheels for CPython 3.12 (the functions run on arm64), at the versions and hashes of ``uv.lock``
 (the ones the tests ran with). The distributions are installed once per
@@ -46,13 +46,15 @@ def layer_requirements(pyproject: Path = PROJECT_ROOT / "pyproject.toml",
 
 
 # What the runtime imports of ``pipeline`` (import-linter's contract keeps it to these).
+LAYER_MODULES = ("__init__.py", "names.py")
 LAYER_PACKAGES = ("aws", "runtime")
 
 
 def runtime_sources(root: Path = PROJECT_ROOT) -> list[Path]:
-    """``pipeline/__init__.py`` and every file of ``pipeline/{aws,runtime}/`` (may not exist
-    yet)."""
+    """``pipeline/{__init__,names}.py`` (those that exist) and every file of
+    ``pipeline/{aws,runtime}/`` (may not exist yet)."""
     files = [root / "pipeline" / "__init__.py"]
+    files.extend(path for name in LAYER_MODULES[1:] if (path := root / "pipeline" / name).is_file())
     for package in LAYER_PACKAGES:
         folder = root / "pipeline" / package
         if folder.is_dir():

@@ -34,6 +34,7 @@ from pipeline.local.readiness import (
 from pipeline.local.services import AwsServices
 from pipeline.local.shard_source import KinesisShardSource, SqsFailureSink
 from pipeline.local.workers import Workers, function_specs
+from pipeline.names import DEFAULT_STAGE, TWIN_AWS_PORT, TWIN_PORT, stack_name
 
 if TYPE_CHECKING:
     from pipeline.local.esm import EventSourceMappingRunner
@@ -46,9 +47,9 @@ log = logging.getLogger(__name__)
 class TwinConfig:
     """What ``python -m pipeline local`` was asked for."""
 
-    stage: str = "dev"
-    port: int = 8080
-    aws_port: int = 4566
+    stage: str = DEFAULT_STAGE
+    port: int = TWIN_PORT
+    aws_port: int = TWIN_AWS_PORT
     assembly: Path = Path("cdk.out")
     enforce_limits: bool = False
     # A registered stream consumer is CREATING this long (AWS: seconds), so more than 5 start
@@ -87,7 +88,7 @@ class TwinConfig:
 
     @property
     def stack_name(self) -> str:
-        return f"WebSocketPipeline-{self.stage}"
+        return stack_name(self.stage)
 
 
 @dataclass(frozen=True)

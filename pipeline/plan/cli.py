@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.loadtest_report import ReportFormatError, output_path, read_summary
+from pipeline.names import FANOUT_ROUTE
 from pipeline.plan import PlanError
 from pipeline.plan.model import STREAM_MODES, Plan, Traffic, plan
 from pipeline.plan.prices import PRICES_FILE, load_prices
@@ -78,7 +79,7 @@ def _registry_defaults() -> tuple[int, int, int, int, int]:
     every = load_all()
     # The fan-out tier's records are pages of recipients, not frames or publishes: it counts as
     # a consumer, but its batch size and ParallelizationFactor are not the frame path's.
-    specs = [s for s in every if "fanout" not in s.server_route_keys] or every
+    specs = [s for s in every if FANOUT_ROUTE not in s.server_route_keys] or every
     client = [s for s in specs if s.routes] or specs
     broadcast = [s for s in specs if not s.routes] or specs
     return (len(every), max(s.parallelization_factor for s in specs),
