@@ -14,6 +14,11 @@ ACCESS_DENIED = "AccessDeniedException"
 THROUGHPUT_EXCEEDED = "ProvisionedThroughputExceededException"
 INVALID_PARAMETER_VALUE = "InvalidParameterValueException"
 
+# A Lambda authorizer whose invocation fails with exactly this error message is API Gateway's
+# 401 (any other failure a 500): ``raise Exception("Unauthorized")`` in AWS's samples.
+# https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-lambda-authorizer-output.html
+AUTHORIZER_UNAUTHORIZED = "Unauthorized"
+
 
 @dataclass(frozen=True)
 class AwsResponse:

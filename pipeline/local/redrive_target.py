@@ -18,7 +18,7 @@ from pipeline.local.cfn import CfnError, Resource, load_template, resolve_stack
 from pipeline.local.esm import MappingConfig
 from pipeline.local.iam.access import function_access_key, function_secret_key
 from pipeline.local.workers import rewrite_environment
-from pipeline.names import CONNECTIONS_ENDPOINT_VARIABLE, CONSUMER_TAG, TWIN_PORT, stack_name
+from pipeline.names import CONSUMER_TAG, TWIN_PORT, stack_name, twin_connections_url
 from pipeline.redrive import RedriveError
 from pipeline.redrive.target import Target
 
@@ -61,9 +61,8 @@ def from_twin(consumer: str, *, assembly: Path, stage: str, aws_endpoint: str,
         raise RedriveError(f"consumer {consumer!r}: no on-failure queue or stream in {name}")
     sqs = _client("sqs", aws_endpoint)
     variables = function.properties.get("Environment", {}).get("Variables", {})
-    env = rewrite_environment(variables, gateway_port=TWIN_PORT, aws_url=aws_endpoint)
-    if connections_url:
-        env[CONNECTIONS_ENDPOINT_VARIABLE] = connections_url
+    env = rewrite_environment(
+        variables, connections_url=connections_url or twin_connections_url(stage, TWIN_PORT))
     # The handler runs here as the function does in the twin: its role's credentials.
     env.update({"AWS_ENDPOINT_URL": aws_endpoint, "AWS_REGION": REGION,
                 "AWS_DEFAULT_REGION": REGION,

@@ -34,7 +34,13 @@ from pipeline.local.readiness import (
 from pipeline.local.services import AwsServices
 from pipeline.local.shard_source import KinesisShardSource, SqsFailureSink
 from pipeline.local.workers import Workers, function_specs
-from pipeline.names import DEFAULT_STAGE, TWIN_AWS_PORT, TWIN_PORT, stack_name
+from pipeline.names import (
+    DEFAULT_STAGE,
+    TWIN_AWS_PORT,
+    TWIN_PORT,
+    stack_name,
+    twin_connections_url,
+)
 
 if TYPE_CHECKING:
     from pipeline.local.esm import EventSourceMappingRunner
@@ -186,8 +192,8 @@ class RunningTwin:
         # every mapping reads the stream: a frame sent earlier would never be answered.
         port = self._gateway.reserve()
 
-        specs = function_specs(stack, gateway_port=port, aws_url=aws_url,
-                               gateway_host=cfg.local_host)
+        specs = function_specs(
+            stack, connections_url=twin_connections_url(cfg.stage, port, cfg.local_host))
         if cfg.function_logs is not None:
             specs = [_replace(s, log_file=cfg.function_logs / f"{s.log_name}.log") for s in specs]
         specs, issuer = _adopt_issuer(specs, f"http://{cfg.local_host}:{port}", cfg.oidc_dir)

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from pipeline.aws.arns import KinesisSourceArn
 from pipeline.aws.events import (
     EventContext,
     arn_region_account,
@@ -224,7 +225,7 @@ class _Shard:
         self.high_water = max(4 * cfg.batch_size, 1000)
         self.after: str | None = None
         self.at_timestamp: float | None = None
-        self.fan_out = "/consumer/" in cfg.event_source_arn  # reads through an EFO consumer
+        self.fan_out = KinesisSourceArn.parse(cfg.event_source_arn).enhanced_fan_out
         self.failures = 0  # consecutive failed reads or waits (logged once)
 
     def position_at_start(self) -> None:

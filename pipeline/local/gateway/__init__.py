@@ -45,7 +45,9 @@ class IntegrationBackend(Protocol):
         ...
 
     async def invoke_function(self, function_arn: str, event: dict[str, Any]) -> Any:
-        """Invoke a Lambda function (the $connect token authorizer) and return its result."""
+        """Invoke a Lambda function (the $connect token authorizer) and return its result;
+        a function error raises :class:`~pipeline.local.errors.FunctionError` with Lambda's
+        error payload."""
         ...
 
 

@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 import orjson
 from aiohttp import WSMsgType, web
 
+from pipeline.aws.errors import AUTHORIZER_UNAUTHORIZED
 from pipeline.aws.limits import INTEGRATION_TIMEOUT_S
 from pipeline.local import vtl
+from pipeline.local.errors import FunctionError
 from pipeline.local.gateway import AwsResponse, GatewayLimits, GatewayRules, IntegrationBackend
 from pipeline.local.gateway.misses import MissLog
 from pipeline.local.gateway.mock import MOCK_SERVICE, mock_response
@@ -272,10 +274,13 @@ class Gateway:
             result = await asyncio.wait_for(
                 self._backend.invoke_function(call.function_arn, call.event),
                 AUTHORIZER_TIMEOUT_S)
-        except Exception as exc:
+        except FunctionError as exc:
             # A function error "Unauthorized" is API Gateway's 401; any other failure a 500.
-            if "Unauthorized" in str(exc):
+            if exc.error_message == AUTHORIZER_UNAUTHORIZED:
                 return _aws_error(401, "UnauthorizedException", "Unauthorized")
+            LOG.warning("$connect authorizer failed: %r", exc)
+            return _aws_error(500, "InternalServerErrorException", INTERNAL_ERROR)
+        except Exception as exc:  # a timeout, or the functions not running
             LOG.warning("$connect authorizer failed: %r", exc)
             return _aws_error(500, "InternalServerErrorException", INTERNAL_ERROR)
         status = self._protocol.authorized(conn, result)
