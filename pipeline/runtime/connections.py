@@ -1,7 +1,8 @@
 """Posting to WebSocket connections through the API Gateway Management API (@connections).
 
-One client and one thread pool per container (created on first use, shared by every
-invocation): an invocation's replies and fan-outs are posted on the pool's threads over pooled
+One client per container and endpoint, with two thread pools (each created on first use, shared
+by every invocation): the ``post`` pool for fan-outs and a small ``reply`` pool, so a reply is
+never queued behind a room's fan-out. Posts go out on the pools' threads over pooled
 keep-alive connections (:mod:`.signed_http`: keep-alive ``http.client`` connections and a cached
 SigV4 signer, ~10x less CPU per post than boto3's ``post_to_connection``, whose ~1 ms per call is
 paid under the GIL). boto3 is used only to resolve the credentials.
