@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from .container import container
 from .exceptions import PipelineRuntimeError
 from .ratelimit import TokenBucket, bucket_from_env
 from .signed_http import SignedPoster, region_of
@@ -233,16 +234,11 @@ def _credentials_of() -> Callable[[], Any]:
     return credentials
 
 
-_shared: dict[str, ConnectionsClient] = {}
-_shared_lock = threading.Lock()
-
-
 def connections_client(endpoint_url: str | None = None) -> ConnectionsClient:
     """The container's client for ``endpoint_url`` (default env ``CONNECTIONS_ENDPOINT_URL``)."""
     url = endpoint_url or os.environ.get("CONNECTIONS_ENDPOINT_URL", "")
     if not url:
         raise PipelineRuntimeError("CONNECTIONS_ENDPOINT_URL is not set")
-    with _shared_lock:
-        if url not in _shared:
-            _shared[url] = ConnectionsClient(url, limiter=bucket_from_env())
-        return _shared[url]
+    shared = container()
+    return shared.shared(shared.connections, url,
+                         lambda: ConnectionsClient(url, limiter=bucket_from_env()))

@@ -42,6 +42,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pipeline.aws.limits import KINESIS_PUT_RECORDS_MAX, KINESIS_PUT_RECORDS_MAX_BYTES
 from pipeline.names import FANOUT_ROUTE
 
+from .container import container
 from .exceptions import PipelineRuntimeError
 
 PAGE_ROUTE_KEY = FANOUT_ROUTE
@@ -200,12 +201,8 @@ def _batches(records: list[tuple[str, bytes]]) -> Iterator[list[tuple[str, bytes
         yield batch
 
 
-_writers: dict[str, PageWriter] = {}
-
-
 def page_writer() -> PageWriter:
     """The container's writer for ``STREAM_NAME``."""
     name = os.environ.get("STREAM_NAME", "")
-    if name not in _writers:
-        _writers[name] = PageWriter(name or None)
-    return _writers[name]
+    shared = container()
+    return shared.shared(shared.page_writers, name, lambda: PageWriter(name or None))
