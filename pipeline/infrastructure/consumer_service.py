@@ -21,7 +21,7 @@ from pipeline.infrastructure.lambda_defaults import (
     drop_redundant_role_dependency,
 )
 from pipeline.infrastructure.packaging import ASSET_EXCLUDES
-from pipeline.names import CONSUMER_TAG, METRICS_NAMESPACE
+from pipeline.names import CONNECTIONS_ENDPOINT_VARIABLE, CONSUMER_TAG, METRICS_NAMESPACE
 from pipeline.registry import ConsumerSpec
 
 ITERATOR_AGE_ALARM_MS = 60_000
@@ -89,7 +89,7 @@ class ConsumerService(Construct):
         )
         environment = {
             "STREAM_NAME": stream.stream_name,
-            "CONNECTIONS_ENDPOINT_URL": connections_url,
+            CONNECTIONS_ENDPOINT_VARIABLE: connections_url,
             "POWERTOOLS_SERVICE_NAME": spec.name,
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             "LOG_LEVEL": "INFO",

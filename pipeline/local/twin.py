@@ -37,6 +37,7 @@ from pipeline.local.workers import Workers, function_specs
 from pipeline.names import (
     DEFAULT_STAGE,
     TWIN_AWS_PORT,
+    TWIN_HOST,
     TWIN_PORT,
     stack_name,
     twin_connections_url,
@@ -83,7 +84,7 @@ class TwinConfig:
     consumers_dir: Path | None = None
     # The gateway's bind address (WebSocket, @connections, demo page); the AWS services stay on
     # 127.0.0.1. A wildcard address is reached locally (functions, issuer) at 127.0.0.1.
-    host: str = "127.0.0.1"
+    host: str = TWIN_HOST
     # The synth context (``-c``, stage included) a re-synthesis uses when settings change.
     synth_context: dict[str, str] = field(default_factory=dict)
 

@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from pipeline.names import CONNECTIONS_ENDPOINT_VARIABLE
+
 from .container import container
 from .exceptions import PipelineRuntimeError
 from .ratelimit import TokenBucket, bucket_from_env
@@ -236,9 +238,9 @@ def _credentials_of() -> Callable[[], Any]:
 
 def connections_client(endpoint_url: str | None = None) -> ConnectionsClient:
     """The container's client for ``endpoint_url`` (default env ``CONNECTIONS_ENDPOINT_URL``)."""
-    url = endpoint_url or os.environ.get("CONNECTIONS_ENDPOINT_URL", "")
+    url = endpoint_url or os.environ.get(CONNECTIONS_ENDPOINT_VARIABLE, "")
     if not url:
-        raise PipelineRuntimeError("CONNECTIONS_ENDPOINT_URL is not set")
+        raise PipelineRuntimeError(f"{CONNECTIONS_ENDPOINT_VARIABLE} is not set")
     shared = container()
     return shared.shared(shared.connections, url,
                          lambda: ConnectionsClient(url, limiter=bucket_from_env()))

@@ -22,6 +22,8 @@ from typing import Any
 
 import orjson
 
+from pipeline.names import CONNECTIONS_ENDPOINT_VARIABLE
+
 from . import observability as obs
 from .connections import ConnectionsClient, connections_client
 from .container import container
@@ -73,7 +75,7 @@ class HandlerContext:
         rate = share_rate(self.open_shards)
         if rate is None:
             return
-        if self.connections_client is None and not os.environ.get("CONNECTIONS_ENDPOINT_URL"):
+        if self.connections_client is None and not os.environ.get(CONNECTIONS_ENDPOINT_VARIABLE):
             return
         limiter = self.connections.limiter
         if limiter is not None:
