@@ -57,6 +57,7 @@ test: install
 lint: install
 	$(PY) -m ruff check .
 	$(PY) -m mypy pipeline loadtest consumers app.py
+	$(VENV)/bin/lint-imports
 
 # The consumers' settings are checked first, so a bad settings.json is one line, not cdk's output.
 synth: install

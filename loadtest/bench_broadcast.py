@@ -42,7 +42,7 @@ import boto3
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
-from pipeline.local.aws import REGION
+from pipeline.aws.limits import REGION
 from pipeline.local.harness import Twin, launch_twin, stop_twin
 from pipeline.registry import load_all
 

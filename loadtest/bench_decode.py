@@ -51,7 +51,7 @@ def measure_decode(n: int) -> dict[str, float]:
 
     out = {"runtime": _rate(decode_record, plain), "stdlib": _rate(stdlib, plain)}
     try:
-        from pipeline.runtime.kpl import RecordAggregator
+        from pipeline.aws.kpl import RecordAggregator
     except ImportError:
         return out
     agg = RecordAggregator()

@@ -9,30 +9,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loadtest.errors import ConfigError
+from pipeline.aws.limits import WEBSOCKET_FRAME_BYTES
+from pipeline.loadtest_report import RESULTS_DIR as RESULTS_DIR
+from pipeline.loadtest_report import output_path as output_path
+from pipeline.names import TWIN_AWS_PORT, TWIN_PORT
 
 SCENARIOS = ("echo", "chat", "broadcast", "join-storm")
 # API Gateway WebSocket frames are at most 32 KB:
 # https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html#apigateway-execution-service-websocket-limits-table
-MAX_FRAME_BYTES = 32 * 1024
+MAX_FRAME_BYTES = WEBSOCKET_FRAME_BYTES
 MAX_CONNECTIONS = 20_000
 MAX_RATE = 100_000.0
 MAX_DURATION_S = 3600.0
 DEFAULT_WARMUP_S = 3.0
-DEFAULT_TWIN_PORT = 8080
-DEFAULT_AWS_PORT = 4566
+DEFAULT_TWIN_PORT = TWIN_PORT
+DEFAULT_AWS_PORT = TWIN_AWS_PORT
 DEFAULT_RAMP = 200.0
 # API Gateway's new-connection quota (per account and Region): the join storm's default pace.
 # https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html
 NEW_CONNECTIONS_PER_S = 500.0
-# Where a bare output file name (``--json run.json``) goes: git-ignored, never the repo root.
-RESULTS_DIR = Path("loadtest-results")
-
-
-def output_path(path: Path | None) -> Path | None:
-    """``run.json`` -> ``loadtest-results/run.json``; a path with a folder is used as given."""
-    if path is None or path.is_absolute() or path.parent != Path("."):
-        return path
-    return RESULTS_DIR / path
 
 
 def prepare_output(path: Path) -> None:

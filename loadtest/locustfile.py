@@ -47,8 +47,9 @@ from loadtest.machine import machine
 from loadtest.report import Report, format_summary
 from loadtest.runner import LOCAL_HOSTS, Clock, pad_frame
 from loadtest.schedule import Timeline
+from pipeline.names import twin_ws_url
 
-DEFAULT_HOST = "ws://127.0.0.1:8080/dev"
+DEFAULT_HOST = twin_ws_url()
 DEFAULT_REPORT = "loadtest-results/locust.json"
 MASTER_WAIT_S = 10.0  # how long a master that is told to quit waits for the workers' reports
 

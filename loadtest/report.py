@@ -15,8 +15,8 @@ from loadtest import histo
 from loadtest.errors import ReportError
 from loadtest.machine import describe
 from loadtest.stages import STAGES
+from pipeline.loadtest_report import REPORT_TOOL, REPORT_VERSION, ReportFormatError, check_header
 
-REPORT_VERSION = 1
 TOTAL_KEYS = (
     "connectionsOpened", "connectFailed", "sent", "expected", "received", "lost",
     "duplicated", "outOfOrder", "unexpected", "errorFrames", "clamped", "negativeStages",
@@ -99,7 +99,7 @@ class Report:
     def to_json(self) -> dict[str, Any]:
         return {
             "version": REPORT_VERSION,
-            "tool": "loadtest",
+            "tool": REPORT_TOOL,
             "meta": self.meta,
             "startedAt": self.started_at,
             "durationS": self.duration_s,
@@ -122,10 +122,10 @@ class Report:
     @classmethod
     def from_json(cls, data: Any, source: str = "<report>") -> Report:
         """Read a report back; raises :class:`ReportError` on anything malformed."""
-        if not isinstance(data, dict) or data.get("tool") != "loadtest":
-            raise ReportError(source, "not a loadtest report")
-        if data.get("version") != REPORT_VERSION:
-            raise ReportError(source, f"report version {data.get('version')!r} is not {REPORT_VERSION}")
+        try:
+            check_header(data, source)
+        except ReportFormatError as exc:
+            raise ReportError(source, str(exc).removeprefix(f"{source}: ")) from exc
         try:
             report = cls(
                 meta=dict(data.get("meta", {})),

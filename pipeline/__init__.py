@@ -8,6 +8,6 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # The Region a client falls back to when neither its caller, its URL nor AWS_REGION /
-# AWS_DEFAULT_REGION names one; also the local twin's Region (``pipeline.local.aws.REGION``).
+# AWS_DEFAULT_REGION names one; also the local twin's Region (``pipeline.aws.limits.REGION``).
 # Defined here because this module ships in the Lambda layer beside ``pipeline/runtime``.
 DEFAULT_REGION = "us-east-1"

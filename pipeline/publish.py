@@ -32,15 +32,21 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline import DEFAULT_REGION
-from pipeline.local.aws import KINESIS_MAX_PARTITION_KEY as MAX_PARTITION_KEY_BYTES
-from pipeline.local.aws import KINESIS_MAX_RECORD_BYTES as MAX_RECORD_BYTES
-from pipeline.runtime.kpl import RecordAggregator
+from pipeline.aws.kpl import RecordAggregator
+from pipeline.aws.limits import KINESIS_MAX_PARTITION_KEY as MAX_PARTITION_KEY_BYTES
+from pipeline.aws.limits import KINESIS_MAX_RECORD_BYTES as MAX_RECORD_BYTES
+from pipeline.aws.limits import (
+    KINESIS_PUT_RECORDS_MAX,
+    KINESIS_PUT_RECORDS_MAX_BYTES,
+    WEBSOCKET_MESSAGE_BYTES,
+)
+from pipeline.names import TWIN_AWS_ENDPOINT
 from pipeline.runtime.roster import ROOM_PATTERN
 
-LOCAL_ENDPOINT = "http://127.0.0.1:4566"
-MAX_CALL_RECORDS = 500
-MAX_CALL_BYTES = 5 * 1024 * 1024
-MAX_MESSAGE_BYTES = 128 * 1024  # a WebSocket message API Gateway can post
+LOCAL_ENDPOINT = TWIN_AWS_ENDPOINT
+MAX_CALL_RECORDS = KINESIS_PUT_RECORDS_MAX  # PutRecords: <= 500 records, <= 5 MiB per call
+MAX_CALL_BYTES = KINESIS_PUT_RECORDS_MAX_BYTES
+MAX_MESSAGE_BYTES = WEBSOCKET_MESSAGE_BYTES  # a WebSocket message API Gateway can post
 MAX_COUNT = 100_000
 PUT_ATTEMPTS = 5
 

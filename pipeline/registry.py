@@ -19,21 +19,20 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from pipeline import PROJECT_ROOT as PROJECT_ROOT  # re-exported: scaffold.py reads it here
-from pipeline.local.aws import (
+from pipeline.aws.limits import (
     ESM_BATCH_SIZE,
     ESM_BATCHING_WINDOW_S,
     ESM_PARALLELIZATION_FACTOR,
     ESM_RECORD_AGE_MIN_S,
     ESM_RECORD_AGE_S,
     ESM_RETRY_ATTEMPTS,
+    MAX_STREAM_CONSUMERS,
 )
+from pipeline.names import RESERVED_ROUTES
 
 CONSUMERS_DIR = PROJECT_ROOT / "consumers"
 CONSUMER_FILES = ("handler.py", "settings.json")  # what makes a folder a consumer
 
-# A Kinesis stream allows at most 20 registered (enhanced fan-out) consumers.
-# https://docs.aws.amazon.com/streams/latest/dev/service-sizes-and-limits.html
-MAX_STREAM_CONSUMERS = 20
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{1,30}$")
 ROUTE_PATTERN = re.compile(r"^(\$disconnect|\$default|[A-Za-z][A-Za-z0-9_.-]{0,63})$")
@@ -95,15 +94,20 @@ class Text:
 
 @dataclass(frozen=True)
 class Names:
-    """A list of strings, each matching ``pattern`` (``use`` says what it accepts) -> a tuple."""
+    """A list of strings, each matching ``pattern`` (``use`` says what it accepts) and none of
+    ``reserved`` -> a tuple."""
 
     pattern: re.Pattern[str] | None = None
     use: str = ""
+    reserved: frozenset[str] = frozenset()
 
     def __call__(self, value: object) -> tuple[str, ...]:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise Invalid(f"must be a list of strings, not {value!r}")
         for item in value:
+            if item in self.reserved:
+                raise Invalid(f"entry {item!r} is reserved: the stack routes it itself "
+                              f"({', '.join(sorted(self.reserved))} are never a consumer's)")
             if self.pattern is not None and not self.pattern.match(item):
                 raise Invalid(f"entry {item!r} is invalid: use {self.use}")
         return tuple(value)
@@ -128,7 +132,8 @@ class ConsumerSpec:
     name: str
     directory: Path
     routes: tuple[str, ...] = setting("routes", Names(
-        ROUTE_PATTERN, f"$default, $disconnect or a name matching {_ROUTE_NAME}"), ())
+        ROUTE_PATTERN, f"$default, $disconnect or a name matching {_ROUTE_NAME}",
+        RESERVED_ROUTES), ())
     # Route keys server-side producers write (never exposed as API routes).
     server_route_keys: tuple[str, ...] = setting(
         "serverRouteKeys", Names(_SERVER_KEY, f"a name matching {_ROUTE_NAME}"), ())

@@ -23,12 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import registry
-from pipeline.local.aws import ESM_BATCH_SIZE
+from pipeline.aws.limits import ESM_BATCH_SIZE, MAX_STREAM_CONSUMERS
+from pipeline.names import RESERVED_ROUTES
 from pipeline.scaffold_templates import GENERATED_MARKER, render_handler, render_test
 
-# $connect writes the roster; ping is the gateway's own keepalive (a MOCK integration):
-# no consumer sees either.
-RESERVED_ROUTES = frozenset({"$connect", "ping", "whoami"})
 SHAREABLE_ROUTES = frozenset({"$disconnect"})  # registry.load_all lets several consumers react
 
 
@@ -125,10 +123,10 @@ def validate_new(project: Project, spec: NewConsumer) -> None:
         existing = registry.load_all(project.consumers_dir)
     except registry.RegistryError as exc:
         raise ScaffoldError(f"the existing consumers are invalid: {exc}") from exc
-    if len(existing) >= registry.MAX_STREAM_CONSUMERS:
+    if len(existing) >= MAX_STREAM_CONSUMERS:
         raise ScaffoldError(
             f"{len(existing)} consumers exist; a Kinesis stream allows "
-            f"{registry.MAX_STREAM_CONSUMERS} enhanced fan-out consumers"
+            f"{MAX_STREAM_CONSUMERS} enhanced fan-out consumers"
         )
     owners = {r: s.name for s in existing for r in s.routes if r not in SHAREABLE_ROUTES}
     for route in spec.routes:

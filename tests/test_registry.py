@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import registry
+from pipeline.aws import limits
 from pipeline.registry import RegistryError, discover, load_all, load_spec
 
 
@@ -69,9 +70,9 @@ def test_a_folder_named_against_the_pattern_is_one_line(tmp_path: Path, name: st
 
 
 def test_a_21st_folder_is_refused(tmp_path: Path) -> None:
-    for i in range(registry.MAX_STREAM_CONSUMERS):
+    for i in range(limits.MAX_STREAM_CONSUMERS):
         add(tmp_path, f"svc{i:02d}")
-    assert len(load_all(tmp_path)) == registry.MAX_STREAM_CONSUMERS
+    assert len(load_all(tmp_path)) == limits.MAX_STREAM_CONSUMERS
     add(tmp_path, "one_more")
     with pytest.raises(RegistryError, match=f"21 consumers in {tmp_path}; a Kinesis stream "
                                             "allows 20"):
@@ -131,3 +132,16 @@ def test_the_presence_window_sets_the_mapping_batching_window(tmp_path: Path) ->
     assert load_spec("pp", tmp_path).batching_window_seconds == 2  # whole seconds, rounded up
     add(tmp_path, "qq", {"routes": ["a"], "maxBatchingWindowSeconds": 3})
     assert load_spec("qq", tmp_path).batching_window_seconds == 3
+
+
+@pytest.mark.parametrize("route", ["ping", "whoami", "$connect"])
+def test_a_hand_written_settings_file_may_not_route_a_reserved_key(
+    tmp_path: Path, route: str
+) -> None:
+    folder = add(tmp_path, "scores", {"routes": ["score", route]})
+    with pytest.raises(RegistryError) as caught:
+        load_spec("scores", tmp_path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"{folder / 'settings.json'}: ")
+    assert f"routes entry {route!r} is reserved: the stack routes it itself" in message

@@ -20,6 +20,7 @@ import websockets
 from runtime_kit.connections_stub import serve
 
 from pipeline import DEFAULT_REGION, registry, scaffold
+from pipeline.aws import limits
 from pipeline.local.harness import start_twin, stop_twin
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -195,9 +196,9 @@ def test_a_broken_settings_file_is_a_refusal_not_a_crash(
 
 def test_the_21st_consumer_is_refused(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     existing = len(registry_in(project))
-    for i in range(registry.MAX_STREAM_CONSUMERS - existing):
+    for i in range(limits.MAX_STREAM_CONSUMERS - existing):
         assert cli(project, "new-consumer", f"svc{i:02d}", "--route", f"act{i}") == 0
-    assert len(registry_in(project)) == registry.MAX_STREAM_CONSUMERS
+    assert len(registry_in(project)) == limits.MAX_STREAM_CONSUMERS
     before = snapshot(project)
     assert cli(project, "new-consumer", "one_too_many", "--route", "more") == 1
     assert "20 consumers exist; a Kinesis stream allows 20" in capsys.readouterr().err

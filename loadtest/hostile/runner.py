@@ -12,7 +12,7 @@ import orjson
 
 from loadtest.hostile.cases import MISSING, Case, Expect
 from loadtest.hostile.rawws import OP_PING, HandshakeError, RawWebSocket
-from pipeline.local.aws import REGION
+from pipeline.aws.limits import REGION
 
 REPLY_TIMEOUT_S = 15.0  # the whole pipeline (stream, poller, worker cold start) answers well within
 QUIET_S = 3.0  # how long "nothing" is waited for

@@ -24,7 +24,9 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 
-DEFAULT_URL = "ws://127.0.0.1:8080/dev"
+from pipeline.names import twin_ws_url
+
+DEFAULT_URL = twin_ws_url()
 DEFAULT_WAIT_S = 2.0
 AUTHORIZER_LOG = ".twin/logs/ConnectAuthorization.log"
 
@@ -116,7 +118,7 @@ def refusal(url: str, status: int) -> str:
         return (f"{where}: refused by the $connect authorizer (HTTP 403): the token was not "
                 f"accepted; the reason is in the authorizer's log (the twin: {AUTHORIZER_LOG}; "
                 "AWS: its CloudWatch log group)")
-    hint = " (a wrong stage path? `make local` serves ws://127.0.0.1:8080/dev)" \
+    hint = f" (a wrong stage path? `make local` serves {DEFAULT_URL})" \
         if status == 403 else ""
     return f"{where}: the handshake was refused with HTTP {status}{hint}"
 

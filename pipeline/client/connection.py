@@ -30,11 +30,13 @@ from pipeline.client.policy import (
     token_expired,
     track_rooms,
 )
+from pipeline.names import PING_ROUTE, WHOAMI_ROUTE
 
 log = logging.getLogger(__name__)
 TokenSource = str | Callable[[], str | Awaitable[str]] | None
 Listener = Callable[[Any], None]
-PING = '{"action":"ping"}'
+PING = orjson.dumps({"action": PING_ROUTE}).decode()
+WHOAMI = orjson.dumps({"action": WHOAMI_ROUTE}).decode()
 
 
 class ClientError(Exception):
@@ -149,7 +151,7 @@ class Client:
         """The current connection's id, answered by the gateway itself (the ``whoami`` route:
         no stream record); also kept in :attr:`connection_id`."""
         self._whoami = asyncio.get_running_loop().create_future()
-        await self.send('{"action":"whoami"}')
+        await self.send(WHOAMI)
         return await asyncio.wait_for(self._whoami, timeout)
 
     async def recv(self, timeout: float | None = None) -> Any:
@@ -304,7 +306,7 @@ class Client:
                 self._joined.set()
         if isinstance(frame, dict) and frame.get("action") == "pong":
             return
-        if isinstance(frame, dict) and frame.get("action") == "whoami":
+        if isinstance(frame, dict) and frame.get("action") == WHOAMI_ROUTE:
             self.connection_id = str(frame.get("connectionId"))
             if self._whoami is not None and not self._whoami.done():
                 self._whoami.set_result(self.connection_id)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pipeline.infrastructure import ConfigError
+from pipeline.names import stack_name
 
 AuthMode = Literal["none", "iam", "token", "jwt"]
 AUTH_MODES: tuple[AuthMode, ...] = ("none", "iam", "token", "jwt")
@@ -65,7 +66,7 @@ class PipelineConfig:
 
     @property
     def stack_name(self) -> str:
-        return f"WebSocketPipeline-{self.stage}"
+        return stack_name(self.stage)
 
     @classmethod
     def from_context(cls, get: Callable[[str], object]) -> PipelineConfig:

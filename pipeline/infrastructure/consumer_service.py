@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Tags
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
@@ -21,9 +21,9 @@ from pipeline.infrastructure.lambda_defaults import (
     drop_redundant_role_dependency,
 )
 from pipeline.infrastructure.packaging import ASSET_EXCLUDES
+from pipeline.names import CONNECTIONS_ENDPOINT_VARIABLE, CONSUMER_TAG, METRICS_NAMESPACE
 from pipeline.registry import ConsumerSpec
 
-METRICS_NAMESPACE = "WebSocketPipeline"
 ITERATOR_AGE_ALARM_MS = 60_000
 # The API's client routes, comma-separated, for the $default consumer (consumers/fallback).
 CLIENT_ROUTES_VARIABLE = "CLIENT_ROUTES"
@@ -89,7 +89,7 @@ class ConsumerService(Construct):
         )
         environment = {
             "STREAM_NAME": stream.stream_name,
-            "CONNECTIONS_ENDPOINT_URL": connections_url,
+            CONNECTIONS_ENDPOINT_VARIABLE: connections_url,
             "POWERTOOLS_SERVICE_NAME": spec.name,
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             "LOG_LEVEL": "INFO",
@@ -119,6 +119,9 @@ class ConsumerService(Construct):
             memory_size=spec.memory_mb,
             log_group=self.logs,
         )
+        # How tools (redrive) find a consumer's function, in a deployed stack or the template.
+        Tags.of(self.function).add(CONSUMER_TAG, spec.name,
+                                   include_resource_types=["AWS::Lambda::Function"])
         self.dlq = sqs.Queue(
             self,
             "OnFailure",

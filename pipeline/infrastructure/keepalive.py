@@ -17,12 +17,11 @@ from aws_cdk import aws_apigatewayv2_integrations as integrations
 from constructs import Construct
 
 from pipeline.infrastructure.templates import render
+from pipeline.names import PING_ROUTE, WHOAMI_ROUTE
 
-PING_ROUTE = "ping"
 PING_REQUEST_TEMPLATE = "ping_mock_request.vtl"
 PONG_RESPONSE_TEMPLATE = "ping_pong_response.vtl"
 _INTEGRATION_ID = "PingMock"
-WHOAMI_ROUTE = "whoami"
 WHOAMI_RESPONSE_TEMPLATE = "whoami_response.vtl"
 
 

@@ -21,7 +21,8 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
-from pipeline.infrastructure.consumer_service import METRICS_NAMESPACE, ConsumerService
+from pipeline.infrastructure.consumer_service import ConsumerService
+from pipeline.names import METRICS_NAMESPACE, stack_name
 from pipeline.runtime import observability as names
 
 PERIOD = Duration.minutes(1)
@@ -68,7 +69,7 @@ class OperationsDashboard(Construct):
             for alarm in service.alarms:
                 alarm.add_alarm_action(actions.SnsAction(self.topic))
         self.dashboard = cloudwatch.Dashboard(
-            self, "Dashboard", dashboard_name=f"WebSocketPipeline-{stage_name}",
+            self, "Dashboard", dashboard_name=stack_name(stage_name),
             default_interval=Duration.hours(3),
         )
         self.dashboard.add_widgets(*self._api_widgets(stage))

@@ -1,6 +1,6 @@
 """Lambda packaging without Docker: the shared layer and the consumers' code assets.
 
-The layer is ``python/pipeline/__init__.py`` + ``python/pipeline/runtime/**`` + the
+The layer is ``python/pipeline/{__init__,names}.py`` + ``python/pipeline/{aws,runtime}/**`` + the
 ``[tool.pipeline].layer-requirements`` distributions, installed by uv as manylinux2014 aarch64
 wheels for CPython 3.12 (the functions run on arm64), at the versions and hashes of ``uv.lock``
 (the ones the tests ran with). The distributions are installed once per
@@ -45,12 +45,20 @@ def layer_requirements(pyproject: Path = PROJECT_ROOT / "pyproject.toml",
         raise PackagingError(f"{key}: {exc}") from exc
 
 
+# What the runtime imports of ``pipeline`` (import-linter's contract keeps it to these).
+LAYER_MODULES = ("__init__.py", "names.py")
+LAYER_PACKAGES = ("aws", "runtime")
+
+
 def runtime_sources(root: Path = PROJECT_ROOT) -> list[Path]:
-    """``pipeline/__init__.py`` and every file of ``pipeline/runtime/`` (may not exist yet)."""
+    """``pipeline/{__init__,names}.py`` (those that exist) and every file of
+    ``pipeline/{aws,runtime}/`` (may not exist yet)."""
     files = [root / "pipeline" / "__init__.py"]
-    runtime = root / "pipeline" / "runtime"
-    if runtime.is_dir():
-        files.extend(sorted(p for p in runtime.rglob("*") if p.is_file() and _shipped(p)))
+    files.extend(path for name in LAYER_MODULES[1:] if (path := root / "pipeline" / name).is_file())
+    for package in LAYER_PACKAGES:
+        folder = root / "pipeline" / package
+        if folder.is_dir():
+            files.extend(sorted(p for p in folder.rglob("*") if p.is_file() and _shipped(p)))
     return files
 
 

@@ -20,12 +20,12 @@ from pipeline.infrastructure.nag import acknowledge_stack_findings
 from pipeline.infrastructure.operations_dashboard import OperationsDashboard
 from pipeline.infrastructure.runtime_layer import RuntimeLayer
 from pipeline.infrastructure.websocket_ingress import WebSocketIngress
+from pipeline.names import FANOUT_ROUTE
 from pipeline.registry import ConsumerSpec
 
 # A new on-demand stream has 4 shards (how-do-i-size-a-stream.html); the twin's
 # pipeline/local/cfn_types.py says the same for the template it reads.
 ON_DEMAND_INITIAL_SHARDS = 4
-FANOUT_ROUTE_KEY = "fanout"  # the server route key of the fan-out tier's pages
 # A batch of pages must be posted well within the function's timeout at the container's rate,
 # or its last posts would fail with DeadlineExceeded (logged, not retried: lost).
 FANOUT_TIMEOUT_SHARE = 0.8
@@ -57,12 +57,12 @@ def posting_environment(spec: ConsumerSpec, consumers: Sequence[ConsumerSpec],
         env["CONNECTIONS_RPS"] = f"{per_container:.3f}"
         env["CONNECTIONS_RPS_SHARE"] = f"{share:.3f}"
         env["PARALLELIZATION_FACTOR"] = str(spec.parallelization_factor)
-        if FANOUT_ROUTE_KEY in spec.server_route_keys:
+        if FANOUT_ROUTE in spec.server_route_keys:
             _check_page_pace(spec, consumers, per_container, config)
         else:
             _check_batch_pace(spec, per_container, config)
     if spec.fanout_page_size:
-        tier = [c for c in consumers if FANOUT_ROUTE_KEY in c.server_route_keys]
+        tier = [c for c in consumers if FANOUT_ROUTE in c.server_route_keys]
         env["FANOUT_PAGE_SIZE"] = str(spec.fanout_page_size)
         env["FANOUT_SHARDS"] = str(shards)
         env["FANOUT_PARALLELIZATION"] = str(tier[0].parallelization_factor if tier else 1)

@@ -3,7 +3,7 @@
 Kinesis is the twin's own (:mod:`pipeline.local.kinesis`): a JSON PutRecord (the frame path)
 goes straight to the model (~0.01 ms), any other Kinesis request (or a CBOR one) through its
 wire layer, in process; other services through moto's own request handling in process (~1 ms, no socket). AWS
-errors come back as :class:`~pipeline.local.aws.AwsResponse`, never as exceptions.
+errors come back as :class:`~pipeline.aws.errors.AwsResponse`, never as exceptions.
 """
 
 from __future__ import annotations
@@ -16,13 +16,9 @@ from moto.core.exceptions import _RESTError as MotoRESTError
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.test import Client
 
-from pipeline.local.aws import (
-    REGION,
-    SERIALIZATION,
-    UNKNOWN_OPERATION,
-    AwsResponse,
-)
-from pipeline.local.aws import aws_error as _error
+from pipeline.aws.errors import SERIALIZATION, UNKNOWN_OPERATION, AwsResponse
+from pipeline.aws.errors import aws_error as _error
+from pipeline.aws.limits import REGION
 from pipeline.local.content_types import KINESIS_JSON, kinesis_refusal, media_type
 from pipeline.local.iam.access import AccessControl
 from pipeline.local.iam.integration import integration_denied

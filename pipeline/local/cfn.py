@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.local.aws import ACCOUNT_ID, PARTITION, REGION
+from pipeline.aws.limits import ACCOUNT_ID, PARTITION, REGION
 from pipeline.local.cfn_types import (
     LOWER,
     NAME_PROPERTY,

@@ -10,6 +10,8 @@ import hashlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from pipeline.aws.arns import consumer_arn
+
 if TYPE_CHECKING:
     from pipeline.local.cfn import Resolver
 
@@ -72,7 +74,7 @@ def identity_for(
         consumer = str(name) if name else lid
         # AWS's shape: ".../consumer/<name>:<creation epoch seconds>"; provisioning registers
         # the consumer with this epoch, so the functions and the twin's Kinesis agree.
-        arn = f"{stream_arn}/consumer/{consumer}:{r.created}"
+        arn = consumer_arn(stream_arn, consumer, r.created)
         attrs = {"ConsumerARN": arn, "ConsumerName": consumer, "StreamARN": stream_arn,
                  "ConsumerStatus": "ACTIVE", "ConsumerCreationTimestamp": str(r.created)}
         return arn, attrs

@@ -20,6 +20,7 @@ from pathlib import Path
 import orjson
 
 from pipeline import PROJECT_ROOT
+from pipeline.names import DEFAULT_STAGE, TWIN_AWS_PORT, TWIN_HOST, TWIN_PORT, stack_name
 
 log = logging.getLogger("pipeline.local")
 
@@ -29,15 +30,16 @@ DEFAULT_OIDC_DIR = Path(".twin") / "oidc"
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
-    parser.add_argument("--stage", default="dev", help="stage to run (default: dev)")
+    parser.add_argument("--stage", default=DEFAULT_STAGE,
+                        help=f"stage to run (default: {DEFAULT_STAGE})")
     parser.add_argument("--host", default="127.0.0.1",
                         help="the WebSocket API's bind address (default 127.0.0.1; 0.0.0.0: "
                              "reachable from a phone, a VM or a container); the AWS services "
                              "stay on 127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080,
-                        help="WebSocket and @connections port (0 = free port; default 8080)")
-    parser.add_argument("--aws-port", type=int, default=4566,
-                        help="AWS services port (0 = free port; default 4566)")
+    parser.add_argument("--port", type=int, default=TWIN_PORT,
+                        help=f"WebSocket and @connections port (0 = free port; default {TWIN_PORT})")
+    parser.add_argument("--aws-port", type=int, default=TWIN_AWS_PORT,
+                        help=f"AWS services port (0 = free port; default {TWIN_AWS_PORT})")
     parser.add_argument("--assembly", type=Path, default=PROJECT_ROOT / "cdk.out",
                         help="cloud assembly directory (default: cdk.out)")
     parser.add_argument("--no-synth", action="store_true",
@@ -137,7 +139,7 @@ def registry_problem() -> str | None:
 
 # auth=jwt with no issuer of its own: the template names this one; the twin serves it (its
 # real port replaces it at start-up, pipeline/local/oidc.py) and the audience stays as named.
-TWIN_JWT_CONTEXT = {"jwtIssuer": "http://127.0.0.1:8080", "jwtAudience": "websocket-pipeline-local"}
+TWIN_JWT_CONTEXT = {"jwtIssuer": f"http://{TWIN_HOST}:{TWIN_PORT}", "jwtAudience": "websocket-pipeline-local"}
 
 
 def parse_context(pairs: list[str], stage: str) -> dict[str, str]:
@@ -252,7 +254,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 async def _serve(config: object, debug: bool = False) -> int:
-    from pipeline.local.aws import REGION
+    from pipeline.aws.limits import REGION
     from pipeline.local.errors import TwinError
     from pipeline.local.twin import RunningTwin, TwinConfig
 
@@ -278,7 +280,7 @@ async def _serve(config: object, debug: bool = False) -> int:
         if config.function_logs:
             logs = (f"\n  function logs     {config.function_logs}/<function>.log  "
                     f"({', '.join(twin.function_log_names)})")
-        print(f"local twin of WebSocketPipeline-{config.stage} ready (Ctrl-C to stop)\n"
+        print(f"local twin of {stack_name(config.stage)} ready (Ctrl-C to stop)\n"
               f"  WebSocket API     {urls.ws}  (stage {config.stage}; any other path: 403)\n"
               f"  routes            {route_list(twin.route_keys)}\n"
               f"  @connections API  {urls.connections}/{{connectionId}}\n"

@@ -17,7 +17,7 @@ is no CBOR map; docs/fidelity.md "Unverified on AWS").
 
 from __future__ import annotations
 
-from pipeline.local.aws import AwsResponse
+from pipeline.aws.errors import AwsResponse
 
 KINESIS_JSON = "application/x-amz-json-1.1"
 KINESIS_CBOR = "application/x-amz-cbor-1.1"

@@ -50,6 +50,12 @@ class FunctionError(TwinError):
         self.function = function
         self.payload = payload
 
+    @property
+    def error_message(self) -> str | None:
+        """The ``errorMessage`` of Lambda's error payload (None when the payload has none)."""
+        message = self.payload.get("errorMessage") if isinstance(self.payload, dict) else None
+        return message if isinstance(message, str) else None
+
 
 class UnsupportedVersionError(TwinError):
     """An installed library is not the version the twin's use of its internals was written and

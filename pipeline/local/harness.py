@@ -21,11 +21,12 @@ from pathlib import Path
 
 from pipeline import PROJECT_ROOT as PROJECT_ROOT  # re-exported for tests and scripts
 from pipeline.local.errors import TwinStartError as TwinStartError  # re-exported for scripts
+from pipeline.names import TWIN_AWS_PORT, TWIN_PORT
 
 TWIN_START_TIMEOUT_S = 90.0
 OUTPUT_LINES = 10_000
-DEFAULT_PORT = 8080  # where `make local` serves (python -m pipeline local's defaults)
-DEFAULT_AWS_PORT = 4566
+DEFAULT_PORT = TWIN_PORT  # where `make local` serves (python -m pipeline local's defaults)
+DEFAULT_AWS_PORT = TWIN_AWS_PORT
 
 
 @dataclass(frozen=True)

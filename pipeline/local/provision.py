@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from moto.backends import get_backend
 
-from pipeline.local.aws import ACCOUNT_ID, REGION
+from pipeline.aws.limits import ACCOUNT_ID, REGION
 from pipeline.local.cfn import Resource, Stack
 from pipeline.local.cfn_types import stream_is_on_demand, stream_shard_count
 from pipeline.local.errors import ServicesError

@@ -21,7 +21,8 @@ from typing import Any
 import boto3
 from moto.backends import get_backend
 
-from pipeline.local.aws import ACCOUNT_ID, REGION, AwsResponse
+from pipeline.aws.errors import AwsResponse
+from pipeline.aws.limits import ACCOUNT_ID, REGION
 from pipeline.local.aws_door import AwsDoor
 from pipeline.local.cfn import Stack
 from pipeline.local.errors import ServicesError

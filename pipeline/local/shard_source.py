@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from pipeline.aws.arns import KinesisSourceArn
 from pipeline.local.esm.interfaces import Skipped, StoredRecord
 from pipeline.local.kinesis import KinesisBackend, Shard, ShardWatch, Stream
 
@@ -46,7 +47,7 @@ class KinesisShardSource:
         return self._backend.shard(self._stream(stream_arn), shard_id)
 
     def stream_arn_of(self, event_source_arn: str) -> str:
-        return event_source_arn.split("/consumer/", 1)[0]
+        return KinesisSourceArn.parse(event_source_arn).stream_arn
 
     def shard_ids(self, stream_arn: str) -> list[str]:
         return [s.shard_id for s in self._stream(stream_arn).open_shards]

@@ -34,6 +34,14 @@ from pipeline.local.readiness import (
 from pipeline.local.services import AwsServices
 from pipeline.local.shard_source import KinesisShardSource, SqsFailureSink
 from pipeline.local.workers import Workers, function_specs
+from pipeline.names import (
+    DEFAULT_STAGE,
+    TWIN_AWS_PORT,
+    TWIN_HOST,
+    TWIN_PORT,
+    stack_name,
+    twin_connections_url,
+)
 
 if TYPE_CHECKING:
     from pipeline.local.esm import EventSourceMappingRunner
@@ -46,9 +54,9 @@ log = logging.getLogger(__name__)
 class TwinConfig:
     """What ``python -m pipeline local`` was asked for."""
 
-    stage: str = "dev"
-    port: int = 8080
-    aws_port: int = 4566
+    stage: str = DEFAULT_STAGE
+    port: int = TWIN_PORT
+    aws_port: int = TWIN_AWS_PORT
     assembly: Path = Path("cdk.out")
     enforce_limits: bool = False
     # A registered stream consumer is CREATING this long (AWS: seconds), so more than 5 start
@@ -76,7 +84,7 @@ class TwinConfig:
     consumers_dir: Path | None = None
     # The gateway's bind address (WebSocket, @connections, demo page); the AWS services stay on
     # 127.0.0.1. A wildcard address is reached locally (functions, issuer) at 127.0.0.1.
-    host: str = "127.0.0.1"
+    host: str = TWIN_HOST
     # The synth context (``-c``, stage included) a re-synthesis uses when settings change.
     synth_context: dict[str, str] = field(default_factory=dict)
 
@@ -87,7 +95,7 @@ class TwinConfig:
 
     @property
     def stack_name(self) -> str:
-        return f"WebSocketPipeline-{self.stage}"
+        return stack_name(self.stage)
 
 
 @dataclass(frozen=True)
@@ -185,8 +193,8 @@ class RunningTwin:
         # every mapping reads the stream: a frame sent earlier would never be answered.
         port = self._gateway.reserve()
 
-        specs = function_specs(stack, gateway_port=port, aws_url=aws_url,
-                               gateway_host=cfg.local_host)
+        specs = function_specs(
+            stack, connections_url=twin_connections_url(cfg.stage, port, cfg.local_host))
         if cfg.function_logs is not None:
             specs = [_replace(s, log_file=cfg.function_logs / f"{s.log_name}.log") for s in specs]
         specs, issuer = _adopt_issuer(specs, f"http://{cfg.local_host}:{port}", cfg.oidc_dir)

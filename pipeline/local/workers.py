@@ -26,20 +26,18 @@ from typing import Any
 
 import orjson
 
-from pipeline.local.aws import REGION
+from pipeline.aws.limits import REGION
 from pipeline.local.cfn import Stack
 from pipeline.local.cfn_types import stream_shard_count
 from pipeline.local.errors import WorkerError
 from pipeline.local.esm.interfaces import InvokeResult
 from pipeline.local.iam.access import function_access_key, function_secret_key
+from pipeline.names import CONNECTIONS_ENDPOINT_VARIABLE
 
 log = logging.getLogger(__name__)
 WORKER_SCRIPT = Path(__file__).with_name("worker_main.py")
 _HEADER = struct.Struct(">I")
 INIT_TIMEOUT_S = 10.0
-_CONNECTIONS_URL = re.compile(
-    r"^https://[A-Za-z0-9]+\.execute-api\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?/(?P<stage>[^/]+)/?$"
-)
 # What a worker inherits from the twin's own environment; everything else is the template's.
 _INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT", "VIRTUAL_ENV")
 
@@ -71,16 +69,13 @@ class FunctionSpec:
         return self.label or self.name
 
 
-def rewrite_environment(
-    variables: Mapping[str, Any], *, gateway_port: int, aws_url: str,
-    gateway_host: str = "127.0.0.1",
-) -> dict[str, str]:
-    """The function's variables with execute-api URLs pointed at the local gateway."""
-    out: dict[str, str] = {}
-    for key, value in variables.items():
-        text = str(value)
-        match = _CONNECTIONS_URL.match(text)
-        out[key] = f"http://{gateway_host}:{gateway_port}/{match['stage']}" if match else text
+def rewrite_environment(variables: Mapping[str, Any], *, connections_url: str) -> dict[str, str]:
+    """The function's variables as strings, its @connections endpoint
+    (:data:`~pipeline.names.CONNECTIONS_ENDPOINT_VARIABLE`, the stage's callback URL on AWS)
+    pointed at the twin's gateway."""
+    out = {key: str(value) for key, value in variables.items()}
+    if CONNECTIONS_ENDPOINT_VARIABLE in out:
+        out[CONNECTIONS_ENDPOINT_VARIABLE] = connections_url
     return out
 
 
@@ -150,9 +145,9 @@ def _file_safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
 
 
-def function_specs(stack: Stack, *, gateway_port: int, aws_url: str,
-                   gateway_host: str = "127.0.0.1") -> list[FunctionSpec]:
-    """Every ``AWS::Lambda::Function`` with a local code asset and a Python handler."""
+def function_specs(stack: Stack, *, connections_url: str) -> list[FunctionSpec]:
+    """Every ``AWS::Lambda::Function`` with a local code asset and a Python handler; their
+    @connections endpoint is ``connections_url`` (the twin's gateway)."""
     layers = {r.ref: stack.asset_path(r.logical_id) for r in
               stack.of_type("AWS::Lambda::LayerVersion")}
     concurrency = mapping_concurrency(stack)
@@ -169,8 +164,7 @@ def function_specs(stack: Stack, *, gateway_port: int, aws_url: str,
         specs.append(FunctionSpec(
             name=res.ref, arn=res.attributes["Arn"], handler=str(p.get("Handler", "")),
             code_dir=code, layer_dirs=layer_dirs,
-            environment=rewrite_environment(variables, gateway_port=gateway_port, aws_url=aws_url,
-                                            gateway_host=gateway_host),
+            environment=rewrite_environment(variables, connections_url=connections_url),
             timeout_s=float(p.get("Timeout", 3)), memory_mb=int(p.get("MemorySize", 128)),
             max_concurrency=concurrency.get(res.ref, DEFAULT_CONCURRENCY),
             label=function_label(res),

@@ -9,6 +9,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from pipeline.loadtest_report import ReportFormatError, output_path, read_summary
+from pipeline.names import FANOUT_ROUTE
 from pipeline.plan import PlanError
 from pipeline.plan.lambda_cost import LAMBDA_COST_FILE, load_lambda_cost
 from pipeline.plan.model import STREAM_MODES, Plan, Traffic, plan
@@ -53,23 +55,19 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
 
 def traffic_from_loadtest(path: Path) -> dict[str, Any]:
     """Connections, frames/min, frame bytes and fan-out measured by ``python -m loadtest``."""
-    from loadtest.config import output_path
-    from loadtest.errors import ReportError
-    from loadtest.report import Report
-
     # a bare name is looked up where the load test writes it (loadtest-results/), as it was given
     written = output_path(path)
     if not path.exists() and written is not None and written.exists():
         path = written
     try:
-        report = Report.read(path)
-    except ReportError as exc:
+        report = read_summary(path)
+    except ReportFormatError as exc:
         raise PlanError(str(exc)) from exc
     meta, duration = report.meta, report.duration_s
-    connections = int(meta.get("connections") or report.totals["connectionsOpened"])
+    connections = int(meta.get("connections") or report.totals.get("connectionsOpened", 0))
     if duration <= 0 or connections <= 0:
         raise PlanError(f"{path}: the report has no duration or no connections")
-    sent_per_min = report.totals["sent"] / duration * 60
+    sent_per_min = report.totals.get("sent", 0) / duration * 60
     frame_bytes = int(meta.get("payloadBytes") or 0) + 64  # the frame's JSON around the payload
     scenario = meta.get("scenario")
     if scenario == "broadcast":  # one publisher reaches every connection
@@ -88,7 +86,7 @@ def _registry_defaults() -> tuple[int, int, int, int, int]:
     every = load_all()
     # The fan-out tier's records are pages of recipients, not frames or publishes: it counts as
     # a consumer, but its batch size and ParallelizationFactor are not the frame path's.
-    specs = [s for s in every if "fanout" not in s.server_route_keys] or every
+    specs = [s for s in every if FANOUT_ROUTE not in s.server_route_keys] or every
     client = [s for s in specs if s.routes] or specs
     broadcast = [s for s in specs if not s.routes] or specs
     return (len(every), max(s.parallelization_factor for s in specs),

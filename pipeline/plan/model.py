@@ -11,6 +11,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from pipeline.aws.limits import WEBSOCKET_FRAME_BYTES, WEBSOCKET_MESSAGE_BYTES
 from pipeline.plan import PlanError
 from pipeline.plan.prices import PriceList
 
@@ -33,8 +34,8 @@ ON_DEMAND_ROUNDING = 1024  # on-demand data in: each record rounded up to 1 KB
 # https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html
 CONNECTIONS_RPS_QUOTA = 10_000  # account-level requests/s, @connections calls included
 NEW_CONNECTIONS_S_QUOTA = 500  # new connections per second per account and Region
-FRAME_BYTES_MAX = 32 * 1024
-MESSAGE_BYTES_MAX = 128 * 1024
+FRAME_BYTES_MAX = WEBSOCKET_FRAME_BYTES
+MESSAGE_BYTES_MAX = WEBSOCKET_MESSAGE_BYTES
 MESSAGE_BILLING_BYTES = 32 * 1024  # messages are metered in 32 KB increments
 MESSAGE_TIER = 1_000_000_000  # the first billion messages a month at the first-tier price
 LAMBDA_CONCURRENCY_QUOTA = 1000  # default concurrent executions per account and Region

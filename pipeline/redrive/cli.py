@@ -24,16 +24,20 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline import DEFAULT_REGION, PROJECT_ROOT
-from pipeline.local.esm.events import EventContext, kinesis_event
-from pipeline.local.esm.interfaces import StoredRecord
+from pipeline.aws.events import EventContext, kinesis_event
+from pipeline.aws.kinesis import Record
+from pipeline.names import DEFAULT_STAGE, TWIN_AWS_ENDPOINT, twin_connections_url
 from pipeline.redrive import RedriveError
 from pipeline.redrive.ranges import FailedRange, Selection, select
-from pipeline.redrive.target import Target, from_aws, from_twin
+from pipeline.redrive.target import Target, from_aws
 
 MAX_MESSAGES = 1000  # one run handles at most this many queue messages
 VISIBILITY_S = 300  # messages being redriven stay hidden from a concurrent run meanwhile
 READ_ROUNDS = 1000  # GetRecords calls per range, at most
 TRIMMED_CODES = {"InvalidArgumentException", "ResourceNotFoundException"}
+# How the twin runs a consumer is the twin's to say: looked up by name (as ``python -m pipeline``
+# looks up its commands), so this tool for real AWS does not depend on the twin.
+TWIN_TARGET_MODULE = "pipeline.local.redrive_target"
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
@@ -44,12 +48,14 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--stack", help="a deployed stage's stack (AWS credentials from the env)")
     where.add_argument("--aws-endpoint", metavar="URL",
-                       help="the local twin's AWS endpoint (default http://127.0.0.1:4566)")
-    parser.add_argument("--stage", default="dev", help="twin: the stage (default dev)")
+                       help=f"the local twin's AWS endpoint (default {TWIN_AWS_ENDPOINT})")
+    parser.add_argument("--stage", default=DEFAULT_STAGE,
+                        help=f"twin: the stage (default {DEFAULT_STAGE})")
     parser.add_argument("--assembly", type=Path, default=PROJECT_ROOT / "cdk.out",
                         help="twin: the cloud assembly it runs (default cdk.out)")
     parser.add_argument("--connections-url", metavar="URL",
-                        help="twin: its @connections URL (default http://127.0.0.1:8080/<stage>)")
+                        help="twin: its @connections URL (default "
+                        f"{twin_connections_url('<stage>')})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,9 +64,9 @@ def run(args: argparse.Namespace) -> int:
         if args.stack:
             target = from_aws(args.consumer, stack_name=args.stack)
         else:
-            target = from_twin(args.consumer, assembly=args.assembly, stage=args.stage,
-                               aws_endpoint=args.aws_endpoint or "http://127.0.0.1:4566",
-                               connections_url=args.connections_url)
+            target = _from_twin(args.consumer, assembly=args.assembly, stage=args.stage,
+                                aws_endpoint=args.aws_endpoint or TWIN_AWS_ENDPOINT,
+                                connections_url=args.connections_url)
         report = redrive(target, dry_run=args.dry_run)
     except (RedriveError, ClientError, BotoCoreError) as exc:
         print(f"redrive: {exc}", file=sys.stderr)
@@ -77,6 +83,17 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 1 if s["kept"] and not args.dry_run else 0
+
+
+def _from_twin(consumer: str, **where: Any) -> Target:
+    try:
+        module = importlib.import_module(TWIN_TARGET_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name != TWIN_TARGET_MODULE:
+            raise
+        raise RedriveError("the local twin is not in this build: use --stack") from exc
+    target: Target = module.from_twin(consumer, **where)
+    return target
 
 
 def redrive(target: Target, *, dry_run: bool) -> dict[str, Any]:
@@ -145,7 +162,7 @@ def _receive_all(sqs: Any, queue_url: str, dry_run: bool) -> list[dict[str, Any]
     return list(seen.values())
 
 
-def _read_range(target: Target, failed: FailedRange) -> list[StoredRecord]:
+def _read_range(target: Target, failed: FailedRange) -> list[Record]:
     """The shard's records from the range's start to its end (fewer if trimmed)."""
     kinesis = target.clients["kinesis"]
     try:
@@ -157,13 +174,13 @@ def _read_range(target: Target, failed: FailedRange) -> list[StoredRecord]:
         if exc.response.get("Error", {}).get("Code") in TRIMMED_CODES:
             return []  # the start is past retention (or the shard is gone): select() reports it
         raise
-    out: list[StoredRecord] = []
+    out: list[Record] = []
     for _ in range(READ_ROUNDS):
         page = kinesis.get_records(ShardIterator=iterator, Limit=1000)
         for r in page["Records"]:
             if int(r["SequenceNumber"]) > int(failed.end):
                 return out
-            out.append(StoredRecord(r["SequenceNumber"], r["PartitionKey"], bytes(r["Data"]),
+            out.append(Record(r["SequenceNumber"], r["PartitionKey"], bytes(r["Data"]),
                                     r["ApproximateArrivalTimestamp"].timestamp()))
         iterator = page.get("NextShardIterator")
         if not iterator or (not page["Records"] and page.get("MillisBehindLatest", 0) == 0):

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.local.esm.filters import record_matches
-from pipeline.local.esm.interfaces import StoredRecord
+from pipeline.aws.filters import record_matches
+from pipeline.aws.kinesis import Record
 from pipeline.redrive import RedriveError
 
 
@@ -52,7 +52,7 @@ class FailedRange:
 class Selection:
     """The records to re-deliver for a range, and what of it is no longer on the stream."""
 
-    records: list[StoredRecord]
+    records: list[Record]
     lost_count: int  # records of the batch not found (trimmed past retention)
     lost_from: str | None  # the range's part that is gone: from ...
     lost_to: str | None  # ... to (inclusive; the range's start and the last seq before a hit)
@@ -62,7 +62,7 @@ class Selection:
         return self.lost_count == 0
 
 
-def select(failed: FailedRange, shard_records: Iterable[StoredRecord],
+def select(failed: FailedRange, shard_records: Iterable[Record],
            filters: Sequence[Mapping[str, Any]], *, fan_out: bool = True) -> Selection:
     """The records of ``failed`` among ``shard_records`` (read from its start on).
 

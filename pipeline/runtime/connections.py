@@ -1,7 +1,8 @@
 """Posting to WebSocket connections through the API Gateway Management API (@connections).
 
-One client and one thread pool per container (created on first use, shared by every
-invocation): an invocation's replies and fan-outs are posted on the pool's threads over pooled
+One client per container and endpoint, with two thread pools (each created on first use, shared
+by every invocation): the ``post`` pool for fan-outs and a small ``reply`` pool, so a reply is
+never queued behind a room's fan-out. Posts go out on the pools' threads over pooled
 keep-alive connections (:mod:`.signed_http`: keep-alive ``http.client`` connections and a cached
 SigV4 signer, ~10x less CPU per post than boto3's ``post_to_connection``, whose ~1 ms per call is
 paid under the GIL). boto3 is used only to resolve the credentials.
@@ -38,6 +39,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from pipeline.names import CONNECTIONS_ENDPOINT_VARIABLE
+
+from .container import container
 from .exceptions import PipelineRuntimeError
 from .ratelimit import TokenBucket, bucket_from_env
 from .signed_http import SignedPoster, region_of
@@ -232,16 +236,11 @@ def _credentials_of() -> Callable[[], Any]:
     return credentials
 
 
-_shared: dict[str, ConnectionsClient] = {}
-_shared_lock = threading.Lock()
-
-
 def connections_client(endpoint_url: str | None = None) -> ConnectionsClient:
     """The container's client for ``endpoint_url`` (default env ``CONNECTIONS_ENDPOINT_URL``)."""
-    url = endpoint_url or os.environ.get("CONNECTIONS_ENDPOINT_URL", "")
+    url = endpoint_url or os.environ.get(CONNECTIONS_ENDPOINT_VARIABLE, "")
     if not url:
-        raise PipelineRuntimeError("CONNECTIONS_ENDPOINT_URL is not set")
-    with _shared_lock:
-        if url not in _shared:
-            _shared[url] = ConnectionsClient(url, limiter=bucket_from_env())
-        return _shared[url]
+        raise PipelineRuntimeError(f"{CONNECTIONS_ENDPOINT_VARIABLE} is not set")
+    shared = container()
+    return shared.shared(shared.connections, url,
+                         lambda: ConnectionsClient(url, limiter=bucket_from_env()))

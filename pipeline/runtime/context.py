@@ -15,7 +15,6 @@ its rooms (rooms of at most ``PRESENCE_MAX_MEMBERS``) get a ``presence`` ``left`
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
@@ -23,8 +22,11 @@ from typing import Any
 
 import orjson
 
+from pipeline.names import CONNECTIONS_ENDPOINT_VARIABLE
+
 from . import observability as obs
 from .connections import ConnectionsClient, connections_client
+from .container import container
 from .envelope import Envelope
 from .exceptions import PipelineRuntimeError, RosterError
 from .fanout import FanoutShape, Page, PageWriter, page_writer, plan_pages
@@ -35,10 +37,7 @@ from .replies import error_frame, now_ms
 from .roster import Roster, roster
 from .shardcount import open_shard_count
 
-__all__ = ["FanoutReport", "HandlerContext", "error_frame", "forget_pruned", "now_ms"]
-
-_PRUNED_MEMORY = 10_000
-_pruned: OrderedDict[str, None] = OrderedDict()  # per container: prune each connection once
+__all__ = ["FanoutReport", "HandlerContext", "error_frame", "now_ms"]
 
 
 @dataclass
@@ -76,7 +75,7 @@ class HandlerContext:
         rate = share_rate(self.open_shards)
         if rate is None:
             return
-        if self.connections_client is None and not os.environ.get("CONNECTIONS_ENDPOINT_URL"):
+        if self.connections_client is None and not os.environ.get(CONNECTIONS_ENDPOINT_VARIABLE):
             return
         limiter = self.connections.limiter
         if limiter is not None:
@@ -185,7 +184,7 @@ class HandlerContext:
 
     def prune(self, connection_id: str) -> bool:
         """Remove every roster item of a gone connection, once per container."""
-        if connection_id in _pruned or not self.has_roster:
+        if container().was_pruned(connection_id) or not self.has_roster:
             return False
         try:
             removed = self.roster.remove_connection_rooms(connection_id)
@@ -193,9 +192,7 @@ class HandlerContext:
             self.logger.warning("prune failed", extra={"connectionId": connection_id,
                                                        "error": str(exc)})
             return False
-        _pruned[connection_id] = None
-        while len(_pruned) > _PRUNED_MEMORY:
-            _pruned.popitem(last=False)
+        container().remember_pruned(connection_id)
         obs.count(obs.CONNECTIONS_PRUNED)
         self.logger.info("pruned gone connection",
                          extra={"connectionId": connection_id, "items": removed.items})
@@ -215,7 +212,8 @@ class HandlerContext:
             return
         event = presence_event(room, left=[{"connectionId": connection_id, "reason": "gone"}])
         deadline = self._invocation.deadline if self._invocation is not None else None
-        self.connections.post_many([m for m in members if m not in _pruned],
+        pruned = container().was_pruned
+        self.connections.post_many([m for m in members if not pruned(m)],
                                    orjson.dumps(event), deadline=deadline)
 
 
@@ -233,9 +231,4 @@ def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
             chunk = []
     if chunk:
         yield chunk
-
-
-def forget_pruned() -> None:
-    """Clear the per-container prune memory (tests)."""
-    _pruned.clear()
 

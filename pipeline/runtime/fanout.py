@@ -39,13 +39,17 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from pipeline.aws.limits import KINESIS_PUT_RECORDS_MAX, KINESIS_PUT_RECORDS_MAX_BYTES
+from pipeline.names import FANOUT_ROUTE
+
+from .container import container
 from .exceptions import PipelineRuntimeError
 
-PAGE_ROUTE_KEY = "fanout"
+PAGE_ROUTE_KEY = FANOUT_ROUTE
 DEFAULT_PAGE_SIZE = 500
 HASH_SPACE = 2**128  # Kinesis maps MD5(partition key) onto the shards' hash key ranges
-MAX_CALL_RECORDS = 500  # PutRecords: <= 500 records, <= 5 MiB per call
-MAX_CALL_BYTES = 5 * 1024 * 1024
+MAX_CALL_RECORDS = KINESIS_PUT_RECORDS_MAX  # PutRecords: <= 500 records, <= 5 MiB per call
+MAX_CALL_BYTES = KINESIS_PUT_RECORDS_MAX_BYTES
 PUT_ATTEMPTS = 8
 
 
@@ -197,12 +201,8 @@ def _batches(records: list[tuple[str, bytes]]) -> Iterator[list[tuple[str, bytes
         yield batch
 
 
-_writers: dict[str, PageWriter] = {}
-
-
 def page_writer() -> PageWriter:
     """The container's writer for ``STREAM_NAME``."""
     name = os.environ.get("STREAM_NAME", "")
-    if name not in _writers:
-        _writers[name] = PageWriter(name or None)
-    return _writers[name]
+    shared = container()
+    return shared.shared(shared.page_writers, name, lambda: PageWriter(name or None))

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import observability as obs
+from .container import container
 from .context import HandlerContext
 from .envelope import Envelope
 
@@ -42,7 +43,6 @@ KEY_PREFIX = "IDEM#"
 FRAMES_DEDUPLICATED = "FramesDeduplicated"
 
 RecordHandler = Callable[[Envelope, HandlerContext], None]
-_layer: DynamoDBPersistenceLayer | None = None
 
 
 def _connection_scoped_layer() -> type[DynamoDBPersistenceLayer]:
@@ -81,18 +81,21 @@ def frame_id(record: Envelope) -> str | None:
 
 
 def persistence_layer() -> DynamoDBPersistenceLayer:
-    """One persistence layer (and DynamoDB client) per process, on the roster table."""
-    global _layer
-    if _layer is None:
+    """One persistence layer (and DynamoDB client) per process and roster table."""
+    table = os.environ["ROSTER_TABLE_NAME"]
+
+    def make() -> DynamoDBPersistenceLayer:
         import boto3
         from botocore.config import Config
 
         client = boto3.client("dynamodb", config=Config(retries={"mode": "standard"}))
-        _layer = _connection_scoped_layer()(
-            table_name=os.environ["ROSTER_TABLE_NAME"], key_attr="pk", sort_key_attr="sk",
+        return _connection_scoped_layer()(
+            table_name=table, key_attr="pk", sort_key_attr="sk",
             expiry_attr="expiresAt", boto3_client=client,
         )
-    return _layer
+
+    shared = container()
+    return shared.shared(shared.idempotency_layers, table, make)
 
 
 def process_once(record: Envelope, ctx: HandlerContext,
@@ -173,9 +176,3 @@ def idempotent(handler: RecordHandler) -> RecordHandler:
         process_once(record, ctx, handler)
 
     return once
-
-
-def forget_layer() -> None:
-    """Drop the cached persistence layer (tests that change ROSTER_TABLE_NAME)."""
-    global _layer
-    _layer = None

@@ -17,11 +17,13 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
+from pipeline.names import METRICS_NAMESPACE
+
 __all__ = ["MetricUnit", "flush", "logger", "metrics", "pending"]
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "consumer"))
 metrics = Metrics(
-    namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "WebSocketPipeline"),
+    namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", METRICS_NAMESPACE),
     service=os.environ.get("POWERTOOLS_SERVICE_NAME", "consumer"),
 )
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import observability as obs
+from .container import container
 from .exceptions import PipelineRuntimeError
 
 PRESENCE_ROUTE_KEY = "presence"
@@ -34,9 +35,6 @@ PRESENCE_MAX_MEMBERS = int(os.environ.get("PRESENCE_MAX_MEMBERS") or DEFAULT_PRE
 WHO_MAX_MEMBERS = 1000  # ~90 bytes each: the answer stays well under a 128 KB message
 OPEN_CONNECTIONS_EVERY_S = 60.0
 OPEN_CONNECTIONS = "OpenConnections"
-
-_last_published: dict[str, float] = {}
-
 
 def presence_event(room: str, joined: Iterable[Mapping[str, Any]] = (),
                    left: Iterable[Mapping[str, Any]] = ()) -> dict[str, Any]:
@@ -101,10 +99,11 @@ def publish_open_connections(roster: Any, *, now: float | None = None,
     """Add the ``OpenConnections`` gauge to this invocation's metrics when the last one is
     older than ``every_s``; the count published, or None when it was not due."""
     now = time.monotonic() if now is None else now
-    last = _last_published.get(roster.table_name)
+    published = container().presence_published
+    last = published.get(roster.table_name)
     if last is not None and now - last < every_s:
         return None
-    _last_published[roster.table_name] = now
+    published[roster.table_name] = now
     try:
         count = int(roster.count_connections())
     except PipelineRuntimeError as exc:  # a gauge is best effort: never fail a record for it
@@ -112,8 +111,3 @@ def publish_open_connections(roster: Any, *, now: float | None = None,
         return None
     obs.metrics.add_metric(name=OPEN_CONNECTIONS, unit=obs.MetricUnit.Count, value=count)
     return count
-
-
-def forget_published() -> None:
-    """Forget when the gauge was last published (tests)."""
-    _last_published.clear()

@@ -12,16 +12,10 @@ import binascii
 from collections.abc import Mapping
 from typing import Any
 
+from pipeline.aws.kinesis import is_aggregated
+
 from .envelope import Envelope, EnvelopeError, parse_envelope
 from .exceptions import UndecodableRecord
-
-# https://github.com/awslabs/amazon-kinesis-producer/blob/master/aggregation-format.md
-KPL_MAGIC = b"\xf3\x89\x9a\xc2"
-
-
-def is_aggregated(data: bytes) -> bool:
-    """True when raw record data starts with the KPL aggregation magic."""
-    return data.startswith(KPL_MAGIC)
 
 
 def decode_record(record: Mapping[str, Any]) -> list[Envelope]:
@@ -42,33 +36,17 @@ def decode_record(record: Mapping[str, Any]) -> list[Envelope]:
         raise UndecodableRecord(seq, f"bad data/base64: {exc}") from exc
     if not is_aggregated(raw):
         return [_parse(raw, seq, partition_key, arrival, None)]
-    subs = _deaggregate(record, seq)
-    envelopes = []
-    for sub in subs:
-        sub_kinesis = sub["kinesis"]
-        # aws-kinesis-agg hands sub-record data back re-encoded as base64 *bytes*.
-        data = base64.b64decode(sub_kinesis["data"])
-        envelopes.append(
-            _parse(data, seq, str(sub_kinesis["partitionKey"]), arrival,
-                   int(sub_kinesis["subSequenceNumber"]))
-        )
-    return envelopes
-
-
-def _deaggregate(record: Mapping[str, Any], seq: str) -> list[dict[str, Any]]:
-    # aws-kinesis-agg (and protobuf) on the first aggregated record, through .kpl as always:
-    # a consumer that only sees plain records does not pay for it at cold start.
-    from pipeline.runtime.kpl import iter_deaggregate_records
+    # aws-kinesis-agg (and protobuf) on the first aggregated record: a consumer that only sees
+    # plain records does not pay for it at cold start.
+    from pipeline.aws.kpl import KplError, deaggregate
 
     try:
-        subs = list(iter_deaggregate_records([dict(record)]))
-    except Exception as exc:  # the library raises whatever protobuf raises
-        raise UndecodableRecord(seq, f"KPL de-aggregation failed: {exc}") from exc
-    # The library falls back to returning the record itself when the digest or protobuf is bad
-    # (and prints to stderr when a sub-record is broken): treat both as undecodable.
-    if not subs or any(not s["kinesis"].get("aggregated") for s in subs):
-        raise UndecodableRecord(seq, "KPL magic present but the aggregated record is corrupt")
-    return subs
+        users = deaggregate(raw, partition_key=partition_key, sequence_number=seq,
+                            approximate_arrival_timestamp=arrival)
+    except KplError as exc:
+        raise UndecodableRecord(seq, str(exc)) from exc
+    return [_parse(user.data, seq, user.partition_key, arrival, user.sub_sequence_number)
+            for user in users]
 
 
 def _parse(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import os
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from botocore.exceptions import ClientError
 
+from .container import container
 from .exceptions import PipelineRuntimeError, RosterError
 
 # Longer than the 2 h connection limit, like the $connect item (contracts: connect + 3 h).
@@ -252,16 +252,10 @@ def _plain(item: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-_shared: dict[str, Roster] = {}
-_lock = threading.Lock()
-
-
 def roster(table_name: str | None = None) -> Roster:
     """The container's roster for ``table_name`` (default env ``ROSTER_TABLE_NAME``)."""
     name = table_name or os.environ.get("ROSTER_TABLE_NAME", "")
     if not name:
         raise PipelineRuntimeError("ROSTER_TABLE_NAME is not set")
-    with _lock:
-        if name not in _shared:
-            _shared[name] = Roster(name)
-        return _shared[name]
+    shared = container()
+    return shared.shared(shared.rosters, name, lambda: Roster(name))

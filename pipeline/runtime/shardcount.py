@@ -38,6 +38,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .container import container
+
 REFRESH_S = 60.0
 DESCRIBE_BUDGET_TPS = 2.0  # a tenth of the account's 20/s for this stack's readers
 RETRY_S = 10.0
@@ -109,21 +111,15 @@ def _describer(stream_name: str, client: Any = None) -> Callable[[], int]:
     return describe
 
 
-_shared: OpenShardCount | None = None
-_shared_lock = threading.Lock()
-
-
 def open_shard_count(environ: Mapping[str, str] | None = None) -> OpenShardCount | None:
     """The container's count of ``STREAM_NAME`` (None without ``STREAM_SHARDS``: the stack
     did not ask for live budgets)."""
-    global _shared
     env = os.environ if environ is None else environ
     stream, initial = env.get("STREAM_NAME", ""), env.get(STREAM_SHARDS_ENV, "")
     if not stream or not initial.isdigit():
         return None
-    with _shared_lock:
-        if _shared is None:
-            readers = env.get(READERS_ENV, "1")
-            _shared = OpenShardCount(_describer(stream), initial=int(initial),
-                                     readers_per_shard=int(readers) if readers.isdigit() else 1)
-        return _shared
+    readers = env.get(READERS_ENV, "1")
+    shared = container()
+    return shared.shared(shared.shard_counts, stream, lambda: OpenShardCount(
+        _describer(stream), initial=int(initial),
+        readers_per_shard=int(readers) if readers.isdigit() else 1))

@@ -16,11 +16,12 @@ from typing import Any
 
 from websockets.exceptions import InvalidHandshake, InvalidStatus
 
+from pipeline.aws.limits import WEBSOCKET_MESSAGE_BYTES
 from pipeline.verify.client import Client
 from pipeline.verify.report import CheckFailed, CheckSkipped
 from pipeline.verify.target import AwsAccess, Target
 
-MAX_MESSAGE_BYTES = 128 * 1024  # WS-limits: "WebSocket message payload size: 128 KB"
+MAX_MESSAGE_BYTES = WEBSOCKET_MESSAGE_BYTES
 FRAGMENT_CHARS = 16 * 1024  # well under the 32 KB frame limit
 OFFERED_SUBPROTOCOL = "pipeline.verify"
 

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from pipeline import DEFAULT_REGION
+from pipeline.names import TWIN_AWS_ENDPOINT
 from pipeline.verify import alarm, aws_checks, checks
 from pipeline.verify.report import (
     CheckFailed,
@@ -108,7 +109,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                                         "this CloudFormation stack's outputs")
     parser.add_argument("--aws-endpoint", metavar="URL",
                         help="AWS endpoint for the stream and roster (the twin's: "
-                             "http://127.0.0.1:4566); default: real AWS with --stack, else "
+                             f"{TWIN_AWS_ENDPOINT}); default: real AWS with --stack, else "
                              "$AWS_ENDPOINT_URL or the twin's default")
     parser.add_argument("--region", help="region (default: from the URL, $AWS_REGION, "
                                          f"$AWS_DEFAULT_REGION, {DEFAULT_REGION})")

@@ -23,9 +23,10 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline import DEFAULT_REGION
+from pipeline.names import TWIN_AWS_ENDPOINT as TWIN_AWS_ENDPOINT
+from pipeline.names import TWIN_PORT
 
-TWIN_WS_PORT = 8080
-TWIN_AWS_ENDPOINT = "http://127.0.0.1:4566"
+TWIN_WS_PORT = TWIN_PORT
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 _EXECUTE_API_HOST = re.compile(r"^[a-z0-9]+\.execute-api\.([a-z0-9-]+)\.amazonaws\.com")
 # Fail fast on an endpoint that is not there: the whole run has 60 s.

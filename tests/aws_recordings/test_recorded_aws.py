@@ -25,8 +25,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from stacks import aws_services
 
+from pipeline.aws.limits import ACCOUNT_ID, REGION
 from pipeline.local import vtl
-from pipeline.local.aws import ACCOUNT_ID, REGION
 from pipeline.local.esm import EventSourceMappingRunner, InvokeResult, MappingConfig
 from pipeline.local.esm.memory import MemoryStream
 from pipeline.local.services import AwsServices

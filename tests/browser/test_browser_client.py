@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 import pytest
 
-from pipeline.local.aws import REGION
+from pipeline.aws.limits import REGION
 from pipeline.local.harness import Twin, start_twin, stop_twin
 from pipeline.local.oidc import TwinIssuer
 

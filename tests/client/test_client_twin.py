@@ -12,8 +12,8 @@ from typing import Any
 import boto3
 import pytest
 
+from pipeline.aws.limits import REGION
 from pipeline.client import Client, ClientOptions, connect
-from pipeline.local.aws import REGION
 from pipeline.local.harness import Twin, start_twin, stop_twin
 
 pytestmark = [pytest.mark.twin, pytest.mark.synth]

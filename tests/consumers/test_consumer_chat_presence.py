@@ -12,8 +12,9 @@ from runtime_kit.roster_table import put_meta
 from stream_kit import pump
 
 from pipeline.runtime import HandlerContext
+from pipeline.runtime.container import reset
 from pipeline.runtime.observability import metrics
-from pipeline.runtime.presence import forget_published, publish_open_connections
+from pipeline.runtime.presence import publish_open_connections
 
 chat = load_handler("chat")
 A1, A2, B1, C1 = "AAAA1aaaaaaaaa=", "AAAA2aaaaaaaaa=", "BBBB1aaaaaaaaa=", "CCCC1aaaaaaaaa="
@@ -140,13 +141,13 @@ def test_rooms_above_the_presence_cap_get_no_presence_frames(
 def test_open_connections_are_published_at_most_once_a_minute(ctx: HandlerContext,
                                                               ddb: Any) -> None:
     connect_all(ddb)
-    forget_published()
+    reset()
     metrics.clear_metrics()
     assert publish_open_connections(ctx.roster, now=1000.0) == 4
     assert metrics.metric_set["OpenConnections"]["Value"] == [4.0]
     assert publish_open_connections(ctx.roster, now=1030.0) is None
     assert publish_open_connections(ctx.roster, now=1061.0) == 4
-    forget_published()
+    reset()
 
 
 def test_a_prune_in_a_room_above_the_presence_limit_reads_a_bounded_page_and_stays_quiet(

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from aws_cdk import App
 
+from pipeline.aws.limits import MAX_STREAM_CONSUMERS
 from pipeline.infrastructure.config import PipelineConfig
 from pipeline.infrastructure.consumer_activation import (
     CONSUMERS_CREATING_AT_ONCE,
@@ -26,7 +27,7 @@ from pipeline.infrastructure.consumer_activation import (
 from pipeline.infrastructure.nag import enable_nag
 from pipeline.infrastructure.stack import PipelineStack
 from pipeline.infrastructure.synth import CLI_CONTEXT
-from pipeline.registry import CONSUMERS_DIR, MAX_STREAM_CONSUMERS, load_all
+from pipeline.registry import CONSUMERS_DIR, load_all
 
 pytestmark = pytest.mark.synth
 Template = dict[str, Any]

@@ -130,6 +130,21 @@ def test_the_cache_key_follows_requirements_and_runtime_sources(tmp_path: Path) 
     assert packaging.layer_hash(["a>=1"], sources, root) != base
 
 
+def test_the_shared_facts_the_runtime_imports_are_sources_too(tmp_path: Path) -> None:
+    root = make_project(tmp_path)
+    (root / "pipeline" / "names.py").write_text("STAGE = 'dev'\n")
+    (root / "pipeline" / "aws").mkdir()
+    (root / "pipeline" / "aws" / "limits.py").write_text("N = 1\n")
+    sources = packaging.runtime_sources(root)
+    assert [p.relative_to(root).as_posix() for p in sources] == [
+        "pipeline/__init__.py",
+        "pipeline/names.py",
+        "pipeline/aws/limits.py",
+        "pipeline/runtime/__init__.py",
+        "pipeline/runtime/envelope.py",
+    ]
+
+
 def test_build_is_cached_and_ships_only_the_runtime(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -263,3 +263,20 @@ def test_outputs(stack_template: dict[str, Any]) -> None:
     outputs = stack_template["Outputs"]
     assert {"WebSocketUrl", "ConnectionsUrl", "StreamName", "RosterTableName"} <= set(outputs)
     assert json.dumps(outputs["WebSocketUrl"]).startswith('{"Value": {"Fn::Join": ["", ["wss://"')
+
+
+def test_each_consumer_function_is_tagged_with_its_consumer(resources: Resources) -> None:
+    # how redrive finds a consumer's function, on AWS (Lambda's tags) and in the twin's template
+    from pipeline.names import CONSUMER_TAG
+
+    tagged = sorted(
+        tag["Value"]
+        for function in of_type(resources, "AWS::Lambda::Function").values()
+        for tag in function["Properties"].get("Tags", [])
+        if tag["Key"] == CONSUMER_TAG
+    )
+    assert tagged == sorted(spec.name for spec in load_all())
+    tagged_other = [r for r in resources.values() if r["Type"] != "AWS::Lambda::Function"
+                    and any(t.get("Key") == CONSUMER_TAG for t in r["Properties"].get("Tags", [])
+                            if isinstance(t, dict))]
+    assert tagged_other == []

@@ -23,8 +23,8 @@ import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
 
+from pipeline.aws.limits import REGION
 from pipeline.infrastructure.connect_authorizer.handler import encode_token
-from pipeline.local.aws import REGION
 from pipeline.local.harness import TwinProcess, start_twin, stop_twin
 
 pytestmark = [pytest.mark.twin, pytest.mark.synth]

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from polling import until
 from websockets.exceptions import InvalidStatus
 
-from pipeline.local.aws import REGION
+from pipeline.aws.limits import REGION
 from pipeline.local.harness import Twin, start_twin, stop_twin
 from pipeline.local.oidc import TwinIssuer
 

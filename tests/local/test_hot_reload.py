@@ -14,7 +14,7 @@ import websockets
 from frames import next_reply
 from polling import until
 
-from pipeline.local.aws import REGION
+from pipeline.aws.limits import REGION
 from pipeline.local.harness import PROJECT_ROOT, TwinProcess, start_twin, stop_twin
 from pipeline.local.reload import changes, snapshot, source_folders
 

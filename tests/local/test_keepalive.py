@@ -16,7 +16,7 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from pipeline.local.aws import REGION
+from pipeline.aws.limits import REGION
 from pipeline.local.gateway.mock import mock_response
 from pipeline.local.harness import Twin, start_twin, stop_twin
 

@@ -18,7 +18,7 @@ from frames import next_reply
 from polling import until
 from test_scaffold import copy_project
 
-from pipeline.local.aws import REGION
+from pipeline.aws.limits import REGION
 from pipeline.local.cfn import Stack, load_template, resolve_stack
 from pipeline.local.harness import PROJECT_ROOT, start_twin, stop_twin
 from pipeline.local.reconfigure import plan

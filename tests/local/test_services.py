@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 from polling import until
 from stacks import aws_services
 
-from pipeline.local.aws import KINESIS_MAX_RECORD_BYTES
+from pipeline.aws.limits import KINESIS_MAX_RECORD_BYTES
 from pipeline.local.cfn import resolve_stack
 from pipeline.local.esm.interfaces import Skipped, StoredRecord
 from pipeline.local.services import AwsServices

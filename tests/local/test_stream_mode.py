@@ -16,7 +16,7 @@ import boto3
 import pytest
 import websockets
 
-from pipeline.local.aws import REGION
+from pipeline.aws.limits import REGION
 from pipeline.local.harness import TwinProcess, start_twin, stop_twin
 
 pytestmark = [pytest.mark.twin, pytest.mark.synth]

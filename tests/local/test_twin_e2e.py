@@ -22,7 +22,7 @@ import pytest
 import websockets
 from botocore.exceptions import ClientError
 
-from pipeline.local.aws import REGION
+from pipeline.aws.limits import REGION
 from pipeline.local.harness import PROJECT_ROOT, TwinProcess, start_twin, stop_twin
 
 pytestmark = [pytest.mark.twin, pytest.mark.synth]

@@ -144,7 +144,7 @@ def test_connections_endpoint_is_rewritten() -> None:
     env = rewrite_environment(
         {"CONNECTIONS_ENDPOINT_URL": "https://abc123defg.execute-api.us-east-1.amazonaws.com/dev",
          "OTHER": "https://example.com/dev", "N": 3},
-        gateway_port=8080, aws_url="http://127.0.0.1:4566",
+        connections_url="http://127.0.0.1:8080/dev",
     )
     assert env == {"CONNECTIONS_ENDPOINT_URL": "http://127.0.0.1:8080/dev",
                    "OTHER": "https://example.com/dev", "N": "3"}
@@ -172,7 +172,7 @@ def test_concurrency_follows_parallelization_factor_times_shards(prod_assembly: 
     template = load_template(prod_assembly, "WebSocketPipeline-prod")
     stack = resolve_stack(template, "WebSocketPipeline-prod", prod_assembly)
     wanted = mapping_concurrency(stack)
-    consumers = [f for f in function_specs(stack, gateway_port=1, aws_url="http://x")
+    consumers = [f for f in function_specs(stack, connections_url="http://x/prod")
                  if f.name in wanted]
     assert len(consumers) == 6
     # prod: 4 shards; ParallelizationFactor 1, and 5 for the fan-out tier (4 x 5 = 20, capped

@@ -21,9 +21,9 @@ import boto3
 import pytest
 import websockets
 
-from pipeline.local.aws import REGION
+from pipeline.aws.limits import REGION
 from pipeline.local.harness import PROJECT_ROOT, TwinProcess, start_twin, stop_twin
-from pipeline.redrive.target import from_twin
+from pipeline.local.redrive_target import from_twin
 from tests.polling import until
 
 pytestmark = [pytest.mark.twin, pytest.mark.synth]

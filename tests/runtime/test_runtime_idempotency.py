@@ -14,15 +14,16 @@ from runtime_kit.kinesis_events import A, B, envelope, event
 from runtime_kit.roster_table import TABLE
 
 from pipeline.runtime import ConnectionId, Envelope, HandlerContext, process_batch
-from pipeline.runtime.idempotency import FRAMES_DEDUPLICATED, forget_layer, idempotent
+from pipeline.runtime.container import reset
+from pipeline.runtime.idempotency import FRAMES_DEDUPLICATED, idempotent
 
 
 @pytest.fixture
 def layer(ctx: HandlerContext, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("ROSTER_TABLE_NAME", TABLE)
-    forget_layer()
+    reset()
     yield
-    forget_layer()
+    reset()
 
 
 class Handler:

@@ -72,11 +72,11 @@ def ctx(connections: ConnectionsClient, roster: Roster) -> Iterator[HandlerConte
     import boto3
 
     from pipeline.runtime import HandlerContext
-    from pipeline.runtime.context import forget_pruned
+    from pipeline.runtime.container import reset
     from pipeline.runtime.fanout import FanoutShape, PageWriter
     from pipeline.runtime.observability import metrics, pending
 
-    forget_pruned()
+    reset()
     metrics.clear_metrics()  # metrics are per container: start each test with none pending
     pending.clear()
     # What handlers put on the stream (presence deltas, fan-out pages) lands in moto's Kinesis.
@@ -85,4 +85,4 @@ def ctx(connections: ConnectionsClient, roster: Roster) -> Iterator[HandlerConte
     yield HandlerContext(connections_client=connections, roster_client=roster,
                          page_writer_client=PageWriter(STREAM, client=kinesis),
                          fanout_shape=FanoutShape(page_size=500, shards=1, parallelization=1))
-    forget_pruned()
+    reset()

@@ -21,8 +21,8 @@ from typing import Any
 import boto3
 import pytest
 
+from pipeline.aws.limits import REGION
 from pipeline.infrastructure.connect_authorizer.handler import encode_token
-from pipeline.local.aws import REGION
 from pipeline.local.harness import PROJECT_ROOT, TwinProcess, start_twin, stop_twin
 from pipeline.verify.cli import CHECK_NAMES, TOTAL_S
 

@@ -25,7 +25,8 @@ retry delay, default 0.1 s .. 2 s), ``shard_refresh_s`` (shard list poll for res
   error: exception, timeout, crashed worker; ``payload`` = the decoded return value).
 - ``FailureSink``: ``send(destination_arn, message)`` = SQS ``SendMessage`` with a JSON body.
 
-Decisions live in pure modules (``filters``, ``batching``, ``policy``, ``events``); ``runner`` is
+Decisions live in pure modules (``batching``, ``policy``; the filters and the event shapes are
+AWS facts the tools share: :mod:`pipeline.aws.filters`, :mod:`pipeline.aws.events`); ``runner`` is
 the thin asyncio layer. ``memory.MemoryStream`` is an in-memory ``ShardSource`` (tests, bench);
 ``python -m loadtest.bench_esm`` measures the engine's overhead.
 """

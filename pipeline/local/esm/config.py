@@ -1,6 +1,6 @@
 """``MappingConfig``: the resolved properties of one ``AWS::Lambda::EventSourceMapping``.
 
-Defaults are Lambda's for Kinesis sources; the ranges are ``pipeline.local.aws``'s ``ESM_*``:
+Defaults are Lambda's for Kinesis sources; the ranges are ``pipeline.aws.limits``' ``ESM_*``:
 https://docs.aws.amazon.com/lambda/latest/api/API_CreateEventSourceMapping.html
 """
 
@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.local.aws import (
+from pipeline.aws.filters import validate_pattern
+from pipeline.aws.limits import (
     ESM_BATCH_SIZE,
     ESM_BATCHING_WINDOW_S,
     ESM_PARALLELIZATION_FACTOR,
@@ -24,7 +25,6 @@ from pipeline.local.aws import (
 )
 
 from .errors import InvalidMappingConfigError
-from .filters import validate_pattern
 
 STARTING_POSITIONS = ("LATEST", "TRIM_HORIZON", "AT_TIMESTAMP")
 _UUID_NAMESPACE = uuid_mod.UUID("5b0c6f1e-4d1a-4a39-9d6b-2f1f2a0e7c11")

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pipeline.local.kinesis.shards import Record
+from pipeline.aws.events import InvokeResult as InvokeResult  # re-exported: the Invoker's answer
+from pipeline.aws.kinesis import Record
 
 # One Kinesis record as stored on a shard (an aggregated KPL record is one record): the twin's
 # Kinesis model stores exactly what the engine reads (sequence_number, partition_key, data,
@@ -63,20 +64,6 @@ class Skipped:
 
     last_sequence: str
     count: int
-
-
-@dataclass(frozen=True)
-class InvokeResult:
-    """The outcome of one synchronous invocation.
-
-    ``ok`` False is a function error (unhandled exception, timeout, crashed worker); ``payload``
-    is the function's return value decoded from JSON (None for ``null``/no value).
-    """
-
-    ok: bool
-    payload: Any = None
-    error_type: str | None = None
-    error_message: str | None = None
 
 
 class Invoker(Protocol):

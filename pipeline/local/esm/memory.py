@@ -11,7 +11,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from pipeline.local.aws import ACCOUNT_ID, REGION
+from pipeline.aws.arns import KinesisSourceArn, consumer_arn
+from pipeline.aws.limits import ACCOUNT_ID, REGION
 from pipeline.local.kinesis import KinesisBackend
 from pipeline.local.kinesis.shards import hash_key_of
 from pipeline.local.shard_source import KinesisShardSource
@@ -53,7 +54,7 @@ class MemoryStream(KinesisShardSource):
         return self.backend.split_shard(self.stream, parent.shard_id, middle)[1].shard_id
 
     def consumer_arn(self, consumer: str) -> str:
-        return f"{self.stream_arn}/consumer/{consumer}:1700000000"
+        return consumer_arn(self.stream_arn, consumer, 1700000000)
 
     def put(
         self, partition_key: str, data: bytes, *, arrival: float | None = None
@@ -64,8 +65,6 @@ class MemoryStream(KinesisShardSource):
         return shard.shard_id, record
 
     def stream_arn_of(self, event_source_arn: str) -> str:
-        if event_source_arn == self.stream_arn or event_source_arn.startswith(
-            self.stream_arn + "/consumer/"
-        ):
+        if KinesisSourceArn.parse(event_source_arn).stream_arn == self.stream_arn:
             return self.stream_arn
         raise KeyError(f"unknown event source {event_source_arn}")

@@ -15,13 +15,20 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from pipeline.local.aws import KINESIS_GET_RECORDS_MAX, REGION
+from pipeline.aws.arns import KinesisSourceArn
+from pipeline.aws.events import (
+    EventContext,
+    arn_region_account,
+    failure_record,
+    function_arn,
+    kinesis_event,
+)
+from pipeline.aws.filters import metadata_keys, record_matches
+from pipeline.aws.limits import KINESIS_GET_RECORDS_MAX, REGION
 
 from .batching import Batcher, lane_of
 from .canary import Canary
 from .config import MappingConfig
-from .events import EventContext, arn_region_account, failure_record, function_arn, kinesis_event
-from .filters import metadata_keys, record_matches
 from .interfaces import FailureSink, Invoker, InvokeResult, ShardSource, StoredRecord
 from .policy import RECORD_AGE_EXCEEDED, Discard, WorkItem, classify, decide, split_expired
 
@@ -218,7 +225,7 @@ class _Shard:
         self.high_water = max(4 * cfg.batch_size, 1000)
         self.after: str | None = None
         self.at_timestamp: float | None = None
-        self.fan_out = "/consumer/" in cfg.event_source_arn  # reads through an EFO consumer
+        self.fan_out = KinesisSourceArn.parse(cfg.event_source_arn).enhanced_fan_out
         self.failures = 0  # consecutive failed reads or waits (logged once)
 
     def position_at_start(self) -> None:

@@ -10,7 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pipeline.local.aws import AwsResponse
+from pipeline.aws.errors import AwsResponse
+from pipeline.aws.limits import (
+    WEBSOCKET_CONNECTION_LIFE_S,
+    WEBSOCKET_FRAME_BYTES,
+    WEBSOCKET_IDLE_TIMEOUT_S,
+    WEBSOCKET_MESSAGE_BYTES,
+)
 
 __all__ = [
     "ApiModel",
@@ -39,20 +45,20 @@ class IntegrationBackend(Protocol):
         ...
 
     async def invoke_function(self, function_arn: str, event: dict[str, Any]) -> Any:
-        """Invoke a Lambda function (the $connect token authorizer) and return its result."""
+        """Invoke a Lambda function (the $connect token authorizer) and return its result;
+        a function error raises :class:`~pipeline.local.errors.FunctionError` with Lambda's
+        error payload."""
         ...
 
 
 @dataclass(frozen=True)
 class GatewayLimits:
-    """API Gateway WebSocket quotas
-    (https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html#apigateway-execution-service-websocket-limits-table).
-    """
+    """API Gateway WebSocket quotas (:mod:`pipeline.aws.limits`), as the twin enforces them."""
 
-    max_message_bytes: int = 128 * 1024
-    frame_bytes: int = 32 * 1024
-    idle_timeout_s: float = 600.0
-    max_connection_s: float = 7200.0
+    max_message_bytes: int = WEBSOCKET_MESSAGE_BYTES
+    frame_bytes: int = WEBSOCKET_FRAME_BYTES
+    idle_timeout_s: float = WEBSOCKET_IDLE_TIMEOUT_S
+    max_connection_s: float = WEBSOCKET_CONNECTION_LIFE_S
     # The twin's choice (AWS documents no figure): a client that stops reading is dropped once a
     # send to it has been blocked this long (its $disconnect says 1006); the post answers 410.
     send_timeout_s: float = 10.0

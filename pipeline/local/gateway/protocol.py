@@ -20,8 +20,8 @@ from typing import Any, NewType
 
 import orjson
 
+from pipeline.aws.limits import ACCOUNT_ID, REGION
 from pipeline.local import vtl
-from pipeline.local.aws import ACCOUNT_ID, REGION
 from pipeline.local.content_types import GATEWAY_DEFAULT
 from pipeline.local.gateway.identity import identity_sources, missing_identity_sources
 from pipeline.local.gateway.model import ApiModel, IntegrationResponse, Route

@@ -21,7 +21,10 @@ from dataclasses import dataclass, field
 import orjson
 from aiohttp import WSMsgType, web
 
+from pipeline.aws.errors import AUTHORIZER_UNAUTHORIZED
+from pipeline.aws.limits import INTEGRATION_TIMEOUT_S
 from pipeline.local import vtl
+from pipeline.local.errors import FunctionError
 from pipeline.local.gateway import AwsResponse, GatewayLimits, GatewayRules, IntegrationBackend
 from pipeline.local.gateway.misses import MissLog
 from pipeline.local.gateway.mock import MOCK_SERVICE, mock_response
@@ -38,6 +41,7 @@ from pipeline.local.gateway.protocol import (
 from pipeline.local.gateway.quotas import LIMIT_EXCEEDED, THROTTLED_MESSAGE, GatewayQuotas
 from pipeline.local.iam.gateway_access import GatewayAccess
 from pipeline.local.patches.aiohttp_frames import FrameLimitedWebSocket as _WebSocket
+from pipeline.names import TWIN_HOST, TWIN_PORT
 
 LOG = logging.getLogger(__name__)
 
@@ -48,7 +52,7 @@ CLOSE_NO_STATUS = 1005
 CLOSE_ABNORMAL = 1006
 CLOSE_TOO_BIG = 1009
 STOP_DEADLINE_S = 10.0
-AUTHORIZER_TIMEOUT_S = 29.0  # the integration timeout
+AUTHORIZER_TIMEOUT_S = float(INTEGRATION_TIMEOUT_S)
 DEFAULT_LIMITS = GatewayLimits()
 DEFAULT_RULES = GatewayRules()
 
@@ -87,7 +91,7 @@ class Gateway:
     """API Gateway WebSocket API stage on one local port."""
 
     def __init__(self, api: ApiModel, backend: IntegrationBackend, *, stage: str,
-                 host: str = "127.0.0.1", port: int = 8080,
+                 host: str = TWIN_HOST, port: int = TWIN_PORT,
                  limits: GatewayLimits = DEFAULT_LIMITS,
                  access: GatewayAccess | None = None,
                  rules: GatewayRules = DEFAULT_RULES,
@@ -270,10 +274,13 @@ class Gateway:
             result = await asyncio.wait_for(
                 self._backend.invoke_function(call.function_arn, call.event),
                 AUTHORIZER_TIMEOUT_S)
-        except Exception as exc:
+        except FunctionError as exc:
             # A function error "Unauthorized" is API Gateway's 401; any other failure a 500.
-            if "Unauthorized" in str(exc):
+            if exc.error_message == AUTHORIZER_UNAUTHORIZED:
                 return _aws_error(401, "UnauthorizedException", "Unauthorized")
+            LOG.warning("$connect authorizer failed: %r", exc)
+            return _aws_error(500, "InternalServerErrorException", INTERNAL_ERROR)
+        except Exception as exc:  # a timeout, or the functions not running
             LOG.warning("$connect authorizer failed: %r", exc)
             return _aws_error(500, "InternalServerErrorException", INTERNAL_ERROR)
         status = self._protocol.authorized(conn, result)

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.local.aws import ACCOUNT_ID, REGION
+from pipeline.aws.limits import ACCOUNT_ID, REGION
 from pipeline.local.cfn import Stack
 from pipeline.local.iam.errors import Denial, PolicyError
 from pipeline.local.iam.managed import managed_policy

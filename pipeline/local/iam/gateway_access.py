@@ -27,7 +27,7 @@ from botocore.auth import SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from pipeline.local.aws import ACCOUNT_ID, REGION
+from pipeline.aws.limits import ACCOUNT_ID, REGION
 from pipeline.local.iam.access import AccessControl, Caller
 from pipeline.local.iam.errors import denied_message
 from pipeline.local.iam.requests import credential_of

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import orjson
 
-from pipeline.local.aws import ACCESS_DENIED, AwsResponse
+from pipeline.aws.errors import ACCESS_DENIED, AwsResponse
 from pipeline.local.iam.access import AccessControl
 from pipeline.local.iam.errors import denied_message
 from pipeline.local.iam.requests import checks_for, denied_body

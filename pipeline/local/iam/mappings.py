@@ -9,6 +9,7 @@ https://docs.aws.amazon.com/lambda/latest/dg/kinesis-on-failure-destination.html
 
 from __future__ import annotations
 
+from pipeline.aws.arns import KinesisSourceArn
 from pipeline.local.iam.access import AccessControl
 
 # Read permissions Lambda needs on the stream (on the consumer for enhanced fan-out reads).
@@ -21,14 +22,15 @@ def mapping_problems(access: AccessControl, role_arn: str, event_source_arn: str
                      destination_arn: str | None = None) -> list[str]:
     """AWS's refusal messages for a mapping whose role lacks a permission (empty: fine)."""
     problems = []
-    stream_arn = event_source_arn.split("/consumer/", 1)[0]
+    source = KinesisSourceArn.parse(event_source_arn)
+    stream_arn = source.stream_arn
     allowed = [a for a in _STREAM_ACTIONS if access.decide(role_arn, a, stream_arn).allowed]
     if len(allowed) != len(_STREAM_ACTIONS):
         problems.append(
             f"Cannot access stream {stream_arn}. Please ensure the role can perform the "
             "GetRecords, GetShardIterator, DescribeStream, and ListShards Actions on your "
             "stream in IAM.")
-    if "/consumer/" in event_source_arn:
+    if source.enhanced_fan_out:
         allowed = [a for a in _CONSUMER_ACTIONS
                    if access.decide(role_arn, a, event_source_arn).allowed]
         if len(allowed) != len(_CONSUMER_ACTIONS):

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from pipeline.local.aws import ACCOUNT_ID, REGION
+from pipeline.aws.limits import ACCOUNT_ID, REGION
 from pipeline.local.kinesis import KinesisError, wire
 
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")

@@ -21,12 +21,7 @@ from __future__ import annotations
 
 import time
 
-from pipeline.local.aws import (
-    SERIALIZATION,
-    THROUGHPUT_EXCEEDED,
-    UNKNOWN_OPERATION,
-    VALIDATION,
-)
+from pipeline.aws.errors import SERIALIZATION, THROUGHPUT_EXCEEDED, UNKNOWN_OPERATION, VALIDATION
 from pipeline.local.errors import TwinError
 
 

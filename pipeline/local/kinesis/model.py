@@ -16,7 +16,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from pipeline.local.aws import (
+from pipeline.aws import arns
+from pipeline.aws.arns import KinesisSourceArn
+from pipeline.aws.limits import (
     ACCOUNT_ID,
     KINESIS_GET_RECORDS_MAX,
     KINESIS_MAX_PARTITION_KEY,
@@ -129,7 +131,7 @@ class KinesisBackend:
                 raise ValidationError("Either StreamName or StreamARN should be provided.")
             name = arn.split(":stream/", 1)[-1].split("/", 1)[0]
         stream = self.streams.get(name)
-        if stream is None or (arn and stream.arn != arn.split("/consumer/", 1)[0]):
+        if stream is None or (arn and stream.arn != KinesisSourceArn.parse(arn).stream_arn):
             raise ResourceNotFoundError.stream(name, self.account_id)
         return stream
 
@@ -396,7 +398,7 @@ class KinesisBackend:
                     f"account {self.account_id}. Limit: {MAX_CONSUMERS_CREATING}.")
             now = self.clock()
             epoch = int(now) if created is None else created
-            consumer = Consumer(name, f"{stream.arn}/consumer/{name}:{epoch}", stream.arn,
+            consumer = Consumer(name, arns.consumer_arn(stream.arn, name, epoch), stream.arn,
                                 epoch, active_at=now + self.consumer_activation_s)
             if self.consumer_activation_s > 0:
                 consumer.status = "CREATING"
@@ -415,10 +417,10 @@ class KinesisBackend:
         """DescribeStreamConsumer's lookup: by ARN, or by stream ARN and name."""
         if consumer_arn:
             # AWS accepts a StreamARN beside the ConsumerARN (recorded: stream_consumers).
-            if stream_arn and not consumer_arn.startswith(stream_arn + "/consumer/"):
+            source = KinesisSourceArn.parse(consumer_arn)
+            if stream_arn and (source.stream_arn != stream_arn or not source.enhanced_fan_out):
                 raise ResourceNotFoundError.consumer(consumer_arn, self.account_id)
-            stream_arn, _, rest = consumer_arn.partition("/consumer/")
-            name = rest.rsplit(":", 1)[0]
+            stream_arn, name = source.stream_arn, source.consumer_name
         elif not (stream_arn and name):
             raise InvalidArgumentError("Either ConsumerARN or both StreamARN and ConsumerName "
                                        "must be provided.")

@@ -11,24 +11,12 @@ import bisect
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from hashlib import md5
 
-from pipeline.local.aws import KINESIS_BYTES_PER_SECOND, KINESIS_RECORDS_PER_SECOND
+from pipeline.aws.kinesis import Record as Record  # re-exported: the shard stores these
+from pipeline.aws.limits import KINESIS_BYTES_PER_SECOND, KINESIS_RECORDS_PER_SECOND
 
 MAX_HASH_KEY = 2**128 - 1
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One stored record (an aggregated KPL record is one record). Immutable: every reader of
-    the shard (each event source mapping, GetRecords) shares the same object, decoded once."""
-
-    sequence_number: str
-    partition_key: str
-    data: bytes
-    approximate_arrival_timestamp: float  # epoch seconds
-    explicit_hash_key: str | None = None
 
 
 # Sequence numbers as AWS shapes them: 56-digit decimal strings, strictly increasing per shard,

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from esm_harness import FunctionInvoker, Probe, decoded
 
+from pipeline.aws.kpl import AggRecord
 from pipeline.local.esm import EventSourceMappingRunner, MappingConfig
-from pipeline.runtime.kpl import AggRecord
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("pipeline.local.services") is None,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.aws.filters import record_matches
 from pipeline.local.esm import MappingConfig, StoredRecord
-from pipeline.local.esm.filters import record_matches
 from pipeline.registry import load_all
 
 pytestmark = [
@@ -29,7 +29,7 @@ def envelope(route: str, key: str = "conn-1") -> StoredRecord:
 
 def kpl_record(route_key: str) -> StoredRecord:
     """A real KPL-aggregated record of two server envelopes (aws-kinesis-agg)."""
-    from pipeline.runtime.kpl import RecordAggregator
+    from pipeline.aws.kpl import RecordAggregator
 
     aggregator = RecordAggregator()
     for n in range(2):

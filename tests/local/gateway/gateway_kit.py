@@ -15,6 +15,7 @@ from typing import Any
 
 from stacks import stack_of
 
+from pipeline.local.errors import FunctionError
 from pipeline.local.gateway import (
     AwsResponse,
     Gateway,
@@ -113,7 +114,11 @@ class RecordingBackend:
         self.invocations.append((function_arn, event))
         if self.authorizer is None:
             raise RuntimeError("no function")
-        return self.authorizer(event)
+        try:
+            return self.authorizer(event)
+        except Exception as exc:  # as the twin's workers answer: Lambda's error payload
+            raise FunctionError(function_arn, {"errorMessage": str(exc),
+                                               "errorType": type(exc).__name__}) from exc
 
     def of(self, action: str, route_key: str | None = None) -> list[Call]:
         with self.lock:

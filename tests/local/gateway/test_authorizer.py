@@ -44,7 +44,8 @@ async def test_valid_token_connects_with_its_principal(guarded: Running) -> None
 
 
 @pytest.mark.parametrize(("answer", "status"), [
-    ("deny", 403), ("unauthorized", 401), ("crash", 500), ("garbage", 500)])
+    ("deny", 403), ("unauthorized", 401), ("crash", 500), ("garbage", 500),
+    ("unauthorized_in_words", 500)])
 async def test_refusals_never_write_the_roster(guarded: Running, answer: str,
                                                status: int) -> None:
     def authorizer(event: dict[str, Any]) -> Any:
@@ -52,6 +53,8 @@ async def test_refusals_never_write_the_roster(guarded: Running, answer: str,
             raise RuntimeError("Unauthorized")
         if answer == "crash":
             raise RuntimeError("boom")
+        if answer == "unauthorized_in_words":  # only the exact message is API Gateway's 401
+            raise RuntimeError("Unauthorized access to the roster")
         if answer == "garbage":
             return {"principalId": "x"}
         return authorize(event, SECRET)  # no token: Deny

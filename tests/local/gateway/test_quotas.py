@@ -16,7 +16,7 @@ from stacks import stack_of
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from pipeline.local.aws import REGION
+from pipeline.aws.limits import REGION
 from pipeline.local.gateway import Gateway, GatewayLimits, build_api_model
 from pipeline.local.gateway.quotas import GatewayQuotas, RateQuota
 

@@ -16,7 +16,7 @@ from polling import until
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from pipeline.local.aws import REGION
+from pipeline.aws.limits import REGION
 from pipeline.local.gateway import GatewayLimits, GatewayRules
 
 

@@ -17,7 +17,7 @@ from polling import until
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from pipeline.local.aws import REGION
+from pipeline.aws.limits import REGION
 from pipeline.local.cfn import Stack
 from pipeline.local.gateway import Gateway, GatewayRules, build_api_model
 from pipeline.local.iam.access import AccessControl, function_access_key, function_secret_key

@@ -10,7 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 from iam_kit import function_named
 
-from pipeline.local.aws import REGION
+from pipeline.aws.limits import REGION
 from pipeline.local.cfn import Stack, resolve_stack
 from pipeline.local.harness import TwinProcess
 from pipeline.local.iam.access import function_access_key, function_secret_key

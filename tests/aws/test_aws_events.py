@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import base64
 
-from pipeline.local.esm import InvokeResult, StoredRecord
-from pipeline.local.esm.events import (
+from pipeline.aws.events import (
     EventContext,
+    InvokeResult,
     failure_record,
     function_arn,
     iso_timestamp,
     kinesis_event,
 )
+from pipeline.aws.kinesis import Record as StoredRecord
 
 STREAM = "arn:aws:kinesis:us-east-2:123456789012:stream/lambda-stream"
 CTX = EventContext("shardId-000000000006", STREAM, "us-east-2",

@@ -1,4 +1,5 @@
-"""The wire shapes Lambda produces for Kinesis: the invocation event and the failure record."""
+"""The wire shapes Lambda produces for Kinesis: the invocation event, the outcome of a
+synchronous invocation, and the on-failure record."""
 
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline.local.aws import ACCOUNT_ID
-
-from .interfaces import InvokeResult, StoredRecord
+from .kinesis import Record
+from .limits import ACCOUNT_ID
 
 DEFAULT_ACCOUNT = ACCOUNT_ID  # moto's default account, the twin's
 
@@ -38,6 +38,20 @@ def iso_timestamp(epoch_s: float) -> str:
 
 
 @dataclass(frozen=True)
+class InvokeResult:
+    """The outcome of one synchronous invocation.
+
+    ``ok`` False is a function error (unhandled exception, timeout, crashed worker); ``payload``
+    is the function's return value decoded from JSON (None for ``null``/no value).
+    """
+
+    ok: bool
+    payload: Any = None
+    error_type: str | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True)
 class EventContext:
     """What every record of one shard's events shares."""
 
@@ -47,7 +61,7 @@ class EventContext:
     invoke_identity_arn: str
 
 
-def kinesis_event(records: Sequence[StoredRecord], ctx: EventContext) -> dict[str, Any]:
+def kinesis_event(records: Sequence[Record], ctx: EventContext) -> dict[str, Any]:
     """The event Lambda passes for a Kinesis batch.
     https://docs.aws.amazon.com/lambda/latest/dg/with-kinesis.html#services-kinesis-event-example
     """
@@ -75,7 +89,7 @@ def kinesis_event(records: Sequence[StoredRecord], ctx: EventContext) -> dict[st
 
 
 def failure_record(
-    records: Sequence[StoredRecord],
+    records: Sequence[Record],
     ctx: EventContext,
     *,
     function_arn: str,

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.local.esm.filters import filter_document, matches, record_matches, validate_pattern
-from pipeline.local.esm.interfaces import StoredRecord
+from pipeline.aws.filters import filter_document, matches, record_matches, validate_pattern
+from pipeline.aws.kinesis import Record as StoredRecord
 
 
 def rec(data: Any, key: str = "pk-1") -> StoredRecord:
@@ -119,7 +119,7 @@ def test_invalid_patterns_are_refused_with_a_message(pattern: dict[str, Any]) ->
 
 
 def test_metadata_keys_are_reported() -> None:
-    from pipeline.local.esm.filters import metadata_keys
+    from pipeline.aws.filters import metadata_keys
 
     assert metadata_keys({"data": {"routeKey": ["echo"]}}) == set()
     assert metadata_keys({"partitionKey": [{"prefix": "b#"}]}) == {"partitionKey"}
@@ -134,7 +134,7 @@ def test_pathologically_nested_data_is_not_json_for_filters() -> None:
 
 
 def test_a_payload_is_parsed_once_for_every_mapping() -> None:
-    from pipeline.local.esm.filters import UNPARSEABLE, parsed_data
+    from pipeline.aws.filters import UNPARSEABLE, parsed_data
 
     payload = b'{"routeKey": "echo", "n": [1, 2]}'
     first = parsed_data(payload)

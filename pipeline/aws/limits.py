@@ -1,14 +1,12 @@
-"""What every part of the twin shares about AWS: the account, the answer shape, codes and limits.
+"""AWS quotas and ranges, and the account and Region the twin answers as. No I/O.
 
-One definition each, imported by the template resolver, the gateway, the AWS services, the event
-source mappings and the IAM checks. No I/O.
+Imported by the stack and the registry (what a deploy would refuse), the tools (what a call may
+carry) and the twin (what it enforces).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import orjson
 
 from pipeline import DEFAULT_REGION
 
@@ -18,29 +16,13 @@ REGION = DEFAULT_REGION
 ACCOUNT_ID = "123456789012"
 PARTITION = "aws"
 
-# AWS error codes the twin answers with (the wire ``__type`` / ``x-amzn-ErrorType``).
-VALIDATION = "ValidationException"
-SERIALIZATION = "SerializationException"
-UNKNOWN_OPERATION = "UnknownOperationException"
-ACCESS_DENIED = "AccessDeniedException"
-THROUGHPUT_EXCEEDED = "ProvisionedThroughputExceededException"
-INVALID_PARAMETER_VALUE = "InvalidParameterValueException"
-
-
-@dataclass(frozen=True)
-class AwsResponse:
-    """An AWS JSON-protocol answer: HTTP status, raw body, error code (None on success)."""
-
-    status: int
-    body: bytes
-    error_type: str | None = None
-
-
-def aws_error(status: int, error_type: str, message: str) -> AwsResponse:
-    """AWS's JSON error body ``{"__type": code, "message": ...}`` with its status."""
-    return AwsResponse(status, orjson.dumps({"__type": error_type, "message": message}),
-                       error_type)
-
+# API Gateway WebSocket API quotas
+# (https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html#apigateway-execution-service-websocket-limits-table).
+WEBSOCKET_FRAME_BYTES = 32 * 1024  # one frame
+WEBSOCKET_MESSAGE_BYTES = 128 * 1024  # one message (frames of one message, or one post)
+WEBSOCKET_IDLE_TIMEOUT_S = 10 * 60
+WEBSOCKET_CONNECTION_LIFE_S = 2 * 60 * 60
+INTEGRATION_TIMEOUT_S = 29
 
 # Kinesis Data Streams quotas
 # (https://docs.aws.amazon.com/streams/latest/dev/service-sizes-and-limits.html).
@@ -75,3 +57,7 @@ ESM_RETRY_ATTEMPTS = Range(-1, 10_000)
 ESM_RECORD_AGE_S = Range(-1, 604_800)  # -1, or at least ESM_RECORD_AGE_MIN_S
 ESM_RECORD_AGE_MIN_S = 60
 ESM_TUMBLING_WINDOW_S = Range(0, 900)
+
+# Registered (enhanced fan-out) consumers per stream.
+# https://docs.aws.amazon.com/streams/latest/dev/service-sizes-and-limits.html
+MAX_STREAM_CONSUMERS = 20

@@ -19,7 +19,6 @@ lets the runner warn about such patterns so they are not relied on.
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 import json
 import re
@@ -28,9 +27,7 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
-from pipeline.runtime.records import KPL_MAGIC
-
-from .interfaces import StoredRecord
+from .kinesis import Record, is_aggregated
 
 _OPERATORS = frozenset(
     {"prefix", "suffix", "anything-but", "numeric", "exists", "equals-ignore-case", "wildcard",
@@ -74,7 +71,7 @@ def parsed_data(data: bytes) -> Any:
     return value
 
 
-def filter_document(record: StoredRecord) -> dict[str, Any]:
+def filter_document(record: Record) -> dict[str, Any]:
     """What a Kinesis filter pattern is evaluated against."""
     data = parsed_data(record.data)
     return {
@@ -87,7 +84,7 @@ def filter_document(record: StoredRecord) -> dict[str, Any]:
 
 
 def record_matches(
-    filters: Iterable[Mapping[str, Any]], record: StoredRecord, *, fan_out: bool = False
+    filters: Iterable[Mapping[str, Any]], record: Record, *, fan_out: bool = False
 ) -> bool:
     """True when there are no filters or any filter matches the record.
 
@@ -121,24 +118,21 @@ def record_matches(
 
 
 
-def user_records(record: StoredRecord) -> list[StoredRecord]:
+def user_records(record: Record) -> list[Record]:
     """The user records of a KPL-aggregated record ([] when it is not a valid aggregate),
-    de-aggregated by aws-kinesis-agg as the runtime does (magic, MD5 digest, protobuf)."""
-    if not record.data.startswith(KPL_MAGIC):
+    de-aggregated as the runtime does (:func:`pipeline.aws.kpl.deaggregate`)."""
+    if not is_aggregated(record.data):
         return []
-    from pipeline.runtime.kpl import iter_deaggregate_records
+    from .kpl import KplError, deaggregate
 
-    shape = {"kinesis": {
-        "kinesisSchemaVersion": "1.0", "data": base64.b64encode(record.data).decode(),
-        "partitionKey": record.partition_key, "sequenceNumber": record.sequence_number,
-        "approximateArrivalTimestamp": record.approximate_arrival_timestamp}}
-    return [
-        StoredRecord(record.sequence_number, str(user["kinesis"]["partitionKey"]),
-                     base64.b64decode(user["kinesis"]["data"]),
-                     record.approximate_arrival_timestamp)
-        for user in iter_deaggregate_records(shape)
-        if user["kinesis"].get("aggregated")  # an invalid aggregate comes back as itself
-    ]
+    try:
+        users = deaggregate(record.data, partition_key=record.partition_key,
+                            sequence_number=record.sequence_number,
+                            approximate_arrival_timestamp=record.approximate_arrival_timestamp)
+    except KplError:
+        return []
+    return [Record(record.sequence_number, user.partition_key, user.data,
+                   record.approximate_arrival_timestamp) for user in users]
 
 
 # --- plain patterns: string equality on data only ----------------------------------------------
