@@ -22,6 +22,9 @@ DEFAULT_TWIN_PORT = 8080
 DEFAULT_AWS_PORT = 4566
 # Where a bare output file name (``--json run.json``) goes: git-ignored, never the repo root.
 RESULTS_DIR = Path("loadtest-results")
+# The scenarios the Locust engine runs (--workers, --master, locustfile.py); broadcast needs one
+# publisher shared by every worker's connections, which it does not have yet.
+LOCUST_SCENARIOS = ("echo", "chat")
 
 
 def output_path(path: Path | None) -> Path | None:
@@ -165,8 +168,9 @@ def parse_run_args(argv: list[str]) -> RunConfig:
                           f"(-c {ns.connections})")
     if ns.role == "master" and ns.workers < 1:
         raise ConfigError("--master", "needs --workers N (how many workers to wait for)")
-    if (ns.workers or ns.role == "master") and ns.scenario != "echo":
-        raise ConfigError("--scenario", "the Locust engine runs the echo scenario only (for now)")
+    if (ns.workers or ns.role == "master") and ns.scenario not in LOCUST_SCENARIOS:
+        raise ConfigError("--scenario", f"the Locust engine runs {' and '.join(LOCUST_SCENARIOS)} "
+                          f"only; {ns.scenario} runs in one process (without --workers)")
     if ns.master_port is not None and not 1 <= ns.master_port <= 65535:
         raise ConfigError("--master-port", f"{ns.master_port} is not a port")
     ns.json, ns.plot = output_path(ns.json), output_path(ns.plot)

@@ -78,7 +78,9 @@ def test_locust_engine_options_are_validated() -> None:
     with pytest.raises(ConfigError, match="--master"):
         parse_run_args(["--master"])
     with pytest.raises(ConfigError, match="--scenario"):
-        parse_run_args(["--workers", "2", "--scenario", "chat", "--room-size", "2"])
+        parse_run_args(["--workers", "2", "--scenario", "broadcast"])
+    chat = parse_run_args(["--workers", "2", "--scenario", "chat", "--room-size", "2"])
+    assert (chat.scenario, chat.workers) == ("chat", 2)
     with pytest.raises(ConfigError, match="--workers"):
         parse_run_args(["--workers", "3", "-c", "2"])
     cfg = parse_run_args(["--worker", "--master-host", "10.0.0.5", "--master-port", "6000"])
@@ -128,3 +130,27 @@ def test_plain_locust_runs_the_echo_users_and_writes_csv_and_report(
     assert int(rows["echo"]["Failure Count"]) == 0
     assert int(rows["echo"]["Request Count"]) == 200  # every reply is a Locust request
     assert int(rows["connect"]["Request Count"]) == 4
+
+
+def test_chat_on_a_master_and_two_workers_delivers_every_message_once(
+    echo_url: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "chat.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "loadtest", "--workers", "2", "--scenario", "chat", "--room-size", "5",
+         "--url", echo_url, "-c", "20", "--ramp", "100", "-r", "100", "-d", "2", "--drain", "5",
+         "--json", str(out), "--no-progress"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    data = json.loads(out.read_text())
+    totals, rows = data["totals"], data["meta"]["workers"]
+    assert data["meta"]["scenario"] == "chat" and [row["connectionsOpened"] for row in rows] == [10, 10]
+    for key in ROW_KEYS:
+        assert totals[key] == sum(row[key] for row in rows), key
+    # rooms of 5 within each worker: every send reaches the 4 other members, once, in order
+    assert totals["sent"] == totals["acks"] == 200  # 100/s for 2 s
+    assert totals["expected"] == totals["received"] == 4 * 200
+    assert totals["lost"] == totals["duplicated"] == totals["outOfOrder"] == totals["errorFrames"] == 0
+    assert data["latencyMs"]["latency"]["count"] == 800 and data["latencyMs"]["ingest"]["count"] == 200
+    assert "(locust, 2 workers)" in done.stdout
