@@ -36,6 +36,7 @@ from loadtest.schedule import Timeline
 
 T = TypeVar("T")
 TICK_S = 1.0  # how often live figures leave the loop
+USER_ERRORS = ("connect:", "late_user")  # errors of a user's connect, which the user reports
 STOP_DRAIN_S = 1.0  # a run stopped early waits this long for the replies in flight
 
 
@@ -43,7 +44,7 @@ STOP_DRAIN_S = 1.0  # a run stopped early waits this long for the replies in fli
 class Tick:
     """What the run recorded since the previous tick: per row (``echo``, ``chat``, ``ack``...),
     replies counted by whole milliseconds of latency and their exact sum; new errors by reason
-    (connect failures excluded: each user reports its own connect)."""
+    (those of a connect excluded: each user reports its own connect)."""
 
     latency_ms: dict[str, dict[int, int]] = field(default_factory=dict)
     sum_ms: dict[str, float] = field(default_factory=dict)
@@ -79,7 +80,7 @@ class LiveReport(Report):
         """What was recorded since the last call (called on the run's own loop)."""
         tick = self.pending
         tick.errors = {k: n - self.errors_seen[k] for k, n in self.errors.items()
-                       if n > self.errors_seen[k] and not k.startswith("connect:")}  # fmt: skip
+                       if n > self.errors_seen[k] and not k.startswith(USER_ERRORS)}  # fmt: skip
         self.errors_seen = collections.Counter(self.errors)
         self.pending = Tick()
         return tick

@@ -53,6 +53,7 @@ def test_a_tick_holds_what_was_recorded_since_the_last_one() -> None:
     report.record_ingest(3_200)
     report.errors["payload_too_large"] += 2
     report.errors["connect:http403"] += 1  # a user reports its own connect
+    report.errors["late_user"] += 1
     tick = report.take_tick()
     assert tick.latency_ms == {"chat": {0: 1, 1: 2, 250: 1}, "ack": {3: 1}}
     assert tick.sum_ms["chat"] == pytest.approx(253.8)
