@@ -189,7 +189,9 @@ class Live:
         if self.run is None or self.begun:
             return
         self.begun = True
-        users = environment.runner.user_count if environment.runner is not None else 0
+        # the users this process is to have (spawned or not: under load the master may say
+        # spawning is complete before a worker has spawned them all)
+        users = environment.runner.target_user_count if environment.runner is not None else 0
         gevent.spawn(self._begin_when_requested, environment, self.run, users)
 
     def _begin_when_requested(self, environment: Environment, run: LiveRun, users: int) -> None:
