@@ -154,3 +154,21 @@ def test_chat_on_a_master_and_two_workers_delivers_every_message_once(
     assert totals["lost"] == totals["duplicated"] == totals["outOfOrder"] == totals["errorFrames"] == 0
     assert data["latencyMs"]["latency"]["count"] == 800 and data["latencyMs"]["ingest"]["count"] == 200
     assert "(locust, 2 workers)" in done.stdout
+
+
+def test_plain_locust_stopped_by_its_run_time_reports_what_it_sent(echo_url: str, tmp_path: Path) -> None:
+    # the Done-when command's shape: -t ends a run planned for much longer (--lt-duration 600)
+    done = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", "5", "-r", "50",
+         "-t", "4s", "--host", echo_url, "--csv", str(tmp_path / "run"), "--only-summary",
+         "--lt-user-rate", "20", "--lt-duration", "600", "--lt-json", str(tmp_path / "r.json")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = Report.read(tmp_path / "r.json")
+    totals = report.totals
+    assert report.meta["stoppedEarly"] is True and report.duration_s < 600
+    assert totals["sent"] > 0 and totals["received"] + totals["lost"] == totals["sent"]
+    with (tmp_path / "run_stats.csv").open() as f:
+        rows = {row["Name"]: row for row in csv.DictReader(f)}
+    assert int(rows["echo"]["Request Count"]) == totals["received"]  # the CSV's last round too
