@@ -28,6 +28,9 @@ DEFAULT_RAMP = 200.0
 # API Gateway's new-connection quota (per account and Region): the join storm's default pace.
 # https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html
 NEW_CONNECTIONS_PER_S = 500.0
+# The scenarios the Locust engine runs (--workers, --master, locustfile.py); broadcast needs one
+# publisher shared by every worker's connections, which it does not have yet.
+LOCUST_SCENARIOS = ("echo", "chat")
 
 
 def prepare_output(path: Path) -> None:
@@ -173,8 +176,9 @@ def parse_run_args(argv: list[str]) -> RunConfig:
                           f"(-c {ns.connections})")
     if ns.role == "master" and ns.workers < 1:
         raise ConfigError("--master", "needs --workers N (how many workers to wait for)")
-    if (ns.workers or ns.role == "master") and ns.scenario != "echo":
-        raise ConfigError("--scenario", "the Locust engine runs the echo scenario only (for now)")
+    if (ns.workers or ns.role == "master") and ns.scenario not in LOCUST_SCENARIOS:
+        raise ConfigError("--scenario", f"the Locust engine runs {' and '.join(LOCUST_SCENARIOS)} "
+                          f"only; {ns.scenario} runs in one process (without --workers)")
     if ns.master_port is not None and not 1 <= ns.master_port <= 65535:
         raise ConfigError("--master-port", f"{ns.master_port} is not a port")
     ns.json, ns.plot = output_path(ns.json), output_path(ns.plot)

@@ -22,7 +22,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from loadtest.config import RunConfig, prepare_output
+from loadtest.config import LOCUST_SCENARIOS, RunConfig, prepare_output
 from loadtest.errors import ConfigError, TargetError
 from loadtest.report import Report, merge
 
@@ -94,7 +94,7 @@ def scenario_args(cfg: RunConfig, json_path: Path | None) -> list[str]:
         "--lt-scenario", cfg.scenario, "--lt-user-rate", repr(cfg.rate / cfg.connections),
         "--lt-duration", repr(cfg.duration), "--lt-payload", str(cfg.payload),
         "--lt-drain", repr(cfg.drain), "--lt-connect-timeout", repr(cfg.connect_timeout),
-        "--lt-quiet",
+        "--lt-room-size", str(cfg.room_size), "--lt-quiet",
     ]  # fmt: skip
     if cfg.query:
         args += ["--lt-query", urllib.parse.urlencode(list(cfg.query))]
@@ -142,8 +142,8 @@ def run_distributed(cfg: RunConfig, url: str, json_path: Path, *, local_workers:
                     expect: int, bind_host: str = "127.0.0.1", port: int | None = None) -> Report:  # fmt: skip
     """A Locust master (here) expecting ``expect`` workers, ``local_workers`` of them started
     here too; returns the merged report the master wrote to ``json_path``."""
-    if cfg.scenario != "echo":
-        raise ConfigError("--scenario", "the Locust engine runs the echo scenario only (for now)")
+    if cfg.scenario not in LOCUST_SCENARIOS:
+        raise ConfigError("--scenario", f"the Locust engine runs {' and '.join(LOCUST_SCENARIOS)} (for now)")
     port = port if port is not None else (free_port() if local_workers == expect else DEFAULT_MASTER_PORT)
     json_path.unlink(missing_ok=True)
     env = _env()

@@ -1,67 +1,70 @@
-"""The load test's scenarios as Locust users: ``locust -f loadtest/locustfile.py --host ws://...``.
+"""The load test's scenarios on Locust: ``locust -f loadtest/locustfile.py --host ws://...``.
 
 Importing this module imports Locust, which monkeypatches the standard library for gevent: only
 Locust's own processes import it (``python -m loadtest --workers N`` starts them as
 subprocesses; loadtest/distributed.py holds everything the rest of the package shares with it).
 
-One user is one WebSocket connection (websocket-client, cooperative under gevent's patching). It
-sends ``--lt-user-rate`` frames/s on an **open-loop** timeline for ``--lt-duration`` seconds from
-the moment it connects (latency is measured from each frame's intended send time, so a slow
-server cannot slow the offered load down), then waits up to ``--lt-drain`` seconds for the last
-replies and stops. Every reply fires a Locust request event (the UI and the CSV show it), and
-the worker records it exactly as ``python -m loadtest`` does: HDR histograms (latency, service,
-the stages of the reply's ``timing``) and per-connection loss / duplicate / order accounting.
-When all its users are done (or the run is stopped), the worker sends its report to the master
-(a custom message); the master merges the workers' reports exactly and writes the JSON report.
+One Locust user is one WebSocket connection, but no greenlet drives it: the load runs on the
+asyncio runner of ``python -m loadtest`` (loadtest/live.py), on its own event loop in its own
+native thread of each Locust process, with its exact HDR histograms and per-connection
+accounting. Locust coordinates: each user asks that loop for one connection (Locust's ramp opens
+them), the end of Locust's spawning starts every process's open-loop timeline (``--lt-user-rate``
+frames/s per connection for ``--lt-duration`` s, latency from each frame's intended send time),
+and Locust's stop stops it early. Once a second the loop's figures go into Locust's statistics
+(one row per scenario, so the UI and the CSV show them live); when the run has drained, each
+process sends its report to the master (a custom message), which merges them exactly into the
+JSON report of ``python -m loadtest``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-import secrets
+import logging
 import sys
 import time
 import urllib.parse
+from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 import gevent
 import orjson
-import websocket
-from gevent.event import Event
+from gevent import monkey
+from gevent.event import AsyncResult, Event
 from locust import User, events, task
 from locust.env import Environment
 from locust.exception import StopUser
-from locust.runners import WORKER_REPORT_INTERVAL, MasterRunner, WorkerRunner
-from locust.stats import CSV_STATS_INTERVAL_SEC
+from locust.runners import WORKER_REPORT_INTERVAL, LocalRunner, MasterRunner, WorkerRunner
+from locust.stats import CSV_STATS_INTERVAL_SEC, RequestStats, StatsEntry, bucket_response_time
 
 if str(Path(__file__).resolve().parent.parent) not in sys.path:  # plain `locust -f loadtest/...`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from loadtest import stages
-from loadtest.accounting import Ledger, SeqOutcome
+from loadtest.config import LOCUST_SCENARIOS, RunConfig
 from loadtest.distributed import MESSAGE, merge_workers, worker_payload
+from loadtest.live import TICK_S, EngineThread, LiveRun, Opened, Tick
 from loadtest.machine import machine
-from loadtest.report import Report, format_summary
-from loadtest.runner import LOCAL_HOSTS, Clock, pad_frame
-from loadtest.schedule import Timeline
+from loadtest.report import format_summary
 from pipeline.names import twin_ws_url
 
 DEFAULT_HOST = twin_ws_url()
 DEFAULT_REPORT = "loadtest-results/locust.json"
-MASTER_WAIT_S = 10.0  # how long a master that is told to quit waits for the workers' reports
+STOP_WAIT_S = 10.0  # how long a stopped process waits for its run to close the books
+log = logging.getLogger(__name__)
 
 
 def _options(parser: Any) -> None:
     group = parser  # Locust's own parser: its groups do not know Locust's is_secret
-    group.add_argument("--lt-scenario", choices=["echo"], default="echo", help="scenario")
+    group.add_argument("--lt-scenario", choices=LOCUST_SCENARIOS, default="echo", help="scenario")
     group.add_argument("--lt-user-rate", type=float, default=1.0,
                        help="frames/s each user (connection) sends, open loop")
     group.add_argument("--lt-duration", type=float, default=3600.0,
-                       help="seconds each user sends for, from its connect (then it drains and stops)")
+                       help="seconds of sending, from the end of the ramp (then a drain and the report)")
     group.add_argument("--lt-payload", type=int, default=128, help="frame size in bytes")
+    group.add_argument("--lt-room-size", type=int, default=5,
+                       help="chat: members per room (rooms are formed within each worker)")
     group.add_argument("--lt-drain", type=float, default=5.0, help="seconds to wait for late replies")
     group.add_argument("--lt-connect-timeout", type=float, default=10.0)
     group.add_argument("--lt-query", default="", help="query string on $connect (e.g. token=...)",
@@ -74,85 +77,171 @@ def _options(parser: Any) -> None:
                        help="do not print the merged summary (python -m loadtest prints it)")
 
 
-@dataclass
-class Connection:
-    """One user's connection: what it sent and what came back."""
+def run_config(environment: Environment) -> tuple[RunConfig, float]:
+    """This process's run from the ``--lt-*`` options, and the frames/s of one connection."""
+    opts = environment.parsed_options
+    headers = str(getattr(opts, "lt_headers", "") or "")
+    config = RunConfig(
+        scenario=str(getattr(opts, "lt_scenario", "echo")),
+        url=environment.host or DEFAULT_HOST,
+        duration=float(getattr(opts, "lt_duration", 3600.0)),
+        payload=int(getattr(opts, "lt_payload", 128)),
+        room_size=int(getattr(opts, "lt_room_size", 5)),
+        drain=float(getattr(opts, "lt_drain", 5.0)),
+        connect_timeout=float(getattr(opts, "lt_connect_timeout", 10.0)),
+        headers=tuple((str(k), str(v)) for k, v in json.loads(headers)) if headers else (),
+        query=tuple(urllib.parse.parse_qsl(str(getattr(opts, "lt_query", "") or ""))),
+    )
+    return config, float(getattr(opts, "lt_user_rate", 1.0))
 
-    id: int
-    ws: websocket.WebSocket | None = None
-    sent: int = 0
-    sending_done: bool = False
-    finished: bool = False
-    ledger: Ledger = field(default_factory=Ledger)
-    drained: Event = field(default_factory=Event)
+
+def _start_native_thread(fn: Callable[[], None]) -> object:
+    # gevent's patched threading would make a greenlet; the runner needs a thread of its own
+    start: Callable[[Callable[[], None], tuple[()]], object] = monkey.get_original("_thread", "start_new_thread")
+    return start(fn, ())
 
 
-class Recorder:
-    """This process's share of the run (one per worker): the report and every connection."""
+def _native_loop() -> asyncio.AbstractEventLoop:
+    # the unpatched selector: the loop blocks its own thread in epoll, not in gevent's hub
+    selector = monkey.get_original("selectors", "DefaultSelector")
+    return asyncio.SelectorEventLoop(selector())
+
+
+def add_tick(stats: RequestStats, tick: Tick, row: str, now: float) -> None:
+    """One second of the run into Locust's statistics, merged the way Locust's master merges a
+    worker's (``StatsEntry.extend``); new errors are Locust failures of the scenario's row."""
+    for name, by_ms in tick.latency_ms.items():
+        count = sum(by_ms.values())
+        times: defaultdict[int, int] = defaultdict(int)
+        for ms, n in by_ms.items():
+            times[bucket_response_time(ms)] += n
+        data: dict[str, Any] = {  # StatsEntryDict, with the exact (float) sum of milliseconds
+            "name": name, "method": "WS", "last_request_timestamp": now, "start_time": now,
+            "num_requests": count, "num_none_requests": 0, "num_failures": 0,
+            "total_response_time": tick.sum_ms[name], "max_response_time": max(by_ms),
+            "min_response_time": min(by_ms), "total_content_length": 0,
+            "response_times": times, "num_reqs_per_sec": {int(now): count}, "num_fail_per_sec": {},
+        }  # fmt: skip
+        entry = StatsEntry.unserialize(cast(Any, data), stats)
+        stats.get(name, "WS").extend(entry)
+        stats.total.extend(entry)
+    for reason, n in tick.errors.items():
+        for _ in range(n):
+            stats.log_error("WS", row, reason)
+
+
+class Live:
+    """This process's share of the run (a worker's, or plain Locust's): a :class:`LiveRun` on
+    the engine thread, the users' connects, the start, the stop and the report."""
 
     def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.report = Report()
-        self.run_id = secrets.token_hex(4)
-        self.clock = Clock()
-        self.start_us = 0.0
-        self.cpu0 = 0.0
-        self.t0 = 0.0
-        self.last_send = 0.0
-        self.conns: list[Connection] = []
-        self.done = 0
+        self.engine: EngineThread | None = None
+        self.hub: Any = None
+        self.run: LiveRun | None = None
+        self.finished = Event()
+        self.all_requested = Event()
+        self.requested, self.wanted = 0, sys.maxsize  # connections asked for, users spawned
+        self.begun = False
         self.reported = False
+        self.ticker: gevent.Greenlet[Any, Any] | None = None
 
-    def open(self) -> Connection:
-        if not self.conns:
-            self.start_us, self.cpu0, self.t0 = self.clock.now_us(), time.process_time(), time.perf_counter()
-        conn = Connection(len(self.conns))
-        self.conns.append(conn)
-        return conn
+    def new_run(self, environment: Environment) -> None:
+        if self.engine is None:
+            self.hub = gevent.get_hub()
+            machine()  # platform's caches filled here: the engine thread must not fork under gevent
+            self.engine = EngineThread(_start_native_thread, _native_loop)
+            self.engine.start()
+        cfg, user_rate = run_config(environment)
+        self.run = LiveRun(cfg, cfg.url or DEFAULT_HOST, user_rate=user_rate)
+        self.finished = Event()
+        self.all_requested = Event()
+        self.begun = self.reported = False
+        self.requested, self.wanted = 0, sys.maxsize
+        if self.ticker is not None:
+            self.ticker.kill(block=False)
+        self.ticker = gevent.spawn(self._tick_forever, environment, self.run)
 
-    def connection_done(self, environment: Environment, conn: Connection) -> None:
-        if conn.finished:
+    def _call(self, make: Callable[[], Any]) -> AsyncResult:
+        """Run a coroutine on the engine; an AsyncResult of ``(value, error)`` here."""
+        assert self.engine is not None
+        result = AsyncResult()
+        hub = self.hub
+        self.engine.submit(make, lambda value, exc: hub.loop.run_callback_threadsafe(result.set, (value, exc)))
+        return result
+
+    def open(self) -> Opened:
+        """One more connection (this greenlet waits for its connect)."""
+        if self.run is None:
+            return Opened(False, 0.0, "no run")
+        result = self._call(self.run.open_one)
+        self.requested += 1
+        if self.requested >= self.wanted:
+            self.all_requested.set()
+        value, exc = result.get()
+        if exc is not None:
+            return Opened(False, 0.0, f"{type(exc).__name__}: {exc}")
+        assert isinstance(value, Opened)
+        return value
+
+    def begin(self, environment: Environment) -> None:
+        """Start the run's timeline (once), when every user spawned so far has asked for its
+        connection (Locust says spawning is complete before the users' greenlets first run);
+        the report goes to the master when the run has drained."""
+        if self.run is None or self.begun:
             return
-        conn.finished = True
-        self.done += 1
-        runner = environment.runner
-        if runner is not None and self.done >= runner.target_user_count:
-            self.send_report(environment)
+        self.begun = True
+        # the users this process is to have (spawned or not: under load the master may say
+        # spawning is complete before a worker has spawned them all)
+        users = environment.runner.target_user_count if environment.runner is not None else 0
+        gevent.spawn(self._begin_when_requested, environment, self.run, users)
 
-    def send_report(self, environment: Environment) -> None:
-        """Close the books and send them to the master (once per run)."""
-        if self.reported or not self.conns or environment.runner is None:
+    def _begin_when_requested(self, environment: Environment, run: LiveRun, users: int) -> None:
+        self.wanted = users
+        if self.requested < users and not self.all_requested.wait(STOP_WAIT_S):
+            log.warning("%d of %d users asked for a connection: starting with those", self.requested, users)
+        self._report_when_done(environment, run, self._call(run.begin))
+
+    def stop(self, environment: Environment) -> None:
+        """Locust stopped: end the sending, then wait (bounded) for the report to be sent."""
+        run = self.run
+        if run is None or self.reported or self.engine is None:
             return
+        self.engine.call(run.stop)
+        self.all_requested.set()  # no more users will ask
+        self.begin(environment)  # stopped before its start: it still reports its connections
+        if not self.finished.wait(STOP_WAIT_S):
+            log.warning("the run did not close its books within %.0f s: no report from here", STOP_WAIT_S)
+
+    def _report_when_done(self, environment: Environment, run: LiveRun, done: AsyncResult) -> None:
+        _, exc = done.get()
+        if exc is not None:
+            log.error("the load run failed: %r", exc)
+        self._apply_ticks(environment, run)
+        if self.ticker is not None:
+            self.ticker.kill(block=False)
         self.reported = True
-        cpu_s = time.process_time() - self.cpu0
-        report, totals = self.report, self.report.totals
-        opts = environment.parsed_options
-        report.duration_s = round((self.last_send or time.perf_counter()) - self.t0, 3)
-        host = environment.host or DEFAULT_HOST
-        same_clock = (urllib.parse.urlsplit(host).hostname or "") in LOCAL_HOSTS
-        user_rate = float(getattr(opts, "lt_user_rate", 1.0))
-        report.meta = {
-            "url": host.split("?", 1)[0], "scenario": "echo", "connections": len(self.conns),
-            "rate": user_rate * len(self.conns), "durationS": float(getattr(opts, "lt_duration", 0)),
-            "payloadBytes": int(getattr(opts, "lt_payload", 128)), "roomSize": None,
-            "clock": "same-host" if same_clock else "remote", "runId": self.run_id,
-            "warmupS": 0.0, "machine": machine(), "engine": "locust",
-        }  # fmt: skip
-        rows = []
-        for conn in self.conns:
-            counts = conn.ledger.counts([(conn.id, conn.sent)])
-            rows.append({"id": conn.id, "sent": conn.sent, **counts.as_dict(),
-                         "stoppedEarly": not conn.sending_done})  # fmt: skip
-            counts.add_to(totals)
-        report.connections = rows
         worker = getattr(environment.runner, "client_id", "local")
-        payload = worker_payload(str(worker), report, cpu_s)
-        environment.runner.send_message(MESSAGE, orjson.dumps(payload).decode())
+        payload = worker_payload(str(worker), run.report, run.cpu_s)
+        if environment.runner is not None:
+            environment.runner.send_message(MESSAGE, orjson.dumps(payload).decode())
+        self.finished.set()
+
+    def _tick_forever(self, environment: Environment, run: LiveRun) -> None:
+        while True:  # killed when the run has reported (or a new run starts)
+            gevent.sleep(TICK_S)
+            self._apply_ticks(environment, run)
+
+    def _apply_ticks(self, environment: Environment, run: LiveRun) -> None:
+        now = time.time()
+        while run.ticks:
+            add_tick(environment.stats, run.ticks.popleft(), run.cfg.scenario, now)
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
 
 
-RECORDER = Recorder()
+LIVE = Live()
 
 
 class Collector:
@@ -213,26 +302,45 @@ class Collector:
 
 
 COLLECTOR = Collector()
+ENVIRONMENT: list[Environment] = []  # Locust's, from its init event (spawning_complete has none)
 
 
 def _on_init(environment: Environment, **_: Any) -> None:
+    ENVIRONMENT.append(environment)
     if environment.runner is not None and not isinstance(environment.runner, WorkerRunner):
         environment.runner.register_message(MESSAGE, COLLECTOR.receive)
 
 
 def _on_test_start(environment: Environment, **_: Any) -> None:
-    RECORDER.reset()
     COLLECTOR.payloads.clear()
     COLLECTOR.written = False
+    if not isinstance(environment.runner, MasterRunner):
+        LIVE.new_run(environment)
+
+
+def _on_spawning_complete(**_: Any) -> None:
+    # every user is spawned (on a worker: the master says so): the timeline starts
+    for environment in ENVIRONMENT[-1:]:
+        if not isinstance(environment.runner, MasterRunner):
+            LIVE.begin(environment)
 
 
 def _on_test_stop(environment: Environment, **_: Any) -> None:
-    if not isinstance(environment.runner, MasterRunner):
-        RECORDER.send_report(environment)  # stopped before every user finished: what there is
+    if isinstance(environment.runner, MasterRunner) or LIVE.reported:
+        return
+    LIVE.stop(environment)  # stopped before the run drained: what there is
+    opts = environment.parsed_options
+    if isinstance(environment.runner, LocalRunner) and getattr(opts, "csv_prefix", None):
+        # Locust rewrites its CSV once a second and not at exit: one more round, so the CSV
+        # holds the last second's figures too
+        gevent.sleep(CSV_STATS_INTERVAL_SEC + 0.3)
 
 
 def _on_quitting(environment: Environment, **_: Any) -> None:
+    if not isinstance(environment.runner, MasterRunner):
+        LIVE.stop(environment)  # Ctrl-C or SIGTERM: the report first, then the engine goes
     COLLECTOR.write(environment)  # a run stopped early: whatever reports arrived
+    LIVE.close()
 
 
 def _listen(hook: Any, listener: Callable[..., None]) -> None:
@@ -242,147 +350,23 @@ def _listen(hook: Any, listener: Callable[..., None]) -> None:
 _listen(events.init_command_line_parser, _options)
 _listen(events.init, _on_init)
 _listen(events.test_start, _on_test_start)
+_listen(events.spawning_complete, _on_spawning_complete)
 _listen(events.test_stop, _on_test_stop)
 _listen(events.quitting, _on_quitting)
 
 
-class EchoUser(User):
-    """One connection sending echo frames on an open-loop timeline (docs/contracts.md)."""
+class ConnectionUser(User):
+    """One WebSocket connection of the run's scenario (``--lt-scenario``), driven by the engine
+    thread; this greenlet only opens it (Locust's ramp) and waits for the run to end."""
 
     host = DEFAULT_HOST
 
-    def __init__(self, environment: Environment) -> None:
-        super().__init__(environment)
-        self.conn: Connection | None = None
-        self.receiver: gevent.Greenlet[Any, Any] | None = None
-        opts = environment.parsed_options
-        self.rate = float(getattr(opts, "lt_user_rate", 1.0))
-        self.duration = float(getattr(opts, "lt_duration", 3600.0))
-        self.payload = int(getattr(opts, "lt_payload", 128))
-        self.drain = float(getattr(opts, "lt_drain", 5.0))
-        self.connect_timeout = float(getattr(opts, "lt_connect_timeout", 10.0))
-        self.query = str(getattr(opts, "lt_query", "") or "")
-        headers = str(getattr(opts, "lt_headers", "") or "")
-        self.headers = [f"{k}: {v}" for k, v in json.loads(headers)] if headers else []
-        base = self.host or DEFAULT_HOST
-        self.url = f"{base}{'&' if '?' in base else '?'}{self.query}" if self.query else base
-        self.same_clock = (urllib.parse.urlsplit(base).hostname or "") in LOCAL_HOSTS
-
     @task
-    def run_timeline(self) -> None:
-        conn = self.conn = RECORDER.open()
-        if self._connect(conn):
-            self.receiver = gevent.spawn(self._receive, conn)
-            self._send_all(conn)
-            conn.sending_done = True
-            if conn.ledger.counts([(conn.id, conn.sent)]).lost:
-                conn.drained.wait(self.drain)
-        RECORDER.connection_done(self.environment, conn)
-        raise StopUser()
-
-    def on_stop(self) -> None:
-        conn = self.conn
-        if conn is None:
-            return
-        if conn.ws is not None:
-            cast(Any, conn.ws).shutdown()  # untyped in websocket-client
-        if self.receiver is not None:
-            self.receiver.kill(block=False)
-        RECORDER.connection_done(self.environment, conn)
-
-    def _connect(self, conn: Connection) -> bool:
-        t0 = time.perf_counter()
-        try:
-            conn.ws = websocket.create_connection(
-                self.url, header=self.headers, timeout=self.connect_timeout, enable_multithread=True)
-        except Exception as exc:  # every way a $connect fails is a counted, named failure
-            reason = f"connect:{type(exc).__name__}"
-            status = getattr(exc, "status_code", None)
-            if status is not None:
-                reason = f"connect:http{status}"
-            RECORDER.report.totals["connectFailed"] += 1
-            RECORDER.report.errors[reason] += 1
-            self._fire("connect", (time.perf_counter() - t0) * 1000, 0, exc)
-            return False
-        conn.ws.settimeout(None)
-        RECORDER.report.totals["connectionsOpened"] += 1
-        self._fire("connect", (time.perf_counter() - t0) * 1000, 0, None)
-        return True
-
-    def _fire(self, name: str, ms: float, size: int, exc: BaseException | None) -> None:
+    def connection(self) -> None:
+        opened = LIVE.open()
         self.environment.events.request.fire(
-            request_type="WS", name=name, response_time=ms, response_length=size,
-            exception=exc, context={})  # fmt: skip
-
-    def _send_all(self, conn: Connection) -> None:
-        assert conn.ws is not None
-        clock = RECORDER.clock
-        start_us = clock.now_us()
-        timeline = Timeline(self.rate, self.duration, 1)
-        for seq, due in timeline.frames_for(0):
-            due_us = start_us + due * 1e6
-            delay = (due_us - clock.now_us()) / 1e6
-            if delay > 0:
-                gevent.sleep(delay)
-            frame = pad_frame(self._builder(conn.id, seq, int(due_us)), self.payload)
-            conn.sent += 1  # before the send: the reply may come back before send() returns
-            try:
-                conn.ws.send(frame)
-            except (websocket.WebSocketException, OSError):
-                conn.sent -= 1
-                RECORDER.report.errors["unsent:closed"] += timeline.count_for(0) - seq
-                return
-            RECORDER.report.record_sent((due_us - RECORDER.start_us) / 1e6)
-            RECORDER.last_send = time.perf_counter()
-
-    @staticmethod
-    def _builder(conn_id: int, seq: int, due_us: int) -> Callable[[str], dict[str, Any]]:
-        def build(pad: str) -> dict[str, Any]:
-            return {"action": "echo", "data": {"r": RECORDER.run_id, "c": conn_id, "s": seq,
-                                               "t": due_us, "a": int(RECORDER.clock.now_us()), "p": pad}}  # fmt: skip
-
-        return build
-
-    def _receive(self, conn: Connection) -> None:
-        assert conn.ws is not None
-        while True:  # bounded by the socket: it ends when the connection closes
-            try:
-                message = conn.ws.recv()
-            except (websocket.WebSocketException, OSError):
-                return
-            self._on_message(conn, message, RECORDER.clock.now_us())
-
-    def _on_message(self, conn: Connection, message: str | bytes, now_us: float) -> None:
-        report = RECORDER.report
-        try:
-            obj = orjson.loads(message)
-        except orjson.JSONDecodeError:
-            obj = None
-        action = obj.get("action") if isinstance(obj, dict) else None
-        if action == "error":
-            report.totals["errorFrames"] += 1
-            report.errors[str(obj.get("error"))] += 1
-            self._fire("echo", 0, len(message), RuntimeError(str(obj.get("error"))))
-            return
-        body = obj.get("data") if action == "echo" else None
-        if not isinstance(body, dict) or body.get("r") != RECORDER.run_id:
-            report.errors["foreign_or_malformed" if action == "echo" else "unrecognised_frame"] += 1
-            return
-        try:
-            sender, seq, due_us, sent_us = int(body["c"]), int(body["s"]), float(body["t"]), float(body["a"])
-        except (KeyError, TypeError, ValueError):
-            report.errors["foreign_or_malformed"] += 1
-            return
-        if sender != conn.id:
-            report.errors["foreign_or_malformed"] += 1
-            return
-        if conn.ledger.observe(sender, seq, conn.sent) in (SeqOutcome.DUPLICATE, SeqOutcome.UNEXPECTED):
-            return
-        latency_us = now_us - due_us
-        report.record_latency((due_us - RECORDER.start_us) / 1e6, latency_us, now_us - sent_us)
-        timing = obj.get("timing")
-        if isinstance(timing, dict):
-            report.record_stages(stages.split(timing, sent_us / 1000, now_us / 1000, self.same_clock))
-        self._fire("echo", latency_us / 1000, len(message), None)
-        if conn.sending_done and conn.ledger.streams[conn.id].received >= conn.sent:
-            conn.drained.set()
+            request_type="WS", name="connect", response_time=opened.ms, response_length=0,
+            exception=None if opened.ok else ConnectionError(opened.reason), context={})  # fmt: skip
+        if opened.ok:
+            LIVE.finished.wait()
+        raise StopUser()

@@ -172,16 +172,20 @@ class LoadRun:
         t0 = time.perf_counter()
         results = await asyncio.gather(*(self._open(t0 + d) for d in delays))
         for ws in results:
-            if ws is None:
-                continue
-            i = len(self.conns)
-            self.conns.append(ws)
-            self.sent.append(0)
-            self.ledgers.append(Ledger())
-            self.acks.append(AckTracker())
-            self.joined.append(asyncio.get_running_loop().create_future())
-            self.receivers.append(asyncio.create_task(self._receive(i, ws)))
+            if ws is not None:
+                self._adopt(ws)
         self.report.totals["connectionsOpened"] = len(self.conns)
+
+    def _adopt(self, ws: ClientConnection) -> int:
+        """Make an open connection the run's next one (its receiver starts); returns its index."""
+        i = len(self.conns)
+        self.conns.append(ws)
+        self.sent.append(0)
+        self.ledgers.append(Ledger())
+        self.acks.append(AckTracker())
+        self.joined.append(asyncio.get_running_loop().create_future())
+        self.receivers.append(asyncio.create_task(self._receive(i, ws)))
+        return i
 
     async def _open(self, at: float) -> ClientConnection | None:
         await asyncio.sleep(max(0.0, at - time.perf_counter()))

@@ -78,7 +78,9 @@ def test_locust_engine_options_are_validated() -> None:
     with pytest.raises(ConfigError, match="--master"):
         parse_run_args(["--master"])
     with pytest.raises(ConfigError, match="--scenario"):
-        parse_run_args(["--workers", "2", "--scenario", "chat", "--room-size", "2"])
+        parse_run_args(["--workers", "2", "--scenario", "broadcast"])
+    chat = parse_run_args(["--workers", "2", "--scenario", "chat", "--room-size", "2"])
+    assert (chat.scenario, chat.workers) == ("chat", 2)
     with pytest.raises(ConfigError, match="--workers"):
         parse_run_args(["--workers", "3", "-c", "2"])
     cfg = parse_run_args(["--worker", "--master-host", "10.0.0.5", "--master-port", "6000"])
@@ -128,3 +130,45 @@ def test_plain_locust_runs_the_echo_users_and_writes_csv_and_report(
     assert int(rows["echo"]["Failure Count"]) == 0
     assert int(rows["echo"]["Request Count"]) == 200  # every reply is a Locust request
     assert int(rows["connect"]["Request Count"]) == 4
+
+
+def test_chat_on_a_master_and_two_workers_delivers_every_message_once(
+    echo_url: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "chat.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "loadtest", "--workers", "2", "--scenario", "chat", "--room-size", "5",
+         "--url", echo_url, "-c", "20", "--ramp", "100", "-r", "100", "-d", "2", "--drain", "5",
+         "--json", str(out), "--no-progress"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    data = json.loads(out.read_text())
+    totals, rows = data["totals"], data["meta"]["workers"]
+    assert data["meta"]["scenario"] == "chat" and [row["connectionsOpened"] for row in rows] == [10, 10]
+    for key in ROW_KEYS:
+        assert totals[key] == sum(row[key] for row in rows), key
+    # rooms of 5 within each worker: every send reaches the 4 other members, once, in order
+    assert totals["sent"] == totals["acks"] == 200  # 100/s for 2 s
+    assert totals["expected"] == totals["received"] == 4 * 200
+    assert totals["lost"] == totals["duplicated"] == totals["outOfOrder"] == totals["errorFrames"] == 0
+    assert data["latencyMs"]["latency"]["count"] == 800 and data["latencyMs"]["ingest"]["count"] == 200
+    assert "(locust, 2 workers)" in done.stdout
+
+
+def test_plain_locust_stopped_by_its_run_time_reports_what_it_sent(echo_url: str, tmp_path: Path) -> None:
+    # the Done-when command's shape: -t ends a run planned for much longer (--lt-duration 600)
+    done = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", "5", "-r", "50",
+         "-t", "4s", "--host", echo_url, "--csv", str(tmp_path / "run"), "--only-summary",
+         "--lt-user-rate", "20", "--lt-duration", "600", "--lt-json", str(tmp_path / "r.json")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = Report.read(tmp_path / "r.json")
+    totals = report.totals
+    assert report.meta["stoppedEarly"] is True and report.duration_s < 600
+    assert totals["sent"] > 0 and totals["received"] + totals["lost"] == totals["sent"]
+    with (tmp_path / "run_stats.csv").open() as f:
+        rows = {row["Name"]: row for row in csv.DictReader(f)}
+    assert int(rows["echo"]["Request Count"]) == totals["received"]  # the CSV's last round too
