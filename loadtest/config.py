@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loadtest.errors import ConfigError
-from pipeline.aws.limits import WEBSOCKET_FRAME_BYTES
+from pipeline.aws.limits import WEBSOCKET_FRAME_BYTES, WEBSOCKET_NEW_CONNECTIONS_PER_SECOND
 from pipeline.loadtest_report import RESULTS_DIR as RESULTS_DIR
 from pipeline.loadtest_report import output_path as output_path
 from pipeline.names import TWIN_AWS_PORT, TWIN_PORT
@@ -26,8 +26,7 @@ DEFAULT_TWIN_PORT = TWIN_PORT
 DEFAULT_AWS_PORT = TWIN_AWS_PORT
 DEFAULT_RAMP = 200.0
 # API Gateway's new-connection quota (per account and Region): the join storm's default pace.
-# https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html
-NEW_CONNECTIONS_PER_S = 500.0
+NEW_CONNECTIONS_PER_S = float(WEBSOCKET_NEW_CONNECTIONS_PER_SECOND)
 # The scenarios the Locust engine runs (--workers, --master, locustfile.py); broadcast needs one
 # publisher shared by every worker's connections, which it does not have yet.
 LOCUST_SCENARIOS = ("echo", "chat")

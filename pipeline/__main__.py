@@ -3,7 +3,9 @@
 Each command lives in its own module, which exposes
 ``add_arguments(parser: argparse.ArgumentParser, command: str) -> None`` and
 ``run(args: argparse.Namespace) -> int`` (``args.command`` names the command). This file only
-dispatches, so commands are added without touching each other.
+dispatches, so commands are added without touching each other. The local twin's commands
+(``local``, ``token``) are found by name through the ``websocket_pipeline.commands`` entry points
+(pyproject.toml), each module giving its one-line ``HELP``: the tools do not import the twin.
 """
 
 from __future__ import annotations
@@ -11,12 +13,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from importlib.metadata import entry_points
 from types import ModuleType
 
+PLUGIN_COMMANDS = "websocket_pipeline.commands"  # entry point group: command -> module
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "local": ("pipeline.local.cli", "run the synthesized pipeline on 127.0.0.1 (the local twin)"),
-    "token": ("pipeline.local.token_cli", "print a JWT the running twin (-c auth=jwt) accepts"),
     "publish": ("pipeline.publish", "put server-side messages for a room on the stream"),
     "client": ("pipeline.client.cli", "send frames to a stage and print the replies"),
     "new-consumer": ("pipeline.scaffold", "create a consumer microservice and register it"),
@@ -32,14 +34,18 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     modules: dict[str, ModuleType] = {}
     parsers: dict[str, argparse.ArgumentParser] = {}
+    plugins = {ep.name: ep.value for ep in entry_points(group=PLUGIN_COMMANDS)}
+    for name, module_name in sorted(plugins.items()):
+        module = _module(module_name)
+        if module is not None and name not in COMMANDS:
+            parsers[name] = sub.add_parser(name, help=module.HELP, description=module.HELP)
+            module.add_arguments(parsers[name], name)
+            modules[name] = module
     for name, (module_name, help_text) in COMMANDS.items():
         command_parser = sub.add_parser(name, help=help_text, description=help_text)
         parsers[name] = command_parser
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
+        module = _module(module_name)
+        if module is None:
             continue
         module.add_arguments(command_parser, name)
         modules[name] = module
@@ -49,6 +55,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command not in modules:
         parser.error(f"{args.command}: not available in this build")
     return int(modules[args.command].run(args) or 0)
+
+
+def _module(module_name: str) -> ModuleType | None:
+    """The command's module, or None when this build leaves it out."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        return None
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ def stack_name(stage: str) -> str:
     return f"{STACK_PREFIX}-{stage}"
 
 
-# The local twin's defaults (``python -m pipeline local``; flags change them).
+# The local twin's defaults (``make local``; its flags change them).
 TWIN_HOST = "127.0.0.1"
 TWIN_PORT = 8080  # WebSocket API, @connections and the demo page
 TWIN_AWS_PORT = 4566  # Kinesis, DynamoDB, SQS, ... (boto3 ``endpoint_url``)

@@ -11,7 +11,6 @@ from pipeline import PROJECT_ROOT
 RUNTIME_ALLOWED = {"pipeline.aws", "pipeline.names", "pipeline.runtime"}
 FACTS = {"pipeline.aws", "pipeline.names"}
 TWIN = "pipeline.local"
-COMMAND_LINE = "pipeline.__main__"
 
 
 def _contracts() -> configparser.ConfigParser:
@@ -42,11 +41,11 @@ def test_the_shared_facts_import_nothing_else() -> None:
     assert _modules(config, "shared-facts", "forbidden_modules") == _pipeline_parts() - FACTS
 
 
-def test_every_part_but_the_twin_and_the_command_line_is_kept_from_the_twin() -> None:
+def test_every_part_but_the_twin_is_kept_from_the_twin() -> None:
     config = _contracts()
     assert _modules(config, "no-twin", "forbidden_modules") == {TWIN}
     # the runtime and the facts are kept from the twin by their own contracts
-    expected = _pipeline_parts() - RUNTIME_ALLOWED - {TWIN, COMMAND_LINE}
+    expected = _pipeline_parts() - RUNTIME_ALLOWED - {TWIN}
     assert _modules(config, "no-twin", "source_modules") == expected
 
 
@@ -62,3 +61,21 @@ def test_the_layer_ships_what_the_runtime_may_import() -> None:
     shipped = {f"pipeline.{p}" for p in LAYER_PACKAGES}
     shipped |= {f"pipeline.{m.removesuffix('.py')}" for m in LAYER_MODULES if m != "__init__.py"}
     assert shipped == RUNTIME_ALLOWED
+
+
+def test_no_file_of_the_product_outside_the_twin_names_the_twin() -> None:
+    """Not even by a module name in a string: the twin's commands and its redrive target are
+    entry points (pyproject.toml), so the product's code never spells ``pipeline.local``."""
+    root = PROJECT_ROOT / "pipeline"
+    naming = [str(p.relative_to(PROJECT_ROOT)) for p in root.rglob("*.py")
+              if not p.is_relative_to(root / "local") and TWIN in p.read_text(encoding="utf-8")]
+    assert naming == []
+
+
+def test_the_twin_s_commands_and_redrive_target_are_entry_points() -> None:
+    from importlib.metadata import entry_points
+
+    commands = {ep.name: ep.value for ep in entry_points(group="websocket_pipeline.commands")}
+    assert commands == {"local": f"{TWIN}.cli", "token": f"{TWIN}.token_cli"}
+    (twin,) = entry_points(group="websocket_pipeline.redrive_targets", name="twin")
+    assert callable(twin.load())

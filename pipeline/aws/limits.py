@@ -23,6 +23,7 @@ WEBSOCKET_MESSAGE_BYTES = 128 * 1024  # one message (frames of one message, or o
 WEBSOCKET_IDLE_TIMEOUT_S = 10 * 60
 WEBSOCKET_CONNECTION_LIFE_S = 2 * 60 * 60
 INTEGRATION_TIMEOUT_S = 29
+WEBSOCKET_NEW_CONNECTIONS_PER_SECOND = 500  # per account and Region
 
 # Kinesis Data Streams quotas
 # (https://docs.aws.amazon.com/streams/latest/dev/service-sizes-and-limits.html).
@@ -33,6 +34,10 @@ KINESIS_MAX_PARTITION_KEY = 256  # characters
 KINESIS_PUT_RECORDS_MAX = 500  # records per PutRecords
 KINESIS_PUT_RECORDS_MAX_BYTES = 5 * 1024 * 1024
 KINESIS_GET_RECORDS_MAX = 10_000  # records per GetRecords
+KINESIS_CONSUMER_READ_BYTES_PER_SECOND = 2 * 1024 * 1024  # per enhanced fan-out consumer, per shard
+# A new on-demand stream starts with 4 shards (4 MB/s, 4,000 records/s of writes) and AWS scales
+# it from there: https://docs.aws.amazon.com/streams/latest/dev/how-do-i-size-a-stream.html
+KINESIS_ON_DEMAND_INITIAL_SHARDS = 4
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
+from pipeline.aws.limits import KINESIS_ON_DEMAND_INITIAL_SHARDS
 from pipeline.infrastructure import ConfigError
 from pipeline.infrastructure.config import PipelineConfig
 from pipeline.infrastructure.connect_auth import ConnectAuthorization
@@ -23,9 +24,6 @@ from pipeline.infrastructure.websocket_ingress import WebSocketIngress
 from pipeline.names import FANOUT_ROUTE
 from pipeline.registry import ConsumerSpec
 
-# A new on-demand stream has 4 shards (how-do-i-size-a-stream.html); the twin's
-# pipeline/local/cfn_types.py says the same for the template it reads.
-ON_DEMAND_INITIAL_SHARDS = 4
 # A batch of pages must be posted well within the function's timeout at the container's rate,
 # or its last posts would fail with DeadlineExceeded (logged, not retried: lost).
 FANOUT_TIMEOUT_SHARE = 0.8
@@ -34,7 +32,7 @@ FANOUT_TIMEOUT_SHARE = 0.8
 def initial_shards(config: PipelineConfig) -> int:
     """The shards the stream starts with: ``shards``, or 4 for an on-demand stream
     (https://docs.aws.amazon.com/streams/latest/dev/how-do-i-size-a-stream.html)."""
-    return ON_DEMAND_INITIAL_SHARDS if config.stream_mode == "on-demand" else config.shards
+    return KINESIS_ON_DEMAND_INITIAL_SHARDS if config.stream_mode == "on-demand" else config.shards
 
 
 def posting_environment(spec: ConsumerSpec, consumers: Sequence[ConsumerSpec],

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pipeline.aws.arns import consumer_arn
+from pipeline.aws.limits import KINESIS_ON_DEMAND_INITIAL_SHARDS
 
 if TYPE_CHECKING:
     from pipeline.local.cfn import Resolver
@@ -133,9 +134,6 @@ def identity_for(
 
 
 
-# A new on-demand stream starts with 4 shards (4 MB/s, 4,000 records/s of writes) and AWS scales
-# it from there: https://docs.aws.amazon.com/streams/latest/dev/how-do-i-size-a-stream.html
-ON_DEMAND_INITIAL_SHARDS = 4
 
 
 def stream_is_on_demand(properties: Mapping[str, Any]) -> bool:
@@ -148,5 +146,5 @@ def stream_shard_count(properties: Mapping[str, Any]) -> int:
     """The shards an ``AWS::Kinesis::Stream`` starts with: its ``ShardCount``, or AWS's initial
     count for an on-demand stream (which declares none)."""
     if stream_is_on_demand(properties):
-        return ON_DEMAND_INITIAL_SHARDS
+        return KINESIS_ON_DEMAND_INITIAL_SHARDS
     return int(properties.get("ShardCount", 1))

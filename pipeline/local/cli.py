@@ -29,6 +29,9 @@ DEFAULT_FUNCTION_LOGS = Path(".twin") / "logs"
 DEFAULT_OIDC_DIR = Path(".twin") / "oidc"
 
 
+HELP = "run the synthesized pipeline on 127.0.0.1 (the local twin)"
+
+
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--stage", default=DEFAULT_STAGE,
                         help=f"stage to run (default: {DEFAULT_STAGE})")

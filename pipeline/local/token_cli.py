@@ -14,6 +14,8 @@ from typing import Any
 
 from pipeline.local.oidc import DEFAULT_DIR, IssuerError, TwinIssuer
 
+HELP = "print a JWT the running twin (-c auth=jwt) accepts"
+
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--sub", required=True, help="the principal (the token's sub claim)")

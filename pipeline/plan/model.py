@@ -11,7 +11,16 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from pipeline.aws.limits import WEBSOCKET_FRAME_BYTES, WEBSOCKET_MESSAGE_BYTES
+from pipeline.aws.limits import (
+    KINESIS_BYTES_PER_SECOND,
+    KINESIS_CONSUMER_READ_BYTES_PER_SECOND,
+    KINESIS_ON_DEMAND_INITIAL_SHARDS,
+    KINESIS_RECORDS_PER_SECOND,
+    MAX_STREAM_CONSUMERS,
+    WEBSOCKET_FRAME_BYTES,
+    WEBSOCKET_MESSAGE_BYTES,
+    WEBSOCKET_NEW_CONNECTIONS_PER_SECOND,
+)
 from pipeline.plan import PlanError
 from pipeline.plan.prices import PriceList
 
@@ -21,19 +30,19 @@ STREAM_MODES: tuple[StreamMode, ...] = ("provisioned", "on-demand")
 MIB = 1024 * 1024
 GIB = 1024 * MIB
 # https://docs.aws.amazon.com/streams/latest/dev/service-sizes-and-limits.html
-SHARD_WRITE_BYTES_S = 1 * MIB
-SHARD_WRITE_RECORDS_S = 1000
-EFO_READ_BYTES_S = 2 * MIB  # per consumer per shard
-MAX_CONSUMERS = 20
+SHARD_WRITE_BYTES_S = KINESIS_BYTES_PER_SECOND
+SHARD_WRITE_RECORDS_S = KINESIS_RECORDS_PER_SECOND
+EFO_READ_BYTES_S = KINESIS_CONSUMER_READ_BYTES_PER_SECOND  # per consumer per shard
+MAX_CONSUMERS = MAX_STREAM_CONSUMERS
 SHARD_QUOTA_US_EAST_1 = 500  # shards per account in us-east-1 (200 in most other Regions)
-ON_DEMAND_INITIAL_SHARDS = 4
+ON_DEMAND_INITIAL_SHARDS = KINESIS_ON_DEMAND_INITIAL_SHARDS
 ON_DEMAND_START_BYTES_S = 4 * MIB  # a new on-demand stream's write capacity
 ON_DEMAND_START_RECORDS_S = 4000
 PUT_PAYLOAD_UNIT = 25 * 1024  # https://aws.amazon.com/kinesis/data-streams/pricing/
 ON_DEMAND_ROUNDING = 1024  # on-demand data in: each record rounded up to 1 KB
 # https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html
 CONNECTIONS_RPS_QUOTA = 10_000  # account-level requests/s, @connections calls included
-NEW_CONNECTIONS_S_QUOTA = 500  # new connections per second per account and Region
+NEW_CONNECTIONS_S_QUOTA = WEBSOCKET_NEW_CONNECTIONS_PER_SECOND
 FRAME_BYTES_MAX = WEBSOCKET_FRAME_BYTES
 MESSAGE_BYTES_MAX = WEBSOCKET_MESSAGE_BYTES
 MESSAGE_BILLING_BYTES = 32 * 1024  # messages are metered in 32 KB increments

@@ -18,6 +18,7 @@ import os
 import sys
 import time
 import uuid
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,10 @@ MAX_MESSAGES = 1000  # one run handles at most this many queue messages
 VISIBILITY_S = 300  # messages being redriven stay hidden from a concurrent run meanwhile
 READ_ROUNDS = 1000  # GetRecords calls per range, at most
 TRIMMED_CODES = {"InvalidArgumentException", "ResourceNotFoundException"}
-# How the twin runs a consumer is the twin's to say: looked up by name (as ``python -m pipeline``
-# looks up its commands), so this tool for real AWS does not depend on the twin.
-TWIN_TARGET_MODULE = "pipeline.local.redrive_target"
+# How the twin runs a consumer is the twin's to say: its ``twin`` entry point in this group
+# (pyproject.toml), found by name as ``python -m pipeline`` finds the twin's commands, so this tool
+# for real AWS does not depend on the twin.
+REDRIVE_TARGETS = "websocket_pipeline.redrive_targets"
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
@@ -86,13 +88,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _from_twin(consumer: str, **where: Any) -> Target:
-    try:
-        module = importlib.import_module(TWIN_TARGET_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name != TWIN_TARGET_MODULE:
-            raise
-        raise RedriveError("the local twin is not in this build: use --stack") from exc
-    target: Target = module.from_twin(consumer, **where)
+    found = entry_points(group=REDRIVE_TARGETS, name="twin")
+    if not found:
+        raise RedriveError("the local twin is not in this build: use --stack")
+    target: Target = next(iter(found)).load()(consumer, **where)
     return target
 
 

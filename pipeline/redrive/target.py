@@ -1,6 +1,6 @@
 """Where a consumer's failed records are and how its function runs: queue, stream, filters,
 environment. On AWS from CloudFormation and Lambda (:func:`from_aws`); the local twin describes its
-own consumers (``pipeline.local.redrive_target``: how the twin runs a function is the twin's)."""
+own consumers (its ``redrive_target`` module: how the twin runs a function is the twin's)."""
 
 from __future__ import annotations
 

@@ -19,10 +19,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pipeline.aws.limits import WEBSOCKET_NEW_CONNECTIONS_PER_SECOND
+
 LIMIT_EXCEEDED = "LimitExceededException"
 THROTTLED_MESSAGE = "Too Many Requests"
 DEFAULT_CONNECTIONS_RPS = 10_000
-DEFAULT_NEW_CONNECTIONS_PER_SECOND = 500
+DEFAULT_NEW_CONNECTIONS_PER_SECOND = WEBSOCKET_NEW_CONNECTIONS_PER_SECOND
 
 
 class RateQuota:

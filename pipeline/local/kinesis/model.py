@@ -25,6 +25,7 @@ from pipeline.aws.limits import (
     KINESIS_MAX_RECORD_BYTES,
     KINESIS_PUT_RECORDS_MAX,
     KINESIS_PUT_RECORDS_MAX_BYTES,
+    MAX_STREAM_CONSUMERS,
     REGION,
 )
 
@@ -46,7 +47,7 @@ PutListener = Callable[[str, str], None]  # (stream_name, shard_id), after each 
 # https://docs.aws.amazon.com/streams/latest/dev/how-do-i-size-a-stream.html: a new on-demand
 # stream has 4 shards (AWS scales it from there; the twin does not).
 ON_DEMAND_SHARDS = 4
-MAX_CONSUMERS_PER_STREAM = 20  # https://docs.aws.amazon.com/streams/latest/dev/service-sizes-and-limits.html
+MAX_CONSUMERS_PER_STREAM = MAX_STREAM_CONSUMERS
 # "you cannot have more than 5 consumers in a CREATING status at the same time. Registering a
 # 6th consumer while there are 5 in a CREATING status results in a LimitExceededException":
 # https://docs.aws.amazon.com/kinesis/latest/APIReference/API_RegisterStreamConsumer.html
