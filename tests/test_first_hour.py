@@ -12,9 +12,11 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
 
 from pipeline import PROJECT_ROOT
+from pipeline.local.aws import REGION
 from pipeline.local.harness import TwinProcess, start_twin, stop_twin
 
 
@@ -366,6 +368,24 @@ def test_auth_refusals_say_who_refused_and_never_print_the_token(
         assert one_line(bad.stderr) == expected
         assert forged not in bad.stdout + bad.stderr
         assert forged.split(".")[1] not in bad.stdout + bad.stderr  # not even its claims
+
+    # garbage, and a token the stack's own secret signed that has expired: the same line, and
+    # the reason is where the line says (the authorizer's log, inline in this twin's output)
+    secrets = boto3.client("secretsmanager", endpoint_url=token_twin.aws, region_name=REGION,
+                           aws_access_key_id="test", aws_secret_access_key="test")
+    (entry,) = secrets.list_secrets()["SecretList"]
+    secret = str(secrets.get_secret_value(SecretId=entry["ARN"])["SecretString"]).encode()
+    expired = encode_token(secret, {"sub": "alice", "iat": now - 600, "exp": now - 300})
+    for token in ("not-a-jwt", expired):
+        bad = client("--url", token_twin.ws, "--token", token, "{}")
+        assert bad.returncode == 1
+        assert one_line(bad.stderr) == expected
+        assert token not in bad.stdout + bad.stderr
+    assert any('"connect denied"' in line and '"expired"' in line for line in token_twin.lines())
+    valid = encode_token(secret, {"sub": "alice", "iat": now, "exp": now + 300})
+    good = client("--url", token_twin.ws, "--token", valid, '{"action":"ping"}')
+    assert good.returncode == 0, good.stderr  # connected: the refusals above were the token's
+    assert valid not in good.stdout + good.stderr
 
 
 @pytest.mark.twin
