@@ -243,6 +243,13 @@ async def test_a_new_consumer_folder_answers_and_a_removed_one_is_gone(tmp_path:
             after = await _recv(ws)
             assert after["error"] == "unknown_action" and after["received"] == "greet"
             assert "greet" not in after["routes"] and "echo" in after["routes"]
+
+            # back under the same name: its stream consumer was deregistered, its queue kept
+            _pipeline(project, "new-consumer", "greet", "--route", "greet")
+            await until(lambda: len(_lines(twin.lines(), "reload: template applied")) == 3,
+                        RESYNTH_S, poll=0.1)
+            await ws.send('{"action":"greet","data":4}')
+            assert await _recv(ws) == {"action": "greet", "ok": True, "data": 4}
     finally:
         stop_twin(twin)
     assert not _lines(twin.lines(), "not applied")
