@@ -74,8 +74,10 @@ class Reconfiguration:
         return not (self.routes_added or self.routes_removed or self.added or self.updated
                     or self.replaced or self.removed or self.created or self.deleted)
 
-    def summary(self) -> str:
-        """One line for the console."""
+    def summary(self, labels: Mapping[str, str] | None = None) -> str:
+        """One line for the console; *labels*: what a person calls a function (by physical
+        name) or a removed mapping (by logical id), e.g. ``echo``."""
+        named = labels or {}
         parts = []
         if self.routes_added:
             parts.append("routes added " + ", ".join(self.routes_added))
@@ -84,9 +86,10 @@ class Reconfiguration:
         for word, changes in (("added", self.added), ("updated", self.updated),
                               ("replaced (from StartingPosition)", self.replaced)):
             if changes:
-                parts.append(f"mappings {word} " + ", ".join(_name(c.config) for c in changes))
+                parts.append(f"mappings {word} " + ", ".join(
+                    named.get(function_of(c.config), function_of(c.config)) for c in changes))
         if self.removed:
-            parts.append("mappings removed " + ", ".join(self.removed))
+            parts.append("mappings removed " + ", ".join(named.get(r, r) for r in self.removed))
         return "; ".join(parts) or "no change to routes or mappings"
 
 
@@ -220,7 +223,8 @@ def changed_fields(old: MappingConfig, new: MappingConfig) -> list[str]:
             if getattr(old, f.name) != getattr(new, f.name)]
 
 
-def _name(config: MappingConfig) -> str:
+def function_of(config: MappingConfig) -> str:
+    """The physical name of the function a mapping invokes."""
     return config.function_name.rsplit(":", 1)[-1]
 
 

@@ -291,6 +291,7 @@ class RunningTwin:
             create_in_place,
             delete_stream_consumers,
             function_changes,
+            function_of,
             plan,
         )
 
@@ -307,6 +308,9 @@ class RunningTwin:
         specs, folders = self._function_specs(new)
         functions = function_changes(self.workers.specs, specs, running.assembly_dir,
                                      new.assembly_dir)
+        labels = {s.name: s.log_name for s in (*self.workers.specs, *specs)}
+        labels |= {lid: labels.get(function_of(self._mappings[lid].config), lid)
+                   for lid in change.removed}
         access = self.services.access
         if access is not None:  # roles, policies and function credentials as the new stack says
             access.update(AccessControl.from_stack(new))
@@ -333,7 +337,7 @@ class RunningTwin:
             self._reloader.watch(folders)
         self.stack = new
         _say("reload: template applied: "
-             + "; ".join(filter(None, (functions.summary(), change.summary()))))
+             + "; ".join(filter(None, (functions.summary(), change.summary(labels)))))
 
     async def _run_mapping(self, mapping: MappingChange,
                            canary: Canary | None = None) -> EventSourceMappingRunner:

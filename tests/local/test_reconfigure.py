@@ -89,6 +89,11 @@ def test_a_new_consumer_is_created_in_place_and_a_removed_one_deleted(
     assert {full.resources[lid].type for lid in removed.deleted} == {
         "AWS::Lambda::Function", "AWS::Kinesis::StreamConsumer"}  # the queue keeps its messages
     assert removed.removed == (_echo_mapping(full),) and removed.routes_removed == ("echo",)
+    # the console names them as people do
+    function = added.added[0].config.function_name.rsplit(":", 1)[-1]
+    assert added.summary({function: "echo"}) == "routes added echo; mappings added echo"
+    assert removed.summary({_echo_mapping(full): "echo"}) == (
+        "routes removed echo; mappings removed echo")
 
 
 def test_a_new_stream_needs_a_restart(cloud_assembly: Path) -> None:
@@ -224,7 +229,7 @@ async def test_a_new_consumer_folder_answers_and_a_removed_one_is_gone(tmp_path:
             assert _lines(twin.lines(), "reload: new consumer greet: re-synthesizing")
             (line,) = _lines(twin.lines(), "reload: template applied")
             assert "functions added greet" in line and "routes added greet" in line
-            assert "fallback (environment" in line and "mappings added " in line
+            assert "fallback (environment" in line and "mappings added greet" in line
             await ws.send('{"action":"greet","data":2}')
             assert await _recv(ws) == {"action": "greet", "ok": True, "data": 2}
             await ws.send('{"action":"teleport"}')  # the fallback's environment was re-read
@@ -237,7 +242,7 @@ async def test_a_new_consumer_folder_answers_and_a_removed_one_is_gone(tmp_path:
                         RESYNTH_S, poll=0.1)
             line = _lines(twin.lines(), "reload: template applied")[1]
             assert "functions removed greet" in line and "routes removed greet" in line
-            assert "mappings removed " in line
+            assert "mappings removed greet" in line
             assert not [pid for pid in pool if Path(f"/proc/{pid}").exists()]
             await ws.send('{"action":"greet","data":3}')  # $default -> fallback, as before
             after = await _recv(ws)
