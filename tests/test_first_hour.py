@@ -190,6 +190,9 @@ def test_a_twin_says_what_it_serves_and_names_logs_by_function(
         assert not [p for p in logs.iterdir() if p.name.startswith("WebSocketPipeline-")]
 
         base = twin.ws.rsplit("/", 1)[0].replace("ws://", "http://")
+        # the demo page's browser asks for an icon: 204, not a 403 in its console
+        with urllib.request.urlopen(base + "/favicon.ico", timeout=10) as icon:
+            assert icon.status == 204
         # as API Gateway: 403 {"message":"Forbidden"} (`/` itself is the demo page, issue 13)
         for path in ("/prod", "/prod/"):
             for _ in range(20):  # a flood logs one line
