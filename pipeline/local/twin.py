@@ -311,10 +311,10 @@ class RunningTwin:
         labels = {s.name: s.log_name for s in (*self.workers.specs, *specs)}
         labels |= {lid: labels.get(function_of(self._mappings[lid].config), lid)
                    for lid in change.removed}
+        await create_in_place(self.services, new, change)  # first: if it fails, nothing changed
         access = self.services.access
         if access is not None:  # roles, policies and function credentials as the new stack says
             access.update(AccessControl.from_stack(new))
-        await create_in_place(self.services, new, change)
         for spec in functions.added:
             await self.workers.add(spec)
         for spec, _ in functions.updated:
