@@ -287,5 +287,6 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for path in paths:
         print(f"{verb} {path.relative_to(project.root)}")
-    print("restart `make local` (it synthesizes) to serve the change; `make synth` shows it")
+    print("a running `make local` serves the change within a synth (it re-synthesizes in the "
+          "background); `make synth` shows it")
     return 0

@@ -12,9 +12,11 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
 
 from pipeline import PROJECT_ROOT
+from pipeline.aws.limits import REGION
 from pipeline.local.harness import TwinProcess, start_twin, stop_twin
 
 
@@ -188,6 +190,9 @@ def test_a_twin_says_what_it_serves_and_names_logs_by_function(
         assert not [p for p in logs.iterdir() if p.name.startswith("WebSocketPipeline-")]
 
         base = twin.ws.rsplit("/", 1)[0].replace("ws://", "http://")
+        # the demo page's browser asks for an icon: 204, not a 403 in its console
+        with urllib.request.urlopen(base + "/favicon.ico", timeout=10) as icon:
+            assert icon.status == 204
         # as API Gateway: 403 {"message":"Forbidden"} (`/` itself is the demo page, issue 13)
         for path in ("/prod", "/prod/"):
             for _ in range(20):  # a flood logs one line
@@ -366,6 +371,24 @@ def test_auth_refusals_say_who_refused_and_never_print_the_token(
         assert one_line(bad.stderr) == expected
         assert forged not in bad.stdout + bad.stderr
         assert forged.split(".")[1] not in bad.stdout + bad.stderr  # not even its claims
+
+    # garbage, and a token the stack's own secret signed that has expired: the same line, and
+    # the reason is where the line says (the authorizer's log, inline in this twin's output)
+    secrets = boto3.client("secretsmanager", endpoint_url=token_twin.aws, region_name=REGION,
+                           aws_access_key_id="test", aws_secret_access_key="test")
+    (entry,) = secrets.list_secrets()["SecretList"]
+    secret = str(secrets.get_secret_value(SecretId=entry["ARN"])["SecretString"]).encode()
+    expired = encode_token(secret, {"sub": "alice", "iat": now - 600, "exp": now - 300})
+    for token in ("not-a-jwt", expired):
+        bad = client("--url", token_twin.ws, "--token", token, "{}")
+        assert bad.returncode == 1
+        assert one_line(bad.stderr) == expected
+        assert token not in bad.stdout + bad.stderr
+    assert any('"connect denied"' in line and '"expired"' in line for line in token_twin.lines())
+    valid = encode_token(secret, {"sub": "alice", "iat": now, "exp": now + 300})
+    good = client("--url", token_twin.ws, "--token", valid, '{"action":"ping"}')
+    assert good.returncode == 0, good.stderr  # connected: the refusals above were the token's
+    assert valid not in good.stdout + good.stderr
 
 
 @pytest.mark.twin

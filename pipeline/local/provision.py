@@ -13,7 +13,7 @@ DescribeStreamConsumer until ACTIVE) instead of the provider's functions.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 from moto.backends import get_backend
@@ -32,10 +32,14 @@ WAITER_POLL_S = 0.02  # the twin's query interval (AWS: 10 s, consumer_activatio
 WAITER_MARGIN_S = 10.0  # beyond the activation delay, the waiter gives up
 
 
-def provision(services: AwsServices, stack: Stack) -> None:
-    """Create the stack's streams, consumers, tables, queues and secrets in *services*."""
+def provision(services: AwsServices, stack: Stack,
+              only: Collection[str] | None = None) -> None:
+    """Create the stack's streams, consumers, tables, queues and secrets in *services* (*only*:
+    just these logical ids, e.g. what a running twin's reload adds)."""
     kinesis, ddb = services.kinesis, services.client("dynamodb")
     for res in stack.creation_order():
+        if only is not None and res.logical_id not in only:
+            continue
         p = res.properties
         if res.type == "AWS::Kinesis::Stream":
             if stream_is_on_demand(p):  # Kinesis picks the shards of an on-demand stream
@@ -51,15 +55,19 @@ def provision(services: AwsServices, stack: Stack) -> None:
             wait_until_active(kinesis, [str(a) for a in p.get("ConsumerArns", [])])
     tables = stack.of_type("AWS::DynamoDB::Table") + stack.of_type("AWS::DynamoDB::GlobalTable")
     for res in tables:
-        _create_table(ddb, res)
+        if only is None or res.logical_id in only:
+            _create_table(ddb, res)
     sqs = services.client("sqs")
     for res in stack.of_type("AWS::SQS::Queue"):
+        if only is not None and res.logical_id not in only:
+            continue
         attrs = {k: str(v) for k, v in res.properties.items()
                  if k in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds",
                           "FifoQueue", "ReceiveMessageWaitTimeSeconds")}
         sqs.create_queue(QueueName=res.attributes["QueueName"], Attributes=attrs)
     for res in stack.of_type("AWS::SecretsManager::Secret"):
-        _create_secret(res)
+        if only is None or res.logical_id in only:
+            _create_secret(res)
 
 def wait_until_active(kinesis: KinesisBackend, arns: Sequence[str], *,
                       sleep: Callable[[float], None] = time.sleep) -> None:

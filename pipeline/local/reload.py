@@ -8,9 +8,10 @@ and a change to any of its files makes its next invocation run the new code
 (``Code.from_asset(consumers/<name>)``), so before any edit both run the same code.
 
 A change to ``settings.json`` or a consumer folder added or removed changes the template
-(routes, mappings): the twin re-synthesizes in the background and applies it in place
-(:mod:`pipeline.local.reconfigure`), given ``on_template_change``; without it (a consumers
-folder the synth does not read) it is reported, not applied (restart the twin).
+(routes, mappings, functions): the twin re-synthesizes in the background and applies it in
+place (:mod:`pipeline.local.reconfigure`), given ``on_template_change``, and then tells the
+reloader which folders to watch (:meth:`Reloader.watch`); without it (a consumers folder the
+synth does not read) it is reported, not applied (restart the twin).
 
 The core is pure (:func:`snapshot` of a folder, :func:`changes` between two snapshots); the
 :class:`Reloader` polls it on a timer: no file-watching dependency, and a save by any editor
@@ -118,6 +119,16 @@ class Reloader:
                 await self._task
             self._task = None
 
+    def watch(self, folders: Mapping[str, SourceFolder]) -> None:
+        """The functions to watch after a reload added or removed one; a new one's files as
+        they are now count as seen (its pool just imported them)."""
+        for function, folder in folders.items():
+            if function not in self._folders:
+                self._seen[function] = snapshot(folder.path)
+        for function in self._folders.keys() - folders.keys():
+            self._seen.pop(function, None)
+        self._folders = dict(folders)
+
     def _scan(self) -> tuple[dict[str, dict[str, tuple[int, int]]], frozenset[str]]:
         return ({f: snapshot(s.path) for f, s in self._folders.items()},
                 consumer_names(self._consumers_dir))
@@ -133,11 +144,13 @@ class Reloader:
     async def check(self) -> None:
         """One poll: reload what changed; a template change re-synthesizes (or is reported)."""
         seen, names = await asyncio.to_thread(self._scan)
+        # watch() may have changed the folders during the scan: the next poll scans those
+        seen = {f: seen.get(f, self._seen.get(f, {})) for f in self._folders}
         template: list[str] = []
-        for function, folder in self._folders.items():
+        for function, folder in list(self._folders.items()):
             changed = changes(self._seen.get(function, {}), seen[function])
-            if not changed:
-                continue
+            if not changed or folder.consumer not in names:
+                continue  # a folder that is no consumer any more: reported as removed below
             rel = _shown(folder.path)
             if SETTINGS in changed and self._on_template_change is not None:
                 template.append(f"{rel}/{SETTINGS} changed")
@@ -146,7 +159,11 @@ class Reloader:
                           "apply after a restart of the twin (it re-synthesizes)")
             code = [f for f in changed if f != SETTINGS]
             if code:
-                await self._workers.reload(function, folder.path)
+                try:
+                    await self._workers.reload(function, folder.path)
+                except Exception:  # one function's failure must not hide the others' changes
+                    log.exception("hot reload of %s failed", folder.consumer)
+                    continue
                 self._say(f"reload: {folder.consumer} reloaded "
                           f"({', '.join(f'{rel}/{f}' for f in code)})")
         if self._on_template_change is not None:
@@ -157,7 +174,9 @@ class Reloader:
                 self._say(f"reload: new consumer {added}: restart the twin to deploy it")
             for removed in sorted(self._names - names):
                 self._say(f"reload: consumer {removed} removed: restart the twin to undeploy it")
-        self._seen, self._names = seen, names
+        # ... or during the reloads above
+        self._seen = {f: seen.get(f, self._seen.get(f, {})) for f in self._folders}
+        self._names = names
         if template:
             assert self._on_template_change is not None
             self._on_template_change("; ".join(template))

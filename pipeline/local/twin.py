@@ -33,7 +33,7 @@ from pipeline.local.readiness import (
 )
 from pipeline.local.services import AwsServices
 from pipeline.local.shard_source import KinesisShardSource, SqsFailureSink
-from pipeline.local.workers import Workers, function_specs
+from pipeline.local.workers import FunctionSpec, Workers, function_specs
 from pipeline.names import (
     DEFAULT_STAGE,
     TWIN_AWS_PORT,
@@ -147,6 +147,8 @@ class RunningTwin:
     _mappings: dict[str, Any] = field(default_factory=dict)  # logical id -> runner
     _sink: Any = None
     _created: int = field(default_factory=lambda: int(time.time()))
+    _port: int = 0  # the gateway's (the functions' CONNECTIONS_ENDPOINT_URL)
+    _issuer: Any = None  # auth=jwt: the twin's OIDC issuer, kept across reloads
     _resynth: asyncio.Task[None] | None = None
     _resynth_again: bool = False
     _assemblies: list[Path] = field(default_factory=list)  # re-synthesized, removed at stop
@@ -193,25 +195,11 @@ class RunningTwin:
         # every mapping reads the stream: a frame sent earlier would never be answered.
         port = self._gateway.reserve()
 
-        specs = function_specs(
-            stack, connections_url=twin_connections_url(cfg.stage, port, cfg.local_host))
-        if cfg.function_logs is not None:
-            specs = [_replace(s, log_file=cfg.function_logs / f"{s.log_name}.log") for s in specs]
-        specs, issuer = _adopt_issuer(specs, f"http://{cfg.local_host}:{port}", cfg.oidc_dir)
-        folders: dict[str, Any] = {}
-        if cfg.consumers_dir is not None:
-            from pipeline.local.reload import source_folders
-
-            folders = source_folders(((s.name, s.label) for s in specs), cfg.consumers_dir)
-            # ... and their layer's pipeline.runtime from the checkout's sources, ahead of the
-            # layer's copy (pure Python, the same code before any edit): tracebacks name
-            # pipeline/runtime/*.py, not cdk.out/asset.<hash>/python/pipeline/runtime.
-            specs = [_replace(s, code_dir=folders[s.name].path,
-                              layer_dirs=(PROJECT_ROOT, *s.layer_dirs))
-                     if s.name in folders else s for s in specs]
+        self._port = port
+        specs, folders = self._function_specs(stack)
         from pipeline.local.web import routes
 
-        self._gateway.extra_routes = routes(cfg.stage, issuer)
+        self._gateway.extra_routes = routes(cfg.stage, self._issuer)
         self.workers = Workers(specs, aws_url)
         backend.workers = self.workers
         await self.workers.start()
@@ -243,11 +231,34 @@ class RunningTwin:
             ws=f"ws://{_url_host(cfg.host)}:{port}/{cfg.stage}",
             connections=f"http://{_url_host(cfg.host)}:{port}/{cfg.stage}/@connections",
             aws=aws_url,
-            issuer=issuer.issuer if issuer is not None else None,
+            issuer=self._issuer.issuer if self._issuer is not None else None,
         )
         if cfg.grow_shards is not None:
             self._grow = loop.call_later(cfg.grow_after_s, self.grow_streams, cfg.grow_shards)
         return self.urls
+
+    def _function_specs(self, stack: Stack) -> tuple[list[FunctionSpec], dict[str, Any]]:
+        """The functions as the workers run them, and the consumer folders they run from."""
+        cfg = self.config
+        assert self.services is not None
+        specs = function_specs(
+            stack, connections_url=twin_connections_url(cfg.stage, self._port, cfg.local_host))
+        if cfg.function_logs is not None:
+            specs = [_replace(s, log_file=cfg.function_logs / f"{s.log_name}.log") for s in specs]
+        specs, self._issuer = _adopt_issuer(specs, f"http://{cfg.local_host}:{self._port}",
+                                            cfg.oidc_dir, self._issuer)
+        folders: dict[str, Any] = {}
+        if cfg.consumers_dir is not None:
+            from pipeline.local.reload import source_folders
+
+            folders = source_folders(((s.name, s.label) for s in specs), cfg.consumers_dir)
+            # ... and their layer's pipeline.runtime from the checkout's sources, ahead of the
+            # layer's copy (pure Python, the same code before any edit): tracebacks name
+            # pipeline/runtime/*.py, not cdk.out/asset.<hash>/python/pipeline/runtime.
+            specs = [_replace(s, code_dir=folders[s.name].path,
+                              layer_dirs=(PROJECT_ROOT, *s.layer_dirs))
+                     if s.name in folders else s for s in specs]
+        return specs, folders
 
     def template_changed(self, why: str) -> None:
         """The consumers' settings changed: re-synthesize in the background and apply the new
@@ -281,20 +292,41 @@ class RunningTwin:
 
     async def apply_template(self, assembly: Path) -> None:
         """Apply a synthesized assembly to the running twin (pipeline/local/reconfigure.py):
-        routes and event source mappings change in place; streams, roster and queues are kept."""
+        routes, functions (IAM, environment...) and event source mappings change in place;
+        streams, roster and queues are kept."""
         from pipeline.local.gateway import build_api_model
-        from pipeline.local.reconfigure import plan
+        from pipeline.local.reconfigure import (
+            create_in_place,
+            delete_stream_consumers,
+            function_changes,
+            function_of,
+            plan,
+        )
 
-        assert self.stack is not None and self._source is not None and self.workers is not None
-        cfg = self.config
+        assert self.stack is not None and self.services is not None and self.workers is not None
+        cfg, running = self.config, self.stack
         new = resolve_stack(load_template(assembly, cfg.stack_name), cfg.stack_name,
                             assembly.resolve(), created=self._created)
         api = build_api_model(new, cfg.stage)
-        change = plan(self.stack, new, self.route_keys, tuple(api.routes))
+        change = plan(running, new, self.route_keys, tuple(api.routes))
         if change.restart:
             _say("reload: not applied: the template now needs what only a restart of the twin "
                  f"creates ({', '.join(change.restart)})")
             return
+        specs, folders = self._function_specs(new)
+        functions = function_changes(self.workers.specs, specs, running.assembly_dir,
+                                     new.assembly_dir)
+        labels = {s.name: s.log_name for s in (*self.workers.specs, *specs)}
+        labels |= {lid: labels.get(function_of(self._mappings[lid].config), lid)
+                   for lid in change.removed}
+        await create_in_place(self.services, new, change)  # first: if it fails, nothing changed
+        access = self.services.access
+        if access is not None:  # roles, policies and function credentials as the new stack says
+            access.update(AccessControl.from_stack(new))
+        for spec in functions.added:
+            await self.workers.add(spec)
+        for spec, _ in functions.updated:
+            await self.workers.update(spec)
         for lid in (*change.removed, *(c.logical_id for c in change.replaced)):
             runner = self._mappings.pop(lid)
             self._runners.remove(runner)
@@ -302,10 +334,18 @@ class RunningTwin:
         for c in change.updated:
             self._mappings[c.logical_id].update(c.config)
         for c in (*change.added, *change.replaced):  # started before the routes lead to them
+            if access is not None and c.role:
+                log_mapping_problems(access, new.resources[c.logical_id], c.role)
             await self._run_mapping(c)
         self._gateway.replace_api(api)
+        for spec in functions.removed:  # their mappings are stopped: nothing invokes them
+            await self.workers.remove(spec.name)
+        delete_stream_consumers(self.services, running, change)
+        if self._reloader is not None:
+            self._reloader.watch(folders)
         self.stack = new
-        _say(f"reload: template applied: {change.summary()}")
+        _say("reload: template applied: "
+             + "; ".join(filter(None, (functions.summary(), change.summary(labels)))))
 
     async def _run_mapping(self, mapping: MappingChange,
                            canary: Canary | None = None) -> EventSourceMappingRunner:
@@ -372,23 +412,25 @@ class RunningTwin:
             self.services = None
 
 
-def _adopt_issuer(specs: list[Any], url: str, directory: Path) -> tuple[list[Any], Any]:
+def _adopt_issuer(specs: list[Any], url: str, directory: Path,
+                  issuer: Any = None) -> tuple[list[Any], Any]:
     """``auth=jwt``: the authorizer trusts the twin's issuer at *url* (the template's issuer
-    cannot sign for the twin); every other function is unchanged."""
+    cannot sign for the twin); every other function is unchanged. *issuer*: the one the twin
+    made at start (a reload keeps it, and its key)."""
     from pipeline.local.oidc import TwinIssuer, adopt
 
-    issuer = None
     out = []
     for spec in specs:
         adopted = adopt(spec.environment, url)
         if adopted is not None:
             environment, audience = adopted
-            issuer = TwinIssuer.create(directory, url, audience)
-            configured = spec.environment.get("JWT_ISSUER")
-            instead = f" instead of {configured}" if configured and configured != url else ""
-            log.warning("auth=jwt: %s trusts the twin's OIDC issuer %s%s (audience %s); "
-                        "`python -m pipeline token --sub NAME` mints tokens",
-                        spec.name, url, instead, audience)
+            if issuer is None:
+                issuer = TwinIssuer.create(directory, url, audience)
+                configured = spec.environment.get("JWT_ISSUER")
+                instead = f" instead of {configured}" if configured and configured != url else ""
+                log.warning("auth=jwt: %s trusts the twin's OIDC issuer %s%s (audience %s); "
+                            "`python -m pipeline token --sub NAME` mints tokens",
+                            spec.name, url, instead, audience)
             spec = _replace(spec, environment=environment)
         out.append(spec)
     return out, issuer

@@ -263,6 +263,7 @@ class FunctionPool:
         self.generation = 0  # bumped by :meth:`reload`: older workers are not reused
         self._busy = 0
         self.max_concurrency = max_concurrency or spec.max_concurrency
+        self._own_concurrency = max_concurrency is None  # the spec's: a reload may change it
         self._slots = asyncio.Semaphore(self.max_concurrency)
 
     async def warm(self) -> None:
@@ -270,10 +271,16 @@ class FunctionPool:
         if not self._idle:
             self._idle.append(await self._spawn())
 
-    async def reload(self, code_dir: Path | None = None) -> None:
-        """Run new code from the next invocation on (hot reload): idle workers stop now, busy
-        ones after their invocation, and one new worker imports the code at once, so an import
-        error is reported at the reload rather than at the next frame."""
+    async def reload(self, code_dir: Path | None = None, spec: FunctionSpec | None = None) -> None:
+        """Run new code (or a new *spec*: environment, timeout...) from the next invocation on
+        (hot reload): idle workers stop now, busy ones after their invocation, and one new
+        worker imports the code at once, so an import error is reported at the reload rather
+        than at the next frame."""
+        if spec is not None:
+            if spec.max_concurrency != self.spec.max_concurrency and self._own_concurrency:
+                self.max_concurrency = spec.max_concurrency
+                self._slots = asyncio.Semaphore(self.max_concurrency)
+            self.spec = spec
         if code_dir is not None:
             self.spec = replace(self.spec, code_dir=code_dir)
         self.generation += 1
@@ -347,6 +354,7 @@ class FunctionPool:
                             error_message=error.get("errorMessage"))
 
     async def close(self) -> None:
+        self.generation += 1  # a worker still busy (a gateway invocation) exits when released
         idle, self._idle = self._idle, []
         killed, self._killed = self._killed, set()
         retired, self._retired = self._retired, set()
@@ -395,10 +403,20 @@ class Workers:
         self, specs: list[FunctionSpec], aws_url: str, *, max_concurrency: int | None = None
     ) -> None:
         self._pools: dict[str, FunctionPool] = {}
+        self._aws_url, self._max_concurrency = aws_url, max_concurrency
         for spec in specs:
-            pool = FunctionPool(spec, aws_url, max_concurrency)
-            self._pools[spec.name] = pool
-            self._pools[spec.arn] = pool
+            self._register(spec)
+
+    def _register(self, spec: FunctionSpec) -> FunctionPool:
+        pool = FunctionPool(spec, self._aws_url, self._max_concurrency)
+        self._pools[spec.name] = pool
+        self._pools[spec.arn] = pool
+        return pool
+
+    @property
+    def specs(self) -> list[FunctionSpec]:
+        """Every function's current spec, in template order."""
+        return [pool.spec for pool in dict.fromkeys(self._pools.values())]
 
     @property
     def log_names(self) -> list[str]:
@@ -425,6 +443,25 @@ class Workers:
     async def reload(self, function: str, code_dir: Path | None = None) -> None:
         """Hot reload: the function's next invocation runs the code now in its folder."""
         await self.pool(function).reload(code_dir)
+
+    async def add(self, spec: FunctionSpec) -> None:
+        """A function the running stack gained (a new consumer): its pool, one worker warm."""
+        pool = self._register(spec)
+        try:
+            await pool.warm()
+        except WorkerError as exc:  # as at start: the next invocation reports it as Lambda
+            log.warning("%s: warm-up failed: %s", spec.name, exc)
+
+    async def update(self, spec: FunctionSpec) -> None:
+        """A function whose configuration changed: the next invocation runs with *spec*."""
+        await self.pool(spec.name).reload(spec=spec)
+
+    async def remove(self, function: str) -> None:
+        """A function the running stack lost: its pool's processes are stopped."""
+        pool = self.pool(function)
+        self._pools.pop(pool.spec.name, None)
+        self._pools.pop(pool.spec.arn, None)
+        await pool.close()
 
     async def invoke(self, function_name: str, event: dict[str, Any]) -> InvokeResult:
         """Invoke synchronously (RequestResponse); function errors come back in the result."""

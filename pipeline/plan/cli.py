@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--consumers", type=int, default=None,
                         help="consumer functions (default: the registry's)")
     parser.add_argument("--parallelization", type=int, default=None,
-                        help="ParallelizationFactor (default: the registry's largest)")
+                        help="ParallelizationFactor of every function (default: the largest "
+                             "in the registry apart from the fan-out tier's, whose records are "
+                             "pages of recipients, not frames)")
     parser.add_argument("--hours-per-month", type=float, default=730.0)
     parser.add_argument("--stream-mode", choices=STREAM_MODES, default="provisioned")
     parser.add_argument("--headroom", type=float, default=0.25,
@@ -80,7 +82,15 @@ def traffic_from_loadtest(path: Path) -> dict[str, Any]:
             "frame_bytes": frame_bytes, "replies_per_frame": replies}
 
 
-def _registry_defaults() -> tuple[int, int, int, int, int]:
+@dataclass(frozen=True)
+class Parallelization:
+    """The registry's default ParallelizationFactor and where it comes from (for the table)."""
+
+    factor: int
+    source: str
+
+
+def _registry_defaults() -> tuple[int, Parallelization, int, int, int]:
     from pipeline.registry import load_all
 
     every = load_all()
@@ -89,7 +99,13 @@ def _registry_defaults() -> tuple[int, int, int, int, int]:
     specs = [s for s in every if FANOUT_ROUTE not in s.server_route_keys] or every
     client = [s for s in specs if s.routes] or specs
     broadcast = [s for s in specs if not s.routes] or specs
-    return (len(every), max(s.parallelization_factor for s in specs),
+    factor = max(s.parallelization_factor for s in specs)
+    source = "the registry's largest"
+    tier = [s for s in every if s not in specs]
+    if tier:
+        source += ", the fan-out tier's " + ", ".join(
+            f"{s.parallelization_factor} ({s.name})" for s in tier) + " aside"
+    return (len(every), Parallelization(factor, source),
             max(s.memory_mb for s in client), max(s.memory_mb for s in broadcast),
             min(s.batch_size for s in specs))
 
@@ -118,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
                                       f"{cost.batch_size}; run {cost.source}")
         traffic = Traffic(
             **shape, consumers=args.consumers or consumers,
-            parallelization=args.parallelization or parallel, memory_mb=memory,
+            parallelization=args.parallelization or parallel.factor, memory_mb=memory,
             broadcast_memory_mb=bmemory, hours_per_month=args.hours_per_month,
             stream_mode=args.stream_mode, headroom=args.headroom,
             session_minutes=args.session_minutes, invocation_ms=args.invocation_ms,
@@ -128,16 +144,20 @@ def run(args: argparse.Namespace) -> int:
     except PlanError as exc:
         print(f"plan: {exc}", file=sys.stderr)
         return 2
-    print(format_plan(result))
+    print(format_plan(result, None if args.parallelization else parallel.source))
     if args.json:
         args.json.write_text(json.dumps(result.as_json(), indent=2) + "\n")
         print(f"\nwrote {args.json}")
     return 0
 
 
-def format_plan(p: Plan) -> str:
-    """The plan as a table for people."""
+def format_plan(p: Plan, parallelization_source: str | None = None) -> str:
+    """The plan as a table for people (*parallelization_source*: where the factor came from,
+    None when it was given)."""
     t, r = p.traffic, p.rates
+    source = f": {parallelization_source}" if parallelization_source else ""
+    unit_w = max([len("unit"), *(len(line.unit) for c in p.components.values()
+                                 for line in c.lines)])
     out = [
         f"traffic   {t.connections:,} connections x {t.frames_per_minute:g} frames/min of "
         f"{t.frame_bytes:,} B; {t.broadcasts_per_minute:g} broadcasts/min to {t.room_size:,}",
@@ -145,19 +165,19 @@ def format_plan(p: Plan) -> str:
         f"{t.headroom:.0%}); {r['recordsPerS']:,.1f} records/s, "
         f"{r['writeBytesPerS'] / 1024:,.1f} KiB/s",
         f"consumers {t.consumers} (max 20), concurrency {p.concurrency_per_function} per function "
-        f"(shards x ParallelizationFactor {t.parallelization}), "
+        f"(shards x ParallelizationFactor {t.parallelization}{source}), "
         f"{p.concurrency_per_function * t.consumers} in all",
         f"@connections {r['postsPerS']:,.1f} requests/s (quota 10,000); new connections "
         f"{r['newConnectionsPerS']:,.2f}/s (quota 500)",
         "",
-        f"{'component':<30} {'quantity':>18} {'unit':<44} {'USD/month':>12}",
+        f"{'component':<30} {'quantity':>18} {'unit':<{unit_w}} {'USD/month':>12}",
     ]
     for name, c in p.components.items():
         for i, line in enumerate(c.lines):
             label = name if i == 0 else "  " + line.item
-            out.append(f"{label:<30} {line.quantity:>18,.1f} {line.unit[:44]:<44} "
+            out.append(f"{label:<30} {line.quantity:>18,.1f} {line.unit:<{unit_w}} "
                        f"{line.usd:>12,.2f}")
-    out.append(f"{'total':<30} {'':>18} {'':<44} {p.monthly_usd:>12,.2f}")
+    out.append(f"{'total':<30} {'':>18} {'':<{unit_w}} {p.monthly_usd:>12,.2f}")
     assumed = ", ".join(f"{f.name}={getattr(t, f.name)}" for f in fields(t)
                         if f.name in ("session_minutes", "envelope_bytes", "invocation_ms",
                                       "ms_per_post", "batch_size", "failure_rate",

@@ -158,3 +158,23 @@ async def test_the_python_client_stops_on_a_refused_connect(
     await fresh.wait_state("open", TIMEOUT_S)
     assert "bob" in _principals(jwt_twin)
     await fresh.close()
+
+
+def test_the_issuer_warning_names_a_different_issuer_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from pipeline.local.twin import _adopt_issuer
+    from pipeline.local.workers import FunctionSpec
+
+    url = "http://127.0.0.1:8080"
+    spec = FunctionSpec(name="Auth", arn="arn:aws:lambda:us-east-1:1:function:Auth",
+                        handler="handler.handler", code_dir=tmp_path,
+                        environment={"AUTH_MODE": "jwt", "JWT_ISSUER": url, "JWT_AUDIENCE": "a"})
+    with caplog.at_level("WARNING"):
+        (adopted,), issuer = _adopt_issuer([spec], url, tmp_path)
+    (line,) = [r.getMessage() for r in caplog.records if "trusts" in r.getMessage()]
+    assert f"issuer {url} (audience a)" in line and "instead of" not in line
+    assert adopted.environment["JWT_ISSUER"] == url and issuer is not None
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # a reload keeps the issuer (and its key): no second line
+        _, again = _adopt_issuer([spec], url, tmp_path, issuer)
+    assert again is issuer and not caplog.records

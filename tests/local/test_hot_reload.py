@@ -16,7 +16,7 @@ from polling import until
 
 from pipeline.aws.limits import REGION
 from pipeline.local.harness import PROJECT_ROOT, TwinProcess, start_twin, stop_twin
-from pipeline.local.reload import changes, snapshot, source_folders
+from pipeline.local.reload import Reloader, changes, snapshot, source_folders
 
 TIMEOUT_S = 15.0
 RELOAD_S = 10.0  # ~1 s on an idle machine; generous for a busy 2-core one
@@ -43,6 +43,49 @@ def test_only_consumer_functions_run_from_their_folders(tmp_path: Path) -> None:
     folders = source_folders([("Fn1", "echo"), ("Fn2", "half"), ("Fn3", "ConnectAuth")],
                              tmp_path)
     assert list(folders) == ["Fn1"] and folders["Fn1"].path == (tmp_path / "echo").resolve()
+
+
+class _Pools:
+    """What the reloader reloads, recorded."""
+
+    def __init__(self) -> None:
+        self.reloaded: list[str] = []
+
+    async def reload(self, function: str, code_dir: Path | None = None) -> None:
+        self.reloaded.append(function)
+
+
+def _consumer(consumers: Path, name: str) -> None:
+    (consumers / name).mkdir()
+    (consumers / name / "handler.py").write_text("")
+    (consumers / name / "settings.json").write_text("{}")
+
+
+async def test_folders_added_and_removed_change_the_template_and_the_watch(
+        tmp_path: Path) -> None:
+    for name in ("echo", "greet"):
+        _consumer(tmp_path, name)
+    pools, template, said = _Pools(), [], []
+    reloader = Reloader(pools, source_folders([("Fn1", "echo"), ("Fn2", "greet")], tmp_path),
+                        tmp_path, say=said.append, on_template_change=template.append)
+    await reloader.start()
+    await reloader.stop()  # polled by hand below
+    shutil.rmtree(tmp_path / "greet")
+    await reloader.check()
+    # its files are gone, but there is nothing to reload: the template drops it
+    assert template == ["consumer greet removed"] and pools.reloaded == [] and said == []
+
+    _consumer(tmp_path, "hello")
+    await reloader.check()
+    assert template[1:] == ["new consumer hello"]
+    # the re-synthesized template is applied: the twin watches what runs now
+    reloader.watch(source_folders([("Fn1", "echo"), ("Fn3", "hello")], tmp_path))
+    await reloader.check()
+    assert pools.reloaded == [] and len(template) == 2  # its files as they were: seen
+    (tmp_path / "hello" / "handler.py").write_text("x = 1\n")
+    await reloader.check()
+    assert pools.reloaded == ["Fn3"] and said == [f"reload: hello reloaded ({tmp_path / 'hello'}"
+                                                  "/handler.py)"]
 
 
 @pytest.fixture

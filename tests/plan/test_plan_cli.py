@@ -34,6 +34,22 @@ def test_plan_prints_the_table_and_writes_the_json(tmp_path: Path,
     assert doc["consumers"] == 6 and doc["concurrencyPerFunction"] == 2
 
 
+def test_the_table_shows_whole_units_and_where_the_factor_comes_from(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["plan", "--connections", "1000", "--frames-per-minute", "6", "--frame-bytes", "200"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "consumer-shard-hours (provisioned, enhanced fan-out) " in text
+    assert "messages (32 KB increments), first 1 billion a month " in text
+    rows = [line for line in text.splitlines() if line.startswith(("component", "total"))]
+    assert len({len(row) for row in rows}) == 1  # the USD column lines up with the header
+    # the default is the largest factor outside the fan-out tier (consumers/*/settings.json)
+    assert ("ParallelizationFactor 1: the registry's largest, the fan-out tier's 5 (fanout) "
+            "aside)") in text
+    assert main([*argv, "--parallelization", "3"]) == 0
+    assert "(shards x ParallelizationFactor 3)" in capsys.readouterr().out
+
+
 def test_plan_from_a_loadtest_report(tmp_path: Path) -> None:
     report = Report(meta={"scenario": "echo", "connections": 200, "rate": 100,
                           "payloadBytes": 936},

@@ -135,6 +135,15 @@ class AccessControl:
                    for r in stack.of_type("AWS::SecretsManager::Secret") if ":secret:" in r.ref}
         return cls(role_statements(stack), functions, secrets)
 
+    def update(self, other: AccessControl) -> None:
+        """Check with *other*'s roles, functions and secrets from now on (a running twin's
+        re-synthesized stack): every door holding this object sees them at its next request.
+        The roles are swapped before the cache (and :meth:`decide` reads the cache first), so a
+        decision made meanwhile never lands in the new cache from the old roles."""
+        self._roles, self._callers, self._secrets = other._roles, other._callers, other._secrets
+        self._cache = {}
+        self.secret_arns.update(other.secret_arns)  # the dict the HTTP middleware holds
+
     def caller(self, access_key: str | None) -> Caller | None:
         """The function role behind an access key; None for an administrator."""
         return self._callers.get(access_key) if access_key else None
@@ -146,11 +155,12 @@ class AccessControl:
     def decide(self, role_arn: str, action: str, resource: str) -> PolicyDecision:
         """The decision for a role (cached; a role the stack does not define allows nothing)."""
         key = (role_arn, action, resource)
-        decision = self._cache.get(key)
+        cache = self._cache  # before the roles: see update()
+        decision = cache.get(key)
         if decision is None:
             statements = self._roles.get(role_arn, ())
             decision = evaluate(statements, action, resource, role_context(role_arn))
-            self._cache[key] = decision
+            cache[key] = decision
         return decision
 
     def check(self, caller: Caller, action: str, resource: str) -> Denial | None:
