@@ -6,6 +6,7 @@ status, the one line on stderr and that no traceback was printed.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -279,7 +280,11 @@ def test_bare_output_names_go_to_the_ignored_results_folder(tmp_path: Path) -> N
 
     report = tmp_path / "a.json"
     Report(meta={"scenario": "echo", "url": "ws://x/dev"}, duration_s=1.0).write(report)
-    done = run("loadtest", "merge", str(report), str(report), "-o", "all.json", cwd=tmp_path)
+    # run from another folder: the load test is not in the wheel, so it comes from the checkout
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    done = subprocess.run([sys.executable, "-m", "loadtest", "merge", str(report), str(report),
+                           "-o", "all.json"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert "report: loadtest-results/all.json" in done.stdout
     assert (tmp_path / "loadtest-results" / "all.json").is_file()
