@@ -9,7 +9,9 @@ the fan-out rules) is described in :mod:`.invocation`.
 
 410 prunes the connection from the roster once per container: a connection pruned here is
 remembered (the last 10,000), so a later 410 for it costs no DynamoDB call. The members left in
-its rooms (rooms of at most ``PRESENCE_MAX_MEMBERS``) get a ``presence`` ``left`` event.
+its rooms hear of it as of any leave: one ``left`` presence delta per room (reason ``gone``) put on
+the stream, which the ``presence`` consumer coalesces into its window's frame for rooms of at
+most ``presenceMaxMembers`` (docs/contracts.md "Presence deltas"); nothing is posted from here.
 """
 
 from __future__ import annotations
@@ -20,8 +22,6 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import orjson
-
 from pipeline.names import CONNECTIONS_ENDPOINT_VARIABLE
 
 from . import observability as obs
@@ -31,7 +31,7 @@ from .envelope import Envelope
 from .exceptions import PipelineRuntimeError, RosterError
 from .fanout import FanoutShape, Page, PageWriter, page_writer, plan_pages
 from .invocation import FanoutReport, Invocation, ReplyObserver, invocation_deadline
-from .presence import PRESENCE_MAX_MEMBERS, presence_event
+from .presence import delta_envelope, delta_key
 from .ratelimit import share_rate
 from .replies import error_frame, now_ms
 from .roster import Roster, roster
@@ -196,26 +196,24 @@ class HandlerContext:
         obs.count(obs.CONNECTIONS_PRUNED)
         self.logger.info("pruned gone connection",
                          extra={"connectionId": connection_id, "items": removed.items})
-        for room in removed.rooms:
-            self._announce_gone(room, connection_id)
+        self._announce_gone(removed.rooms, connection_id)
         return True
 
-    def _announce_gone(self, room: str, connection_id: str) -> None:
-        """Tell the room's remaining members (small rooms only) that a pruned one left.
-        Called while the batch settles, so posted here rather than queued (best effort)."""
-        try:  # one Query of at most PRESENCE_MAX_MEMBERS + 1 items, whatever the room's size
-            members = self.roster.members_upto(room, PRESENCE_MAX_MEMBERS + 1)
-            if len(members) > PRESENCE_MAX_MEMBERS:
-                return
-        except RosterError as exc:
-            self.logger.warning("presence after prune skipped", extra={"error": str(exc)})
+    def _announce_gone(self, rooms: Iterable[str], connection_id: str) -> None:
+        """One ``left`` (reason ``gone``) presence delta per room the pruned connection was in,
+        in one PutRecords, like a chat leave's: best effort (the batch is settling; the
+        members' next ``who`` is right either way)."""
+        member = {"connectionId": connection_id, "reason": "gone"}
+        sent = now_ms()
+        deltas = [(delta_key(room), delta_envelope(room, "left", member, request_time_ms=sent))
+                  for room in rooms]
+        if not deltas:
             return
-        event = presence_event(room, left=[{"connectionId": connection_id, "reason": "gone"}])
-        deadline = self._invocation.deadline if self._invocation is not None else None
-        pruned = container().was_pruned
-        self.connections.post_many([m for m in members if not pruned(m)],
-                                   orjson.dumps(event), deadline=deadline)
-
+        try:
+            self.put_records(deltas)
+        except PipelineRuntimeError as exc:  # FanoutError, or no STREAM_NAME
+            self.logger.warning("presence after prune skipped",
+                                extra={"rooms": len(deltas), "error": str(exc)})
 
 def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
     """Distinct items in lists of ``size`` (a member listed twice is sent to once)."""

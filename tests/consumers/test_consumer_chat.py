@@ -102,6 +102,8 @@ def test_gone_members_are_pruned_while_the_others_get_the_message(
     atconn.gone.add(C)
     send(ctx, (A, {"action": "send", "room": "lobby", "text": "hi"}))
     assert [m["text"] for m in atconn.received(B) if m["action"] == "message"] == ["hi"]
+    assert atconn.received(A) == []  # the prune posts nothing itself ...
+    pump(ctx)  # ... its presence delta, like any leave's, goes through the presence consumer
     gone = {"action": "presence", "room": "lobby", "joined": [],
             "left": [{"connectionId": C, "reason": "gone"}]}
     assert atconn.received(A) == [gone]  # the 410 prune told the remaining members
