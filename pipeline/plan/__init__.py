@@ -6,6 +6,18 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 
 class PlanError(ValueError):
     """A traffic shape, a prices file or a load-test report the planner cannot use."""
+
+
+def read_json(path: Path, what: str) -> Any:
+    """A data file of plan's (prices, measured cost), or a :class:`PlanError` naming ``what``."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise PlanError(f"{path}: cannot read {what}: {exc}") from exc

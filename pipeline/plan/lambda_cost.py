@@ -8,11 +8,10 @@ machine). A plan names that run next to the figure it uses.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.plan import PlanError
+from pipeline.plan import PlanError, read_json
 
 LAMBDA_COST_FILE = Path(__file__).with_name("lambda_cost.json")
 
@@ -34,10 +33,7 @@ class MeasuredCost:
 
 def load_lambda_cost(path: Path = LAMBDA_COST_FILE) -> MeasuredCost:
     """Read and check a measured cost file (a figure per consumer and the run it came from)."""
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise PlanError(f"{path}: cannot read the measured Lambda cost: {exc}") from exc
+    raw = read_json(path, "the measured Lambda cost")
     consumers = raw.get("consumers") if isinstance(raw, dict) else None
     source = raw.get("source") if isinstance(raw, dict) else None
     batch = raw.get("batchSize") if isinstance(raw, dict) else None

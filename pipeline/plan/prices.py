@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.plan import PlanError
+from pipeline.plan import PlanError, read_json
 
 PRICES_FILE = Path(__file__).with_name("prices.json")
 
@@ -52,10 +51,7 @@ class PriceList:
 
 def load_prices(path: Path = PRICES_FILE) -> PriceList:
     """Read and check a prices file (every required key, a source URL and a date on each)."""
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise PlanError(f"{path}: cannot read prices: {exc}") from exc
+    raw = read_json(path, "prices")
     entries = raw.get("prices") if isinstance(raw, dict) else None
     if not isinstance(entries, dict):
         raise PlanError(f"{path}: needs a 'prices' object")
