@@ -314,9 +314,12 @@ def test_the_hostile_run_uses_the_running_twin(cloud_assembly: Path) -> None:
 
 # --- issue 25: the client's exit status, the server's close, the auth hint -------------------
 
-def client(*argv: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    """``python -m pipeline client --wait 1 ARGV``, frames from ``stdin`` if given."""
-    return subprocess.run([sys.executable, "-m", "pipeline", "client", "--wait", "1", *argv],
+def client(*argv: str, stdin: str | None = None,
+           wait: float | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m pipeline client --wait W ARGV``, frames from ``stdin`` if given: ``--expect``
+    ends the wait as soon as its replies came, so W may be long (a busy box takes seconds)."""
+    w = wait if wait is not None else (15 if "--expect" in argv else 1)
+    return subprocess.run([sys.executable, "-m", "pipeline", "client", "--wait", f"{w:g}", *argv],
                           cwd=PROJECT_ROOT, input=stdin, capture_output=True, text=True,
                           timeout=60, check=False)
 
@@ -336,7 +339,7 @@ def test_the_client_expect_counts_replies(twin: TwinProcess) -> None:
     enough = client("--url", twin.ws, "--expect", "1", frame)
     assert enough.returncode == 0, enough.stderr
     assert enough.stderr == "" and '< {"action":"echo","data":"hi"' in enough.stdout
-    short = client("--url", twin.ws, "--expect", "2", frame)
+    short = client("--url", twin.ws, "--expect", "2", frame, wait=5)  # 5 s of quiet after 1
     assert short.returncode == 1
     assert one_line(short.stderr) == "expected 2 replies, got 1"
 

@@ -5,6 +5,8 @@ stdin) in order and keeps printing what arrives until nothing has come for ``--w
 so replies that come back through the stream are not cut off (``printf ... | python -m
 websockets`` closes as soon as stdin ends, before any reply). Sent frames are printed as
 ``> frame``, received ones as ``< frame``; a close by the server prints its code and reason.
+With ``--expect N`` it stops as soon as N replies came (a script waits no longer than it must;
+``--wait`` then bounds how long it waits for them, per reply).
 
 Exit status: 0 when the conversation ended quietly (and ``--expect N`` replies came); 1 when the
 stage cannot be reached, the handshake is refused, the server closed the connection, or fewer
@@ -44,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                         help="stop after this long without a reply (default "
                              f"{DEFAULT_WAIT_S:g}); replies come asynchronously, via the stream")
     parser.add_argument("--expect", type=int, default=None, metavar="N",
-                        help="exit 1 unless at least N replies came")
+                        help="stop once N replies came; exit 1 if fewer came")
 
 
 @dataclass
@@ -55,16 +57,17 @@ class Conversation:
     closed_by_server: tuple[int, str] | None = None
 
 
-async def converse(url: str, frames: Sequence[str], wait_s: float) -> Conversation:
+async def converse(url: str, frames: Sequence[str], wait_s: float,
+                   enough: int | None = None) -> Conversation:
     """Send ``frames`` and collect (and print) every message received until ``wait_s`` of
-    quiet or until the server closes the connection."""
+    quiet, ``enough`` replies, or the server closing the connection."""
     talk = Conversation()
     async with connect(url, open_timeout=10, ping_interval=None, max_size=None) as ws:
         try:
             for frame in frames:
                 print(f"> {frame}", flush=True)
                 await ws.send(frame)
-            while True:
+            while enough is None or len(talk.received) < enough:
                 try:
                     message = await asyncio.wait_for(ws.recv(), wait_s)
                 except TimeoutError:
@@ -148,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     url = with_token(args.url, args.token)
     frames = list(args.frames) or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     try:
-        talk = asyncio.run(converse(url, frames, args.wait))
+        talk = asyncio.run(converse(url, frames, args.wait, enough=args.expect or None))
     except InvalidStatus as exc:
         print(refusal(url, exc.response.status_code), file=sys.stderr)
         return 1
