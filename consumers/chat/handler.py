@@ -35,6 +35,15 @@ membership is answered from the same result) and kept up to date with the batch'
 leaves and disconnects, so a batch of sends to a few rooms costs a few Queries, not two
 DynamoDB calls per send. Membership changes made meanwhile by another shard's invocation are
 seen by the next batch: records of different shards are not ordered with each other anyway.
+
+A batch's consecutive joins and leaves (a join storm) share their roster writes: when the first
+of such a run is handled, the run's writes are cut into BatchWriteItem chunks
+(``membership_chunks``: 25 items, fewer where a key repeats), and each chunk is written in one
+call when the first record with a write in it is reached; the others only reply and announce.
+A record whose write failed raises, as its own write would have. A record of any other kind
+(``send``, ``who``, ``dm``, ``$disconnect``, a frame with an ``id``, a bad frame) ends the run,
+so no write is made before every earlier record of the batch has been handled: a ``send``
+never reaches a later joiner.
 """
 
 from __future__ import annotations
@@ -42,19 +51,27 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.runtime import Envelope, HandlerContext, process_batch
+from pipeline.runtime.exceptions import SkippedAfterFailure, UndecodableRecord
 from pipeline.runtime.fanout import FanoutError, FanoutShape
-from pipeline.runtime.idempotency import idempotent
+from pipeline.runtime.idempotency import frame_id, idempotent
 from pipeline.runtime.presence import (
     WHO_MAX_MEMBERS,
     delta_envelope,
     delta_key,
     publish_open_connections,
 )
-from pipeline.runtime.roster import ROOM_PATTERN
+from pipeline.runtime.records import decode_record
+from pipeline.runtime.roster import (
+    ROOM_PATTERN,
+    Chunk,
+    MembershipChange,
+    membership_chunks,
+)
 
 MAX_TEXT_CHARS = 4000
 MAX_PRINCIPAL_CHARS = 256
 DELTAS = "chat.deltas"  # memo: the batch's presence deltas, (sequence number, key, data)
+RUNS = "chat.runs"  # memo: the batch's records and their shared membership writes (_Runs)
 _ctx = HandlerContext()
 
 
@@ -90,7 +107,8 @@ def record_handler(record: Envelope, ctx: HandlerContext) -> None:
 
 def _join(record: Envelope, ctx: HandlerContext, room: str) -> None:
     # Answered from the roster write alone: no read of the room, no post to its members.
-    member = ctx.roster.join(record.connection_id, room, record.principal)
+    member = _write(record, ctx, MembershipChange(record.connection_id, room, True,
+                                                  record.principal)).member()
     if room in _known_rooms(ctx):
         _known_rooms(ctx)[room][record.connection_id] = None
     ctx.reply(record, {"action": "joined", "room": room})
@@ -98,11 +116,130 @@ def _join(record: Envelope, ctx: HandlerContext, room: str) -> None:
 
 
 def _leave(record: Envelope, ctx: HandlerContext, room: str) -> None:
-    ctx.roster.leave(record.connection_id, room)
+    _write(record, ctx, MembershipChange(record.connection_id, room, False))
     _known_rooms(ctx).get(room, {}).pop(record.connection_id, None)
     ctx.reply(record, {"action": "left", "room": room})
     _announce(ctx, record, room, "left", {
         "connectionId": record.connection_id, "principal": record.principal, "reason": "left"})
+
+
+def _write(record: Envelope, ctx: HandlerContext, change: MembershipChange) -> MembershipChange:
+    """The record's membership change, written (with its run's, see :class:`_Runs`); raises
+    the error that failed its write."""
+    runs: _Runs | None = ctx.memo.get(RUNS)
+    position = runs.position(record) if runs is not None else None
+    if runs is None or position is None or runs.changes[position] is None:
+        # Alone (a frame with an id, or no lookahead): its own write, inside its execution.
+        error = ctx.roster.write_memberships([change])[0]
+        if error is not None:
+            raise error
+        return change
+    return runs.written(position, ctx)
+
+
+class _Runs:
+    """The batch's records, read ahead in order, and the outcomes of their shared writes.
+
+    ``changes[i]`` is record i's membership change when it may share a write (a valid join or
+    leave without an ``id``), else None; a run is a stretch of consecutive non-None changes.
+    A duplicate record (Lambda's at-least-once redelivery) writes its change again, as its
+    own call would: putting or deleting the same two items again is harmless. A frame with an
+    ``id`` is never shared: the idempotency utility may find it a duplicate and skip it, so its
+    write is made inside its execution, as before.
+
+    (A plain class: the function loads this file as a module that is not in ``sys.modules``,
+    where a dataclass cannot resolve its annotations.)"""
+
+    def __init__(self, records: list[Envelope | None], partition_keys: list[str]) -> None:
+        self.records = records
+        self.changes = [_shareable(r) for r in records]
+        self.partition_keys = partition_keys  # of each record's Kinesis record (what fails)
+        self.index = {(r.sequence_number, r.sub_sequence_number): i
+                      for i, r in enumerate(records) if r is not None}
+        self.chunks: list[Chunk] = []  # of the runs planned so far, positions as indices
+        self.written_chunks = 0  # chunks[:written_chunks] are written (or given up)
+        self.last_chunk: dict[int, int] = {}  # position -> the chunk with its last write
+        self.errors: dict[int, Exception] = {}  # position -> what failed its write
+        self.failed_keys: set[str] = set()
+
+    @classmethod
+    def read(cls, event: dict[str, Any]) -> _Runs:
+        records: list[Envelope | None] = []
+        keys: list[str] = []
+        raw = event.get("Records")
+        for item in raw if isinstance(raw, list) else []:
+            kinesis = item.get("kinesis") if isinstance(item, dict) else None
+            key = str(kinesis.get("partitionKey", "")) if isinstance(kinesis, dict) else ""
+            try:
+                decoded: list[Envelope | None] = list(decode_record(item))
+            except UndecodableRecord:
+                decoded = [None]
+            records += decoded
+            keys += [key] * len(decoded)
+        return cls(records, keys)
+
+    def position(self, record: Envelope) -> int | None:
+        return self.index.get((record.sequence_number, record.sub_sequence_number))
+
+    def written(self, position: int, ctx: HandlerContext) -> MembershipChange:
+        """Record ``position``'s change once its writes are made (now, if its chunks are not
+        written yet); raises what failed it."""
+        if position not in self.last_chunk:
+            self._plan(position)
+        while self.written_chunks <= self.last_chunk[position]:
+            self._write(self.chunks[self.written_chunks], ctx)
+            self.written_chunks += 1
+        error = self.errors.get(position)
+        if error is not None:
+            raise error
+        change = self.changes[position]
+        assert change is not None  # planned: a shared change
+        return change
+
+    def _plan(self, start: int) -> None:
+        """Cut the run that starts at ``start`` (every record before it has been handled) into
+        chunks. The chunks of an earlier run not written by now belong to records the batch
+        processor skipped (retried later): they are given up."""
+        end = start
+        while end < len(self.changes) and self.changes[end] is not None:
+            end += 1
+        run = [c for c in self.changes[start:end] if c is not None]
+        self.written_chunks = len(self.chunks)
+        for chunk in membership_chunks(run):
+            self.chunks.append([(start + index, request) for index, request in chunk])
+            for position, _ in self.chunks[-1]:
+                self.last_chunk[position] = len(self.chunks) - 1
+
+    def _write(self, chunk: Chunk, ctx: HandlerContext) -> None:
+        # A record after a failed one of its connection is skipped by the batch processor (and
+        # retried): its writes are not made either.
+        live: Chunk = []
+        for position, request in chunk:
+            key = self.partition_keys[position]
+            if key not in self.failed_keys:
+                live.append((position, request))
+            elif position not in self.errors:
+                record = self.records[position]
+                self.errors[position] = SkippedAfterFailure(
+                    record.sequence_number if record is not None else "?", key)
+        if not live:
+            return
+        for position, error in ctx.roster.write_chunk(live).items():
+            self.errors.setdefault(position, error)
+            self.failed_keys.add(self.partition_keys[position])
+
+
+def _shareable(record: Envelope | None) -> MembershipChange | None:
+    """The record's membership change when its write may be shared with its neighbours'."""
+    if record is None or record.event_type != "MESSAGE" or record.route_key not in (
+            "join", "leave") or frame_id(record) is not None:
+        return None
+    frame = record.body_object()
+    room = frame.get("room") if frame is not None else None
+    if not isinstance(room, str) or not ROOM_PATTERN.match(room):
+        return None
+    return MembershipChange(record.connection_id, room, record.route_key == "join",
+                            record.principal)
 
 
 def _disconnect(record: Envelope, ctx: HandlerContext) -> None:
@@ -198,8 +335,15 @@ def _members(ctx: HandlerContext, room: str) -> dict[str, None]:
 
 def handle(event: dict[str, Any], context: Any, ctx: HandlerContext) -> Any:
     """The batch, then its presence deltas in one PutRecords (one call per batch instead of
-    one per join: a join storm's batch of 100 joins makes 1 call, not 100)."""
-    response = process_batch(event, context, idempotent(record_handler), ctx=ctx)
+    one per join: a join storm's batch of 100 joins makes 1 call, not 100). The records are
+    read ahead once, so a run of joins and leaves shares its roster writes (:class:`_Runs`)."""
+    runs = _Runs.read(event)
+
+    def with_runs(record: Envelope, ctx: HandlerContext) -> None:
+        ctx.memo.setdefault(RUNS, runs)
+        record_handler(record, ctx)
+
+    response = process_batch(event, context, idempotent(with_runs), ctx=ctx)
     deltas: list[tuple[str, str, bytes]] = ctx.memo.get(DELTAS) or []
     if not deltas:
         return response
