@@ -68,7 +68,7 @@ class MembershipChange:
     def requests(self) -> list[dict[str, Any]]:
         """Its two BatchWriteItem write requests."""
         if not self.joined:
-            return [{"DeleteRequest": {"Key": k}} for k in self.item_keys()]
+            return delete_requests(self.item_keys())
         attrs = {
             "room": {"S": self.room},
             "connectionId": {"S": self.connection_id},
@@ -84,25 +84,35 @@ Chunk = list[tuple[int, WriteRequest]]  # one BatchWriteItem: (index of the chan
 
 
 def membership_chunks(changes: Sequence[MembershipChange]) -> list[Chunk]:
-    """The changes' write requests cut into BatchWriteItem chunks, in order, each request with
-    the index of its change: at most ``BATCH_WRITE_MAX`` per chunk (a change's two items may
-    fall in two chunks), and a key already in the chunk starts a new one, since DynamoDB refuses
-    a request that names a key twice (ValidationException) and the same connection joining,
-    then leaving, a room must be written in that order."""
+    """The changes' write requests cut into BatchWriteItem chunks (:func:`write_chunks`), each
+    request with the index of its change (whose two items may fall in two chunks)."""
+    return write_chunks([(index, request) for index, change in enumerate(changes)
+                         for request in change.requests()])
+
+
+def write_chunks(requests: Sequence[tuple[int, WriteRequest]]) -> list[Chunk]:
+    """Write requests (each with the index of what it belongs to) cut into BatchWriteItem
+    chunks, in order: at most ``BATCH_WRITE_MAX`` per chunk, and a key already in the chunk
+    starts a new one, since DynamoDB refuses a request that names a key twice
+    (ValidationException) and the same connection joining, then leaving, a room must be written
+    in that order."""
     chunks: list[Chunk] = []
     current: Chunk = []
     keys: set[tuple[str, str]] = set()
-    for index, change in enumerate(changes):
-        for request in change.requests():
-            key = _request_key(request)[1:]
-            if len(current) == BATCH_WRITE_MAX or key in keys:
-                chunks.append(current)
-                current, keys = [], set()
-            current.append((index, request))
-            keys.add(key)
+    for index, request in requests:
+        key = _request_key(request)[1:]
+        if len(current) == BATCH_WRITE_MAX or key in keys:
+            chunks.append(current)
+            current, keys = [], set()
+        current.append((index, request))
+        keys.add(key)
     if current:
         chunks.append(current)
     return chunks
+
+
+def delete_requests(keys: Sequence[dict[str, Any]]) -> list[WriteRequest]:
+    return [{"DeleteRequest": {"Key": k}} for k in keys]
 
 
 @dataclass(frozen=True)
@@ -276,6 +286,16 @@ class Roster:
     @_guard("BatchWriteItem")
     def remove_connection_rooms(self, connection_id: str) -> Removed:
         """:meth:`remove_connection`, saying which rooms the connection left."""
+        keys, rooms = self.connection_items(connection_id)
+        for start in range(0, len(keys), BATCH_WRITE_MAX):
+            failed = self._batch_write(delete_requests(keys[start:start + BATCH_WRITE_MAX]))
+            if failed:
+                raise failed[0][1]
+        return Removed(len(keys), rooms)
+
+    def connection_items(self, connection_id: str) -> tuple[list[dict[str, Any]], list[str]]:
+        """The keys of every item of the connection (META, its memberships and their room-side
+        items: what removing it deletes) and the rooms it is in (one paginated Query)."""
         keys: list[dict[str, Any]] = []
         rooms: list[str] = []
         for item in self._paginate("query", KeyConditionExpression="pk = :pk",
@@ -286,14 +306,7 @@ class Roster:
             if sk.startswith("ROOM#"):
                 keys.append(_key(sk, f"CONN#{connection_id}"))
                 rooms.append(sk.removeprefix("ROOM#"))
-        for start in range(0, len(keys), BATCH_WRITE_MAX):
-            self._batch_delete(keys[start:start + BATCH_WRITE_MAX])
-        return Removed(len(keys), rooms)
-
-    def _batch_delete(self, keys: list[dict[str, Any]]) -> None:
-        failed = self._batch_write([{"DeleteRequest": {"Key": k}} for k in keys])
-        if failed:
-            raise failed[0][1]
+        return keys, rooms
 
     def _batch_write(
         self, requests: list[WriteRequest]
