@@ -36,14 +36,15 @@ leaves and disconnects, so a batch of sends to a few rooms costs a few Queries, 
 DynamoDB calls per send. Membership changes made meanwhile by another shard's invocation are
 seen by the next batch: records of different shards are not ordered with each other anyway.
 
-A batch's consecutive joins and leaves (a join storm) share their roster writes: when the first
-of such a run is handled, the run's writes are cut into BatchWriteItem chunks
-(``membership_chunks``: 25 items, fewer where a key repeats), and each chunk is written in one
-call when the first record with a write in it is reached; the others only reply and announce.
-A record whose write failed raises, as its own write would have. A record of any other kind
-(``send``, ``who``, ``dm``, ``$disconnect``, a frame with an ``id``, a bad frame) ends the run,
-so no write is made before every earlier record of the batch has been handled: a ``send``
-never reaches a later joiner.
+A batch's consecutive joins and leaves (a join storm) share their roster writes, and so do its
+consecutive ``$disconnect`` records: when the first record of such a run is handled, the run's
+writes are cut into BatchWriteItem chunks (``write_chunks``: 25 items, fewer where a key
+repeats; a disconnect run first reads each of its connections' items), and each chunk is
+written in one call when the first record with a write in it is reached; the others only reply
+and announce. A record whose write failed raises, as its own write would have. A record of
+another kind (``send``, ``who``, ``dm``, a frame with an ``id``, a bad frame) ends the run, so
+no write is made before every earlier record of the batch has been handled: a ``send`` never
+reaches a later joiner.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.runtime import Envelope, HandlerContext, process_batch
-from pipeline.runtime.exceptions import SkippedAfterFailure, UndecodableRecord
+from pipeline.runtime.exceptions import RosterError, SkippedAfterFailure, UndecodableRecord
 from pipeline.runtime.fanout import FanoutError, FanoutShape
 from pipeline.runtime.idempotency import frame_id, idempotent
 from pipeline.runtime.presence import (
@@ -65,7 +66,9 @@ from pipeline.runtime.roster import (
     ROOM_PATTERN,
     Chunk,
     MembershipChange,
-    membership_chunks,
+    WriteRequest,
+    delete_requests,
+    write_chunks,
 )
 
 MAX_TEXT_CHARS = 4000
@@ -77,7 +80,7 @@ _ctx = HandlerContext()
 
 def record_handler(record: Envelope, ctx: HandlerContext) -> None:
     publish_open_connections(ctx.roster)
-    if record.event_type == "DISCONNECT" or record.route_key == "$disconnect":
+    if _is_disconnect(record):
         _disconnect(record, ctx)
         return
     frame = record.body_object()
@@ -128,24 +131,52 @@ def _write(record: Envelope, ctx: HandlerContext, change: MembershipChange) -> M
     the error that failed its write."""
     runs: _Runs | None = ctx.memo.get(RUNS)
     position = runs.position(record) if runs is not None else None
-    if runs is None or position is None or runs.changes[position] is None:
+    if runs is None or position is None or runs.kinds[position] != _MEMBERSHIP:
         # Alone (a frame with an id, or no lookahead): its own write, inside its execution.
         error = ctx.roster.write_memberships([change])[0]
         if error is not None:
             raise error
         return change
-    return runs.written(position, ctx)
+    runs.write(position, ctx)
+    written = runs.changes[position]
+    assert written is not None  # a membership run's record
+    return written
+
+
+def _disconnect(record: Envelope, ctx: HandlerContext) -> None:
+    runs: _Runs | None = ctx.memo.get(RUNS)
+    position = runs.position(record) if runs is not None else None
+    if runs is None or position is None or runs.kinds[position] != _DISCONNECT:
+        rooms = ctx.roster.remove_connection_rooms(record.connection_id).rooms
+    else:
+        runs.write(position, ctx)
+        rooms = runs.rooms.get(position, [])
+    for members in _known_rooms(ctx).values():
+        members.pop(record.connection_id, None)
+    for room in rooms:
+        _announce(ctx, record, room, "left", {
+            "connectionId": record.connection_id, "principal": record.principal,
+            "reason": "disconnected"})
+
+
+_MEMBERSHIP, _DISCONNECT = "membership", "disconnect"  # the kinds of runs
 
 
 class _Runs:
     """The batch's records, read ahead in order, and the outcomes of their shared writes.
 
-    ``changes[i]`` is record i's membership change when it may share a write (a valid join or
-    leave without an ``id``), else None; a run is a stretch of consecutive non-None changes.
-    A duplicate record (Lambda's at-least-once redelivery) writes its change again, as its
-    own call would: putting or deleting the same two items again is harmless. A frame with an
-    ``id`` is never shared: the idempotency utility may find it a duplicate and skip it, so its
-    write is made inside its execution, as before.
+    A run is a stretch of consecutive records of one kind: valid joins and leaves without an
+    ``id`` (``changes[i]`` is record i's), or ``$disconnect`` records. A membership run's
+    writes are cut into chunks when its first record is handled; a disconnect run first reads
+    the items of each of its connections (one Query each, when its first record is handled:
+    every earlier record of those connections has been by then, and a connection has no record
+    after its ``$disconnect``) and cuts their deletes into chunks. A chunk is written when the
+    first record with a write in it is reached.
+
+    A duplicate record (Lambda's at-least-once redelivery) writes again what it wrote the first
+    time, as its own call would: putting or deleting the same items again is harmless. A frame
+    with an ``id`` is never shared: the idempotency utility may find it a duplicate and skip
+    it, so its write is made inside its execution, as before.
 
     (A plain class: the function loads this file as a module that is not in ``sys.modules``,
     where a dataclass cannot resolve its annotations.)"""
@@ -153,12 +184,16 @@ class _Runs:
     def __init__(self, records: list[Envelope | None], partition_keys: list[str]) -> None:
         self.records = records
         self.changes = [_shareable(r) for r in records]
+        self.kinds = [_MEMBERSHIP if c is not None else _DISCONNECT
+                      if _is_disconnect(r) and r is not None and frame_id(r) is None
+                      else None for r, c in zip(records, self.changes, strict=True)]
         self.partition_keys = partition_keys  # of each record's Kinesis record (what fails)
         self.index = {(r.sequence_number, r.sub_sequence_number): i
                       for i, r in enumerate(records) if r is not None}
+        self.rooms: dict[int, list[str]] = {}  # a disconnect's position -> the rooms it left
         self.chunks: list[Chunk] = []  # of the runs planned so far, positions as indices
         self.written_chunks = 0  # chunks[:written_chunks] are written (or given up)
-        self.last_chunk: dict[int, int] = {}  # position -> the chunk with its last write
+        self.last_chunk: dict[int, int] = {}  # position -> the chunk with its last write (or -1)
         self.errors: dict[int, Exception] = {}  # position -> what failed its write
         self.failed_keys: set[str] = set()
 
@@ -181,33 +216,44 @@ class _Runs:
     def position(self, record: Envelope) -> int | None:
         return self.index.get((record.sequence_number, record.sub_sequence_number))
 
-    def written(self, position: int, ctx: HandlerContext) -> MembershipChange:
-        """Record ``position``'s change once its writes are made (now, if its chunks are not
-        written yet); raises what failed it."""
+    def write(self, position: int, ctx: HandlerContext) -> None:
+        """Make record ``position``'s writes (now, if its chunks are not written yet); raises
+        what failed them."""
         if position not in self.last_chunk:
-            self._plan(position)
+            self._plan(position, ctx)
         while self.written_chunks <= self.last_chunk[position]:
             self._write(self.chunks[self.written_chunks], ctx)
             self.written_chunks += 1
         error = self.errors.get(position)
         if error is not None:
             raise error
-        change = self.changes[position]
-        assert change is not None  # planned: a shared change
-        return change
 
-    def _plan(self, start: int) -> None:
+    def _plan(self, start: int, ctx: HandlerContext) -> None:
         """Cut the run that starts at ``start`` (every record before it has been handled) into
         chunks. The chunks of an earlier run not written by now belong to records the batch
         processor skipped (retried later): they are given up."""
+        kind = self.kinds[start]
         end = start
-        while end < len(self.changes) and self.changes[end] is not None:
+        while end < len(self.kinds) and self.kinds[end] == kind:
             end += 1
-        run = [c for c in self.changes[start:end] if c is not None]
+        requests: list[tuple[int, WriteRequest]] = []
+        for position in range(start, end):
+            self.last_chunk[position] = -1  # no write yet
+            change, record = self.changes[position], self.records[position]
+            if change is not None:
+                requests += [(position, request) for request in change.requests()]
+            elif record is not None and self.partition_keys[position] not in self.failed_keys:
+                try:
+                    keys, self.rooms[position] = ctx.roster.connection_items(
+                        record.connection_id)
+                except RosterError as exc:
+                    self.errors[position] = exc
+                    continue
+                requests += [(position, request) for request in delete_requests(keys)]
         self.written_chunks = len(self.chunks)
-        for chunk in membership_chunks(run):
-            self.chunks.append([(start + index, request) for index, request in chunk])
-            for position, _ in self.chunks[-1]:
+        for chunk in write_chunks(requests):
+            self.chunks.append(chunk)
+            for position, _ in chunk:
                 self.last_chunk[position] = len(self.chunks) - 1
 
     def _write(self, chunk: Chunk, ctx: HandlerContext) -> None:
@@ -229,6 +275,11 @@ class _Runs:
             self.failed_keys.add(self.partition_keys[position])
 
 
+def _is_disconnect(record: Envelope | None) -> bool:
+    return record is not None and (
+        record.event_type == "DISCONNECT" or record.route_key == "$disconnect")
+
+
 def _shareable(record: Envelope | None) -> MembershipChange | None:
     """The record's membership change when its write may be shared with its neighbours'."""
     if record is None or record.event_type != "MESSAGE" or record.route_key not in (
@@ -240,16 +291,6 @@ def _shareable(record: Envelope | None) -> MembershipChange | None:
         return None
     return MembershipChange(record.connection_id, room, record.route_key == "join",
                             record.principal)
-
-
-def _disconnect(record: Envelope, ctx: HandlerContext) -> None:
-    removed = ctx.roster.remove_connection_rooms(record.connection_id)
-    for members in _known_rooms(ctx).values():
-        members.pop(record.connection_id, None)
-    for room in removed.rooms:
-        _announce(ctx, record, room, "left", {
-            "connectionId": record.connection_id, "principal": record.principal,
-            "reason": "disconnected"})
 
 
 def _announce(ctx: HandlerContext, record: Envelope, room: str, kind: str,

@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 from consumer_loader import load_handler
 from runtime_kit.connections_stub import AtConnections
 from runtime_kit.kinesis_events import envelope, event, seqs
-from runtime_kit.roster_table import TABLE, all_items
+from runtime_kit.roster_table import TABLE, all_items, put_meta
 
 from pipeline.runtime import HandlerContext, Roster
 from pipeline.runtime.roster import BATCH_WRITE_MAX
@@ -178,3 +178,58 @@ def test_a_join_with_an_id_is_written_alone_so_a_duplicate_is_not_written_again(
         assert calls.count("BatchWriteItem") == 4  # B, A's join, A's leave, C: no run of two
     finally:
         forget_layer()
+
+
+def disconnect(cid: str) -> tuple[str, bytes]:
+    return cid, envelope("$disconnect", cid, "", event_type="DISCONNECT")
+
+
+def test_a_batch_of_disconnects_reads_each_connection_and_deletes_in_shared_calls(
+    atconn: AtConnections, ctx: HandlerContext, ddb: Any, calls: list[str]
+) -> None:
+    members = [f"M{i:02d}aaaaaaaaaa=" for i in range(20)]
+    for cid in members:
+        put_meta(ddb, cid)
+    assert chat.handle(event(*(join(cid) for cid in members)), None, ctx) == {
+        "batchItemFailures": []}
+    calls.clear()
+    evt = event(*(disconnect(cid) for cid in members))
+    response = chat.handle(evt, None, ctx)
+    assert response == {"batchItemFailures": []}
+    # one Query per connection, then its META and both membership items: 60 deletes, 3 calls
+    assert calls == ["Query"] * 20 + ["BatchWriteItem"] * 3
+    assert all_items(ddb) == []
+    # each disconnect still announces its room's "left" (the deltas put after the batch)
+    deltas = ctx.memo[chat.DELTAS]
+    assert [seq for seq, _, _ in deltas] == seqs(evt)
+    assert all(b"disconnected" in data for _, _, data in deltas)
+
+
+def test_a_disconnect_after_a_join_in_the_same_batch_removes_that_membership_too(
+    atconn: AtConnections, ctx: HandlerContext, ddb: Any, calls: list[str]
+) -> None:
+    for cid in (A, B):
+        put_meta(ddb, cid)
+    calls.clear()
+    hello = {"action": "send", "room": "lobby", "text": "who is here"}
+    response = chat.handle(event(join(A), join(B), disconnect(A), rec(B, hello)), None, ctx)
+    assert response == {"batchItemFailures": []}
+    # the joins' call, then A's items read (its join written by then) and deleted, then the room
+    assert calls == ["BatchWriteItem", "Query", "BatchWriteItem", "Query"]
+    assert all_items(ddb) == sorted([(f"CONN#{B}", "META"), (f"CONN#{B}", "ROOM#lobby"),
+                                     ("ROOM#lobby", f"CONN#{B}")])
+    assert [m["action"] for m in atconn.received(A)] == ["joined"]  # not B's message
+
+
+def test_a_disconnect_left_unprocessed_fails_only_its_record(
+    atconn: AtConnections, ctx: HandlerContext, ddb: Any
+) -> None:
+    for cid in (A, X, B):
+        put_meta(ddb, cid)
+        ctx.roster.join(cid, "lobby")
+    ctx.roster_client = Roster(TABLE, client=Unprocessed(ddb, {X}))
+    evt = event(disconnect(A), disconnect(X), disconnect(B))
+    response = chat.handle(evt, None, ctx)
+    assert response == {"batchItemFailures": [{"itemIdentifier": seqs(evt)[1]}]}
+    assert list(ctx.roster.members("lobby")) == [X]
+    assert {pk for pk, _ in all_items(ddb)} == {f"CONN#{X}", "ROOM#lobby"}
