@@ -207,7 +207,7 @@ class _Runs:
             key = str(kinesis.get("partitionKey", "")) if isinstance(kinesis, dict) else ""
             try:
                 decoded: list[Envelope | None] = list(decode_record(item))
-            except UndecodableRecord:
+            except (UndecodableRecord, AttributeError):  # the processor reports these
                 decoded = [None]
             records += decoded
             keys += [key] * len(decoded)
