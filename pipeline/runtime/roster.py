@@ -3,7 +3,9 @@
 Items: ``CONN#<cid>/META`` (written by ``$connect``; with ``principalKey`` when authenticated,
 which the sparse ``byPrincipal`` index keys), and per membership two items,
 ``CONN#<cid>/ROOM#<room>`` and ``ROOM#<room>/CONN#<cid>``, written and deleted together (one
-BatchWriteItem each way).
+BatchWriteItem each way). :meth:`Roster.write_memberships` writes many joins and leaves in one
+BatchWriteItem per chunk of :func:`membership_chunks` (a batch of join records: one call per 12
+joins instead of one per join).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import functools
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
@@ -43,6 +45,74 @@ class Member:
     def as_dict(self) -> dict[str, object]:
         return {"connectionId": self.connection_id, "principal": self.principal,
                 "joinedAt": self.joined_at}
+
+
+@dataclass(frozen=True)
+class MembershipChange:
+    """One join (``joined``: put both items of the membership) or leave (delete both)."""
+
+    connection_id: str
+    room: str
+    joined: bool
+    principal: str = ""
+    at_ms: int = field(default_factory=lambda: int(time.time() * 1000))  # the join time
+
+    def item_keys(self) -> list[dict[str, Any]]:
+        """The keys of the membership's two items."""
+        return [_key(f"CONN#{self.connection_id}", f"ROOM#{self.room}"),
+                _key(f"ROOM#{self.room}", f"CONN#{self.connection_id}")]
+
+    def member(self) -> Member:
+        return Member(self.connection_id, self.principal, self.at_ms)
+
+    def requests(self) -> list[dict[str, Any]]:
+        """Its two BatchWriteItem write requests."""
+        if not self.joined:
+            return delete_requests(self.item_keys())
+        attrs = {
+            "room": {"S": self.room},
+            "connectionId": {"S": self.connection_id},
+            "principal": {"S": self.principal},
+            "joinedAt": {"N": str(self.at_ms)},
+            "expiresAt": {"N": str(self.at_ms // 1000 + MEMBERSHIP_TTL_SECONDS)},
+        }
+        return [{"PutRequest": {"Item": {**k, **attrs}}} for k in self.item_keys()]
+
+
+WriteRequest = dict[str, Any]  # one BatchWriteItem PutRequest or DeleteRequest
+Chunk = list[tuple[int, WriteRequest]]  # one BatchWriteItem: (index of the change, request)
+
+
+def membership_chunks(changes: Sequence[MembershipChange]) -> list[Chunk]:
+    """The changes' write requests cut into BatchWriteItem chunks (:func:`write_chunks`), each
+    request with the index of its change (whose two items may fall in two chunks)."""
+    return write_chunks([(index, request) for index, change in enumerate(changes)
+                         for request in change.requests()])
+
+
+def write_chunks(requests: Sequence[tuple[int, WriteRequest]]) -> list[Chunk]:
+    """Write requests (each with the index of what it belongs to) cut into BatchWriteItem
+    chunks, in order: at most ``BATCH_WRITE_MAX`` per chunk, and a key already in the chunk
+    starts a new one, since DynamoDB refuses a request that names a key twice
+    (ValidationException) and the same connection joining, then leaving, a room must be written
+    in that order."""
+    chunks: list[Chunk] = []
+    current: Chunk = []
+    keys: set[tuple[str, str]] = set()
+    for index, request in requests:
+        key = _request_key(request)[1:]
+        if len(current) == BATCH_WRITE_MAX or key in keys:
+            chunks.append(current)
+            current, keys = [], set()
+        current.append((index, request))
+        keys.add(key)
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def delete_requests(keys: Sequence[dict[str, Any]]) -> list[WriteRequest]:
+    return [{"DeleteRequest": {"Key": k}} for k in keys]
 
 
 @dataclass(frozen=True)
@@ -107,7 +177,6 @@ class Roster:
         ).get("Item")
         return item is not None
 
-    @_guard("BatchWriteItem")
     def join(self, connection_id: str, room: str, principal: str = "") -> Member:
         """Make the connection a member of the room (both items in one call; idempotent).
 
@@ -116,25 +185,41 @@ class Roster:
         converges without TransactWriteItems' double write cost. (moto's TransactWriteItems also
         copies the whole table for its rollback: O(roster) per join in the twin, ~125 ms at
         1,000 items.)"""
-        now = time.time()
-        attrs = {
-            "room": {"S": room},
-            "connectionId": {"S": connection_id},
-            "principal": {"S": principal},
-            "joinedAt": {"N": str(int(now * 1000))},
-            "expiresAt": {"N": str(int(now) + MEMBERSHIP_TTL_SECONDS)},
-        }
-        self._batch_write([
-            {"PutRequest": {"Item": {**_key(f"CONN#{connection_id}", f"ROOM#{room}"), **attrs}}},
-            {"PutRequest": {"Item": {**_key(f"ROOM#{room}", f"CONN#{connection_id}"), **attrs}}},
-        ])
-        return Member(connection_id, principal, int(now * 1000))
+        change = MembershipChange(connection_id, room, True, principal)
+        self._raise_failed(self.write_memberships([change]))
+        return change.member()
 
-    @_guard("BatchWriteItem")
     def leave(self, connection_id: str, room: str) -> None:
         """Remove the membership (both items in one call, as :meth:`join`; idempotent)."""
-        self._batch_delete([_key(f"CONN#{connection_id}", f"ROOM#{room}"),
-                            _key(f"ROOM#{room}", f"CONN#{connection_id}")])
+        self._raise_failed(self.write_memberships([MembershipChange(connection_id, room, False)]))
+
+    def write_memberships(self, changes: Sequence[MembershipChange]) -> list[RosterError | None]:
+        """Write the changes in order, one BatchWriteItem per :func:`membership_chunks` chunk;
+        for each change, ``None`` when both its items were written, else the error that failed
+        it (see :meth:`write_chunk`)."""
+        outcomes: list[RosterError | None] = [None] * len(changes)
+        for chunk in membership_chunks(changes):
+            for index, error in self.write_chunk(chunk).items():
+                outcomes[index] = outcomes[index] or error
+        return outcomes
+
+    def write_chunk(self, chunk: Chunk) -> dict[int, RosterError]:
+        """Write one chunk of :func:`membership_chunks` in one BatchWriteItem; returns the
+        changes (their indices) with a write that failed, and why. An unprocessed write is
+        resubmitted with backoff and one still unprocessed fails only its own change; a refused
+        request fails the chunk's changes. The other writes are done: joins and leaves are
+        idempotent, so retrying the failed ones converges."""
+        owner = {_request_key(request): index for index, request in chunk}
+        failed: dict[int, RosterError] = {}
+        for request, error in self._batch_write([request for _, request in chunk]):
+            failed.setdefault(owner[_request_key(request)], error)
+        return failed
+
+    @staticmethod
+    def _raise_failed(outcomes: list[RosterError | None]) -> None:
+        for error in outcomes:
+            if error is not None:
+                raise error
 
     def members(self, room: str) -> Iterator[str]:
         """Connection ids of the room's members (one strongly consistent, paginated Query; only
@@ -201,6 +286,16 @@ class Roster:
     @_guard("BatchWriteItem")
     def remove_connection_rooms(self, connection_id: str) -> Removed:
         """:meth:`remove_connection`, saying which rooms the connection left."""
+        keys, rooms = self.connection_items(connection_id)
+        for start in range(0, len(keys), BATCH_WRITE_MAX):
+            failed = self._batch_write(delete_requests(keys[start:start + BATCH_WRITE_MAX]))
+            if failed:
+                raise failed[0][1]
+        return Removed(len(keys), rooms)
+
+    def connection_items(self, connection_id: str) -> tuple[list[dict[str, Any]], list[str]]:
+        """The keys of every item of the connection (META, its memberships and their room-side
+        items: what removing it deletes) and the rooms it is in (one paginated Query)."""
         keys: list[dict[str, Any]] = []
         rooms: list[str] = []
         for item in self._paginate("query", KeyConditionExpression="pk = :pk",
@@ -211,23 +306,30 @@ class Roster:
             if sk.startswith("ROOM#"):
                 keys.append(_key(sk, f"CONN#{connection_id}"))
                 rooms.append(sk.removeprefix("ROOM#"))
-        for start in range(0, len(keys), BATCH_WRITE_MAX):
-            self._batch_delete(keys[start:start + BATCH_WRITE_MAX])
-        return Removed(len(keys), rooms)
+        return keys, rooms
 
-    def _batch_delete(self, keys: list[dict[str, Any]]) -> None:
-        self._batch_write([{"DeleteRequest": {"Key": k}} for k in keys])
-
-    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
-        """At most 25 writes; unprocessed ones are resubmitted with backoff, then an error."""
+    def _batch_write(
+        self, requests: list[WriteRequest]
+    ) -> list[tuple[WriteRequest, RosterError]]:
+        """At most 25 writes in one BatchWriteItem; unprocessed ones are resubmitted with
+        backoff. Returns the writes that failed for good, each with its error."""
         for attempt in range(_UNPROCESSED_ATTEMPTS):
-            answer = self._ddb.batch_write_item(RequestItems={self.table_name: requests})
+            try:
+                answer = self._ddb.batch_write_item(RequestItems={self.table_name: requests})
+            except ClientError as exc:
+                err = exc.response.get("Error", {})
+                error = RosterError("BatchWriteItem", str(err.get("Code", "")),
+                                    str(err.get("Message", "")))
+                error.__cause__ = exc
+                return [(request, error) for request in requests]
             requests = answer.get("UnprocessedItems", {}).get(self.table_name, [])
             if not requests:
-                return
-            time.sleep(min(1.0, 0.02 * 2**attempt))  # back off before resubmitting (AWS advice)
-        raise RosterError("BatchWriteItem", "UnprocessedItems",
-                          f"{len(requests)} writes still unprocessed")
+                return []
+            if attempt + 1 < _UNPROCESSED_ATTEMPTS:
+                time.sleep(min(1.0, 0.02 * 2**attempt))  # back off before resubmitting (AWS)
+        error = RosterError("BatchWriteItem", "UnprocessedItems",
+                            f"{len(requests)} writes still unprocessed")
+        return [(request, error) for request in requests]
 
     def _paginate(self, operation: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
         try:
@@ -242,6 +344,13 @@ class Roster:
 
 def _key(pk: str, sk: str) -> dict[str, Any]:
     return {"pk": {"S": pk}, "sk": {"S": sk}}
+
+
+def _request_key(request: dict[str, Any]) -> tuple[str, str, str]:
+    """A write request's kind and item key (which change of a chunk it belongs to)."""
+    kind, body = next(iter(request.items()))
+    key = body["Key"] if kind == "DeleteRequest" else body["Item"]
+    return kind, str(key["pk"]["S"]), str(key["sk"]["S"])
 
 
 def _plain(item: dict[str, Any]) -> dict[str, Any]:
