@@ -13,14 +13,17 @@ frames/s per connection for ``--lt-duration`` s, latency from each frame's inten
 and Locust's stop stops it early. Once a second the loop's figures go into Locust's statistics
 (one row per scenario, so the UI and the CSV show them live); when the run has drained, each
 process sends its report to the master (a custom message), which merges them exactly into the
-JSON report of ``python -m loadtest``.
+JSON report of ``python -m loadtest``. Broadcast: the master is the one publisher, and two more
+custom messages tie it to every worker's members (loadtest/live_broadcast.py says why).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
+import secrets
 import sys
 import time
 import urllib.parse
@@ -45,6 +48,7 @@ if str(Path(__file__).resolve().parent.parent) not in sys.path:  # plain `locust
 from loadtest.config import LOCUST_SCENARIOS, RunConfig
 from loadtest.distributed import MESSAGE, merge_workers, worker_payload
 from loadtest.live import TICK_S, EngineThread, LiveRun, Opened, Tick
+from loadtest.live_broadcast import PUBLISHED, READY, LiveBroadcast, Publisher, room_name
 from loadtest.machine import machine
 from loadtest.report import format_summary
 from pipeline.names import twin_ws_url
@@ -64,7 +68,14 @@ def _options(parser: Any) -> None:
                        help="seconds of sending, from the end of the ramp (then a drain and the report)")
     group.add_argument("--lt-payload", type=int, default=128, help="frame size in bytes")
     group.add_argument("--lt-room-size", type=int, default=5,
-                       help="chat: members per room (rooms are formed within each worker)")
+                       help="chat: members per room (rooms are formed within each worker); "
+                            "broadcast: one room of every user")
+    group.add_argument("--lt-rate", type=float, default=1.0,
+                       help="broadcast: messages/s the master publishes to the room")
+    group.add_argument("--lt-aws-endpoint", default="",
+                       help="broadcast: the AWS endpoint to publish through (the twin's: "
+                            "http://127.0.0.1:4566; default: boto3's)")
+    group.add_argument("--lt-run-id", default="", help="set by the master: the run's id and room")
     group.add_argument("--lt-drain", type=float, default=5.0, help="seconds to wait for late replies")
     group.add_argument("--lt-connect-timeout", type=float, default=10.0)
     group.add_argument("--lt-query", default="", help="query string on $connect (e.g. token=...)",
@@ -152,7 +163,12 @@ class Live:
             self.engine = EngineThread(_start_native_thread, _native_loop)
             self.engine.start()
         cfg, user_rate = run_config(environment)
-        self.run = LiveRun(cfg, cfg.url or DEFAULT_HOST, user_rate=user_rate)
+        opts = environment.parsed_options
+        if cfg.scenario == "broadcast" and opts is not None:
+            self.run = LiveBroadcast(cfg, cfg.url or DEFAULT_HOST, run_id=str(opts.lt_run_id),
+                                     rate=float(opts.lt_rate), say_ready=self._ready_sayer(environment))  # fmt: skip
+        else:
+            self.run = LiveRun(cfg, cfg.url or DEFAULT_HOST, user_rate=user_rate)
         self.finished = Event()
         self.all_requested = Event()
         self.begun = self.reported = False
@@ -160,6 +176,29 @@ class Live:
         if self.ticker is not None:
             self.ticker.kill(block=False)
         self.ticker = gevent.spawn(self._tick_forever, environment, self.run)
+
+    def _ready_sayer(self, environment: Environment) -> Callable[[dict[str, Any]], None]:
+        """Broadcast: tell the master this process's members have joined (from the engine)."""
+        hub = self.hub
+
+        def say(data: dict[str, Any]) -> None:
+            worker = str(getattr(environment.runner, "client_id", "local"))
+            message = {**data, "worker": worker}
+            hub.loop.run_callback_threadsafe(gevent.spawn, self._send, environment, READY, message)
+
+        return say
+
+    @staticmethod
+    def _send(environment: Environment, kind: str, data: dict[str, Any]) -> None:
+        if environment.runner is not None:
+            environment.runner.send_message(kind, data)
+
+    def told(self, environment: Environment, msg: Any, **_: Any) -> None:
+        """Broadcast: the master's count of what it published, for this process's members."""
+        run = self.run
+        if isinstance(run, LiveBroadcast) and self.engine is not None:
+            data = dict(msg.data)
+            self.engine.call(lambda: run.on_published(data))
 
     def _call(self, make: Callable[[], Any]) -> AsyncResult:
         """Run a coroutine on the engine; an AsyncResult of ``(value, error)`` here."""
@@ -221,7 +260,7 @@ class Live:
             self.ticker.kill(block=False)
         self.reported = True
         worker = getattr(environment.runner, "client_id", "local")
-        payload = worker_payload(str(worker), run.report, run.cpu_s)
+        payload = worker_payload(str(worker), run.report, run.cpu_s, run.payload_extra())
         if environment.runner is not None:
             environment.runner.send_message(MESSAGE, orjson.dumps(payload).decode())
         self.finished.set()
@@ -252,13 +291,17 @@ class Collector:
         self.written = False
 
     def expected(self, environment: Environment) -> int:
+        """The workers' reports (plain Locust's: one), and broadcast's publisher's."""
         runner = environment.runner
+        publisher = 1 if PUBLISHER.publisher is not None else 0
         if isinstance(runner, MasterRunner):
-            return max(1, len(runner.clients.all))
-        return 1
+            return max(1, len(runner.clients.all)) + publisher
+        return 1 + publisher
 
     def receive(self, environment: Environment, msg: Any, **_: Any) -> None:
-        payload = json.loads(msg.data)
+        self.add(environment, json.loads(msg.data))
+
+    def add(self, environment: Environment, payload: dict[str, Any]) -> None:
         self.payloads[str(payload["worker"])] = payload
         if len(self.payloads) >= self.expected(environment):
             self.write(environment)
@@ -280,7 +323,9 @@ class Collector:
         if self.written or not self.payloads:
             return
         self.written = True
-        report = merge_workers([self.payloads[k] for k in sorted(self.payloads)])
+        # workers first: the merged report's meta is the first one's (the publisher's row last)
+        order = sorted(self.payloads, key=lambda k: ("publisher" in self.payloads[k], k))
+        report = merge_workers([self.payloads[k] for k in order])
         missing = self.expected(environment) - len(self.payloads)
         if missing > 0:
             report.meta["missingWorkers"] = missing
@@ -302,20 +347,85 @@ class Collector:
 
 
 COLLECTOR = Collector()
+
+
+class PublisherSide:
+    """Broadcast on the master (or plain Locust's one process): the run's id and room, the
+    workers' ``ready``, the one publisher (a greenlet) and the count every worker is told."""
+
+    def __init__(self) -> None:
+        self.publisher: Publisher | None = None
+        self.greenlet: gevent.Greenlet[Any, Any] | None = None
+        self.done = False
+
+    def new_run(self, environment: Environment) -> None:
+        opts = environment.parsed_options
+        self.publisher, self.greenlet, self.done = None, None, False
+        if opts is None or getattr(opts, "lt_scenario", "echo") != "broadcast":
+            return
+        from loadtest.publisher import make_put
+
+        # set before Locust sends its spawn messages: the workers get it with the options
+        opts.lt_run_id = secrets.token_hex(4)
+        cfg, _ = run_config(environment)
+        cfg = dataclasses.replace(cfg, rate=float(opts.lt_rate))
+        put = make_put(str(opts.lt_aws_endpoint or "") or None, room_name(opts.lt_run_id))
+        self.publisher = Publisher(cfg, cfg.url or DEFAULT_HOST, run_id=opts.lt_run_id, put=put,
+                                   sleep=gevent.sleep)  # fmt: skip
+
+    def ready(self, environment: Environment, msg: Any, **_: Any) -> None:
+        pub = self.publisher
+        if pub is None or msg.data.get("runId") != pub.run_id:
+            return
+        pub.ready[str(msg.data["worker"])] = dict(msg.data)
+        workers = len(environment.runner.clients.all) if isinstance(environment.runner, MasterRunner) else 1
+        if len(pub.ready) >= workers and self.greenlet is None:
+            self.greenlet = gevent.spawn(self._publish, environment, pub)
+
+    def _publish(self, environment: Environment, pub: Publisher) -> None:
+        try:
+            pub.run()
+        finally:
+            self.tell(environment)
+
+    def tell(self, environment: Environment) -> None:
+        """Every worker is told the count (once: at the end, or when Locust stops the run
+        first, before Locust's own stop message); the publisher's row goes to the merge."""
+        pub = self.publisher
+        if pub is None or self.done:
+            return
+        self.done = True
+        pub.stop()
+        Live._send(environment, PUBLISHED, pub.told())
+        COLLECTOR.add(environment, pub.payload())
+
+
+PUBLISHER = PublisherSide()
 ENVIRONMENT: list[Environment] = []  # Locust's, from its init event (spawning_complete has none)
 
 
 def _on_init(environment: Environment, **_: Any) -> None:
     ENVIRONMENT.append(environment)
-    if environment.runner is not None and not isinstance(environment.runner, WorkerRunner):
-        environment.runner.register_message(MESSAGE, COLLECTOR.receive)
+    runner = environment.runner
+    if runner is not None and not isinstance(runner, WorkerRunner):
+        runner.register_message(MESSAGE, COLLECTOR.receive)
+        runner.register_message(READY, PUBLISHER.ready)
+    if runner is not None and not isinstance(runner, MasterRunner):
+        runner.register_message(PUBLISHED, LIVE.told)
 
 
 def _on_test_start(environment: Environment, **_: Any) -> None:
     COLLECTOR.payloads.clear()
     COLLECTOR.written = False
+    if not isinstance(environment.runner, WorkerRunner):
+        PUBLISHER.new_run(environment)
     if not isinstance(environment.runner, MasterRunner):
         LIVE.new_run(environment)
+
+
+def _on_test_stopping(environment: Environment, **_: Any) -> None:
+    if not isinstance(environment.runner, WorkerRunner):
+        PUBLISHER.tell(environment)  # stopped while publishing: the count so far
 
 
 def _on_spawning_complete(**_: Any) -> None:
@@ -351,6 +461,7 @@ _listen(events.init_command_line_parser, _options)
 _listen(events.init, _on_init)
 _listen(events.test_start, _on_test_start)
 _listen(events.spawning_complete, _on_spawning_complete)
+_listen(events.test_stopping, _on_test_stopping)
 _listen(events.test_stop, _on_test_stop)
 _listen(events.quitting, _on_quitting)
 
