@@ -20,10 +20,8 @@ custom messages tie it to every worker's members (loadtest/live_broadcast.py say
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
-import secrets
 import sys
 import time
 import urllib.parse
@@ -39,18 +37,18 @@ from gevent.event import AsyncResult, Event
 from locust import User, events, task
 from locust.env import Environment
 from locust.exception import StopUser
-from locust.runners import WORKER_REPORT_INTERVAL, LocalRunner, MasterRunner, WorkerRunner
+from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 from locust.stats import CSV_STATS_INTERVAL_SEC, RequestStats, StatsEntry, bucket_response_time
 
 if str(Path(__file__).resolve().parent.parent) not in sys.path:  # plain `locust -f loadtest/...`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loadtest.config import LOCUST_SCENARIOS, RunConfig
-from loadtest.distributed import MESSAGE, merge_workers, worker_payload
+from loadtest.distributed import MESSAGE, worker_payload
 from loadtest.live import TICK_S, EngineThread, LiveRun, Opened, Tick
-from loadtest.live_broadcast import PUBLISHED, READY, LiveBroadcast, Publisher, room_name
+from loadtest.live_broadcast import PUBLISHED, READY, LiveBroadcast
+from loadtest.locust_master import COLLECTOR, PUBLISHER, send
 from loadtest.machine import machine
-from loadtest.report import format_summary
 from pipeline.names import twin_ws_url
 
 DEFAULT_HOST = twin_ws_url()
@@ -184,14 +182,9 @@ class Live:
         def say(data: dict[str, Any]) -> None:
             worker = str(getattr(environment.runner, "client_id", "local"))
             message = {**data, "worker": worker}
-            hub.loop.run_callback_threadsafe(gevent.spawn, self._send, environment, READY, message)
+            hub.loop.run_callback_threadsafe(gevent.spawn, send, environment, READY, message)
 
         return say
-
-    @staticmethod
-    def _send(environment: Environment, kind: str, data: dict[str, Any]) -> None:
-        if environment.runner is not None:
-            environment.runner.send_message(kind, data)
 
     def told(self, environment: Environment, msg: Any, **_: Any) -> None:
         """Broadcast: the master's count of what it published, for this process's members."""
@@ -283,124 +276,6 @@ class Live:
 LIVE = Live()
 
 
-class Collector:
-    """The master's side: the workers' reports, merged and written once all have arrived."""
-
-    def __init__(self) -> None:
-        self.payloads: dict[str, dict[str, Any]] = {}
-        self.written = False
-
-    def expected(self, environment: Environment) -> int:
-        """The workers' reports (plain Locust's: one), and broadcast's publisher's."""
-        runner = environment.runner
-        publisher = 1 if PUBLISHER.publisher is not None else 0
-        if isinstance(runner, MasterRunner):
-            return max(1, len(runner.clients.all)) + publisher
-        return 1 + publisher
-
-    def receive(self, environment: Environment, msg: Any, **_: Any) -> None:
-        self.add(environment, json.loads(msg.data))
-
-    def add(self, environment: Environment, payload: dict[str, Any]) -> None:
-        self.payloads[str(payload["worker"])] = payload
-        if len(self.payloads) >= self.expected(environment):
-            self.write(environment)
-            runner = environment.runner
-            opts = environment.parsed_options
-            if runner is None:
-                return
-            # Every worker has drained and reported: the run is over. Locust writes its CSV
-            # every second (and workers send stats every 3 s), not at exit: with --csv, wait
-            # one more round so the CSV holds every request.
-            later = 0.0
-            if opts is not None and getattr(opts, "csv_prefix", None):
-                later = CSV_STATS_INTERVAL_SEC + 0.3
-                if isinstance(runner, MasterRunner):
-                    later += WORKER_REPORT_INTERVAL
-            gevent.spawn_later(later, runner.quit if opts is None or opts.headless else runner.stop)
-
-    def write(self, environment: Environment) -> None:
-        if self.written or not self.payloads:
-            return
-        self.written = True
-        # workers first: the merged report's meta is the first one's (the publisher's row last)
-        order = sorted(self.payloads, key=lambda k: ("publisher" in self.payloads[k], k))
-        report = merge_workers([self.payloads[k] for k in order])
-        missing = self.expected(environment) - len(self.payloads)
-        if missing > 0:
-            report.meta["missingWorkers"] = missing
-        opts = environment.parsed_options
-        if not getattr(opts, "lt_quiet", False):
-            print(format_summary(report), flush=True)
-        json_path = str(getattr(opts, "lt_json", "") or "")
-        if json_path:
-            path = Path(json_path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            report.write(path)
-            if not getattr(opts, "lt_quiet", False):
-                print(f"report: {path}", flush=True)
-        plot_path = str(getattr(opts, "lt_plot", "") or "")
-        if plot_path:
-            from loadtest.plot import write_plot
-
-            write_plot(report, Path(plot_path))
-
-
-COLLECTOR = Collector()
-
-
-class PublisherSide:
-    """Broadcast on the master (or plain Locust's one process): the run's id and room, the
-    workers' ``ready``, the one publisher (a greenlet) and the count every worker is told."""
-
-    def __init__(self) -> None:
-        self.publisher: Publisher | None = None
-        self.greenlet: gevent.Greenlet[Any, Any] | None = None
-        self.done = False
-
-    def new_run(self, environment: Environment) -> None:
-        opts = environment.parsed_options
-        self.publisher, self.greenlet, self.done = None, None, False
-        if opts is None or getattr(opts, "lt_scenario", "echo") != "broadcast":
-            return
-        from loadtest.publisher import make_put
-
-        # set before Locust sends its spawn messages: the workers get it with the options
-        opts.lt_run_id = secrets.token_hex(4)
-        cfg, _ = run_config(environment)
-        cfg = dataclasses.replace(cfg, rate=float(opts.lt_rate))
-        put = make_put(str(opts.lt_aws_endpoint or "") or None, room_name(opts.lt_run_id))
-        self.publisher = Publisher(cfg, cfg.url or DEFAULT_HOST, run_id=opts.lt_run_id, put=put,
-                                   sleep=gevent.sleep)  # fmt: skip
-
-    def ready(self, environment: Environment, msg: Any, **_: Any) -> None:
-        pub = self.publisher
-        if pub is None or msg.data.get("runId") != pub.run_id:
-            return
-        pub.ready[str(msg.data["worker"])] = dict(msg.data)
-        workers = len(environment.runner.clients.all) if isinstance(environment.runner, MasterRunner) else 1
-        if len(pub.ready) >= workers and self.greenlet is None:
-            self.greenlet = gevent.spawn(self._publish, environment, pub)
-
-    def _publish(self, environment: Environment, pub: Publisher) -> None:
-        try:
-            pub.run()
-        finally:
-            self.tell(environment)
-
-    def tell(self, environment: Environment) -> None:
-        """Every worker is told the count (once: at the end, or when Locust stops the run
-        first, before Locust's own stop message); the publisher's row goes to the merge."""
-        pub = self.publisher
-        if pub is None or self.done:
-            return
-        self.done = True
-        pub.stop()
-        Live._send(environment, PUBLISHED, pub.told())
-        COLLECTOR.add(environment, pub.payload())
-
-
-PUBLISHER = PublisherSide()
 ENVIRONMENT: list[Environment] = []  # Locust's, from its init event (spawning_complete has none)
 
 
@@ -418,7 +293,7 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     COLLECTOR.payloads.clear()
     COLLECTOR.written = False
     if not isinstance(environment.runner, WorkerRunner):
-        PUBLISHER.new_run(environment)
+        PUBLISHER.new_run(environment, run_config(environment)[0])
     if not isinstance(environment.runner, MasterRunner):
         LIVE.new_run(environment)
 
