@@ -43,7 +43,7 @@ from typing import Any
 
 from loadtest import histo
 from loadtest.config import RunConfig
-from loadtest.live import LiveRun
+from loadtest.live import LiveReport, LiveRun
 from loadtest.machine import machine
 from loadtest.report import Report
 from loadtest.runner import LOCAL_HOSTS, Clock
@@ -75,6 +75,7 @@ class LiveBroadcast(LiveRun):
         self.told = asyncio.Event()
         self.told_data: dict[str, Any] | None = None
         self.origin_set = False
+        self.said = False
         self.deliveries: dict[int, list[float]] = {}  # seq -> [members, first us, last us]
 
     def run_rate(self, connections: int) -> float:
@@ -97,8 +98,7 @@ class LiveBroadcast(LiveRun):
         self.published = timeline.total  # until the master says, the plan bounds the numbers
         if not self.stopping:
             await self._join_all()
-        joined = sum(1 for f in self.joined if f.done())
-        self.say_ready({"runId": self.run_id, "members": len(self.conns), "joined": joined})
+        self._say(joined=sum(1 for f in self.joined if f.done()))
         if not self.stopping:
             await self.told.wait()
         data = self.told_data
@@ -108,6 +108,17 @@ class LiveBroadcast(LiveRun):
             return
         self.published = int(data["published"])
         self.publish_failed = len(data["failed"])
+
+    def _say(self, joined: int) -> None:
+        if not self.said:
+            self.said = True
+            self.say_ready({"runId": self.run_id, "members": len(self.conns), "joined": joined})
+
+    async def begin(self) -> LiveReport:
+        try:
+            return await super().begin()
+        finally:
+            self._say(joined=0)  # a process without members: the master must not wait for it
 
     def _on_body(self, i: int, body: Any, now_us: float, timing: Any) -> None:
         if not self.origin_set and isinstance(body, dict) and body.get("r") == self.run_id:
@@ -155,13 +166,13 @@ class Publisher:
         self.sent_us: list[float] = []
         self.failed: list[int] = []
         self.stopping = False
-        self.cpu_s = 0.0
+        self.cpu_s = self.cpu0 = 0.0
 
     def run(self) -> None:
         cfg, clock = self.cfg, self.clock
         self.report.started_at = time.time()
         self.origin_us = clock.now_us()
-        t0, cpu0 = time.perf_counter(), time.process_time()
+        t0, self.cpu0 = time.perf_counter(), time.process_time()
         pad = "x" * max(0, cfg.payload - BODY_FIXED_BYTES)
         for seq, due in Timeline(cfg.rate, cfg.duration, 1).frames_for(0):
             delay = clock.mono_of(self.origin_us) + due - time.perf_counter()
@@ -183,12 +194,14 @@ class Publisher:
             self.report.record_sent(due)
         elapsed = time.perf_counter() - t0
         self.report.duration_s = round(elapsed if self.stopping else max(elapsed, cfg.duration), 3)
-        self.cpu_s = time.process_time() - cpu0
+        self.cpu_s = time.process_time() - self.cpu0
 
     def stop(self) -> None:
+        """Stop publishing; stopped mid-run, the figures so far (a put in flight included)."""
         self.stopping = True
         if not self.report.duration_s and self.origin_us:
             self.report.duration_s = round((self.clock.now_us() - self.origin_us) / 1e6, 3)
+            self.cpu_s = time.process_time() - self.cpu0
 
     def told(self) -> dict[str, Any]:
         """What every worker is told: the count published (numbers 0..n-1) and the failures."""
