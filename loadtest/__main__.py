@@ -51,7 +51,7 @@ def run_main(cfg: RunConfig) -> int:
     target = resolve(cfg)
     try:
         if cfg.workers or cfg.role == "master":
-            report = _run_locust(cfg, target.ws)
+            report = _run_locust(cfg, target.ws, target.aws)
             return _finish(cfg, report)
         if cfg.scenario == "join-storm":
             from loadtest.join_storm import run_join_storm
@@ -71,7 +71,7 @@ def run_main(cfg: RunConfig) -> int:
     return _finish(cfg, report)
 
 
-def _run_locust(cfg: RunConfig, url: str) -> Report:
+def _run_locust(cfg: RunConfig, url: str, aws: str | None) -> Report:
     """On Locust: a master here and ``--workers`` workers here (or, with ``--master``, elsewhere)."""
     from loadtest.distributed import report_path, run_distributed
 
@@ -81,9 +81,9 @@ def _run_locust(cfg: RunConfig, url: str) -> Report:
           f"{cfg.duration:g} s against {url}, {cfg.workers} workers {where}", flush=True)
     if cfg.role == "master":
         return run_distributed(cfg, url, json_path, local_workers=0, expect=cfg.workers,
-                               bind_host="0.0.0.0", port=cfg.master_port)  # fmt: skip
+                               bind_host="0.0.0.0", port=cfg.master_port, aws=aws)  # fmt: skip
     return run_distributed(cfg, url, json_path, local_workers=cfg.workers, expect=cfg.workers,
-                           port=cfg.master_port)  # fmt: skip
+                           port=cfg.master_port, aws=aws)  # fmt: skip
 
 
 def _finish(cfg: RunConfig, report: Report) -> int:
@@ -107,9 +107,11 @@ def _finish(cfg: RunConfig, report: Report) -> int:
 
 
 def _is_room_broadcast(argv: list[str]) -> bool:
-    """``--scenario broadcast --room-size N``: the broadcast-at-scale benchmark."""
+    """``--scenario broadcast --room-size N``: the broadcast-at-scale benchmark (on Locust, with
+    ``--workers``/``--master``/``--worker``: the room spread over the workers)."""
     scenario = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--scenario"]
-    return scenario[-1:] == ["broadcast"] and any(
+    locust = any(a.split("=", 1)[0] in ("--workers", "--master", "--worker") for a in argv)
+    return not locust and scenario[-1:] == ["broadcast"] and any(
         a == "--room-size" or a.startswith("--room-size=") for a in argv)
 
 

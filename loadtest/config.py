@@ -27,9 +27,9 @@ DEFAULT_AWS_PORT = TWIN_AWS_PORT
 DEFAULT_RAMP = 200.0
 # API Gateway's new-connection quota (per account and Region): the join storm's default pace.
 NEW_CONNECTIONS_PER_S = float(WEBSOCKET_NEW_CONNECTIONS_PER_SECOND)
-# The scenarios the Locust engine runs (--workers, --master, locustfile.py); broadcast needs one
-# publisher shared by every worker's connections, which it does not have yet.
-LOCUST_SCENARIOS = ("echo", "chat")
+# The scenarios the Locust engine runs (--workers, --master, locustfile.py); broadcast's one
+# publisher is the master (loadtest/live_broadcast.py).
+LOCUST_SCENARIOS = ("echo", "chat", "broadcast")
 
 
 def prepare_output(path: Path) -> None:
@@ -92,8 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="aggregate frames/s (broadcast: publishes/s); default 100")
     p.add_argument("-d", "--duration", type=float, default=10.0, help="seconds of sending")
     p.add_argument("--payload", type=int, default=128, help="frame size in bytes (default 128)")
-    p.add_argument("--room-size", type=int, default=5,
-                   help="chat: members per room (default 5); join-storm: the room's members")
+    p.add_argument("--room-size", type=int, default=None,
+                   help="chat: members per room (default 5); join-storm, and broadcast on Locust: "
+                        "the room's members (the connections)")
     p.add_argument("--drain", type=float, default=5.0, help="seconds to wait for late replies")
     p.add_argument("--warmup", type=float, default=DEFAULT_WARMUP_S, metavar="SECONDS",
                    help="seconds of unrecorded traffic on separate connections before measuring, "
@@ -150,6 +151,12 @@ def parse_run_args(argv: list[str]) -> RunConfig:
     ns = build_parser().parse_args(argv)
     if ns.ramp is None:
         ns.ramp = NEW_CONNECTIONS_PER_S if ns.scenario == "join-storm" else DEFAULT_RAMP
+    room_given = ns.room_size is not None
+    ns.room_size = 5 if ns.room_size is None else ns.room_size
+    if ns.scenario == "broadcast" and (ns.workers or ns.role):  # one room of every connection
+        if room_given:
+            ns.connections = ns.room_size
+        ns.room_size = ns.connections
     if ns.scenario == "join-storm":  # one connection per member: -c is the room's size
         if not 2 <= ns.room_size <= MAX_CONNECTIONS:
             raise ConfigError("--room-size", f"{ns.room_size} is outside [2, {MAX_CONNECTIONS}]")

@@ -40,10 +40,18 @@ def cpu_per_frame_us(cpu_s: float, frames: int) -> float:
     return round(cpu_s * 1e6 / frames, 1) if frames else 0.0
 
 
-def worker_payload(worker: str, report: Report, cpu_s: float) -> dict[str, Any]:
-    """What a worker sends its master: its whole report (histograms encoded) and its CPU time."""
-    report.meta["generatorCpuPerFrameUs"] = cpu_per_frame_us(cpu_s, report.totals["sent"])
-    return {"worker": worker, "cpuS": cpu_s, "report": report.to_json()}
+def frames_of(totals: Any) -> int:
+    """The frames a generator's CPU is counted over: those it sent (a broadcast member sends
+    none: those it received)."""
+    return int(totals["sent"] or totals["received"])
+
+
+def worker_payload(worker: str, report: Report, cpu_s: float,
+                   extra: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """What a worker sends its master: its whole report (histograms encoded), its CPU time, and
+    what its scenario adds (broadcast: its deliveries per message, loadtest/live_broadcast.py)."""
+    report.meta["generatorCpuPerFrameUs"] = cpu_per_frame_us(cpu_s, frames_of(report.totals))
+    return {"worker": worker, "cpuS": cpu_s, "report": report.to_json(), **(extra or {})}
 
 
 def worker_row(payload: dict[str, Any], report: Report) -> dict[str, Any]:
@@ -54,24 +62,30 @@ def worker_row(payload: dict[str, Any], report: Report) -> dict[str, Any]:
         "durationS": report.duration_s,
         "sentPerS": report.achieved()["sentPerS"],
         "cpuS": round(float(payload["cpuS"]), 3),
-        "generatorCpuPerFrameUs": cpu_per_frame_us(float(payload["cpuS"]), t["sent"]),
+        "generatorCpuPerFrameUs": cpu_per_frame_us(float(payload["cpuS"]), frames_of(t)),
     }
 
 
 def merge_workers(payloads: list[dict[str, Any]]) -> Report:
     """The master's report: every worker's report merged exactly (counters summed, histograms
-    added bucket by bucket), with ``engine: "locust"``, the worker count and a row per worker."""
+    added bucket by bucket), with ``engine: "locust"``, the worker count and a row per worker.
+    Broadcast: the master's publisher is one more row (``publisher``, its messages sent), and
+    the broadcast's facts are added (loadtest/live_broadcast.py)."""
     names = [str(p["worker"]) for p in payloads]
     reports = [Report.from_json(p["report"], f"worker {n}") for p, n in zip(payloads, names, strict=True)]
     out = merge(reports, names)
     cpu_s = sum(float(p["cpuS"]) for p in payloads)
     out.meta.update(
         engine="locust",
-        workerCount=len(payloads),
+        workerCount=sum(1 for p in payloads if "publisher" not in p),
         workers=[worker_row(p, r) for p, r in zip(payloads, reports, strict=True)],
         generatorCpuS=round(cpu_s, 3),
-        generatorCpuPerFrameUs=cpu_per_frame_us(cpu_s, out.totals["sent"]),
+        generatorCpuPerFrameUs=cpu_per_frame_us(cpu_s, sum(frames_of(r.totals) for r in reports)),
     )
+    if any("publisher" in p for p in payloads):
+        from loadtest.live_broadcast import broadcast_facts
+
+        broadcast_facts(out, payloads)
     return out
 
 
@@ -88,14 +102,17 @@ def run_time_s(cfg: RunConfig) -> int:
     return math.ceil(cfg.connections / cfg.ramp + cfg.duration + cfg.drain + SAFETY_S)
 
 
-def scenario_args(cfg: RunConfig, json_path: Path | None) -> list[str]:
-    """The locustfile's own options (``--lt-*``); Locust passes them on to every worker."""
+def scenario_args(cfg: RunConfig, json_path: Path | None, aws: str | None = None) -> list[str]:
+    """The locustfile's own options (``--lt-*``); Locust passes them on to every worker.
+    ``aws``: broadcast's AWS endpoint (the master publishes through it)."""
     args = [
         "--lt-scenario", cfg.scenario, "--lt-user-rate", repr(cfg.rate / cfg.connections),
         "--lt-duration", repr(cfg.duration), "--lt-payload", str(cfg.payload),
         "--lt-drain", repr(cfg.drain), "--lt-connect-timeout", repr(cfg.connect_timeout),
         "--lt-room-size", str(cfg.room_size), "--lt-quiet",
     ]  # fmt: skip
+    if cfg.scenario == "broadcast":
+        args += ["--lt-rate", repr(cfg.rate), *(["--lt-aws-endpoint", aws] if aws else [])]
     if cfg.query:
         args += ["--lt-query", urllib.parse.urlencode(list(cfg.query))]
     if cfg.headers:
@@ -106,14 +123,14 @@ def scenario_args(cfg: RunConfig, json_path: Path | None) -> list[str]:
 
 
 def master_command(cfg: RunConfig, url: str, json_path: Path | None, *, expect: int,
-                   bind_host: str, port: int) -> list[str]:  # fmt: skip
+                   bind_host: str, port: int, aws: str | None = None) -> list[str]:  # fmt: skip
     return [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--master", "--headless",
         "--expect-workers", str(expect), "--expect-workers-max-wait", "120",
         "--master-bind-host", bind_host, "--master-bind-port", str(port),
         "-u", str(cfg.connections), "-r", repr(cfg.ramp), "-t", f"{run_time_s(cfg)}s",
         "--host", url, "--only-summary", "--loglevel", "WARNING",
-        *scenario_args(cfg, json_path),
+        *scenario_args(cfg, json_path, aws),
     ]  # fmt: skip
 
 
@@ -138,17 +155,20 @@ def _stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
             proc.wait(timeout=timeout)
 
 
-def run_distributed(cfg: RunConfig, url: str, json_path: Path, *, local_workers: int,
-                    expect: int, bind_host: str = "127.0.0.1", port: int | None = None) -> Report:  # fmt: skip
+def run_distributed(cfg: RunConfig, url: str, json_path: Path, *, local_workers: int, expect: int,
+                    bind_host: str = "127.0.0.1", port: int | None = None,
+                    aws: str | None = None) -> Report:  # fmt: skip
     """A Locust master (here) expecting ``expect`` workers, ``local_workers`` of them started
-    here too; returns the merged report the master wrote to ``json_path``."""
+    here too; returns the merged report the master wrote to ``json_path``. ``aws``: the AWS
+    endpoint broadcast publishes through (None: boto3's default, a deployed stage's)."""
     if cfg.scenario not in LOCUST_SCENARIOS:
         raise ConfigError("--scenario", f"the Locust engine runs {' and '.join(LOCUST_SCENARIOS)} (for now)")
     port = port if port is not None else (free_port() if local_workers == expect else DEFAULT_MASTER_PORT)
     json_path.unlink(missing_ok=True)
     env = _env()
     master = subprocess.Popen(master_command(cfg, url, json_path, expect=expect,
-                                             bind_host=bind_host, port=port), env=env)  # fmt: skip
+                                             bind_host=bind_host, port=port, aws=aws),
+                              env=env)  # fmt: skip
     workers: list[subprocess.Popen[bytes]] = []
     try:
         workers = [subprocess.Popen(worker_command("127.0.0.1", port), env=env)

@@ -140,7 +140,7 @@ class LiveRun(LoadRun):
         if self.opening:
             await asyncio.wait(self.opening)
         n = len(self.conns)
-        self.cfg = dataclasses.replace(self.cfg, connections=n, rate=self.user_rate * max(1, n))
+        self.cfg = dataclasses.replace(self.cfg, connections=n, rate=self.run_rate(n))
         self.report.totals["connectionsOpened"] = n
         ticker = asyncio.create_task(self._tick_loop())
         cpu0, self.t_begin = time.process_time(), time.perf_counter()
@@ -154,6 +154,14 @@ class LiveRun(LoadRun):
             self.report.meta["stoppedEarly"] = True
             self.report.duration_s = round(min(self.cfg.duration, self.t_stop - self.t_begin), 3)
         return self.report
+
+    def run_rate(self, connections: int) -> float:
+        """The run's frames/s over ``connections``: ``user_rate`` each."""
+        return self.user_rate * max(1, connections)
+
+    def payload_extra(self) -> dict[str, Any]:
+        """What this run adds to the report it sends the master (nothing, but broadcast)."""
+        return {}
 
     def stop(self) -> None:
         """End the sending now; replies still in flight get :data:`STOP_DRAIN_S`, then count as

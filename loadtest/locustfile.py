@@ -13,7 +13,8 @@ frames/s per connection for ``--lt-duration`` s, latency from each frame's inten
 and Locust's stop stops it early. Once a second the loop's figures go into Locust's statistics
 (one row per scenario, so the UI and the CSV show them live); when the run has drained, each
 process sends its report to the master (a custom message), which merges them exactly into the
-JSON report of ``python -m loadtest``.
+JSON report of ``python -m loadtest``. Broadcast: the master is the one publisher, and two more
+custom messages tie it to every worker's members (loadtest/live_broadcast.py says why).
 """
 
 from __future__ import annotations
@@ -36,17 +37,18 @@ from gevent.event import AsyncResult, Event
 from locust import User, events, task
 from locust.env import Environment
 from locust.exception import StopUser
-from locust.runners import WORKER_REPORT_INTERVAL, LocalRunner, MasterRunner, WorkerRunner
+from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 from locust.stats import CSV_STATS_INTERVAL_SEC, RequestStats, StatsEntry, bucket_response_time
 
 if str(Path(__file__).resolve().parent.parent) not in sys.path:  # plain `locust -f loadtest/...`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loadtest.config import LOCUST_SCENARIOS, RunConfig
-from loadtest.distributed import MESSAGE, merge_workers, worker_payload
+from loadtest.distributed import MESSAGE, worker_payload
 from loadtest.live import TICK_S, EngineThread, LiveRun, Opened, Tick
+from loadtest.live_broadcast import PUBLISHED, READY, LiveBroadcast
+from loadtest.locust_master import COLLECTOR, PUBLISHER, send
 from loadtest.machine import machine
-from loadtest.report import format_summary
 from pipeline.names import twin_ws_url
 
 DEFAULT_HOST = twin_ws_url()
@@ -64,7 +66,14 @@ def _options(parser: Any) -> None:
                        help="seconds of sending, from the end of the ramp (then a drain and the report)")
     group.add_argument("--lt-payload", type=int, default=128, help="frame size in bytes")
     group.add_argument("--lt-room-size", type=int, default=5,
-                       help="chat: members per room (rooms are formed within each worker)")
+                       help="chat: members per room (rooms are formed within each worker); "
+                            "broadcast: one room of every user")
+    group.add_argument("--lt-rate", type=float, default=1.0,
+                       help="broadcast: messages/s the master publishes to the room")
+    group.add_argument("--lt-aws-endpoint", default="",
+                       help="broadcast: the AWS endpoint to publish through (the twin's: "
+                            "http://127.0.0.1:4566; default: boto3's)")
+    group.add_argument("--lt-run-id", default="", help="set by the master: the run's id and room")
     group.add_argument("--lt-drain", type=float, default=5.0, help="seconds to wait for late replies")
     group.add_argument("--lt-connect-timeout", type=float, default=10.0)
     group.add_argument("--lt-query", default="", help="query string on $connect (e.g. token=...)",
@@ -152,7 +161,12 @@ class Live:
             self.engine = EngineThread(_start_native_thread, _native_loop)
             self.engine.start()
         cfg, user_rate = run_config(environment)
-        self.run = LiveRun(cfg, cfg.url or DEFAULT_HOST, user_rate=user_rate)
+        opts = environment.parsed_options
+        if cfg.scenario == "broadcast" and opts is not None:
+            self.run = LiveBroadcast(cfg, cfg.url or DEFAULT_HOST, run_id=str(opts.lt_run_id),
+                                     rate=float(opts.lt_rate), say_ready=self._ready_sayer(environment))  # fmt: skip
+        else:
+            self.run = LiveRun(cfg, cfg.url or DEFAULT_HOST, user_rate=user_rate)
         self.finished = Event()
         self.all_requested = Event()
         self.begun = self.reported = False
@@ -160,6 +174,24 @@ class Live:
         if self.ticker is not None:
             self.ticker.kill(block=False)
         self.ticker = gevent.spawn(self._tick_forever, environment, self.run)
+
+    def _ready_sayer(self, environment: Environment) -> Callable[[dict[str, Any]], None]:
+        """Broadcast: tell the master this process's members have joined (from the engine)."""
+        hub = self.hub
+
+        def say(data: dict[str, Any]) -> None:
+            worker = str(getattr(environment.runner, "client_id", "local"))
+            message = {**data, "worker": worker}
+            hub.loop.run_callback_threadsafe(gevent.spawn, send, environment, READY, message)
+
+        return say
+
+    def told(self, environment: Environment, msg: Any, **_: Any) -> None:
+        """Broadcast: the master's count of what it published, for this process's members."""
+        run = self.run
+        if isinstance(run, LiveBroadcast) and self.engine is not None:
+            data = dict(msg.data)
+            self.engine.call(lambda: run.on_published(data))
 
     def _call(self, make: Callable[[], Any]) -> AsyncResult:
         """Run a coroutine on the engine; an AsyncResult of ``(value, error)`` here."""
@@ -221,7 +253,7 @@ class Live:
             self.ticker.kill(block=False)
         self.reported = True
         worker = getattr(environment.runner, "client_id", "local")
-        payload = worker_payload(str(worker), run.report, run.cpu_s)
+        payload = worker_payload(str(worker), run.report, run.cpu_s, run.payload_extra())
         if environment.runner is not None:
             environment.runner.send_message(MESSAGE, orjson.dumps(payload).decode())
         self.finished.set()
@@ -244,78 +276,31 @@ class Live:
 LIVE = Live()
 
 
-class Collector:
-    """The master's side: the workers' reports, merged and written once all have arrived."""
-
-    def __init__(self) -> None:
-        self.payloads: dict[str, dict[str, Any]] = {}
-        self.written = False
-
-    def expected(self, environment: Environment) -> int:
-        runner = environment.runner
-        if isinstance(runner, MasterRunner):
-            return max(1, len(runner.clients.all))
-        return 1
-
-    def receive(self, environment: Environment, msg: Any, **_: Any) -> None:
-        payload = json.loads(msg.data)
-        self.payloads[str(payload["worker"])] = payload
-        if len(self.payloads) >= self.expected(environment):
-            self.write(environment)
-            runner = environment.runner
-            opts = environment.parsed_options
-            if runner is None:
-                return
-            # Every worker has drained and reported: the run is over. Locust writes its CSV
-            # every second (and workers send stats every 3 s), not at exit: with --csv, wait
-            # one more round so the CSV holds every request.
-            later = 0.0
-            if opts is not None and getattr(opts, "csv_prefix", None):
-                later = CSV_STATS_INTERVAL_SEC + 0.3
-                if isinstance(runner, MasterRunner):
-                    later += WORKER_REPORT_INTERVAL
-            gevent.spawn_later(later, runner.quit if opts is None or opts.headless else runner.stop)
-
-    def write(self, environment: Environment) -> None:
-        if self.written or not self.payloads:
-            return
-        self.written = True
-        report = merge_workers([self.payloads[k] for k in sorted(self.payloads)])
-        missing = self.expected(environment) - len(self.payloads)
-        if missing > 0:
-            report.meta["missingWorkers"] = missing
-        opts = environment.parsed_options
-        if not getattr(opts, "lt_quiet", False):
-            print(format_summary(report), flush=True)
-        json_path = str(getattr(opts, "lt_json", "") or "")
-        if json_path:
-            path = Path(json_path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            report.write(path)
-            if not getattr(opts, "lt_quiet", False):
-                print(f"report: {path}", flush=True)
-        plot_path = str(getattr(opts, "lt_plot", "") or "")
-        if plot_path:
-            from loadtest.plot import write_plot
-
-            write_plot(report, Path(plot_path))
-
-
-COLLECTOR = Collector()
 ENVIRONMENT: list[Environment] = []  # Locust's, from its init event (spawning_complete has none)
 
 
 def _on_init(environment: Environment, **_: Any) -> None:
     ENVIRONMENT.append(environment)
-    if environment.runner is not None and not isinstance(environment.runner, WorkerRunner):
-        environment.runner.register_message(MESSAGE, COLLECTOR.receive)
+    runner = environment.runner
+    if runner is not None and not isinstance(runner, WorkerRunner):
+        runner.register_message(MESSAGE, COLLECTOR.receive)
+        runner.register_message(READY, PUBLISHER.ready)
+    if runner is not None and not isinstance(runner, MasterRunner):
+        runner.register_message(PUBLISHED, LIVE.told)
 
 
 def _on_test_start(environment: Environment, **_: Any) -> None:
     COLLECTOR.payloads.clear()
     COLLECTOR.written = False
+    if not isinstance(environment.runner, WorkerRunner):
+        PUBLISHER.new_run(environment, run_config(environment)[0])
     if not isinstance(environment.runner, MasterRunner):
         LIVE.new_run(environment)
+
+
+def _on_test_stopping(environment: Environment, **_: Any) -> None:
+    if not isinstance(environment.runner, WorkerRunner):
+        PUBLISHER.tell(environment)  # stopped while publishing: the count so far
 
 
 def _on_spawning_complete(**_: Any) -> None:
@@ -351,6 +336,7 @@ _listen(events.init_command_line_parser, _options)
 _listen(events.init, _on_init)
 _listen(events.test_start, _on_test_start)
 _listen(events.spawning_complete, _on_spawning_complete)
+_listen(events.test_stopping, _on_test_stopping)
 _listen(events.test_stop, _on_test_stop)
 _listen(events.quitting, _on_quitting)
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+from collections.abc import Callable
 from typing import Any
 
 from loadtest.errors import TargetError
 from loadtest.runner import Publish
 
 
-def make_publisher(aws_endpoint: str | None, room: str | None = None) -> Publish:
-    """An async ``publish(body)`` that broadcasts ``body`` to ``room`` (``None``: every connection).
+def make_put(aws_endpoint: str | None, room: str | None = None) -> Callable[[dict[str, Any]], None]:
+    """A blocking ``put(body)`` that broadcasts ``body`` to ``room`` (``None``: every connection).
 
     One boto3 client and one stream lookup for the whole run, so the figure is the pipeline's,
     not the cost of creating clients.
@@ -35,6 +36,13 @@ def make_publisher(aws_endpoint: str | None, room: str | None = None) -> Publish
     def put(body: dict[str, Any]) -> None:
         result = module.publish(room, body, client=client, stream_name=stream.get("name"))
         stream.setdefault("name", str(result.stream))
+
+    return put
+
+
+def make_publisher(aws_endpoint: str | None, room: str | None = None) -> Publish:
+    """:func:`make_put` for an asyncio run: the put runs in a thread."""
+    put = make_put(aws_endpoint, room)
 
     async def publish(body: dict[str, Any]) -> None:
         await asyncio.to_thread(put, body)

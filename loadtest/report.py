@@ -222,6 +222,7 @@ def format_summary(report: Report) -> str:
         f"close codes {dict(report.close_codes) or '{}'}",
         *([_warmup_line(meta)] if "warmupS" in meta else []),
         *(_join_storm_lines(meta["joinStorm"]) if isinstance(meta.get("joinStorm"), dict) else []),
+        *(_broadcast_lines(meta["broadcast"]) if isinstance(meta.get("broadcast"), dict) else []),
         *_generator_lines(meta),
         *([f"acks     {t['acks']} acks  {t['nacks']} nacks  {t['retries']} retries  "
            f"{t['ackGaveUp']} given up  {t['ackMissing']} unanswered"]
@@ -257,7 +258,9 @@ def _generator_lines(meta: dict[str, Any]) -> list[str]:
         lines.append(f"generator {meta['generatorCpuPerFrameUs']:g} us CPU per frame "
                      f"({engine}{workers})")  # fmt: skip
     for row in meta.get("workers", []) if isinstance(meta.get("workers"), list) else []:
-        lines.append(f"  worker {str(row.get('worker'))[-8:]}: {row.get('connectionsOpened')} conns, "
+        name = str(row.get("worker"))
+        lines.append(f"  {name if name == 'publisher' else 'worker ' + name[-8:]}: "
+                     f"{row.get('connectionsOpened')} conns, "
                      f"sent {row.get('sent')} ({row.get('sentPerS')}/s), received "
                      f"{row.get('received')}, lost {row.get('lost')}, "
                      f"{row.get('generatorCpuPerFrameUs')} us CPU/frame")  # fmt: skip
@@ -279,6 +282,21 @@ def _join_storm_lines(storm: dict[str, Any]) -> list[str]:
         f"broadcast {b.get('exactlyOnce')} of {b.get('expected')} members exactly once, "
         f"{b.get('duplicated')} duplicates, {b.get('lost')} lost; publish -> first member "
         f"{b.get('toFirstMemberMs')} ms, last member {b.get('toLastMemberMs')} ms",
+    ]
+
+
+def _broadcast_lines(b: dict[str, Any]) -> list[str]:
+    """Broadcast on Locust's facts (loadtest/live_broadcast.py)."""
+    last = b.get("toLastMemberMs", {})
+    return [
+        f"broadcast {b.get('published')} messages ({b.get('publishFailed')} failed) to "
+        f"{b.get('members')} members ({b.get('joined')} joined): {b.get('exactlyOnce')} members "
+        f"got every one exactly once, {b.get('lost')} lost, {b.get('duplicated')} duplicates, "
+        f"{b.get('outOfOrderMembers')} members out of order",
+        f"          publish -> last member p50 {_fmt(last.get('p50', 0))} p99 "
+        f"{_fmt(last.get('p99', 0))} max {_fmt(last.get('max', 0))} ms over "
+        f"{b.get('completeMessages')} messages every member got; first delivery "
+        f"{b.get('firstDeliveryS')} s, last {b.get('lastDeliveryS')} s after the first publish",
     ]
 
 

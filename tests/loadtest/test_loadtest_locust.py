@@ -17,9 +17,10 @@ import pytest
 
 from loadtest import histo
 from loadtest.bench import ServerProcess
-from loadtest.config import parse_run_args
+from loadtest.config import RunConfig, parse_run_args
 from loadtest.distributed import LOCUSTFILE, ROW_KEYS, merge_workers, worker_payload
 from loadtest.errors import ConfigError
+from loadtest.live_broadcast import Publisher
 from loadtest.report import Report, format_summary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,11 +75,58 @@ def test_master_merges_worker_reports_exactly_with_a_row_per_worker() -> None:
     assert "2 workers" in format_summary(reread)
 
 
+def _members(report: Report, rows: list[tuple[int, int]], due_us: list[float], late_ms: int) -> dict[str, Any]:
+    """A broadcast worker's payload: ``rows`` of (received, lost) of 3 expected per member, the
+    member ``i`` ``late_ms`` x (i + 1) ms after each message's intended publish."""
+    report.meta.update(url="ws://x/dev", scenario="broadcast", connections=len(rows))
+    report.totals.update(connectionsOpened=len(rows))
+    deliveries: dict[int, list[float]] = {}
+    for i, (received, lost) in enumerate(rows):
+        counts = {"expected": 3, "received": received, "lost": lost, "duplicated": 0,
+                  "outOfOrder": 0, "unexpected": 0}  # fmt: skip
+        report.totals.update(counts)
+        report.connections.append({"id": i, "sent": 0, **counts})
+        for seq in range(received):
+            at = due_us[seq] + late_ms * 1000 * (i + 1)
+            d = deliveries.setdefault(seq, [0, at, at])
+            d[0], d[1], d[2] = d[0] + 1, min(d[1], at), max(d[2], at)
+    return worker_payload("w", report, 0.01, {"deliveries": [[k, *v] for k, v in sorted(deliveries.items())]})
+
+
+def test_broadcast_merge_has_the_publisher_row_and_checks_every_member_against_its_count() -> None:
+    bodies: list[dict[str, Any]] = []
+    cfg = RunConfig(scenario="broadcast", rate=3.0, duration=1.0, payload=0)
+    publisher = Publisher(cfg, "ws://x/dev", run_id="r1", put=bodies.append, sleep=lambda s: None)
+    publisher.ready = {"w-a": {"joined": 2}, "w-b": {"joined": 1}}
+    publisher.run()
+    told = publisher.told()
+    assert (told["published"], told["failed"]) == (3, []) and [b["s"] for b in bodies] == [0, 1, 2]
+    assert {b["r"] for b in bodies} == {"r1"} and {b["o"] for b in bodies} == {int(publisher.origin_us)}
+    a = {**_members(Report(), [(3, 0), (3, 0)], publisher.due_us, 5), "worker": "w-a"}
+    b = {**_members(Report(), [(2, 1)], publisher.due_us, 30), "worker": "w-b"}  # missed message 2
+    merged = merge_workers([a, b, publisher.payload()])
+    meta, totals = merged.meta, merged.totals
+    assert meta["workerCount"] == 2 and [r["worker"] for r in meta["workers"]] == ["w-a", "w-b", "publisher"]
+    for key in ROW_KEYS:
+        assert totals[key] == sum(row[key] for row in meta["workers"]), key
+    assert (totals["sent"], totals["expected"], totals["received"], totals["lost"]) == (3, 9, 8, 1)
+    facts = meta["broadcast"]
+    assert (facts["members"], facts["joined"], facts["published"], facts["exactlyOnce"]) == (3, 3, 3, 2)
+    # message 2 never reached every member: publish -> last member is over messages 0 and 1
+    assert facts["completeMessages"] == 2 and facts["toLastMemberMs"]["count"] == 2
+    to_last = merged.histograms["toLastMember"]  # worker b's member, 30 ms late, is the last
+    assert [to_last.get_min_value(), to_last.get_max_value()] == pytest.approx([30_000] * 2, rel=1e-3)
+    assert "2 members got every one exactly once, 1 lost" in format_summary(merged)
+
+
 def test_locust_engine_options_are_validated() -> None:
     with pytest.raises(ConfigError, match="--master"):
         parse_run_args(["--master"])
     with pytest.raises(ConfigError, match="--scenario"):
-        parse_run_args(["--workers", "2", "--scenario", "broadcast"])
+        parse_run_args(["--workers", "2", "--scenario", "join-storm", "--room-size", "10"])
+    room = parse_run_args(["--workers", "2", "--scenario", "broadcast", "--room-size", "40"])
+    assert (room.connections, room.room_size) == (40, 40)  # one room of every connection
+    assert parse_run_args(["--workers", "2", "--scenario", "broadcast", "-c", "8"]).room_size == 8
     chat = parse_run_args(["--workers", "2", "--scenario", "chat", "--room-size", "2"])
     assert (chat.scenario, chat.workers) == ("chat", 2)
     with pytest.raises(ConfigError, match="--workers"):
@@ -172,3 +220,54 @@ def test_plain_locust_stopped_by_its_run_time_reports_what_it_sent(echo_url: str
     with (tmp_path / "run_stats.csv").open() as f:
         rows = {row["Name"]: row for row in csv.DictReader(f)}
     assert int(rows["echo"]["Request Count"]) == totals["received"]  # the CSV's last round too
+
+
+@pytest.mark.twin
+def test_broadcast_on_a_master_and_two_workers_reaches_every_member_once(twin: Any, tmp_path: Path) -> None:
+    out = tmp_path / "broadcast.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "loadtest", "--workers", "2", "--scenario", "broadcast", "--room-size", "6",
+         "--url", twin.ws, "--aws-endpoint", twin.aws, "--ramp", "100", "-r", "10", "-d", "2",
+         "--drain", "20", "--json", str(out), "--no-progress"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    data = json.loads(out.read_text())
+    totals, meta = data["totals"], data["meta"]
+    rows = {row["worker"]: row for row in meta["workers"]}
+    assert meta["scenario"] == "broadcast" and meta["workerCount"] == 2
+    # the master is the one publisher: 10/s for 2 s; the six members are on the two workers
+    assert rows.pop("publisher")["sent"] == totals["sent"] == 20
+    assert sorted(row["connectionsOpened"] for row in rows.values()) == [3, 3]
+    for key in ROW_KEYS:
+        assert totals[key] == sum(row[key] for row in meta["workers"]), key
+    # every member got each of the 20 messages exactly once, checked by its own worker
+    members = data["connections"]
+    assert len(members) == 6
+    assert all((m["expected"], m["received"], m["lost"], m["duplicated"], m["unexpected"])
+               == (20, 20, 0, 0, 0) for m in members)  # fmt: skip
+    assert totals["expected"] == totals["received"] == 6 * 20
+    broadcast = meta["broadcast"]
+    assert (broadcast["members"], broadcast["joined"], broadcast["published"]) == (6, 6, 20)
+    assert (broadcast["exactlyOnce"], broadcast["completeMessages"]) == (6, 20)
+    assert broadcast["toLastMemberMs"]["count"] == 20 and broadcast["lastDeliveryS"] > 0
+    assert data["latencyMs"]["latency"]["count"] == 120
+    assert "last member" in done.stdout
+
+
+@pytest.mark.twin
+def test_plain_locust_publishes_from_its_one_process_to_its_members(twin: Any, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", "3", "-r", "30",
+         "-t", "120s", "--host", twin.ws, "--only-summary", "--lt-scenario", "broadcast",
+         "--lt-rate", "5", "--lt-duration", "2", "--lt-drain", "20", "--lt-aws-endpoint", twin.aws,
+         "--lt-json", str(tmp_path / "r.json")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = Report.read(tmp_path / "r.json")
+    totals, facts = report.totals, report.meta["broadcast"]
+    rows = report.meta["workers"]  # the process's members, and the same process's publisher
+    assert len(rows) == 2 and rows[-1]["worker"] == "publisher" and rows[0]["connectionsOpened"] == 3
+    assert (totals["sent"], totals["expected"], totals["received"], totals["lost"]) == (10, 30, 30, 0)
+    assert (facts["members"], facts["exactlyOnce"], facts["completeMessages"]) == (3, 3, 10)
