@@ -23,7 +23,7 @@ from aiohttp import WSMsgType, web
 
 from pipeline.aws.errors import AUTHORIZER_UNAUTHORIZED
 from pipeline.aws.limits import INTEGRATION_TIMEOUT_S
-from pipeline.local import vtl
+from pipeline.local import ACCEPT_BACKLOG, vtl
 from pipeline.local.errors import FunctionError
 from pipeline.local.gateway import AwsResponse, GatewayLimits, GatewayRules, IntegrationBackend
 from pipeline.local.gateway.misses import MissLog
@@ -165,7 +165,7 @@ class Gateway:
         app.router.add_route("*", "/{tail:.*}", self._forbidden)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.SockSite(self._runner, self._socket)
+        site = web.SockSite(self._runner, self._socket, backlog=ACCEPT_BACKLOG)
         await site.start()
         return self.port
 

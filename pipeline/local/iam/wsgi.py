@@ -22,6 +22,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from pipeline.local import ACCEPT_BACKLOG
 from pipeline.local.iam.access import AccessControl
 from pipeline.local.iam.errors import denied_message
 from pipeline.local.iam.requests import credential_of, denied_body, iam_request
@@ -104,6 +105,7 @@ class GuardedAwsServer:
             app = self._wrap(app)
         self._server = make_server(self._host, self._port, app, threaded=True,
                                    request_handler=MotoRequestHandler)
+        self._server.socket.listen(ACCEPT_BACKLOG)  # werkzeug listens with 128: raise it
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
                                         name="moto-server")
         self._thread.start()
