@@ -26,7 +26,7 @@ from typing import Any
 import airspeed
 
 from pipeline.local.errors import TwinError
-from pipeline.local.patches.airspeed_methods import add_methods, null_loader
+from pipeline.local.patches.airspeed_methods import add_methods, null_loader, template_namespace
 
 __all__ = [
     "ApiInput",
@@ -362,12 +362,12 @@ def render(
 ) -> str:
     """Render the mapping template *text* for one request (parsed once, cached by its text)."""
     template = compile_template(text)
-    namespace = {
+    namespace = template_namespace({
         "input": ApiInput(body, params),
         "util": _UTIL,
         "context": context,
         "stageVariables": dict(stage_variables) if stage_variables else {},
-    }
+    })
     try:
         return str(template.merge(namespace, _LOADER))
     except VtlError:

@@ -147,3 +147,26 @@ def test_no_module_of_the_twin_assigns_to_an_attribute_of_a_moto_class() -> None
                         (target.value.id in moto_names or target.value.id.endswith("_models")):
                     offenders.append(f"{path.relative_to(PROJECT_ROOT)}:{node.lineno}")
     assert offenders == []
+
+
+def test_airspeed_evaluates_in_the_namespace_it_is_given_without_wrapping_it() -> None:
+    import airspeed
+
+    from pipeline.local.patches.airspeed_methods import template_namespace
+
+    namespace = template_namespace({"who": "world"})
+    template = airspeed.Template("#set($greeting = \"hello $who\")$greeting")
+    assert template.merge(namespace) == "hello world"
+    # The #set landed in the very object handed in: airspeed used it as its local namespace.
+    assert namespace["greeting"] == "hello world"
+    assert template_namespace({"who": "again"}).get("greeting") is None  # fresh per render
+
+
+def test_a_macro_defined_in_one_render_is_not_defined_in_the_next() -> None:
+    import airspeed
+
+    from pipeline.local.patches.airspeed_methods import template_namespace
+
+    template = airspeed.Template("#macro(hi $n)hi $n#end#hi($who)")
+    assert template.merge(template_namespace({"who": "a"})) == "hi a"
+    assert template.merge(template_namespace({"who": "b"})) == "hi b"  # no "cannot redefine"

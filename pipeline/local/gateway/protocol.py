@@ -368,7 +368,8 @@ class GatewayProtocol:
                 # No template and passthrough NEVER: API Gateway rejects the request.
                 raise vtl.VtlRenderError("no request template and passthrough is NEVER")
             return call(body)
-        params = {"header": dict(conn.headers), "querystring": dict(conn.query)}
+        # $input.params only reads these (its copies are made when a template asks for all).
+        params = {"header": conn.headers, "querystring": conn.query}
         return call(vtl.render(template, body=body, context=context,
                                stage_variables=self.api.stage_variables, params=params))
 
