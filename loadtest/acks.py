@@ -1,4 +1,4 @@
-"""Acks of the acked route (chat ``send``, README "Acknowledgements"): ingest latency, nacks and retries.
+"""Acks of the acked route (chat ``send``, docs/acks.md): ingest latency, nacks and retries.
 
 An ack or nack names the route and API Gateway's request id, never the client's frame (a response
 template cannot see the request), so answers are matched to frames in send order: the gateway

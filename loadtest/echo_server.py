@@ -81,7 +81,7 @@ class EchoServer:
                 self.rooms[room].discard(ws)
             await _send(ws, {"action": action + "ed" if action == "join" else "left", "room": room})
         elif action == "send" and isinstance(frame.get("room"), str):
-            # `send` is an acked route (README "Acknowledgements"): the gateway acks before any delivery.
+            # `send` is an acked route (docs/acks.md): the gateway acks before any delivery.
             self.stored += 1
             await _send(ws, {"action": "ack", "route": "send", "requestId": str(self.stored),
                              "shardId": "shardId-000000000000",

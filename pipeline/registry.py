@@ -156,10 +156,10 @@ class ConsumerSpec:
     memory_mb: int = setting("memoryMb", IntRange(128, 10_240), 256)
     roster: RosterAccess = setting("roster", OneOf(("none", "read", "readwrite")), "none")
     description: str = setting("description", Text(), "")
-    # Two-way routes: the gateway answers each frame with an ack/nack (README "Acknowledgements").
+    # Two-way routes: the gateway answers each frame with an ack/nack (docs/acks.md).
     ack_routes: tuple[str, ...] = setting("ackRoutes", Names(), ())
     # Its weight in the split of ``-c connectionsRps`` between the functions that post
-    # (README "Broadcast at scale"); 0: it never posts, no share.
+    # (docs/protocol.md "Broadcast at scale"); 0: it never posts, no share.
     connections_rps_weight: int = setting("connectionsRpsWeight", IntRange(0, 1000), 1)
     # > 0: it writes fan-out pages of at most this many recipients back to the stream (and is
     # granted PutRecords on it); the consumer of the ``fanout`` server route key posts them.

@@ -157,7 +157,7 @@ def judge(expect: Expect, obs: Observation) -> str:
     if obs.close is not None or not obs.survived:
         return "the connection did not survive"
     matched = [r for r in obs.replies if expect.matches(r)]
-    # The gateway's ack on an acked route (chat send, README "Acknowledgements") precedes the consumer's answer.
+    # The gateway's ack on an acked route (chat send, docs/acks.md) precedes the consumer's answer.
     others = [r for r in obs.replies if not expect.matches(r) and not _is_ack(r)]
     if others:
         return f"unexpected replies: {[_describe_reply(r) for r in others][:3]}"

@@ -1,4 +1,4 @@
-"""Clients of the pipeline's WebSocket API (README "Clients").
+"""Clients of the pipeline's WebSocket API (docs/clients.md).
 
 * :func:`connect` — the asyncio client (:mod:`pipeline.client.connection`);
 * ``client.js`` (beside this file, served by the twin at ``/client.js``) — the browser client,

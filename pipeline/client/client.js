@@ -1,4 +1,4 @@
-// The pipeline's browser client: one dependency-free ES module (README "Browser client").
+// The pipeline's browser client: one dependency-free ES module (docs/clients.md "Browser").
 //
 //   import { connect } from "./client.js";
 //   const client = connect("wss://abc.execute-api.eu-west-1.amazonaws.com/prod", { token });
@@ -16,7 +16,7 @@
 // - replaces the connection before the 2-hour limit: the new one is opened (and its rooms
 //   joined) before the old one is closed;
 // - passes the token as ?token= (browsers cannot set headers on a WebSocket);
-// - sendAcked() follows README's retry rule: one frame in flight per acked route, resent with the
+// - sendAcked() follows the retry rule of docs/acks.md: one frame in flight per acked route, resent with the
 //   same id on a retryable nack or a timeout, rejected on a non-retryable nack;
 // - stops (state "closed", reason "unauthorized") when $connect is refused. A browser never sees
 //   the HTTP status of a refused upgrade, so a handshake that fails while the token is expired
@@ -276,7 +276,7 @@ export class PipelineClient extends EventTarget {
     this.dispatchEvent(new CustomEvent("message", { detail: frame }));
   }
 
-  // --- acked routes: README "The retry rule" ---------------------------------------------------
+  // --- acked routes: docs/acks.md "The retry rule" ---------------------------------------------------
 
   _lane(route) {
     if (!this._acked.has(route)) this._acked.set(route, { pending: [], inflight: null });

@@ -3,7 +3,7 @@
 Reconnects after a drop (capped exponential backoff, full jitter) and re-joins its rooms; pings
 before the 10-minute idle timeout; replaces the connection before the 2-hour limit (the new one
 is open, its rooms joined, before the old one is closed); passes the token as ``?token=``;
-:meth:`Client.send_acked` follows README's retry rule; a refused ``$connect`` (401/403) ends it
+:meth:`Client.send_acked` follows the retry rule of docs/acks.md; a refused ``$connect`` (401/403) ends it
 in state ``closed`` with reason ``unauthorized``, with no retry.
 """
 
@@ -113,7 +113,7 @@ class Client:
         return True
 
     async def send_acked(self, frame: dict[str, Any]) -> dict[str, Any]:
-        """Send on an acked route and return the ack (README "The retry rule").
+        """Send on an acked route and return the ack (docs/acks.md "The retry rule").
 
         Raises :class:`Nacked` on a non-retryable nack or after the last attempt.
         """

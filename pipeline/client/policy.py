@@ -26,7 +26,7 @@ class ClientOptions:
     backoff_base_s: float = 0.25
     backoff_cap_s: float = 30.0
     ack_routes: tuple[str, ...] = ("send",)  # the consumers' "ackRoutes"
-    ack_timeout_s: float = 5.0  # README "The retry rule"
+    ack_timeout_s: float = 5.0  # docs/acks.md "The retry rule"
     ack_attempts: int = 4
     ack_backoff_base_s: float = 0.05
     ack_backoff_cap_s: float = 1.0

@@ -16,7 +16,7 @@ AUTH_MODES: tuple[AuthMode, ...] = ("none", "iam", "token", "jwt")
 ISSUER_PATTERN = re.compile(r"^(https://[^\s/?#]+|http://(127\.0\.0\.1|localhost)(:\d+)?)(/[^\s?#]*)?$")
 AUDIENCE_PATTERN = re.compile(r"^[\x21-\x7e]{1,256}$")
 # API Gateway's CloudWatch role is one setting per account and region (AWS::ApiGateway::Account):
-# "create" makes it in this stack and retains it (README "Deploy"); "existing" leaves the account
+# "create" makes it in this stack and retains it (docs/deploy.md); "existing" leaves the account
 # setting alone, for a region where another stack or an administrator already set it.
 AccountRoleMode = Literal["create", "existing"]
 ACCOUNT_ROLE_MODES: tuple[AccountRoleMode, ...] = ("create", "existing")

@@ -14,7 +14,7 @@ class EventStream(Construct):
     (https://docs.aws.amazon.com/streams/latest/dev/what-is-sse.html), which keeps the API
     Gateway role to exactly ``kinesis:PutRecord``; cdk-nag (KDS3) prefers it too.
 
-    ``retain``: keep the stream when the stack is deleted (prod's default, README "Deploy"). A
+    ``retain``: keep the stream when the stack is deleted (prod's default, docs/deploy.md). A
     retained stream keeps its records and keeps costing shard-hours until it is deleted by hand
     (https://aws.amazon.com/kinesis/data-streams/pricing/); every other stage deletes it.
     """

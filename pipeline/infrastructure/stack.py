@@ -38,7 +38,7 @@ def initial_shards(config: PipelineConfig) -> int:
 def posting_environment(spec: ConsumerSpec, consumers: Sequence[ConsumerSpec],
                         config: PipelineConfig) -> dict[str, str]:
     """A function's share of the @connections quota and, for a fan-out producer, the shape of
-    its pages (README "Broadcast at scale").
+    its pages (docs/protocol.md "Broadcast at scale").
 
     ``connectionsRps`` is split between the functions by ``connectionsRpsWeight``
     (``CONNECTIONS_RPS_SHARE``), and a function's share between its concurrent invocations

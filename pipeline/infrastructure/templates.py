@@ -16,7 +16,7 @@ from pipeline.infrastructure import TemplateError
 TEMPLATES_DIR = PROJECT_ROOT / "integration_templates"
 CONNECT_TEMPLATE = "connect_put_item.vtl"
 STREAM_TEMPLATE = "stream_put_record.vtl"
-ACK_TEMPLATE = "stream_ack_response.vtl"  # integration responses of acked routes (README "Acknowledgements")
+ACK_TEMPLATE = "stream_ack_response.vtl"  # integration responses of acked routes (docs/acks.md)
 NACK_TEMPLATE = "stream_nack_response.vtl"
 _PLACEHOLDER = re.compile(r"@@([A-Z][A-Z0-9_]*)@@")
 

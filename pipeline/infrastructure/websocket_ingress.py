@@ -6,7 +6,7 @@ consumer route put the frame on the stream with Kinesis ``PutRecord`` (partition
 ``integration_templates/``; the integrations are built in :meth:`WebSocketIngress._integration`
 only.
 
-Acked routes (``ackRoutes`` in a consumer's settings, README "Acknowledgements") are two-way: a route response
+Acked routes (``ackRoutes`` in a consumer's settings, docs/acks.md) are two-way: a route response
 (``$default``) and their own PutRecord integration whose integration responses (L1
 ``CfnIntegrationResponse``) render the PutRecord result into an ack or nack frame to the sender.
 Every other route stays one-way, with no response resources at all.

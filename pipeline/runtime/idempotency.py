@@ -1,4 +1,4 @@
-"""Frames with an ``id`` are processed once per (connection, route, id) for an hour (README "Acknowledgements").
+"""Frames with an ``id`` are processed once per (connection, route, id) for an hour (docs/acks.md).
 
 A client that gets no ack (or a retryable nack) resends the same frame with the same ``id``; the
 stream may then hold it several times, and Lambda's at-least-once delivery adds more. The record
