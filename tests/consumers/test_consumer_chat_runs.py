@@ -163,10 +163,10 @@ def test_a_join_with_an_id_is_written_alone_so_a_duplicate_is_not_written_again(
     atconn: AtConnections, ctx: HandlerContext, calls: list[str],
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipeline.runtime.idempotency import forget_layer
+    from pipeline.runtime.container import reset
 
     monkeypatch.setenv("ROSTER_TABLE_NAME", TABLE)
-    forget_layer()
+    reset()
     try:
         again = {"action": "join", "room": "lobby", "id": "j-1"}
         response = chat.handle(event(join(B), rec(A, again), leave(A), rec(A, again), join(C)),
@@ -177,7 +177,7 @@ def test_a_join_with_an_id_is_written_alone_so_a_duplicate_is_not_written_again(
         assert sorted(ctx.roster.members("lobby")) == sorted([B, C])
         assert calls.count("BatchWriteItem") == 4  # B, A's join, A's leave, C: no run of two
     finally:
-        forget_layer()
+        reset()
 
 
 def disconnect(cid: str) -> tuple[str, bytes]:
