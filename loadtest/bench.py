@@ -86,15 +86,16 @@ async def sequential_rtt(url: str, frames: int = SEQUENTIAL_FRAMES) -> dict[str,
 
 
 class ServerProcess:
-    """``python -m <module> --port 0`` in its own process (as the twin is), for a fair baseline;
-    inside ``with``, the ws:// URL from its ready line (``<READY> ws://...``)."""
+    """``python -m <module> --port 0`` (or ``args``) in its own process (as the twin is), for a
+    fair baseline; inside ``with``, the URL from its ready line (``<READY> ws://...``)."""
 
-    def __init__(self, module: str = "loadtest.echo_server", ready: str = "ECHO-READY") -> None:
-        self.module, self.ready = module, ready
+    def __init__(self, module: str = "loadtest.echo_server", ready: str = "ECHO-READY",
+                 args: tuple[str, ...] = ("--port", "0")) -> None:
+        self.module, self.ready, self.args = module, ready, args
 
     def __enter__(self) -> str:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", self.module, "--port", "0"],
+            [sys.executable, "-m", self.module, *self.args],
             stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent,
         )  # fmt: skip
         assert self.proc.stdout is not None

@@ -23,7 +23,6 @@ import asyncio
 import base64
 import contextlib
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from loadtest.bench import ServerProcess
 
 READY = "POST-READY"
 STAGE = "prod"
@@ -83,23 +84,11 @@ async def _serve() -> None:
         await server.serve_forever()
 
 
-class Endpoint:
+class Endpoint(ServerProcess):
     """``with Endpoint() as url``: the bare endpoint in a child process."""
 
-    def __enter__(self) -> str:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "loadtest.bench_post", "--serve"], stdout=subprocess.PIPE,
-            text=True, cwd=Path(__file__).resolve().parent.parent)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line.startswith(READY + " "):
-            self.proc.kill()
-            raise RuntimeError(f"bench_post endpoint did not start: {line!r}")
-        return line.split()[1]
-
-    def __exit__(self, *exc: object) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
+    def __init__(self) -> None:
+        super().__init__("loadtest.bench_post", READY, args=("--serve",))
 
 
 # --- measurements -------------------------------------------------------------------------------
