@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from importlib.metadata import entry_points
 from types import ModuleType
+
+from pipeline import entry_points
 
 PLUGIN_COMMANDS = "websocket_pipeline.commands"  # entry point group: command -> module
 # command -> (module, one-line help)

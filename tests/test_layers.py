@@ -73,9 +73,9 @@ def test_no_file_of_the_product_outside_the_twin_names_the_twin() -> None:
 
 
 def test_the_twin_s_commands_and_redrive_target_are_entry_points() -> None:
-    from importlib.metadata import entry_points
+    from pipeline import entry_points
 
-    commands = {ep.name: ep.value for ep in entry_points(group="websocket_pipeline.commands")}
+    commands = {ep.name: ep.value for ep in entry_points("websocket_pipeline.commands")}
     assert commands == {"local": f"{TWIN}.cli", "token": f"{TWIN}.token_cli"}
-    (twin,) = entry_points(group="websocket_pipeline.redrive_targets", name="twin")
-    assert callable(twin.load())
+    (twin,) = entry_points("websocket_pipeline.redrive_targets")
+    assert twin.name == "twin" and callable(twin.load())

@@ -18,13 +18,12 @@ import os
 import sys
 import time
 import uuid
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline import DEFAULT_REGION, PROJECT_ROOT
+from pipeline import DEFAULT_REGION, PROJECT_ROOT, entry_points
 from pipeline.aws.events import EventContext, kinesis_event
 from pipeline.aws.kinesis import Record
 from pipeline.names import DEFAULT_STAGE, TWIN_AWS_ENDPOINT, twin_connections_url
@@ -88,10 +87,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _from_twin(consumer: str, **where: Any) -> Target:
-    found = entry_points(group=REDRIVE_TARGETS, name="twin")
+    found = [ep for ep in entry_points(REDRIVE_TARGETS) if ep.name == "twin"]
     if not found:
         raise RedriveError("the local twin is not in this build: use --stack")
-    target: Target = next(iter(found)).load()(consumer, **where)
+    target: Target = found[0].load()(consumer, **where)
     return target
 
 
