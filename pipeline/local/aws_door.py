@@ -13,7 +13,6 @@ import binascii
 import orjson
 from moto.core.exceptions import ServiceException
 from moto.core.exceptions import _RESTError as MotoRESTError
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.test import Client
 
 from pipeline.aws.errors import SERIALIZATION, UNKNOWN_OPERATION, AwsResponse
@@ -23,6 +22,7 @@ from pipeline.local.content_types import KINESIS_JSON, kinesis_refusal, media_ty
 from pipeline.local.iam.access import AccessControl
 from pipeline.local.iam.integration import integration_denied
 from pipeline.local.kinesis import KinesisBackend, KinesisError, KinesisResponses
+from pipeline.local.moto_dispatch import RememberingDispatcher
 
 # AWS JSON protocol target prefixes for the moto services the integrations may call.
 _TARGETS = {
@@ -47,7 +47,7 @@ class AwsDoor:
         self.kinesis: KinesisBackend = kinesis.backend
         self.kinesis_wire = kinesis
         self.access = access  # IAM checks (None: off, ``--no-iam``)
-        self._wsgi = Client(DomainDispatcherApplication(create_backend_app))
+        self._wsgi = Client(RememberingDispatcher())
 
     def call_aws(
         self, service: str, action: str, body: bytes, credentials_arn: str | None,

@@ -15,11 +15,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from moto.moto_server.werkzeug_app import (
-    DomainDispatcherApplication,
-    MotoRequestHandler,
-    create_backend_app,
-)
+from moto.moto_server.werkzeug_app import MotoRequestHandler
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from pipeline.local import ACCEPT_BACKLOG
@@ -27,6 +23,7 @@ from pipeline.local.iam.access import AccessControl
 from pipeline.local.iam.errors import denied_message
 from pipeline.local.iam.requests import credential_of, denied_body, iam_request
 from pipeline.local.kinesis.wsgi import KinesisRouter, read_body
+from pipeline.local.moto_dispatch import RememberingDispatcher
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +96,7 @@ class GuardedAwsServer:
 
     def start(self) -> tuple[str, int]:
         """Bind (raises OSError if the port is taken) and serve in a daemon thread."""
-        app: WsgiApp = KinesisRouter(self._kinesis,
-                                     DomainDispatcherApplication(create_backend_app))
+        app: WsgiApp = KinesisRouter(self._kinesis, RememberingDispatcher())
         if self._wrap is not None:
             app = self._wrap(app)
         self._server = make_server(self._host, self._port, app, threaded=True,

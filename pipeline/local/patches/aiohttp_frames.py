@@ -62,8 +62,12 @@ class FrameLimitedWebSocket(web.WebSocketResponse):
     warning and only the 128 KB message limit holds.
     """
 
+    _version_checked = False  # once per process: importlib.metadata reads the disk (~0.5 ms)
+
     def __init__(self, *, frame_bytes: int, **kwargs: Any) -> None:
-        require("aiohttp")
+        if not FrameLimitedWebSocket._version_checked:
+            require("aiohttp")
+            FrameLimitedWebSocket._version_checked = True
         super().__init__(**kwargs)
         self._frame_bytes = frame_bytes
 
