@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from pipeline.infrastructure.templates import STREAM_TEMPLATE
+from pipeline.infrastructure.templates import render as render_template
 from pipeline.local import vtl
+from pipeline.local.patches.airspeed_methods import null_loader, template_namespace
 
 
 @pytest.mark.parametrize(
@@ -111,3 +116,50 @@ def test_a_lone_surrogate_is_a_question_mark_in_base64_and_url_encoding() -> Non
     body = '{"s":"\\ud800"}'
     assert _render("$util.base64Encode($input.path('$.s'))", body) == "Pw=="
     assert _render("$util.urlEncode($input.path('$.s'))", body) == "%3F"
+
+
+# --- constant references folded at compile time --------------------------------------------------
+def _both(text: str, body: str = "{}", context: dict[str, Any] | None = None) -> tuple[str, str, int]:
+    """(folded render, airspeed's plain render, references folded) of one template."""
+    import airspeed
+
+    plain, folded = airspeed.Template(text), airspeed.Template(text)
+    plain.ensure_compiled()
+    folded.ensure_compiled()
+    count = vtl.fold_constants(folded)
+
+    def merge(template: Any) -> str:
+        namespace = template_namespace({"input": vtl.ApiInput(body, None), "util": vtl.ApiUtil(),
+                                        "context": context or {}, "stageVariables": {}})
+        return str(template.merge(namespace, null_loader()))
+
+    return merge(folded), merge(plain), count
+
+
+@pytest.mark.parametrize(("text", "folded"), [
+    # set once, at the top, to a single-quoted literal: its output references are folded
+    ("#set($q = '\"')\"${q}a${q}\" $q $!q #if($q == '\"')yes#end", 4),
+    # a reference before the #set is not (it renders before the value exists)
+    ("$q #set($q = 'x')$q", 1),
+    # set twice (here inside #if): never folded
+    ("#set($q = 'x')$q#if(true)#set($q = 'y')#end$q", 0),
+    # an interpolated literal, a method call, a property, a default: looked up as parsed
+    ("#set($q = \"$context.a\")$q #set($r = 'ab')$r.length() ${r.x} ${r|'d'}", 0),
+    # a directive that binds names: the template is left as parsed
+    ("#set($q = 'x')#foreach($q in [1, 2])$q#end$q", 0),
+])
+def test_folding_constants_renders_exactly_what_airspeed_renders(text: str, folded: int) -> None:
+    got, plain, count = _both(text, context={"a": "A"})
+    assert got == plain
+    assert count == folded
+
+
+def test_the_frame_template_s_quotes_are_folded_and_its_envelope_is_unchanged() -> None:
+    text = render_template(STREAM_TEMPLATE, {"STREAM_NAME": "s"})
+    hostile = '{"a":"\\"\'</script>\\u2028\U0001f600","b":[1,2]}'
+    got, plain, count = _both(text, hostile, {
+        "routeKey": "$default", "eventType": "MESSAGE", "connectionId": "c=", "requestId": "r",
+        "messageId": "m", "requestTimeEpoch": 1, "stage": "dev",
+        "identity": {"sourceIp": "1.2.3.4"}, "authorizer": {"principalId": "u'1"}})
+    assert got == plain
+    assert count >= 40  # every ${q} of the envelope
