@@ -243,6 +243,28 @@ def import_figures(quick: bool) -> list[tuple[str, str, str, str]] | None:
 
 
 # --- the suite ----------------------------------------------------------------------------------
+QUIET_SHARE = 0.05  # of one core: the server and its workers are idle
+QUIET_TIMEOUT_S = 15.0
+
+
+async def quiet(pid: int, window_s: float = 0.5, timeout_s: float = QUIET_TIMEOUT_S) -> bool:
+    """Wait until process ``pid`` and its children use under :data:`QUIET_SHARE` of a core over
+    ``window_s`` (at most ``timeout_s``); whether they did."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    before = TreeCpu.sample(pid)
+    while before is not None and loop.time() < deadline:
+        await asyncio.sleep(window_s)  # the sampling window itself, not a wait for work
+        after = TreeCpu.sample(pid)
+        if after is None:
+            return False
+        server_s, workers_s = after.since(before)
+        if server_s + workers_s < QUIET_SHARE * window_s:
+            return True
+        before = after
+    return False
+
+
 async def cpu_per_frame(url: str, pid: int, rate: int = CPU_RATE, seconds: float = 4.0
                         ) -> tuple[float, float] | None:
     """CPU µs per echo frame of the server process ``pid`` and of its children (the workers),
@@ -252,6 +274,9 @@ async def cpu_per_frame(url: str, pid: int, rate: int = CPU_RATE, seconds: float
                          ramp=1000, progress=False)  # fmt: skip
 
     await LoadRun(cfg(1.0), url, out=io.StringIO()).run()  # workers spawned, code paths warm
+    # The warm-up's connections closed: the twin's $disconnect work (roster deletes, presence,
+    # the first batch of other consumers) is not the echo frames' cost, so sample once it is done.
+    await quiet(pid)
     before = TreeCpu.sample(pid)
     report = await LoadRun(cfg(seconds), url, out=io.StringIO()).run()
     after = TreeCpu.sample(pid)
