@@ -55,3 +55,19 @@ def test_missing_assembly_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[
                  "--aws-port", "0"])
     assert code == 1
     assert "no template" in capsys.readouterr().err
+
+
+def test_start_up_s_heap_is_frozen_out_of_the_collector_s_full_passes() -> None:
+    import gc
+
+    from pipeline.local.cli import settle_heap
+
+    garbage: list[object] = []
+    garbage.append(garbage)  # a cycle: collected first, never frozen
+    del garbage
+    try:
+        frozen = settle_heap()
+        assert frozen == gc.get_freeze_count() > 10_000
+        assert gc.get_count()[2] == 0 and not gc.garbage
+    finally:
+        gc.unfreeze()
