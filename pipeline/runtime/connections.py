@@ -8,7 +8,7 @@ SigV4 signer, ~10x less CPU per post than boto3's ``post_to_connection``, whose 
 paid under the GIL). The signer's credentials are the keys Lambda puts in the environment
 (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``: the execution role's,
 https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html#configuration-envvars-runtime),
-so a container's first post does not import boto3 (~0.25 s of CPU here, more than the handler's
+so a container's first post does not import boto3 (~0.43 s of CPU here, more than the handler's
 own import); boto3's credential chain is the fallback where they are not set (:mod:`.credentials`).
 
 Answers (https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-how-to-call-websocket-api-connections.html):

@@ -1,4 +1,5 @@
-"""The AWS credentials the runtime signs its own requests with (@connections, DescribeStreamSummary).
+"""The AWS credentials the runtime signs its own requests with (@connections posts and
+DescribeStreamSummary).
 
 Lambda puts the execution role's keys in the environment of every function: ``AWS_ACCESS_KEY_ID``,
 ``AWS_SECRET_ACCESS_KEY`` and ``AWS_SESSION_TOKEN``, "the access keys obtained from the function's
@@ -7,7 +8,7 @@ execution role", set once for the execution environment
 They are also the first place boto3's own chain looks (its ``EnvProvider``, when no profile is
 named in code), so when both keys are set they are used as they are, in a
 :class:`FrozenCredentials`, and boto3 is never imported: ``import boto3`` and a ``Session`` cost
-a container ~240 ms of CPU on its first batch here, more than the handler's whole import.
+a container ~0.43 s of CPU on its first batch here, more than the handler's whole import.
 
 Without them (a developer's profile, SSO, a container or instance role), boto3's credential chain
 is used as before: resolved once on the first request, refreshable credentials refreshing

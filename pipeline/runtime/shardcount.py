@@ -30,7 +30,7 @@ connect and read timeouts, no retry of its own: an error answer (``LimitExceeded
 ``ResourceNotFoundException``, 5xx) or none raises :class:`~.exceptions.AwsCallError`, and
 :meth:`OpenShardCount.current` keeps its value. Not a boto3 client: the first
 ``HandlerContext.begin()`` of every container makes this call, and a client would import boto3
-and load botocore's endpoint and service JSON there, ~0.4 s of CPU on the first batch here (more
+and load botocore's endpoint and service JSON there, ~0.55 s of CPU on the first batch here (more
 than twice a handler's own import). It signs with the keys Lambda puts in the environment
 (:mod:`.credentials`).
 

@@ -212,7 +212,7 @@ class Connection:
 
 
 def request_bytes(path: str, headers: Mapping[str, str], body: bytes) -> bytes:
-    """``POST path`` with ``headers`` and ``body``, as one buffer for :meth:`Connection.exchange`."""
+    """``POST path`` with ``headers`` and ``body``: one buffer for :meth:`Connection.exchange`."""
     lines = [f"POST {path} HTTP/1.1", f"Content-Length: {len(body)}"]
     lines.extend(f"{name}: {value}" for name, value in headers.items())
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
