@@ -242,6 +242,18 @@ def import_figures(quick: bool) -> list[tuple[str, str, str, str]] | None:
         return None
 
 
+def first_batch_figures(quick: bool) -> list[tuple[str, str, str, str]] | None:
+    """``loadtest.bench_import.measure_first_batch``: the echo handler's load and first batch
+    (CPU) next to ``import boto3``'s, and whether that batch loaded boto3."""
+    try:
+        from loadtest import bench_import
+
+        return bench_import.first_batch_rows(
+            bench_import.measure_first_batch(rounds=1 if quick else 3))
+    except Exception:  # a figure, not a crash of the suite
+        return None
+
+
 # --- the suite ----------------------------------------------------------------------------------
 QUIET_SHARE = 0.05  # of one core: the server and its workers are idle
 QUIET_TIMEOUT_S = 15.0
@@ -336,6 +348,7 @@ def run_suite(url: str | None, quick: bool, extras: bool = True
             target.stop()
     m.post = post_figures(quick)
     m.imports = import_figures(quick)
+    m.first_batch = first_batch_figures(quick)
     cost = cost_figures(quick)
     if cost is not None:
         from loadtest.bench_cost import rows as cost_rows

@@ -3,7 +3,9 @@
 Every figure is process CPU time (``time.process_time``, all threads of this process) divided by
 the posts (or records) made, and the wall-clock rate beside it. The endpoint is a bare local HTTP
 server in its own process (``--serve``) that answers every ``POST .../@connections/{id}`` like
-API Gateway (200, empty body, its response headers), so its CPU is not counted here:
+API Gateway (200, empty body, its response headers), and a Kinesis ``DescribeStreamSummary``
+with a one-shard summary (the runtime's first call in a container: ``loadtest.bench_import``),
+so its CPU is not counted here:
 
 - ``post``: :class:`~pipeline.runtime.signed_http.SignedPoster` (the runtime's hot path) and
   boto3's ``apigatewaymanagementapi.post_to_connection``, one after the other (sequential), then
@@ -45,6 +47,10 @@ BODY = orjson.dumps({"action": "echo", "data": {"s": 1, "pad": "x" * 100},
 
 
 # --- the bare endpoint (its own process) -------------------------------------------------------
+_DESCRIBE = b"x-amz-target: kinesis_20131202.describestreamsummary"
+_SUMMARY = orjson.dumps({"StreamDescriptionSummary": {"OpenShardCount": 1}})
+
+
 class _Endpoint(asyncio.Protocol):
     """Answers each request on a keep-alive connection like API Gateway's @connections."""
 
@@ -66,6 +72,11 @@ class _Endpoint(asyncio.Protocol):
             if len(self.buf) < end + 4 + length:
                 return
             self.buf = self.buf[end + 4 + length:]
+            if _DESCRIBE in head:  # the runtime's DescribeStreamSummary (bench_import)
+                self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1"
+                                     b"\r\nContent-Length: %d\r\n\r\n%s"
+                                     % (len(_SUMMARY), _SUMMARY))
+                continue
             self.transport.write(
                 b"HTTP/1.1 200 OK\r\nDate: " + time.strftime(
                     "%a, %d %b %Y %H:%M:%S GMT", time.gmtime()).encode()

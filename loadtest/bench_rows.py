@@ -6,7 +6,10 @@ finds its figures in the ``--json`` rows by these rules, which the names keep un
 - the floor's zero-loss rate reads ``N frames/s (floor)`` in a row's value or baseline;
 - the CPU per @connections post, in µs, is in the rows whose name says ``post`` (and only they);
 - the echo worker's CPU per record, in µs, is in the one row whose name says ``record``;
-- each consumer's cold import, in ms, is in a row whose name says ``import`` (and only they).
+- each consumer's cold import, in ms, is in a row whose name says ``import`` (and only they);
+- the echo handler's load + first batch in a fresh interpreter, CPU ms, is in the one row whose
+  name says ``first batch`` and ``CPU``; whether that batch loaded boto3 (``yes``/``no``) in the
+  one whose name says ``loads boto3``.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ class Measured:
     twin: EchoServerFigures
     post: list[tuple[str, str, str, str]] | None = None  # loadtest.bench_post.rows
     imports: list[tuple[str, str, str, str]] | None = None  # loadtest.bench_import.rows
+    # loadtest.bench_import.first_batch_rows
+    first_batch: list[tuple[str, str, str, str]] | None = None
     extra: list[Row] = field(default_factory=list)  # decode, fan-out, room broadcast
 
 
@@ -114,6 +119,10 @@ def build(m: Measured) -> list[Row]:
         rows.append(Row("cold start: import consumer handlers", "n/a (bench_import failed)"))
     else:
         rows += [Row(*r) for r in m.imports]
+    if m.first_batch is None:
+        rows.append(Row("cold start: echo load + first batch", "n/a (bench_import failed)"))
+    else:
+        rows += [Row(*r) for r in m.first_batch]
     return rows + m.extra
 
 

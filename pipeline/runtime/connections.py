@@ -5,7 +5,11 @@ by every invocation): the ``post`` pool for fan-outs and a small ``reply`` pool,
 never queued behind a room's fan-out. Posts go out on the pools' threads over pooled
 keep-alive connections (:mod:`.signed_http`: keep-alive ``http.client`` connections and a cached
 SigV4 signer, ~10x less CPU per post than boto3's ``post_to_connection``, whose ~1 ms per call is
-paid under the GIL). boto3 is used only to resolve the credentials.
+paid under the GIL). The signer's credentials are the keys Lambda puts in the environment
+(``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``: the execution role's,
+https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html#configuration-envvars-runtime),
+so a container's first post does not import boto3 (~0.43 s of CPU here, more than the handler's
+own import); boto3's credential chain is the fallback where they are not set (:mod:`.credentials`).
 
 Answers (https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-how-to-call-websocket-api-connections.html):
 - 2xx: delivered.
@@ -42,6 +46,7 @@ from typing import Any
 from pipeline.names import CONNECTIONS_ENDPOINT_VARIABLE
 
 from .container import container
+from .credentials import credential_source
 from .exceptions import PipelineRuntimeError
 from .ratelimit import TokenBucket, bucket_from_env
 from .signed_http import SignedPoster, region_of
@@ -94,9 +99,10 @@ class RetryPolicy:
 class ConnectionsClient:
     """Posts bytes to connections; thread-safe; use :func:`connections_client` for the shared one.
 
-    ``credentials`` returns botocore credentials or ``None`` (default: boto3's chain, resolved
-    once); ``workers`` bounds both the thread pool and the idle keep-alive connections kept;
-    ``limiter`` (default: from ``CONNECTIONS_RPS``, see :mod:`.ratelimit`) paces the posts.
+    ``credentials`` returns credentials or ``None`` (default: the environment's keys, else
+    boto3's chain, resolved once: :func:`.credentials.credential_source`); ``workers`` bounds
+    both the thread pool and the idle keep-alive connections kept; ``limiter`` (default: from
+    ``CONNECTIONS_RPS``, see :mod:`.ratelimit`) paces the posts.
     """
 
     def __init__(
@@ -117,7 +123,7 @@ class ConnectionsClient:
         self._sleep = sleep
         self.poster = SignedPoster(
             endpoint_url, region=region or region_of(endpoint_url),
-            credentials=credentials or _credentials_of(), maxsize=self.workers)
+            credentials=credentials or credential_source(), maxsize=self.workers)
         self._pool: ThreadPoolExecutor | None = None
         self._reply_pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
@@ -212,28 +218,6 @@ class ConnectionsClient:
 def _deadline_exceeded(connection_id: str, attempts: int) -> PostResult:
     return PostResult(connection_id, Outcome.FAILED, attempts, 0, "DeadlineExceeded",
                       int(time.time() * 1000))
-
-
-def _credentials_of() -> Callable[[], Any]:
-    """boto3's credential chain, resolved once on the first post (refreshable credentials
-    refresh themselves); looked up again while there are none. boto3 is imported then, not at
-    import time: ~half of a consumer's cold start (``python -m loadtest.bench``, "import" rows)."""
-    found: list[Any] = []
-    sessions: list[Any] = []
-
-    def credentials() -> Any:
-        if not found:
-            if not sessions:
-                import boto3
-
-                sessions.append(boto3.Session())
-            creds = sessions[0].get_credentials()
-            if creds is None:
-                return None
-            found.append(creds)
-        return found[0]
-
-    return credentials
 
 
 def connections_client(endpoint_url: str | None = None) -> ConnectionsClient:

@@ -6,6 +6,7 @@ One base, :class:`PipelineRuntimeError`::
     ├── UndecodableRecord        a stream record that is not a valid (aggregated) envelope
     ├── DeliveryError            a post to @connections failed for good (after bounded retries)
     ├── RosterError              the roster table could not be read or written
+    ├── AwsCallError             an AWS JSON API answered an error (its code and HTTP status)
     └── SkippedAfterFailure      not processed: an earlier record of the same partition key failed
 """
 
@@ -41,6 +42,18 @@ class RosterError(PipelineRuntimeError):
         super().__init__(f"{operation}: {code}: {message}")
         self.operation = operation
         self.code = code
+
+
+class AwsCallError(PipelineRuntimeError):
+    """An AWS JSON API call failed: ``code`` is AWS's error code (or the exception's name when
+    there was no answer), ``status`` the HTTP status (0: no answer)."""
+
+    def __init__(self, operation: str, code: str, status: int, message: str = "") -> None:
+        super().__init__(f"{operation}: {status} {code}: {message}" if message
+                         else f"{operation}: {status} {code}")
+        self.operation = operation
+        self.code = code
+        self.status = status
 
 
 class SkippedAfterFailure(PipelineRuntimeError):

@@ -24,6 +24,16 @@ containers   interval               DescribeStreamSummary per second (account)
 plus one call per cold start. A refused or failed call keeps the last value and is retried
 after :data:`RETRY_S` (jittered), so throttling never fails an invocation.
 
+The call. One SigV4-signed JSON 1.1 ``POST`` (``X-Amz-Target:
+Kinesis_20131202.DescribeStreamSummary``, :mod:`.aws_json`) at the endpoint boto3 would use, 2 s
+connect and read timeouts, no retry of its own: an error answer (``LimitExceededException``,
+``ResourceNotFoundException``, 5xx) or none raises :class:`~.exceptions.AwsCallError`, and
+:meth:`OpenShardCount.current` keeps its value. Not a boto3 client: the first
+``HandlerContext.begin()`` of every container makes this call, and a client would import boto3
+and load botocore's endpoint and service JSON there, ~0.55 s of CPU on the first batch here (more
+than twice a handler's own import). It signs with the keys Lambda puts in the environment
+(:mod:`.credentials`).
+
 Resharding. Growth is adopted at the next reading. A decrease is adopted only when read twice
 in a row: after a merge, Lambda still drains the closed parents while the child is read, so for
 a while more containers run than there are open shards.
@@ -36,15 +46,17 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
 
+from .aws_json import JsonApi, endpoint_url, environment_region
 from .container import container
+from .credentials import credential_source
 
 REFRESH_S = 60.0
 DESCRIBE_BUDGET_TPS = 2.0  # a tenth of the account's 20/s for this stack's readers
 RETRY_S = 10.0
 STREAM_SHARDS_ENV = "STREAM_SHARDS"  # the stack's count: the value before the first reading
 READERS_ENV = "SHARD_COUNT_READERS_PER_SHARD"
+KINESIS_TARGET = "Kinesis_20131202"  # the X-Amz-Target prefix of the Kinesis API
 
 
 def refresh_interval(open_shards: int, readers_per_shard: int) -> float:
@@ -96,17 +108,26 @@ class OpenShardCount:
             self._lower = seen
 
 
-def _describer(stream_name: str, client: Any = None) -> Callable[[], int]:
-    def describe() -> int:
-        nonlocal client
-        if client is None:
-            import boto3
-            from botocore.config import Config
+def kinesis_api(environ: Mapping[str, str] | None = None) -> JsonApi:
+    """The Kinesis JSON API at the endpoint boto3 would use, with the container's credentials
+    (:mod:`.credentials`: the environment's keys, no boto3, in a Lambda)."""
+    env = os.environ if environ is None else environ
+    region = environment_region(env)
+    return JsonApi(endpoint_url("Kinesis", "kinesis", region, env), service="kinesis",
+                   target_prefix=KINESIS_TARGET, region=region,
+                   credentials=credential_source(environ))
 
-            client = boto3.client("kinesis", config=Config(
-                retries={"mode": "standard", "max_attempts": 2},
-                connect_timeout=2, read_timeout=2))
-        answer = client.describe_stream_summary(StreamName=stream_name)
+
+def describer(stream_name: str, api: JsonApi | None = None) -> Callable[[], int]:
+    """``() -> OpenShardCount`` of the stream (one DescribeStreamSummary call); raises
+    :class:`~.exceptions.AwsCallError` on an error answer (throttled, not found...) or none.
+    ``api`` defaults to :func:`kinesis_api`, made on the first call."""
+    apis = [api] if api is not None else []
+
+    def describe() -> int:
+        if not apis:
+            apis.append(kinesis_api())
+        answer = apis[0].call("DescribeStreamSummary", {"StreamName": stream_name})
         return int(answer["StreamDescriptionSummary"]["OpenShardCount"])
     return describe
 
@@ -121,5 +142,5 @@ def open_shard_count(environ: Mapping[str, str] | None = None) -> OpenShardCount
     readers = env.get(READERS_ENV, "1")
     shared = container()
     return shared.shared(shared.shard_counts, stream, lambda: OpenShardCount(
-        _describer(stream), initial=int(initial),
+        describer(stream), initial=int(initial),
         readers_per_shard=int(readers) if readers.isdigit() else 1))

@@ -9,7 +9,8 @@ machine, which is why urllib3 is not used) and a Signature Version 4 signer
 that produces exactly the signature botocore's ``SigV4Auth`` produces for the same request
 (tests/runtime/test_runtime_connections.py::test_the_signature_is_the_one_botocore_computes
 checks it), with the signing key cached per day and the timestamp and frozen credentials cached
-per second.
+per second. The signer, the connections and the answer parser also carry the runtime's one
+other AWS call, DescribeStreamSummary (:mod:`.aws_json`).
 https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html
 
 Why not botocore's signer: ``python -m loadtest.bench_signing`` (CPU per signature of the same
@@ -25,12 +26,13 @@ import functools
 import hashlib
 import hmac
 import http.client
+import importlib.util
 import os
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -77,10 +79,12 @@ def canonical_uri(path: str) -> str:
 
 
 class SigV4Signer:
-    """Signs ``POST`` requests for ``execute-api`` like botocore's ``SigV4Auth`` does.
+    """Signs ``POST`` requests for ``service`` (``execute-api`` by default) like botocore's
+    ``SigV4Auth`` does.
 
-    ``credentials`` returns botocore credentials (``get_frozen_credentials()`` is called at
-    most once per second, so refreshable credentials keep working) or ``None``.
+    ``credentials`` returns credentials with ``get_frozen_credentials()`` (botocore's, or
+    :class:`.credentials.FrozenCredentials`; it is called at most once per second, so
+    refreshable credentials keep working) or ``None``.
     """
 
     def __init__(
@@ -127,17 +131,29 @@ class SigV4Signer:
             key = k
         return key
 
-    def sign(self, host: str, path: str, body: bytes) -> dict[str, str]:
-        """Headers (Host, X-Amz-Date, [X-Amz-Security-Token], Authorization) for a POST.
+    def sign(self, host: str, path: str, body: bytes,
+             headers: Mapping[str, str] | None = None) -> dict[str, str]:
+        """Headers (Host, X-Amz-Date, [X-Amz-Security-Token], Authorization, then ``headers``)
+        for a POST; ``headers`` (e.g. Content-Type, X-Amz-Target) are signed too, as botocore
+        signs every header of its request.
 
         ``path`` is the URL path as sent (already percent-encoded). Raises
         :class:`NoCredentials` when there are none.
         """
         amz_date, day, access_key, token, key = self._current()
         if key is None:
-            raise NoCredentials("no AWS credentials to sign the @connections request")
+            raise NoCredentials(f"no AWS credentials to sign the {self.service} request")
         canonical_path = canonical_uri(path)
-        if token:
+        if headers:
+            signing = {"host": host, "x-amz-date": amz_date}
+            if token:
+                signing["x-amz-security-token"] = token
+            # botocore's canonical value: whitespace runs collapsed, ends trimmed
+            signing.update((k.lower(), " ".join(v.split())) for k, v in headers.items())
+            names = sorted(signing)
+            canonical_headers = "".join(f"{n}:{signing[n]}\n" for n in names)
+            signed = ";".join(names)
+        elif token:
             canonical_headers = (f"host:{host}\nx-amz-date:{amz_date}\n"
                                  f"x-amz-security-token:{token}\n")
             signed = "host;x-amz-date;x-amz-security-token"
@@ -150,12 +166,14 @@ class SigV4Signer:
         to_sign = (f"{_ALGORITHM}\n{amz_date}\n{scope}\n"
                    f"{hashlib.sha256(canonical.encode()).hexdigest()}")
         signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-        headers = {"Host": host, "X-Amz-Date": amz_date,
-                   "Authorization": f"{_ALGORITHM} Credential={access_key}/{scope}, "
-                                    f"SignedHeaders={signed}, Signature={signature}"}
+        out = {"Host": host, "X-Amz-Date": amz_date,
+               "Authorization": f"{_ALGORITHM} Credential={access_key}/{scope}, "
+                                f"SignedHeaders={signed}, Signature={signature}"}
         if token:
-            headers["X-Amz-Security-Token"] = token
-        return headers
+            out["X-Amz-Security-Token"] = token
+        if headers:
+            out.update(headers)
+        return out
 
 
 class NoCredentials(PipelineRuntimeError):
@@ -169,13 +187,15 @@ class Connection:
     wake-ups of the server per post. Answers are read by :func:`.http_response.read_response`.)
     """
 
-    def __init__(self, host: str, port: int, context: ssl.SSLContext | None) -> None:
-        sock = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S)
+    def __init__(self, host: str, port: int, context: ssl.SSLContext | None,
+                 timeouts: tuple[float, float] = (CONNECT_TIMEOUT_S, READ_TIMEOUT_S)) -> None:
+        connect_s, read_s = timeouts
+        sock = socket.create_connection((host, port), timeout=connect_s)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if context is not None:
                 sock = context.wrap_socket(sock, server_hostname=host)
-            sock.settimeout(READ_TIMEOUT_S)
+            sock.settimeout(read_s)
         except BaseException:
             sock.close()
             raise
@@ -191,21 +211,42 @@ class Connection:
         self.sock.close()
 
 
+def request_bytes(path: str, headers: Mapping[str, str], body: bytes) -> bytes:
+    """``POST path`` with ``headers`` and ``body``: one buffer for :meth:`Connection.exchange`."""
+    lines = [f"POST {path} HTTP/1.1", f"Content-Length: {len(body)}"]
+    lines.extend(f"{name}: {value}" for name, value in headers.items())
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def ca_bundle() -> str | None:
+    """The CA bundle botocore verifies with (``botocore.httpsession.where``): certifi's when it
+    is installed, else botocore's own ``cacert.pem`` (None without either: the system's).
+    Found without importing ``botocore.httpsession``, which loads urllib3 and more (~165 ms of
+    CPU here, on a container's first post over https)."""
+    try:
+        from certifi import where
+    except ImportError:
+        spec = importlib.util.find_spec("botocore")  # locates it, does not import it
+        if spec is None or spec.origin is None:
+            return None
+        return os.path.join(os.path.dirname(spec.origin), "cacert.pem")
+    return str(where())
+
+
 @functools.cache
 def _tls_context() -> ssl.SSLContext:
     """One per process, on first use (loading the CA bundle takes ~20 ms): botocore's bundle."""
-    from botocore.httpsession import get_cert_path  # urllib3 and more: only for https
-
-    return ssl.create_default_context(cafile=get_cert_path(True))
+    return ssl.create_default_context(cafile=ca_bundle())
 
 
 class ConnectionPool:
     """Keep-alive connections to one host, reused LIFO; at most ``maxsize`` kept idle."""
 
-    def __init__(self, scheme: str, host: str, port: int | None, maxsize: int) -> None:
+    def __init__(self, scheme: str, host: str, port: int | None, maxsize: int,
+                 timeouts: tuple[float, float] = (CONNECT_TIMEOUT_S, READ_TIMEOUT_S)) -> None:
         if scheme not in ("http", "https"):
             raise PipelineRuntimeError(f"unsupported endpoint scheme {scheme!r}")
-        self.host, self.maxsize = host, maxsize
+        self.host, self.maxsize, self.timeouts = host, maxsize, timeouts
         self.port = port or (443 if scheme == "https" else 80)
         self.opened = 0  # connections ever created (tests, diagnostics)
         self._idle: list[tuple[Connection, float]] = []
@@ -227,7 +268,8 @@ class ConnectionPool:
         """A new connection (raises ``OSError`` when the endpoint cannot be reached)."""
         with self._lock:
             self.opened += 1
-        return Connection(self.host, self.port, _tls_context() if self._tls else None)
+        return Connection(self.host, self.port, _tls_context() if self._tls else None,
+                          self.timeouts)
 
     def put(self, conn: Connection) -> None:
         with self._lock:
@@ -270,9 +312,7 @@ class SignedPoster:
             headers = self.signer.sign(self._host, path, data)
         except NoCredentials:
             return 0, "NoCredentialsError"
-        lines = [f"POST {path} HTTP/1.1", f"Content-Length: {len(data)}"]
-        lines.extend(f"{name}: {value}" for name, value in headers.items())
-        request = ("\r\n".join(lines) + "\r\n\r\n").encode() + data
+        request = request_bytes(path, headers, data)
         conn, reused = self.pool.get()
         if reused:
             assert conn is not None

@@ -50,6 +50,16 @@ def test_import_rows_name_every_consumer_next_to_boto3() -> None:
     assert all("import" in name and "(import boto3)" in base for name, _, base, _ in table)
 
 
+def test_the_echo_first_batch_loads_no_boto3_and_costs_less_cpu_than_importing_it() -> None:
+    from loadtest import bench_import
+
+    result = bench_import.measure_first_batch(rounds=1)
+    assert result["boto3_loaded"] == 0.0
+    assert result["cpu_ms"] > 0 and result["boto3_cpu_ms"] > 0
+    (cpu, loads) = bench_import.first_batch_rows(result)
+    assert "first batch" in cpu[0] and loads[1] == "no"
+
+
 def test_cost_figures_are_what_plan_reads(tmp_path: Path) -> None:
     from loadtest import bench_cost
     from pipeline.plan.lambda_cost import load_lambda_cost

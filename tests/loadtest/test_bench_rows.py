@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from loadtest.bench import json_dump
-from loadtest.bench_import import consumers
+from loadtest.bench_import import consumers, first_batch_rows
 from loadtest.bench_import import rows as import_rows
 from loadtest.bench_post import rows as post_rows
 from loadtest.bench_rows import EchoServerFigures, Measured, Row, build, markdown, notes
@@ -34,6 +34,8 @@ def measured() -> Measured:
         twin=EchoServerFigures("twin", {"p50": 1.2, "p99": 6.0, "lost": 2}, 2250.0,
                                (380.0, 160.0)),
         post=post_rows(POST), imports=import_rows(imports),
+        first_batch=first_batch_rows({"cpu_ms": 212.4, "boto3_cpu_ms": 379.0,
+                                      "boto3_loaded": 0.0}),
     )
 
 
@@ -96,3 +98,12 @@ def test_markdown_states_machine_date_command_and_every_row() -> None:
     assert "`python -m x`" in page and "2026-12-07 10:00 UTC" in page and "cores" in page
     assert sum(line.startswith("| ") for line in page.splitlines()) == len(rows) + 2
     assert "a \\| b" in page and "- step" in page
+
+
+def test_the_first_batch_rows_read_cpu_ms_next_to_import_boto3_and_whether_it_loaded() -> None:
+    rows = rows_as_a_script_reads_them()
+    (cpu,) = [r for r in rows if "first batch" in r["name"] and "CPU" in r["name"]]
+    assert (cpu["value"], cpu["baseline"], cpu["ratio"]) == (
+        "212 ms", "379 ms (import boto3, CPU)", "0.56x")
+    (loads,) = [r for r in rows if "loads boto3" in r["name"]]
+    assert loads["value"] == "no"

@@ -3,7 +3,7 @@
 Containers are simulated (one per open shard x ParallelizationFactor, each with its own cache
 and token bucket on a shared fake clock) around the runtime's real pieces: the open shard count
 read with DescribeStreamSummary from the twin's Kinesis over HTTP (:mod:`pipeline.runtime.
-shardcount`) and the rate it gives (:func:`pipeline.runtime.ratelimit.share_rate`). Posts are
+shardcount`, the runtime's own signed call) and the rate it gives (:func:`pipeline.runtime.ratelimit.share_rate`). Posts are
 counted with the bucket's own schedule over a window, so no real time passes.
 """
 
@@ -15,8 +15,9 @@ import boto3
 import pytest
 
 from pipeline.local.services import AwsServices
+from pipeline.runtime.aws_json import JsonApi
 from pipeline.runtime.ratelimit import TokenBucket, share_rate
-from pipeline.runtime.shardcount import OpenShardCount, _describer, refresh_interval
+from pipeline.runtime.shardcount import OpenShardCount, describer, kinesis_api, refresh_interval
 
 SHARE = 5000.0  # the function's connectionsRps share
 FACTOR = 2  # its ParallelizationFactor
@@ -35,8 +36,8 @@ class Clock:
 class Container:
     """One concurrent invocation's container: its cached count and its bucket."""
 
-    def __init__(self, client: Any, stream: str, clock: Clock) -> None:
-        self.count = OpenShardCount(_describer(stream, client), initial=4,
+    def __init__(self, api: JsonApi, stream: str, clock: Clock) -> None:
+        self.count = OpenShardCount(describer(stream, api), initial=4,
                                     readers_per_shard=FACTOR, clock=clock, jitter=lambda: 0.5)
         self.bucket = TokenBucket(SHARE / (4 * FACTOR), clock=clock, sleep=lambda s: None)
         self.clock = clock
@@ -73,8 +74,11 @@ def test_total_post_rate_stays_within_the_budget_after_the_stream_grows(
     twin_kinesis: Any,
 ) -> None:
     services, client = twin_kinesis
+    # each container's runtime call, signed with the keys Lambda puts in its environment
+    api = kinesis_api({"AWS_ENDPOINT_URL": services.url, "AWS_REGION": "us-east-1",
+                       "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"})
     clock = Clock()
-    before = [Container(client, "events", clock) for _ in range(4 * FACTOR)]
+    before = [Container(api, "events", clock) for _ in range(4 * FACTOR)]
     for c in before:
         c.begin()
     assert sum(c.bucket.rate for c in before) == pytest.approx(SHARE)
@@ -89,7 +93,7 @@ def test_total_post_rate_stays_within_the_budget_after_the_stream_grows(
     # Lambda now runs 8 x PF invocations: warm containers (cached 4 until their next
     # reading) and cold ones (they read 8 at once).
     clock.now += 1.0
-    after = before + [Container(client, "events", clock) for _ in range(4 * FACTOR)]
+    after = before + [Container(api, "events", clock) for _ in range(4 * FACTOR)]
     for c in after:
         c.begin()
     transient = sum(c.bucket.rate for c in after)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import sys
 import time
+from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import boto3
@@ -22,6 +24,7 @@ from pipeline.runtime import ConnectionsClient, Outcome, RetryPolicy
 from pipeline.runtime.signed_http import (
     SignedPoster,
     SigV4Signer,
+    ca_bundle,
     error_code,
     host_header,
     region_of,
@@ -219,6 +222,17 @@ def test_the_signature_is_the_one_botocore_computes(
     assert ours["X-Amz-Date"] == theirs["X-Amz-Date"] == "20240517T134530Z"
     assert ours["Authorization"] == theirs["Authorization"]
     assert ours.get("X-Amz-Security-Token") == theirs.get("X-Amz-Security-Token") == token
+
+
+def test_https_verifies_with_botocore_s_ca_bundle_without_loading_its_http_session(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import botocore.httpsession
+
+    assert ca_bundle() == botocore.httpsession.get_cert_path(True)
+    monkeypatch.setitem(sys.modules, "certifi", None)  # as where certifi is not installed
+    assert ca_bundle() == botocore.httpsession.DEFAULT_CA_BUNDLE
+    assert Path(botocore.httpsession.DEFAULT_CA_BUNDLE).is_file()
 
 
 def _host_parts(url: str) -> tuple[str, str, int | None]:

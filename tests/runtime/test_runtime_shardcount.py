@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-import pytest
+from collections.abc import Iterator
 
+import pytest
+from stacks import aws_services
+
+from pipeline.local.services import AwsServices
 from pipeline.runtime import shardcount
 from pipeline.runtime.connections import ConnectionsClient
 from pipeline.runtime.context import HandlerContext
+from pipeline.runtime.exceptions import AwsCallError
 from pipeline.runtime.ratelimit import TokenBucket, share_rate
 from pipeline.runtime.shardcount import (
     DESCRIBE_BUDGET_TPS,
     REFRESH_S,
     OpenShardCount,
+    describer,
+    kinesis_api,
     refresh_interval,
 )
 
@@ -101,3 +108,48 @@ def test_begin_sets_the_containers_rate_and_lanes(monkeypatch: pytest.MonkeyPatc
     ctx.begin()
     assert ctx.open_shards == 8
     assert bucket.rate == 125.0
+
+
+# --- DescribeStreamSummary over HTTP: the twin's Kinesis ----------------------------------------
+
+@pytest.fixture(scope="module")
+def twin_aws() -> Iterator[AwsServices]:
+    with aws_services() as services:
+        services.kinesis.create_stream("counted", 3)
+        yield services
+
+
+def _lambda_env(aws_url: str) -> dict[str, str]:
+    """What Lambda (and the twin's workers) set: the keys, the Region; the twin's endpoint."""
+    return {"AWS_ENDPOINT_URL": aws_url, "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "ASIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret",
+            "AWS_SESSION_TOKEN": "token"}
+
+
+def test_describe_stream_summary_reads_the_twin_s_open_shard_count(twin_aws: AwsServices
+                                                                   ) -> None:
+    api = kinesis_api(_lambda_env(twin_aws.url))
+    assert api.endpoint_url == twin_aws.url
+    describe = describer("counted", api)
+    assert describe() == 3
+    twin_aws.kinesis.create_stream("growing", mode="ON_DEMAND")
+    grown = describer("growing", api)
+    assert grown() == 4
+    twin_aws.kinesis.grow(twin_aws.kinesis.stream("growing"), 8)
+    assert grown() == 8
+
+
+def test_an_error_answer_raises_and_the_count_keeps_its_value(twin_aws: AwsServices) -> None:
+    api = kinesis_api(_lambda_env(twin_aws.url))
+    with pytest.raises(AwsCallError) as raised:
+        describer("no-such-stream", api)()
+    assert (raised.value.code, raised.value.status) == ("ResourceNotFoundException", 400)
+
+    twin_aws.kinesis.create_stream("doomed", 5)
+    clock = Clock()
+    count = OpenShardCount(describer("doomed", api), initial=2, clock=clock,
+                           jitter=lambda: 0.5)
+    assert count.current() == 5
+    twin_aws.kinesis.delete_stream("doomed")
+    clock.now += REFRESH_S
+    assert count.current() == 5 and count.readings == 2  # read, refused, kept

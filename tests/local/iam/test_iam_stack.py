@@ -27,6 +27,8 @@ from pipeline.local.iam.wsgi import GuardedAwsServer, IamMiddleware
 from pipeline.local.kinesis.wsgi import KinesisApp
 from pipeline.local.services import AwsServices
 from pipeline.local.twin import TwinBackend
+from pipeline.runtime.exceptions import AwsCallError
+from pipeline.runtime.shardcount import describer, kinesis_api
 
 pytestmark = pytest.mark.synth
 
@@ -166,6 +168,39 @@ def test_function_role_without_query_gets_access_denied(iam_stack: Stack,
     chat = _function_client("dynamodb", guarded_aws, iam_stack, "ConsumerchatFunction")
     assert chat.query(**query)["Items"] == []
     assert _client("dynamodb", guarded_aws, "test", "test").query(**query)["Items"] == []
+
+
+def _runtime_describe(url: str, stack: Stack, prefix: str) -> int:
+    """The runtime's own DescribeStreamSummary (no boto3), signed with the function's keys as
+    the twin's workers get them in their environment."""
+    name = function_named(stack, prefix)
+    api = kinesis_api({"AWS_ENDPOINT_URL": url, "AWS_REGION": REGION,
+                       "AWS_ACCESS_KEY_ID": function_access_key(name),
+                       "AWS_SECRET_ACCESS_KEY": function_secret_key(name),
+                       "AWS_SESSION_TOKEN": "twin"})
+    return describer(_stream(stack).ref, api)()
+
+
+def test_the_runtime_s_describe_stream_summary_is_allowed_to_a_consumer(
+        iam_stack: Stack, guarded_aws: str) -> None:
+    assert _runtime_describe(guarded_aws, iam_stack, "ConsumerechoFunction") >= 1
+
+
+def test_the_runtime_s_describe_stream_summary_without_the_action_is_denied(
+        iam_stack: Stack, services: AwsServices) -> None:
+    stack = without_action(iam_stack, "kinesis:DescribeStreamSummary",
+                           policy_prefix="ConsumerechoFunction")
+    access = AccessControl.from_stack(stack)
+    server = GuardedAwsServer("127.0.0.1", 0, KinesisApp(services.kinesis_wire),
+                              wrap=lambda app: IamMiddleware(app, access, access.secret_arns))
+    host, port = server.start()
+    try:
+        with pytest.raises(AwsCallError) as denied:
+            _runtime_describe(f"http://{host}:{port}", stack, "ConsumerechoFunction")
+    finally:
+        server.stop()
+    assert (denied.value.code, denied.value.status) == ("AccessDeniedException", 400)
+    assert "kinesis:DescribeStreamSummary" in str(denied.value)
 
 
 def test_function_role_sqs_only_its_own_queue(iam_stack: Stack, guarded_aws: str) -> None:
