@@ -82,7 +82,7 @@ class ReplySink:
         self._failed: set[str] = set()
         self._gone: set[str] = set()
         self._lock = threading.Lock()
-        self._futures: list[Future[None]] = []
+        self._futures: list[tuple[Future[None], Callable[[], None]]] = []
 
     def put(self, post: Post) -> None:
         """Queue ``post`` behind the earlier posts to its connection."""
@@ -98,24 +98,36 @@ class ReplySink:
             self._start(client, post.connection_id, priority=not post.in_fanout)
 
     def _start(self, client: ConnectionsClient, cid: str, *, priority: bool) -> None:
-        future = client.submit(lambda: self._drain(client, cid, priority), priority=priority)
+        def drain() -> None:
+            self._drain(client, cid, priority)
+
+        future = client.submit(drain, priority=priority)
         with self._lock:
-            self._futures.append(future)
+            self._futures.append((future, drain))
 
     def send(self, connection_id: str, data: bytes) -> PostResult:
         """Post now, on the caller's thread, outside the queues (with the deadline)."""
         return _post_safely(self._client(), connection_id, data, self.deadline)
 
     def wait(self) -> list[Post]:
-        """Wait for every queued post; all of them, in the order they were queued."""
+        """Wait for every queued post; all of them, in the order they were queued.
+
+        A drain no pool thread has started yet is taken back (``Future.cancel`` succeeds only
+        before it runs) and run here: the waiting thread would be idle anyway, and a batch's
+        last reply is sent without two thread hand-offs (to a pool thread and back), ~0.1 ms
+        of a one-record batch's ~0.35 ms.
+        """
         done = 0
         while True:  # a drain may hand its connection over to the other lane meanwhile
             with self._lock:
                 pending = self._futures[done:]
             if not pending:
                 break
-            for future in pending:
-                future.result()
+            for future, drain in pending:
+                if future.cancel():
+                    drain()
+                else:
+                    future.result()
             done += len(pending)
         with self._lock:
             posts, self._posts, self._futures = self._posts, [], []

@@ -250,3 +250,34 @@ def test_the_fanout_report_is_filled_in_when_the_batch_settles(
     assert (report.settled, report.delivered, report.gone, list(report.failed)) == (
         True, 2, 1, ["b"])
     assert report.attempted == report.queued
+
+
+def test_a_reply_no_pool_thread_has_started_is_sent_by_the_waiting_invocation(
+    atconn: AtConnections, ctx: HandlerContext, connections: Any
+) -> None:
+    """Every reply-lane thread is busy elsewhere: the batch's replies are taken back from the
+    pool's queue and posted by the invocation itself, instead of waiting for a thread."""
+    import threading
+
+    from pipeline.runtime.connections import REPLY_WORKERS
+
+    release = threading.Event()
+    started = threading.Barrier(REPLY_WORKERS + 1, timeout=10)
+
+    def occupy() -> None:
+        started.wait()
+        release.wait(30)
+
+    blockers = [connections.submit(occupy, priority=True) for _ in range(REPLY_WORKERS)]
+    started.wait()  # every reply thread is inside occupy()
+    try:
+        t0 = time.monotonic()
+        assert failures(batch(2, C[:3]), ctx) == []
+        assert time.monotonic() - t0 < 10  # not after the blockers' 30 s
+        for cid in C[:3]:
+            assert [m["data"] for m in atconn.received(cid)] == [0, 1]
+        assert not any(b.done() for b in blockers)
+    finally:
+        release.set()
+    for b in blockers:
+        b.result(timeout=10)
