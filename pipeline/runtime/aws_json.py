@@ -35,8 +35,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from pipeline import DEFAULT_REGION
-
 from .exceptions import AwsCallError, PipelineRuntimeError
 from .signed_http import (
     ConnectionPool,
@@ -49,12 +47,6 @@ from .signed_http import (
 
 JSON_11 = "application/x-amz-json-1.1"
 TIMEOUTS_S = (2.0, 2.0)  # connect, read
-
-
-def environment_region(environ: Mapping[str, str] | None = None) -> str:
-    """``AWS_REGION`` (Lambda sets it), else ``AWS_DEFAULT_REGION``, else the default."""
-    env = os.environ if environ is None else environ
-    return env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
 
 
 def endpoint_url(service_id: str, endpoint_prefix: str, region: str,

@@ -47,9 +47,10 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-from .aws_json import JsonApi, endpoint_url, environment_region
+from .aws_json import JsonApi, endpoint_url
 from .container import container
 from .credentials import credential_source
+from .signed_http import environment_region
 
 REFRESH_S = 60.0
 DESCRIBE_BUDGET_TPS = 2.0  # a tenth of the account's 20/s for this stack's readers

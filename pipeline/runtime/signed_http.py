@@ -53,8 +53,13 @@ def region_of(endpoint_url: str, default: str | None = None) -> str:
     parts = (urlsplit(endpoint_url).hostname or "").split(".")
     if len(parts) >= 4 and parts[1] == SERVICE and parts[3] == "amazonaws":
         return parts[2]
-    return (default or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-            or DEFAULT_REGION)
+    return default or environment_region()
+
+
+def environment_region(environ: Mapping[str, str] | None = None) -> str:
+    """``AWS_REGION`` (Lambda sets it), else ``AWS_DEFAULT_REGION``, else the default."""
+    env = os.environ if environ is None else environ
+    return env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
 
 
 def host_header(scheme: str, host: str, port: int | None) -> str:
