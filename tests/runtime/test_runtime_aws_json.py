@@ -14,10 +14,11 @@ from botocore.credentials import Credentials
 from stacks import aws_services
 
 from pipeline.local.services import AwsServices
-from pipeline.runtime.aws_json import JsonApi, endpoint_url, environment_region
+from pipeline.runtime.aws_json import JsonApi, endpoint_url
 from pipeline.runtime.credentials import FrozenCredentials
 from pipeline.runtime.exceptions import AwsCallError
 from pipeline.runtime.shardcount import KINESIS_TARGET
+from pipeline.runtime.signed_http import environment_region
 
 FROZEN = datetime.datetime(2024, 5, 17, 13, 45, 30, tzinfo=datetime.UTC)
 
