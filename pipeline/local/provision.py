@@ -21,6 +21,7 @@ from moto.backends import get_backend
 from pipeline.aws.limits import ACCOUNT_ID, REGION
 from pipeline.local.cfn import Resource, Stack
 from pipeline.local.cfn_types import stream_is_on_demand, stream_shard_count
+from pipeline.local.ddb_query import index_queries
 from pipeline.local.errors import ServicesError
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ def provision(services: AwsServices, stack: Stack,
     for res in tables:
         if only is None or res.logical_id in only:
             _create_table(ddb, res)
+            index_queries(services.dynamodb.get_table(res.ref))
     sqs = services.client("sqs")
     for res in stack.of_type("AWS::SQS::Queue"):
         if only is not None and res.logical_id not in only:

@@ -281,3 +281,18 @@ async def test_a_filtered_wait_sleeps_through_rejected_records(
             Skipped(last, 1)
     finally:
         source.close()
+
+
+def test_provisioned_tables_query_one_partition(services: tuple[AwsServices, Any]) -> None:
+    """The template's tables read one partition per Query (pipeline.local.ddb_query)."""
+    from pipeline.local.ddb_query import IndexedQueryTable
+
+    svc, stack = services
+    table = stack.resources["Table"].ref
+    assert isinstance(svc.dynamodb.get_table(table), IndexedQueryTable)
+    ddb = svc.client("dynamodb")
+    for sk in ("b", "a"):
+        ddb.put_item(TableName=table, Item={"pk": {"S": "ROOM#q"}, "sk": {"S": sk}})
+    got = ddb.query(TableName=table, KeyConditionExpression="pk = :p",
+                    ExpressionAttributeValues={":p": {"S": "ROOM#q"}})["Items"]
+    assert [i["sk"]["S"] for i in got] == ["a", "b"]
