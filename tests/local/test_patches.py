@@ -94,7 +94,8 @@ def test_airspeed_looks_methods_up_in_its_table_by_exact_class() -> None:
     assert template.merge({"t": Token("hi")}) == "HI! 2"  # added, and str's own kept
 
 
-def test_moto_serves_dynamodb_through_its_dispatcher_in_process() -> None:
+def test_moto_serves_each_service_in_process_through_its_own_request_path() -> None:
+    """The door hands moto a botocore request, as ``mock_aws`` does (moto.core.request)."""
     from pipeline.local.aws_door import AwsDoor
     from pipeline.local.kinesis import KinesisBackend, KinesisResponses
 
@@ -103,6 +104,8 @@ def test_moto_serves_dynamodb_through_its_dispatcher_in_process() -> None:
     assert missing.status == 400 and missing.error_type == "ResourceNotFoundException"
     listed = door.call_aws("sqs", "ListQueues", b"{}", None)
     assert listed.status == 200
+    secret = door.call_aws("secretsmanager", "GetSecretValue", b'{"SecretId": "nowhere"}', None)
+    assert secret.status >= 400 and secret.error_type == "ResourceNotFoundException"
 
 
 def test_powertools_calls_the_batch_processors_prepare_and_record_hooks() -> None:
