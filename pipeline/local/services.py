@@ -1,6 +1,7 @@
 """The twin's AWS services on 127.0.0.1: its own Kinesis and moto's other backends, three doors.
 
-- boto3/CLI/SDKs over HTTP: one threaded server, Kinesis requests (JSON or CBOR) to the twin's
+- boto3/CLI/SDKs over HTTP: one keep-alive HTTP/1.1 server (:mod:`pipeline.local.wsgi_server`,
+  in a thread of its own), Kinesis requests (JSON or CBOR) to the twin's
   :mod:`pipeline.local.kinesis`, the rest to moto (DynamoDB, SQS, Secrets Manager, unpatched),
   all behind the IAM middleware (:meth:`start`);
 - the gateway's integrations: :class:`~pipeline.local.aws_door.AwsDoor` (``call_aws``, no HTTP);

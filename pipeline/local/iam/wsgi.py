@@ -1,29 +1,32 @@
-"""IAM in front of the twin's AWS port, and the threaded server that serves it.
+"""IAM in front of the twin's AWS port, and the server that serves it.
 
 The port serves the twin's Kinesis (:mod:`pipeline.local.kinesis.wsgi`) and moto's WSGI app for
-the other services. moto's ``ThreadedMotoServer`` builds its ``DomainDispatcherApplication``
-inside its thread and offers no hook, so :class:`GuardedAwsServer` binds the same werkzeug
-server itself (in the caller's thread: a busy port raises ``OSError`` instead of hanging) around
-the router and the optional wrapper (the IAM middleware).
+the other services (its request dispatcher, :mod:`pipeline.local.moto_dispatch`), with the
+optional wrapper (the IAM middleware) around both. :class:`GuardedAwsServer` serves them with
+:class:`~pipeline.local.wsgi_server.WsgiServer`: HTTP/1.1 keep-alive on aiohttp, in a daemon
+thread, bound in the caller's thread (a busy port raises ``OSError`` instead of hanging). Not
+moto's ``ThreadedMotoServer`` (it builds its dispatcher inside its thread and offers no hook) nor
+werkzeug's server it runs (``Connection: close`` on every answer: each SDK call was a new
+connection and a new thread).
+
+The apps run on the server's loop thread, one request at a time, except the calls that wait
+inside moto (:func:`may_wait`).
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
-from moto.moto_server.werkzeug_app import MotoRequestHandler
-from werkzeug.serving import BaseWSGIServer, make_server
-
-from pipeline.local import ACCEPT_BACKLOG
 from pipeline.local.iam.access import AccessControl
 from pipeline.local.iam.errors import denied_message
 from pipeline.local.iam.requests import credential_of, denied_body, iam_request
-from pipeline.local.kinesis.wsgi import KinesisRouter, read_body
+from pipeline.local.kinesis.wsgi import MAX_BODY, KinesisRouter, read_body
 from pipeline.local.moto_dispatch import RememberingDispatcher
+from pipeline.local.wsgi_server import WsgiServer
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +86,34 @@ class IamMiddleware:
         return self._app(environ, start_response)
 
 
+_SQS_RECEIVE_TARGET = "AmazonSQS.ReceiveMessage"  # SQS's JSON protocol
+_FORM = "application/x-www-form-urlencoded"
+
+
+def may_wait(environ: Mapping[str, Any], body: bytes) -> bool:
+    """Whether a request may wait inside the app: SQS ``ReceiveMessage``, by either protocol
+    (JSON: its ``X-Amz-Target``; query: ``Action=ReceiveMessage`` in the query string or the form
+    body).
+
+    moto's long poll blocks the calling thread: ``SQSBackend.receive_message`` loops until a
+    message is visible or ``WaitTimeSeconds`` (else the queue's ``ReceiveMessageWaitTimeSeconds``,
+    up to 20 s) has passed, each turn in ``Queue.wait_for_messages(1)`` (a ``Condition.wait_for``
+    that ``SendMessage`` notifies). Run on the server's loop it would stall every other request on
+    the port, the ``SendMessage`` that would end it among them, so the server runs it in a thread
+    of its own. Nothing else the port serves waits: DynamoDB, Secrets Manager and the rest of SQS
+    answer at once, and the twin's Kinesis has no ``SubscribeToShard`` (its ``GetRecords`` never
+    waits; the mappings read in process).
+    """
+    if environ.get("HTTP_X_AMZ_TARGET") == _SQS_RECEIVE_TARGET:
+        return True
+    query = str(environ.get("QUERY_STRING", ""))
+    if "ReceiveMessage" in query and ("Action", "ReceiveMessage") in parse_qsl(query):
+        return True
+    content_type = str(environ.get("CONTENT_TYPE", "")).split(";", 1)[0].strip().lower()
+    return (content_type == _FORM and b"ReceiveMessage" in body
+            and ("Action", "ReceiveMessage") in parse_qsl(body.decode("latin-1")))
+
+
 class GuardedAwsServer:
     """The AWS port: Kinesis requests to ``kinesis``, the rest to moto's app, with an optional
     wrapper (IAM) around both."""
@@ -91,28 +122,22 @@ class GuardedAwsServer:
                  wrap: Callable[[WsgiApp], WsgiApp] | None = None) -> None:
         self._host, self._port, self._wrap = host, port, wrap
         self._kinesis = kinesis
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: WsgiServer | None = None
 
     def start(self) -> tuple[str, int]:
         """Bind (raises OSError if the port is taken) and serve in a daemon thread."""
         app: WsgiApp = KinesisRouter(self._kinesis, RememberingDispatcher())
         if self._wrap is not None:
             app = self._wrap(app)
-        self._server = make_server(self._host, self._port, app, threaded=True,
-                                   request_handler=MotoRequestHandler)
-        self._server.socket.listen(ACCEPT_BACKLOG)  # werkzeug listens with 128: raise it
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                        name="moto-server")
-        self._thread.start()
-        host, port = self._server.server_address[:2]
-        return str(host), int(port)
+        # The largest body the Kinesis router reads (the werkzeug server read any); AWS's own
+        # limits are far below it (DynamoDB's BatchWriteItem 16 MB, Kinesis's PutRecords 10 MiB).
+        server = WsgiServer(self._host, self._port, app, blocking=may_wait, max_body=MAX_BODY,
+                            name="aws-port")
+        address = server.start()
+        self._server = server
+        return address
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None

@@ -14,7 +14,8 @@ from .responses import TARGET_PREFIX, KinesisResponses
 from .wire import CBOR
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-_MAX_BODY = 64 * 1024 * 1024
+# The largest request body read (64 MiB); the AWS port's server refuses a longer one (413).
+MAX_BODY = 64 * 1024 * 1024
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 500: "Internal Server Error"}
 
 
@@ -36,7 +37,7 @@ def read_body(environ: dict[str, Any]) -> bytes:
     if stream is None:
         return b""
     if length > 0:
-        return bytes(stream.read(min(length, _MAX_BODY)))
+        return bytes(stream.read(min(length, MAX_BODY)))
     if environ.get("wsgi.input_terminated"):
         return bytes(stream.read())
     return b""
