@@ -54,6 +54,7 @@ class AwsCallError(PipelineRuntimeError):
         self.operation = operation
         self.code = code
         self.status = status
+        self.message = message
 
 
 class SkippedAfterFailure(PipelineRuntimeError):

@@ -43,7 +43,7 @@ from pipeline.aws.limits import KINESIS_PUT_RECORDS_MAX, KINESIS_PUT_RECORDS_MAX
 from pipeline.names import FANOUT_ROUTE
 
 from .container import container
-from .exceptions import PipelineRuntimeError
+from .exceptions import AwsCallError, PipelineRuntimeError
 
 PAGE_ROUTE_KEY = FANOUT_ROUTE
 DEFAULT_PAGE_SIZE = 500
@@ -145,12 +145,10 @@ class PageWriter:
         self.stream_name = stream_name or os.environ.get("STREAM_NAME", "")
         if not self.stream_name:
             raise PipelineRuntimeError("STREAM_NAME is not set")
-        if client is None:
-            import boto3  # on first use: a cold start without a broadcast does not pay for it
-            from botocore.config import Config
+        if client is None:  # the runtime's own client (pipeline.runtime.aws_json), not boto3's
+            from .aws_json import kinesis_client
 
-            client = boto3.client(
-                "kinesis", config=Config(retries={"mode": "standard"}, max_pool_connections=4))
+            client = kinesis_client()
         self._kinesis = client
 
     def write(self, pages: list[Page], message: Mapping[str, Any], *,
@@ -177,7 +175,7 @@ class PageWriter:
             try:
                 answer = self._kinesis.put_records(StreamName=self.stream_name, Records=[
                     {"Data": data, "PartitionKey": key} for key, data in pending])
-            except (ClientError, BotoCoreError) as exc:
+            except (AwsCallError, ClientError, BotoCoreError) as exc:
                 raise FanoutError(f"PutRecords failed: {exc}") from exc
             if not answer.get("FailedRecordCount"):
                 return attempt + 1
