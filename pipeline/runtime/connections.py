@@ -53,8 +53,11 @@ from .signed_http import SignedPoster, region_of
 
 DEFAULT_WORKERS = 48
 # Threads that post replies: their own lane, so a reply never waits for a thread behind a
-# broadcast's posts (which may be waiting for rate-limit tokens).
-REPLY_WORKERS = 12
+# broadcast's posts (which may be waiting for rate-limit tokens). Wide enough that a batch's
+# replies go out in one wave: each post waits an in-Region round trip (~10-15 ms), so 12 threads
+# answered a join storm's batches of ~30 in three waves (python -m loadtest.bench_join_storm:
+# room of 1,000, join p99 128-136 ms with 12, 110-164 ms with 32, same box, alternate runs).
+REPLY_WORKERS = 32
 RETRYABLE_CODES = frozenset(
     {"LimitExceededException", "TooManyRequestsException", "ThrottlingException",
      "InternalServerErrorException", "ServiceUnavailableException"}
