@@ -295,6 +295,35 @@ async def test_plain_get_is_refused_before_connect_runs(running: Running) -> Non
     assert running.backend.calls == []
 
 
+async def test_a_send_to_a_reading_client_arms_no_timer(
+        running: Running, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Posts to a client that reads are delivered without a send timeout armed per frame (only a
+    frame that could fill the buffers past its high-water mark arms one)."""
+    from pipeline.local.gateway import server
+
+    armed: list[float] = []
+    original = server.asyncio.timeout
+
+    def counted(delay: float | None) -> Any:
+        armed.append(delay or 0.0)
+        return original(delay)
+
+    monkeypatch.setattr(server.asyncio, "timeout", counted)
+    ws, cid = await open_client(running)
+    url = f"{running.connections_url}/@connections/{cid}"
+    async with aiohttp.ClientSession() as http:
+        for i in range(20):
+            async with http.post(url, data=f"frame {i}".encode()) as answer:
+                assert answer.status == 200
+            assert await asyncio.wait_for(ws.recv(), 5) == f"frame {i}"
+        async with http.post(url, data=b"y" * 120_000) as answer:  # past the 64 KiB mark
+            assert answer.status == 200
+        assert await asyncio.wait_for(ws.recv(), 5) == "y" * 120_000
+    send_timeout = running.gateway.limits.send_timeout_s
+    assert armed.count(send_timeout) == 1  # the 120 KB frame's only
+    await ws.close()
+
+
 async def test_a_client_that_stops_reading_is_dropped_and_posts_answer_410() -> None:
     """A post to a client whose buffers are full must not block the caller forever: after
     ``send_timeout_s`` the twin drops the client ($disconnect 1006) and the post gets 410."""
