@@ -292,23 +292,40 @@ class Gateway:
 
     async def _serve(self, client: _Client) -> None:
         loop = asyncio.get_running_loop()
-        ws, limits = client.ws, self.limits
+        limits = self.limits
         end_of_life = loop.time() + limits.max_connection_s
-        idle_until = loop.time() + limits.idle_timeout_s
+        idle = [loop.time() + limits.idle_timeout_s]  # the idle deadline, moved by each frame
+
+        # One timer per connection, re-armed when it fires early, instead of a receive timeout
+        # armed and cancelled per frame: at the idle or lifetime deadline the connection is closed
+        # 1001 from here and the receive below ends (CLOSING/CLOSED).
+        timer: asyncio.TimerHandle | None = None
+
+        def check() -> None:
+            nonlocal timer
+            deadline = min(idle[0], end_of_life)
+            if loop.time() >= deadline:
+                self._close_later(client, CLOSE_GOING_AWAY, b"Going away")
+            else:
+                timer = loop.call_at(deadline, check)
+
+        timer = loop.call_at(min(idle[0], end_of_life), check)
+        try:
+            await self._receive_frames(client, idle)
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    async def _receive_frames(self, client: _Client, idle: list[float]) -> None:
+        loop = asyncio.get_running_loop()
+        ws, limits = client.ws, self.limits
         while True:
-            remaining = min(idle_until, end_of_life) - loop.time()
-            if remaining <= 0:
-                await self._close(client, CLOSE_GOING_AWAY, b"Going away")
-                return
-            try:
-                msg = await ws.receive(timeout=remaining)
-            except TimeoutError:
-                continue
+            msg = await ws.receive()
             if msg.type is WSMsgType.TEXT:
                 if _too_big(msg.data, limits.max_message_bytes):
                     await self._close(client, CLOSE_TOO_BIG, b"Message too big")
                     return
-                idle_until = loop.time() + limits.idle_timeout_s
+                idle[0] = loop.time() + limits.idle_timeout_s
                 await self._frame(client, msg.data)
             elif msg.type is WSMsgType.BINARY:
                 await self._close(client, CLOSE_UNSUPPORTED, b"Binary frames are not supported")
