@@ -1,8 +1,8 @@
 """Micro-benchmark of the twin's per-frame path: template renders and sans-I/O frame handling.
 
 Run: ``.venv/bin/python -m loadtest.bench_vtl`` (``--number N`` calls per repeat). Prints the
-best-of-5 µs per call of each integration template, rendered by the twin's one engine
-(airspeed-ext through ``vtl.render``) from the file on disk with a realistic ``$context`` and
+best-of-5 µs per call of each integration template, rendered by the twin's engine
+(``vtl.render``: airspeed-ext's parse, compiled by ``vtl_compile``) from the file on disk with a realistic ``$context`` and
 body, and of ``GatewayProtocol.message`` (route selection, ids, ``$context``, request template)
 for a one-way route, plus ``message`` + ``answer`` (the ack template) for an acked two-way route.
 The baseline, measured in the same run, builds the same echo envelope in plain Python (orjson +
