@@ -25,7 +25,7 @@ import binascii
 import json
 import re
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -386,19 +386,6 @@ class _ConstantText:
         stream.write(self.text)
 
 
-def _elements(node: Any) -> Iterator[Any]:
-    """``node`` and every airspeed element below it."""
-    stack = [node]
-    while stack:
-        element = stack.pop()
-        yield element
-        for value in vars(element).values():
-            if isinstance(value, ops._Element):
-                stack.append(value)
-            elif isinstance(value, list):
-                stack.extend(v for v in value if isinstance(v, ops._Element))
-
-
 def _constant_set(element: Any) -> tuple[str, str] | None:
     """(name, text) of ``#set($name = 'text')``, else None."""
     if not isinstance(element, ops.SetDirective):
@@ -454,7 +441,7 @@ def _fold(children: list[Any], constants: Mapping[str, str]) -> int:
 def fold_constants(template: airspeed.Template) -> int:
     """Replace the references of once-set constants by their text; the count replaced."""
     top = template.root_element.block.children
-    everything = list(_elements(template.root_element))
+    everything = list(vtl_compile.elements(template.root_element))
     if any(isinstance(e, _BINDING) for e in everything):
         return 0
     assigned: dict[str, int] = {}
@@ -471,7 +458,7 @@ def fold_constants(template: airspeed.Template) -> int:
                 top[index] = _ConstantText(constants[name])
                 folded += 1
                 continue
-            for element in _elements(child):
+            for element in vtl_compile.elements(child):
                 if isinstance(element, ops.Block):
                     replaced = _fold(element.children, constants)
                     if replaced:

@@ -40,7 +40,7 @@ from typing import Any
 
 import airspeed.operators as ops
 
-__all__ = ["PURE_CALLS", "CompiledTemplate", "Fallback", "compile_render", "refusal"]
+__all__ = ["PURE_CALLS", "CompiledTemplate", "Fallback", "compile_render", "elements", "refusal"]
 
 Value = Callable[[Any], Any]  # ns -> value
 Writer = Callable[[list[str], Any], None]  # (out, ns) -> None
@@ -154,7 +154,8 @@ class CompiledTemplate:
         return "".join(out)
 
 
-def _elements(node: Any) -> Iterator[Any]:
+def elements(node: Any) -> Iterator[Any]:
+    """``node`` and every airspeed element below it."""
     stack = [node]
     while stack:
         element = stack.pop()
@@ -168,7 +169,7 @@ def _elements(node: Any) -> Iterator[Any]:
 
 def refusal(template: Any) -> str | None:
     """Why *template* is not compiled (None: it is)."""
-    for element in _elements(template.root_element):
+    for element in elements(template.root_element):
         if isinstance(element, _REFUSED):
             return type(element).__name__
         if isinstance(element, ops.Assignment) and element.terms:
