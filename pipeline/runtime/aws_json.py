@@ -63,6 +63,8 @@ from .signed_http import (
 
 JSON_10 = "application/x-amz-json-1.0"  # DynamoDB's
 JSON_11 = "application/x-amz-json-1.1"  # Kinesis's
+DYNAMODB_TARGET = "DynamoDB_20120810"  # the X-Amz-Target prefixes
+KINESIS_TARGET = "Kinesis_20131202"
 TIMEOUTS_S = (2.0, 2.0)  # connect, read
 CLIENT_TIMEOUTS_S = (3.0, 20.0)  # the roster's and the stream writes' (a Lambda runs <= 15 min)
 POOL_SIZE = 16  # idle keep-alive connections a pooled client keeps (boto3's: 10, ours: 16)
@@ -259,25 +261,23 @@ class KinesisApi:
 def dynamodb_client(environ: Mapping[str, str] | None = None) -> DynamoDbApi:
     """The roster's client: the endpoint and credentials boto3 would use, kept connections,
     standard-mode retries."""
-    from .credentials import credential_source
-
-    region = environment_region(environ)
-    return DynamoDbApi(JsonApi(
-        endpoint_url("DynamoDB", "dynamodb", region, environ), service="dynamodb",
-        target_prefix="DynamoDB_20120810", region=region, credentials=credential_source(environ),
-        timeouts=CLIENT_TIMEOUTS_S, content_type=JSON_10, pooled=POOL_SIZE,
-        attempts=STANDARD_ATTEMPTS))
+    return DynamoDbApi(_pooled_api("DynamoDB", "dynamodb", DYNAMODB_TARGET, JSON_10, environ))
 
 
 def kinesis_client(environ: Mapping[str, str] | None = None) -> KinesisApi:
     """The stream writes' client (fan-out pages, presence deltas), as :func:`dynamodb_client`."""
+    return KinesisApi(_pooled_api("Kinesis", "kinesis", KINESIS_TARGET, JSON_11, environ))
+
+
+def _pooled_api(service_id: str, service: str, target_prefix: str, content_type: str,
+                environ: Mapping[str, str] | None) -> JsonApi:
     from .credentials import credential_source
 
     region = environment_region(environ)
-    return KinesisApi(JsonApi(
-        endpoint_url("Kinesis", "kinesis", region, environ), service="kinesis",
-        target_prefix="Kinesis_20131202", region=region, credentials=credential_source(environ),
-        timeouts=CLIENT_TIMEOUTS_S, pooled=POOL_SIZE, attempts=STANDARD_ATTEMPTS))
+    return JsonApi(endpoint_url(service_id, service, region, environ), service=service,
+                   target_prefix=target_prefix, region=region,
+                   credentials=credential_source(environ), timeouts=CLIENT_TIMEOUTS_S,
+                   content_type=content_type, pooled=POOL_SIZE, attempts=STANDARD_ATTEMPTS)
 
 
 def _message(body: bytes) -> str:

@@ -47,7 +47,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-from .aws_json import JsonApi, endpoint_url
+from .aws_json import KINESIS_TARGET, JsonApi, endpoint_url
 from .container import container
 from .credentials import credential_source
 from .signed_http import environment_region
@@ -57,7 +57,6 @@ DESCRIBE_BUDGET_TPS = 2.0  # a tenth of the account's 20/s for this stack's read
 RETRY_S = 10.0
 STREAM_SHARDS_ENV = "STREAM_SHARDS"  # the stack's count: the value before the first reading
 READERS_ENV = "SHARD_COUNT_READERS_PER_SHARD"
-KINESIS_TARGET = "Kinesis_20131202"  # the X-Amz-Target prefix of the Kinesis API
 
 
 def refresh_interval(open_shards: int, readers_per_shard: int) -> float:
