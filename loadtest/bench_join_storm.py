@@ -27,6 +27,7 @@ from pathlib import Path
 
 from loadtest.config import NEW_CONNECTIONS_PER_S, parse_run_args
 from loadtest.join_storm import failed, run_join_storm
+from loadtest.proc_cpu import TreeCpu
 from loadtest.report import Report, format_summary
 from pipeline.local.harness import TwinProcess, launch_twin, stop_twin
 
@@ -62,11 +63,70 @@ async def storm(twin: TwinProcess, size: int, ramp: float, tok: str,
                           "--ramp", f"{ramp:g}", "--url", twin.ws, "--aws-endpoint", twin.aws,
                           "--query", f"token={tok}", "--connect-timeout", "60"])
     before = load()
-    report = await run_join_storm(cfg, twin.ws, twin.aws, out=io.StringIO())
+    cpu_before, t0 = TreeCpu.sample(twin.process.pid), time.perf_counter()
+    samples: list[tuple[float, float]] = []
+    sampler = asyncio.create_task(sample_cpu(twin.process.pid, samples))
+    try:
+        report = await run_join_storm(cfg, twin.ws, twin.aws, out=io.StringIO())
+    finally:
+        sampler.cancel()
     report.meta["loadAverage"] = {"before": before, "after": load(), "bench": "bench_join_storm"}
+    cpu_after, took = TreeCpu.sample(twin.process.pid), time.perf_counter() - t0
+    if cpu_before is not None and cpu_after is not None:
+        report.meta["twinCpu"] = {**twin_cpu(cpu_after.since(cpu_before), size, took),
+                                  "serverPeakBusy": peak_busy(samples)}
     if json_path is not None:
         report.write(json_path)
     return report
+
+
+def twin_cpu(spent: tuple[float, float], members: int, took_s: float) -> dict[str, float]:
+    """The twin's CPU over one storm (connects, joins, the broadcast), per member: its own
+    process (gateway, VTL, Kinesis, moto, the AWS port: one interpreter, so one core at most)
+    and its function workers, and how busy its process was over the storm's wall time. A
+    process near 100 % of one core is saturated: members then wait in its queues, and the
+    join p99 grows with the room however fast each step is alone."""
+    server_s, functions_s = spent
+    return {"serverMsPerMember": round(1000 * server_s / members, 3),
+            "functionsMsPerMember": round(1000 * functions_s / members, 3),
+            "serverBusy": round(server_s / took_s, 3) if took_s > 0 else 0.0,
+            "wallS": round(took_s, 2)}
+
+
+CPU_SAMPLE_S = 0.25
+PEAK_WINDOW_S = 1.0
+
+
+async def sample_cpu(pid: int, out: list[tuple[float, float]]) -> None:
+    """Append ``(monotonic s, the twin process's CPU s)`` every :data:`CPU_SAMPLE_S` until
+    cancelled (the storm's end)."""
+    while True:
+        sample = TreeCpu.sample(pid)
+        if sample is not None:
+            out.append((time.monotonic(), sample.server))
+        await asyncio.sleep(CPU_SAMPLE_S)  # a sampling period, not a wait for work
+
+
+def peak_busy(samples: list[tuple[float, float]], window_s: float = PEAK_WINDOW_S) -> float:
+    """The twin process's busiest stretch of at least ``window_s`` (the shortest one ending at
+    each sample): CPU s per wall s, 1.0 meaning one core all along; 0 with too few samples."""
+    best = 0.0
+    start = 0
+    for end in range(len(samples)):
+        while start + 1 < end and samples[end][0] - samples[start + 1][0] >= window_s:
+            start += 1
+        wall = samples[end][0] - samples[start][0]
+        if wall >= window_s:
+            best = max(best, (samples[end][1] - samples[start][1]) / wall)
+    return round(best, 3)
+
+
+def format_twin_cpu(cpu: dict[str, float]) -> str:
+    return (f"twin CPU per member: {cpu['serverMsPerMember']:.2f} ms in its process, "
+            f"{cpu['functionsMsPerMember']:.2f} ms in its function workers; its process "
+            f"{100 * cpu['serverBusy']:.0f} % busy (of one core) over the storm's "
+            f"{cpu['wallS']:g} s, {100 * cpu.get('serverPeakBusy', 0.0):.0f} % in its busiest "
+            f"{PEAK_WINDOW_S:g} s")
 
 
 def room_drained(aws: str, room: str, timeout_s: float) -> float | None:
@@ -122,6 +182,8 @@ async def run(args: argparse.Namespace) -> int:
             path = args.json_dir / f"join-storm-{k}-{size}.json" if args.json_dir else None
             report = await storm(twin, size, args.ramp, tok, path)
             print(format_summary(report))
+            if "twinCpu" in report.meta:
+                print(format_twin_cpu(report.meta["twinCpu"]))
             print(f"load average after: {load()}", flush=True)
             # the next storm must not queue behind this one's disconnects on chat's shards
             report.meta["leaveDrainS"] = await drained(twin, report)
@@ -135,8 +197,11 @@ async def run(args: argparse.Namespace) -> int:
     print(f"\njoin -> joined p99, same twin, same run (goal: within 2x of the room of "
           f"{smallest[0]}):")
     for size, report in reports:
+        cpu = report.meta.get("twinCpu")
+        busy = (f"   (twin process {100 * cpu.get('serverPeakBusy', 0.0):.0f} % busy at peak, "
+                f"{cpu['serverMsPerMember']:.2f} ms CPU per member)" if cpu else "")
         print(f"  room of {size:>6}: p99 {p99_ms(report):9.1f} ms  = "
-              f"{p99_ms(report) / max(p99_ms(smallest[1]), 1e-3):5.2f}x")
+              f"{p99_ms(report) / max(p99_ms(smallest[1]), 1e-3):5.2f}x{busy}")
     return 1 if any(failed(r) for _, r in reports) else 0
 
 
