@@ -16,8 +16,6 @@ and any plain one the backend refuses, takes the request path, whose answer is m
 from __future__ import annotations
 
 import binascii
-import re
-from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -36,6 +34,7 @@ from pipeline.local.content_types import KINESIS_JSON, kinesis_refusal, media_ty
 from pipeline.local.iam.access import AccessControl
 from pipeline.local.iam.integration import integration_denied
 from pipeline.local.kinesis import KinesisBackend, KinesisError, KinesisResponses
+from pipeline.local.moto_dispatch import moto_handler, plain_value, service_endpoint
 
 # AWS JSON protocol target prefixes for the moto services the integrations may call.
 _TARGETS = {
@@ -60,7 +59,6 @@ class AwsDoor:
         self.kinesis: KinesisBackend = kinesis.backend
         self.kinesis_wire = kinesis
         self.access = access  # IAM checks (None: off, ``--no-iam``)
-        self._handlers: dict[str, Callable[[Any, str, Any], Any]] = {}
 
     def call_aws(
         self, service: str, action: str, body: bytes, credentials_arn: str | None,
@@ -108,7 +106,7 @@ class AwsDoor:
         name, item = req["TableName"], req["Item"]
         if not isinstance(name, str) or not isinstance(item, dict) or not item or not all(
                 isinstance(k, str) and k and isinstance(v, dict) and len(v) == 1
-                and _plain_value(*next(iter(v.items()))) for k, v in item.items()):
+                and plain_value(*next(iter(v.items()))) for k, v in item.items()):
             return False
         backend: Any = get_backend("dynamodb")[ACCOUNT_ID][REGION]
         try:
@@ -146,16 +144,6 @@ class AwsDoor:
         return AwsResponse(200, b'{"SequenceNumber":"%s","ShardId":"%s"}'
                            % (record.sequence_number.encode(), shard.shard_id.encode()))
 
-    def _handler(self, service: str) -> Callable[[Any, str, Any], Any]:
-        """moto's URL handler for *service*'s regional endpoint (looked up once)."""
-        handler = self._handlers.get(service)
-        if handler is None:
-            url = _endpoint(service)
-            urls = get_backend(service)[ACCOUNT_ID][REGION].urls  # type: ignore[call-overload]
-            handler = next(h for pattern, h in urls.items() if re.match(pattern, url))
-            self._handlers[service] = handler
-        return handler
-
     def _dispatch(self, service: str, action: str, body: bytes) -> AwsResponse:
         target = _TARGETS.get(service)
         if target is None:
@@ -168,10 +156,10 @@ class AwsDoor:
         headers["Host"] = f"{service}.{REGION}.amazonaws.com"
         headers["Authorization"] = (f"AWS4-HMAC-SHA256 Credential=twin/20240101/{REGION}/"
                                     f"{service}/aws4_request, SignedHeaders=host, Signature=0")
-        request = normalize_request(AWSPreparedRequest("POST", _endpoint(service), headers, body,
-                                                       False))
-        status, answer_headers, answer = self._handler(service)(request, request.raw_url,
-                                                                request.headers)
+        request = normalize_request(AWSPreparedRequest("POST", service_endpoint(service), headers,
+                                                       body, False))
+        status, answer_headers, answer = moto_handler(service)(request, request.raw_url,
+                                                               request.headers)
         data = answer.encode() if isinstance(answer, str) else bytes(answer or b"")
         error_type = None
         if status >= 400:
@@ -186,19 +174,3 @@ class AwsDoor:
 
 
 _PUT_DONE = AwsResponse(200, b"{}", None)
-_INTEGER = re.compile(r"-?(0|[1-9][0-9]{0,37})")
-
-
-def _plain_value(kind: str, value: Any) -> bool:
-    """An AttributeValue the plain path writes: a string, an integer, a boolean or null."""
-    if kind == "S":
-        return isinstance(value, str)
-    if kind == "N":
-        return isinstance(value, str) and _INTEGER.fullmatch(value) is not None
-    if kind == "BOOL":
-        return isinstance(value, bool)
-    return kind == "NULL" and value is True
-
-
-def _endpoint(service: str) -> str:
-    return f"https://{service}.{REGION}.amazonaws.com/"

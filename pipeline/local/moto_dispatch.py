@@ -10,10 +10,15 @@ is patched: this is a subclass that overrides one method and calls the original 
 
 from __future__ import annotations
 
+import re
 import threading
+from collections.abc import Callable
 from typing import Any
 
+from moto.backends import get_backend
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+from pipeline.aws.limits import ACCOUNT_ID, REGION
 
 HOSTS_REMEMBERED = 256  # hosts come from request headers: bounded, a stranger cannot grow it
 
@@ -36,3 +41,38 @@ class RememberingDispatcher(DomainDispatcherApplication):
             if len(self._backends) < HOSTS_REMEMBERED:
                 self._backends[host] = backend
         return backend
+
+
+# --- moto's in-process request path --------------------------------------------------------------
+_handlers: dict[str, Callable[[Any, str, Any], Any]] = {}
+
+
+def moto_handler(service: str) -> Callable[[Any, str, Any], Any]:
+    """moto's URL handler for ``service``'s regional endpoint: what its server reaches through
+    werkzeug and Flask, and ``mock_aws`` through ``normalize_request`` (looked up once)."""
+    handler = _handlers.get(service)
+    if handler is None:
+        url = service_endpoint(service)
+        urls = get_backend(service)[ACCOUNT_ID][REGION].urls  # type: ignore[call-overload]
+        handler = next(h for pattern, h in urls.items() if re.match(pattern, url))
+        _handlers[service] = handler
+    return handler
+
+
+def service_endpoint(service: str) -> str:
+    return f"https://{service}.{REGION}.amazonaws.com/"
+
+
+_INTEGER = re.compile(r"-?(0|[1-9][0-9]{0,37})")
+
+
+def plain_value(kind: str, value: Any) -> bool:
+    """A DynamoDB AttributeValue the twin's direct writes take: a string, an integer, a boolean
+    or null (moto stores any other as its request path would have to convert it)."""
+    if kind == "S":
+        return isinstance(value, str)
+    if kind == "N":
+        return isinstance(value, str) and _INTEGER.fullmatch(value) is not None
+    if kind == "BOOL":
+        return isinstance(value, bool)
+    return kind == "NULL" and value is True

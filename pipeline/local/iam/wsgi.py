@@ -1,7 +1,8 @@
 """IAM in front of the twin's AWS port, and the server that serves it.
 
-The port serves the twin's Kinesis (:mod:`pipeline.local.kinesis.wsgi`) and moto's WSGI app for
-the other services (its request dispatcher, :mod:`pipeline.local.moto_dispatch`), with the
+The port serves the twin's Kinesis (:mod:`pipeline.local.kinesis.wsgi`), DynamoDB through moto's
+in-process request path (:mod:`pipeline.local.dynamodb_port`) and moto's WSGI app for the other
+services (its request dispatcher, :mod:`pipeline.local.moto_dispatch`), with the
 optional wrapper (the IAM middleware) around both. :class:`GuardedAwsServer` serves them with
 :class:`~pipeline.local.wsgi_server.WsgiServer`: HTTP/1.1 keep-alive on aiohttp, in a daemon
 thread, bound in the caller's thread (a busy port raises ``OSError`` instead of hanging). Not
@@ -21,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
+from pipeline.local.dynamodb_port import DynamoDbPort
 from pipeline.local.iam.access import AccessControl
 from pipeline.local.iam.errors import denied_message
 from pipeline.local.iam.requests import credential_of, denied_body, iam_request
@@ -126,7 +128,7 @@ class GuardedAwsServer:
 
     def start(self) -> tuple[str, int]:
         """Bind (raises OSError if the port is taken) and serve in a daemon thread."""
-        app: WsgiApp = KinesisRouter(self._kinesis, RememberingDispatcher())
+        app: WsgiApp = KinesisRouter(self._kinesis, DynamoDbPort(RememberingDispatcher()))
         if self._wrap is not None:
             app = self._wrap(app)
         # The largest body the Kinesis router reads (the werkzeug server read any); AWS's own

@@ -1,0 +1,213 @@
+"""DynamoDB on the twin's AWS port without Flask: moto's in-process request path, and a plain
+BatchWriteItem straight to its backend.
+
+The port's other services go through moto's server app (:mod:`.moto_dispatch`: werkzeug and
+Flask in front of each service's handler). For DynamoDB, the functions' roster calls, that front
+cost more than the call: py-spy on the port serving one empty-partition Query after another put
+Flask's request and response handling at ~30 % of the port thread, moto's handler at ~45 %
+(its table work at 4 %), aiohttp's HTTP at ~25 %. :class:`DynamoDbPort` hands a DynamoDB JSON
+request (``X-Amz-Target: DynamoDB_20120810.*``) to the handler moto's server would reach
+through Flask, the one ``mock_aws`` serves boto3 with (``normalize_request`` and the backend's
+URL handler, as :class:`~.aws_door.AwsDoor` does), with the request's own headers and body: the
+same status, headers (less Flask's CORS header, plus a ``date``) and body.
+
+A *plain* BatchWriteItem, what the roster's joins, leaves and disconnects write, goes to moto's
+backend directly, as moto's handler would take it (:func:`plain_batch_write`): only
+``RequestItems``, at most 25 requests, each a ``PutRequest`` of an ``Item`` or a
+``DeleteRequest`` of a ``Key`` made of string, integer, boolean and null attributes, the keys
+exactly the table's. moto's own checks run first (an empty key value, duplicates: then the
+request path answers), then the puts and the deletes in moto's order; the answer is the body
+and headers moto's handler gives. If the backend refuses one (an item too large...), the request
+path runs the whole request again and answers as moto does: putting or deleting the same items
+twice leaves what once does. ``tests/local/test_dynamodb_port.py`` compares both paths.
+
+Where moto's handlers fail rather than answer, the port answers as DynamoDB does: a body that is
+not a JSON object gets 400 ``SerializationException`` (moto raised a ``KeyError``, which its
+server turned into a 500 page), an operation DynamoDB does not have 400
+``UnknownOperationException``, and any other failure of moto a JSON 500 ``InternalServerError``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import string
+import zlib
+from collections.abc import Callable, Iterable
+from email.utils import formatdate
+from typing import Any
+
+import orjson
+from botocore.awsrequest import AWSPreparedRequest
+from botocore.compat import HTTPHeaders
+from botocore.model import OperationNotFoundError
+from moto.backends import get_backend
+from moto.core.request import normalize_request
+from moto.dynamodb import responses as dynamodb_responses
+
+from pipeline.aws.errors import SERIALIZATION, UNKNOWN_OPERATION
+from pipeline.aws.limits import ACCOUNT_ID, REGION
+from pipeline.local.kinesis.wsgi import read_body
+from pipeline.local.moto_dispatch import moto_handler, plain_value
+
+log = logging.getLogger(__name__)
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+TARGET_PREFIX = "DynamoDB_20120810."
+BATCH_WRITE_MAX = 25  # DynamoDB's limit of requests in one BatchWriteItem
+# moto's message for an empty key value in a batch (its handler's custom_error_msg)
+_EMPTY_KEY = ("One or more parameter values are not valid. The AttributeValue for a key "
+              "attribute cannot contain an empty string value. Key: {}")
+_REASONS = {200: "OK", 400: "BAD REQUEST", 404: "NOT FOUND", 413: "REQUEST ENTITY TOO LARGE",
+            500: "INTERNAL SERVER ERROR"}
+_ID_ALPHABET = string.ascii_letters + string.digits
+
+
+class DynamoDbPort:
+    """DynamoDB JSON requests through moto's in-process request path; the rest to ``other``."""
+
+    def __init__(self, other: WsgiApp) -> None:
+        self.other = other
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
+                 ) -> Iterable[bytes]:
+        target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+        if not target.startswith(TARGET_PREFIX) or environ.get("REQUEST_METHOD") != "POST":
+            return self.other(environ, start_response)
+        body = read_body(environ)
+        if body.strip() and not _json_object(body):
+            # moto's handlers fail on it (a KeyError: a 500 from its server); DynamoDB answers
+            return _error(start_response, 400, SERIALIZATION,
+                          "The request body is not a JSON object")
+        if target == TARGET_PREFIX + "BatchWriteItem":
+            answer = plain_batch_write(body)
+            if answer is not None:
+                start_response("200 OK", _headers(answer, "application/x-amz-json-1.0"))
+                return [answer]
+        try:
+            status, headers, data = _request_path(environ, body)
+        except OperationNotFoundError:  # moto's server: a 500 page
+            return _error(start_response, 400, UNKNOWN_OPERATION,
+                          f"{target[len(TARGET_PREFIX):]} is not a DynamoDB operation")
+        except Exception as exc:  # a moto failure (its server: werkzeug's 500 page)
+            log.exception("moto failed on %s", target)
+            return _error(start_response, 500, "InternalServerError",
+                          f"the twin's DynamoDB (moto) failed: {type(exc).__name__}")
+        out = [(str(k), str(v)) for k, v in headers.items() if str(k).lower() != "content-length"]
+        out.append(("Content-Length", str(len(data))))
+        start_response(f"{status} {_REASONS.get(status, 'ERROR')}", out)
+        return [data]
+
+
+def _request_path(environ: dict[str, Any], body: bytes) -> tuple[int, Any, bytes]:
+    """moto's answer through its in-process request path: ``(status, headers, body)``."""
+    headers = HTTPHeaders()
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            headers[key[5:].replace("_", "-").title()] = str(value)
+    if environ.get("CONTENT_TYPE"):
+        headers["Content-Type"] = str(environ["CONTENT_TYPE"])
+    host = str(environ.get("HTTP_HOST") or
+               f"{environ.get('SERVER_NAME', '127.0.0.1')}:{environ.get('SERVER_PORT', '80')}")
+    query = str(environ.get("QUERY_STRING", ""))
+    url = f"http://{host}{environ.get('PATH_INFO') or '/'}" + (f"?{query}" if query else "")
+    request = normalize_request(AWSPreparedRequest("POST", url, headers, body, False))
+    status, answer_headers, answer = moto_handler("dynamodb")(request, request.raw_url,
+                                                              request.headers)
+    data = answer.encode() if isinstance(answer, str) else bytes(answer or b"")
+    return int(status), answer_headers, data
+
+
+def plain_batch_write(body: bytes) -> bytes | None:
+    """Write a plain BatchWriteItem straight to moto's backend; its answer's body, or None
+    (nothing written, or a refusal: the request path then answers, as moto does)."""
+    try:
+        req = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(req, dict) or req.keys() != {"RequestItems"}:
+        return None
+    batches = req["RequestItems"]
+    if not isinstance(batches, dict) or not batches:
+        return None
+    backend: Any = get_backend("dynamodb")[ACCOUNT_ID][REGION]
+    puts: list[tuple[str, dict[str, Any]]] = []
+    deletes: list[tuple[str, dict[str, Any]]] = []
+    try:
+        for name, requests in batches.items():
+            if not isinstance(requests, list) or not requests:
+                return None
+            table = backend.get_table(name)
+            keys = {table.hash_key_attr, *([table.range_key_attr] if table.range_key_attr else [])}
+            seen: set[tuple[str, bytes]] = set()
+            for request in requests:
+                if not isinstance(request, dict) or len(request) != 1:
+                    return None
+                ((kind, inner),) = request.items()
+                field = {"PutRequest": "Item", "DeleteRequest": "Key"}.get(kind)
+                if field is None or not isinstance(inner, dict) or inner.keys() != {field}:
+                    return None
+                attrs = inner[field]
+                if not _plain_item(attrs) or not keys <= attrs.keys() or (
+                        kind == "DeleteRequest" and attrs.keys() != keys):
+                    return None
+                # a repeated key: moto's duplicate check answers (it compares whole items)
+                key = (kind, orjson.dumps({k: attrs[k] for k in sorted(keys)}))
+                if key in seen:
+                    return None
+                seen.add(key)
+                if kind == "PutRequest":
+                    dynamodb_responses.validate_put_has_empty_keys(
+                        attrs, table, custom_error_msg=_EMPTY_KEY)
+                    puts.append((name, attrs))
+                else:
+                    deletes.append((name, attrs))
+        if len(puts) + len(deletes) > BATCH_WRITE_MAX:
+            return None
+        for name, item in puts:  # moto's handler: every put, then every delete
+            backend.put_item(name, item)
+        for name, key_attrs in deletes:
+            backend.delete_item(name, key_attrs)
+    except Exception:  # moto refused it: the request path answers (see the module docstring)
+        return None
+    # moto's handler's answer, as its serializer writes it (json.dumps' separators)
+    return json.dumps({
+        "UnprocessedItems": {}, "ItemCollectionMetrics": {},
+        "ConsumedCapacity": [{"TableName": name, "CapacityUnits": 1.0,
+                              "Table": {"CapacityUnits": 1.0}} for name in batches],
+    }).encode()
+
+
+def _json_object(body: bytes) -> bool:
+    try:
+        return isinstance(orjson.loads(body), dict)
+    except orjson.JSONDecodeError:
+        return False
+
+
+def _error(start_response: Callable[..., Any], status: int, code: str, message: str
+           ) -> list[bytes]:
+    """DynamoDB's JSON error: ``__type`` with its namespace, ``message``, the error type header."""
+    body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}",
+                       "message": message}).encode()
+    headers = _headers(body, "application/json")
+    headers.insert(1, ("X-Amzn-ErrorType", code))
+    start_response(f"{status} {_REASONS.get(status, 'ERROR')}", headers)
+    return [body]
+
+
+def _plain_item(attrs: Any) -> bool:
+    return isinstance(attrs, dict) and bool(attrs) and all(
+        isinstance(k, str) and k and isinstance(v, dict) and len(v) == 1
+        and plain_value(*next(iter(v.items()))) for k, v in attrs.items())
+
+
+def _headers(body: bytes, content_type: str) -> list[tuple[str, str]]:
+    """The headers moto's DynamoDB handler answers with (its request id: 52 letters and digits;
+    its CRC32 of the body, which botocore checks), and the length."""
+    return [("Content-Type", content_type), ("server", "amazon.com"),
+            ("date", formatdate(usegmt=True)),
+            ("x-amzn-requestid", "".join(random.choices(_ID_ALPHABET, k=52))),
+            ("x-amz-crc32", str(zlib.crc32(body))), ("Content-Length", str(len(body)))]

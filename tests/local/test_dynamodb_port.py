@@ -1,0 +1,259 @@
+"""DynamoDB on the AWS port without Flask answers and writes as moto's server app does: the plain
+BatchWriteItem straight to the backend, every other DynamoDB request through moto's in-process
+request path."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import orjson
+import pytest
+from stacks import aws_services
+
+from pipeline.local import dynamodb_port
+from pipeline.local.cfn import resolve_stack
+from pipeline.local.dynamodb_port import DynamoDbPort
+from pipeline.local.moto_dispatch import RememberingDispatcher
+from pipeline.local.services import AwsServices
+
+KEYS = {"KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"},
+                      {"AttributeName": "sk", "KeyType": "RANGE"}],
+        "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"},
+                                 {"AttributeName": "sk", "AttributeType": "S"},
+                                 {"AttributeName": "principalKey", "AttributeType": "S"}],
+        "GlobalSecondaryIndexes": [{
+            "IndexName": "byPrincipal", "Projection": {"ProjectionType": "KEYS_ONLY"},
+            "KeySchema": [{"AttributeName": "principalKey", "KeyType": "HASH"}]}],
+        "BillingMode": "PAY_PER_REQUEST"}
+TABLES = ("Port", "Port2", "Moto", "Moto2")
+TEMPLATE = {"Resources": {name: {"Type": "AWS::DynamoDB::Table", "Properties": KEYS}
+                          for name in TABLES}}
+
+
+def member(room: str, cid: str, **extra: Any) -> dict[str, Any]:
+    return {"pk": {"S": f"ROOM#{room}"}, "sk": {"S": f"MEMBER#{cid}"},
+            "connectionId": {"S": cid}, "joinedAt": {"N": "1700000000000"}, **extra}
+
+
+def put(item: dict[str, Any]) -> dict[str, Any]:
+    return {"PutRequest": {"Item": item}}
+
+
+def delete(item: dict[str, Any]) -> dict[str, Any]:
+    return {"DeleteRequest": {"Key": {"pk": item["pk"], "sk": item["sk"]}}}
+
+
+A, B, C = member("r", "a"), member("r", "b"), member("r", "c", principalKey={"S": "alice"})
+# T and T2 stand for a table of the pair under test (the port's or moto's)
+BATCHES: list[tuple[str, Any]] = [
+    ("one put", {"RequestItems": {"T": [put(A)]}}),
+    ("puts and deletes", {"RequestItems": {"T": [put(A), put(C), delete(B)]}}),
+    ("two tables", {"RequestItems": {"T": [put(A)], "T2": [put(B), delete(C)]}}),
+    ("25 requests", {"RequestItems": {"T": [put(member("r", f"m{i}")) for i in range(25)]}}),
+    ("26 requests", {"RequestItems": {"T": [put(member("r", f"m{i}")) for i in range(26)]}}),
+    ("typed values", {"RequestItems": {"T": [put(member("r", "t", ok={"BOOL": False},
+                                                          none={"NULL": True},
+                                                          neg={"N": "-5"}))]}}),
+    ("duplicate put", {"RequestItems": {"T": [put(A), put(A)]}}),
+    ("same key twice", {"RequestItems": {"T": [put(A), put({**A, "x": {"S": "y"}})]}}),
+    ("duplicate delete", {"RequestItems": {"T": [delete(A), delete(A)]}}),
+    ("put and delete of one key", {"RequestItems": {"T": [put(A), delete(A)]}}),
+    ("empty hash key", {"RequestItems": {"T": [put({**A, "pk": {"S": ""}})]}}),
+    ("empty index key", {"RequestItems": {"T": [put({**A, "principalKey": {"S": ""}})]}}),
+    ("missing range key", {"RequestItems": {"T": [put({"pk": {"S": "ROOM#r"}})]}}),
+    ("number as a key", {"RequestItems": {"T": [put({**A, "sk": {"N": "1"}})]}}),
+    ("delete with more than the key", {"RequestItems": {"T": [{"DeleteRequest": {"Key": A}}]}}),
+    ("decimal", {"RequestItems": {"T": [put({**A, "n": {"N": "1.5"}})]}}),
+    ("a list", {"RequestItems": {"T": [put({**A, "l": {"L": [{"S": "x"}]}})]}}),
+    ("a map", {"RequestItems": {"T": [put({**A, "m": {"M": {"k": {"S": "v"}}}})]}}),
+    ("too large", {"RequestItems": {"T": [put(B), put({**A, "big": {"S": "x" * 410_000}})]}}),
+    ("missing table", {"RequestItems": {"nowhere": [put(A)]}}),
+    ("no requests", {"RequestItems": {"T": []}}),
+    ("no tables", {"RequestItems": {}}),
+    ("consumed capacity", {"RequestItems": {"T": [put(A)]}, "ReturnConsumedCapacity": "TOTAL"}),
+    ("two kinds in one request", {"RequestItems": {"T": [{**put(A), **delete(B)}]}}),
+    ("not JSON", b"{"),  # moto's server: 500 (a KeyError); see the test below
+]
+OTHERS: list[tuple[str, str, Any]] = [
+    ("Query", "query", {"TableName": "T", "KeyConditionExpression": "pk = :pk",
+                        "ExpressionAttributeValues": {":pk": {"S": "ROOM#r"}}}),
+    ("Query", "query with a limit", {
+        "TableName": "T", "KeyConditionExpression": "pk = :pk", "Limit": 1,
+        "ExpressionAttributeValues": {":pk": {"S": "ROOM#r"}}, "ProjectionExpression": "sk"}),
+    ("Query", "bad key condition", {"TableName": "T", "KeyConditionExpression": "pk = :pk"}),
+    ("GetItem", "get", {"TableName": "T", "Key": {"pk": A["pk"], "sk": A["sk"]}}),
+    ("PutItem", "put item", {"TableName": "T", "Item": C}),
+    ("DeleteItem", "delete item", {"TableName": "T", "Key": {"pk": A["pk"], "sk": A["sk"]}}),
+    ("UpdateItem", "update", {"TableName": "T", "Key": {"pk": A["pk"], "sk": A["sk"]},
+                              "UpdateExpression": "SET n = :n",
+                              "ExpressionAttributeValues": {":n": {"N": "2"}}}),
+    ("Scan", "scan", {"TableName": "T"}),
+    ("DescribeTable", "describe missing", {"TableName": "nowhere"}),
+    ("NoSuchThing", "unknown operation", {}),  # moto's server: 500; see the test
+]
+
+
+@pytest.fixture(scope="module")
+def services() -> Iterator[tuple[AwsServices, dict[str, str]]]:
+    stack = resolve_stack(TEMPLATE, "DynamoPort", Path("/nowhere"))
+    with aws_services(stack) as svc:
+        yield svc, {name: stack.resources[name].ref for name in TABLES}
+
+
+def environ(target: str, body: bytes) -> dict[str, Any]:
+    return {
+        "REQUEST_METHOD": "POST", "PATH_INFO": "/", "QUERY_STRING": "", "SCRIPT_NAME": "",
+        "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "4566", "HTTP_HOST": "127.0.0.1:4566",
+        "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": io.StringIO(), "wsgi.multithread": True, "wsgi.multiprocess": False,
+        "wsgi.run_once": False, "wsgi.version": (1, 0), "CONTENT_LENGTH": str(len(body)),
+        "CONTENT_TYPE": "application/x-amz-json-1.0",
+        "HTTP_X_AMZ_TARGET": f"DynamoDB_20120810.{target}",
+        "HTTP_AUTHORIZATION": "AWS4-HMAC-SHA256 Credential=test/20240101/us-east-1/dynamodb/"
+                              "aws4_request, SignedHeaders=host;x-amz-target, Signature=0"}
+
+
+def call(app: Any, target: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
+    started: list[Any] = []
+    data = b"".join(app(environ(target, body), lambda s, h, e=None: started.append((s, h))))
+    status, headers = started[0]
+    return int(status.split()[0]), {k.lower(): v for k, v in headers}, data
+
+
+def body_for(request: Any, names: dict[str, str], first: str, second: str) -> bytes:
+    if isinstance(request, bytes):
+        return request
+    text = orjson.dumps(request).decode()
+    return text.replace('"T"', f'"{names[first]}"').replace('"T2"', f'"{names[second]}"').encode()
+
+
+def stored(app: Any, table: str) -> list[Any]:
+    _, _, data = call(app, "Scan", orjson.dumps({"TableName": table}))
+    return sorted(orjson.loads(data)["Items"], key=orjson.dumps)
+
+
+def empty(app: Any, names: dict[str, str]) -> None:
+    for name in names.values():
+        for item in stored(app, name):
+            call(app, "DeleteItem", orjson.dumps(
+                {"TableName": name, "Key": {"pk": item["pk"], "sk": item["sk"]}}))
+
+
+def same_answer(ours: tuple[int, dict[str, str], bytes], theirs: tuple[int, dict[str, str], bytes],
+                names: dict[str, str]) -> None:
+    assert ours[0] == theirs[0]
+    assert ours[1].get("x-amzn-errortype") == theirs[1].get("x-amzn-errortype")
+    for name in ("content-type", "server", "x-amzn-requestid", "x-amz-crc32", "content-length"):
+        assert (name in ours[1]) == (name in theirs[1]), name
+    assert int(ours[1]["content-length"]) == len(ours[2])
+    if "x-amz-crc32" in ours[1]:  # what botocore checks
+        import zlib
+
+        assert int(ours[1]["x-amz-crc32"]) == zlib.crc32(ours[2])
+    text = ours[2].decode()
+    for ref, other in (("Port", "Moto"), ("Port2", "Moto2")):
+        text = text.replace(names[ref], names[other])
+    assert orjson.loads(text) == orjson.loads(theirs[2]) if theirs[2] else text == ""
+
+
+@pytest.mark.parametrize(("name", "request_"), BATCHES, ids=[b[0] for b in BATCHES])
+def test_a_batch_write_answers_and_writes_as_moto_s_server(
+        services: tuple[AwsServices, dict[str, str]], name: str, request_: Any) -> None:
+    _, names = services
+    moto = RememberingDispatcher()
+    port = DynamoDbPort(moto)
+    empty(moto, names)
+    for table in ("Port", "Moto"):  # something to delete
+        call(moto, "PutItem", orjson.dumps({"TableName": names[table], "Item": B}))
+    ours = call(port, "BatchWriteItem", body_for(request_, names, "Port", "Port2"))
+    if name == "not JSON":
+        assert (ours[0], ours[1]["x-amzn-errortype"]) == (400, "SerializationException")
+        assert orjson.loads(ours[2])["__type"].endswith("#SerializationException")
+        return
+    theirs = call(moto, "BatchWriteItem", body_for(request_, names, "Moto", "Moto2"))
+    same_answer(ours, theirs, names)
+    assert stored(moto, names["Port"]) == stored(moto, names["Moto"]), name
+    assert stored(moto, names["Port2"]) == stored(moto, names["Moto2"]), name
+
+
+@pytest.mark.parametrize(("target", "name", "request_"), OTHERS, ids=[o[1] for o in OTHERS])
+def test_other_requests_answer_and_write_as_moto_s_server(
+        services: tuple[AwsServices, dict[str, str]], target: str, name: str,
+        request_: Any) -> None:
+    _, names = services
+    moto = RememberingDispatcher()
+    port = DynamoDbPort(moto)
+    empty(moto, names)
+    for table in ("Port", "Moto"):
+        for item in (A, B):
+            call(moto, "PutItem", orjson.dumps({"TableName": names[table], "Item": item}))
+    ours = call(port, target, body_for(request_, names, "Port", "Port2"))
+    if name == "unknown operation":
+        assert (ours[0], ours[1]["x-amzn-errortype"]) == (400, "UnknownOperationException")
+        return
+    theirs = call(moto, target, body_for(request_, names, "Moto", "Moto2"))
+    same_answer(ours, theirs, names)
+    assert stored(moto, names["Port"]) == stored(moto, names["Moto"]), name
+
+
+def test_only_a_plain_batch_write_skips_the_request_path(
+        services: tuple[AwsServices, dict[str, str]], monkeypatch: pytest.MonkeyPatch) -> None:
+    _, names = services
+    port = DynamoDbPort(RememberingDispatcher())
+    taken: list[bytes] = []
+    original = dynamodb_port._request_path
+
+    def counted(env: dict[str, Any], body: bytes) -> Any:
+        taken.append(body)
+        return original(env, body)
+
+    monkeypatch.setattr(dynamodb_port, "_request_path", counted)
+    table = names["Port"]
+    assert call(port, "BatchWriteItem", orjson.dumps(
+        {"RequestItems": {table: [put(A), delete(B)]}}))[0] == 200
+    assert taken == []
+    call(port, "BatchWriteItem", orjson.dumps(
+        {"RequestItems": {table: [put({**A, "n": {"N": "1.5"}})]}}))
+    call(port, "Query", orjson.dumps({"TableName": table, "KeyConditionExpression": "pk = :p",
+                                      "ExpressionAttributeValues": {":p": A["pk"]}}))
+    assert len(taken) == 2
+
+
+def test_requests_for_other_services_go_to_moto_s_server(
+        services: tuple[AwsServices, dict[str, str]]) -> None:
+    seen: list[str] = []
+
+    def other(env: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.append(str(env.get("HTTP_X_AMZ_TARGET")))
+        start_response("200 OK", [])
+        return [b""]
+
+    port = DynamoDbPort(other)
+    env = environ("ListTables", b"{}")
+    env["HTTP_X_AMZ_TARGET"] = "AmazonSQS.ListQueues"
+    port(env, lambda *a: None)
+    get = environ("ListTables", b"")
+    get["REQUEST_METHOD"] = "GET"
+    port(get, lambda *a: None)
+    assert seen == ["AmazonSQS.ListQueues", "DynamoDB_20120810.ListTables"]
+
+
+def test_boto3_over_the_port_reads_back_what_it_wrote(
+        services: tuple[AwsServices, dict[str, str]]) -> None:
+    svc, names = services
+    ddb = boto3.client("dynamodb", endpoint_url=svc.url, region_name="us-east-1",
+                       aws_access_key_id="test", aws_secret_access_key="test")
+    table = names["Port"]
+    items = [member("boto", f"c{i}") for i in range(25)]
+    answer = ddb.batch_write_item(RequestItems={table: [put(i) for i in items]})
+    assert answer["UnprocessedItems"] == {}  # botocore checked the CRC32 of the answer
+    read = ddb.query(TableName=table, KeyConditionExpression="pk = :pk",
+                     ExpressionAttributeValues={":pk": {"S": "ROOM#boto"}})
+    assert read["Items"] == sorted(items, key=lambda i: i["sk"]["S"])
+    ddb.batch_write_item(RequestItems={table: [delete(i) for i in items]})
+    assert ddb.query(TableName=table, KeyConditionExpression="pk = :pk", Select="COUNT",
+                     ExpressionAttributeValues={":pk": {"S": "ROOM#boto"}})["Count"] == 0
