@@ -63,7 +63,7 @@ async def storm(twin: TwinProcess, size: int, ramp: float, tok: str,
                           "--ramp", f"{ramp:g}", "--url", twin.ws, "--aws-endpoint", twin.aws,
                           "--query", f"token={tok}", "--connect-timeout", "60"])
     before = load()
-    cpu_before, t0 = TreeCpu.sample(twin.process.pid), time.perf_counter()
+    cpu_before, t0, own0 = TreeCpu.sample(twin.process.pid), time.perf_counter(), time.process_time()
     samples: list[tuple[float, float]] = []
     sampler = asyncio.create_task(sample_cpu(twin.process.pid, samples))
     try:
@@ -72,9 +72,11 @@ async def storm(twin: TwinProcess, size: int, ramp: float, tok: str,
         sampler.cancel()
     report.meta["loadAverage"] = {"before": before, "after": load(), "bench": "bench_join_storm"}
     cpu_after, took = TreeCpu.sample(twin.process.pid), time.perf_counter() - t0
+    client_s = time.process_time() - own0  # this process: the load generator's connections
     if cpu_before is not None and cpu_after is not None:
         report.meta["twinCpu"] = {**twin_cpu(cpu_after.since(cpu_before), size, took),
-                                  "serverPeakBusy": peak_busy(samples)}
+                                  "serverPeakBusy": peak_busy(samples),
+                                  "clientMsPerMember": round(1000 * client_s / size, 3)}
     if json_path is not None:
         report.write(json_path)
     return report
@@ -94,6 +96,7 @@ def twin_cpu(spent: tuple[float, float], members: int, took_s: float) -> dict[st
 
 
 CPU_SAMPLE_S = 0.25
+PACE_MEMBERS = 100
 PEAK_WINDOW_S = 1.0
 
 
@@ -121,12 +124,25 @@ def peak_busy(samples: list[tuple[float, float]], window_s: float = PEAK_WINDOW_
     return round(best, 3)
 
 
-def format_twin_cpu(cpu: dict[str, float]) -> str:
-    return (f"twin CPU per member: {cpu['serverMsPerMember']:.2f} ms in its process, "
+def format_twin_cpu(cpu: dict[str, float], ramp: float | None = None, members: int = 0) -> str:
+    """The storm's CPU per member, and with ``ramp`` (members per second) the cores the three
+    parts need at that pace together (the twin, its functions and the load generator share this
+    machine's cores: more than it has, and every stage queues for a core). Only for rooms of
+    :data:`PACE_MEMBERS` or more: a small room's figure is mostly the storm's fixed costs (its
+    broadcast, its room's first reads), not a cost per member."""
+    text = (f"twin CPU per member: {cpu['serverMsPerMember']:.2f} ms in its process, "
             f"{cpu['functionsMsPerMember']:.2f} ms in its function workers; its process "
             f"{100 * cpu['serverBusy']:.0f} % busy (of one core) over the storm's "
             f"{cpu['wallS']:g} s, {100 * cpu.get('serverPeakBusy', 0.0):.0f} % in its busiest "
             f"{PEAK_WINDOW_S:g} s")
+    if "clientMsPerMember" in cpu:
+        total = cpu["serverMsPerMember"] + cpu["functionsMsPerMember"] + cpu["clientMsPerMember"]
+        text += (f"\n  + {cpu['clientMsPerMember']:.2f} ms in the load generator = {total:.2f} ms "
+                 "per member")
+        if ramp and members >= PACE_MEMBERS:
+            text += (f": {total * ramp / 1000:.1f} cores at {ramp:g} members/s, on a machine of "
+                     f"{os.cpu_count() or 1}")
+    return text
 
 
 def room_drained(aws: str, room: str, timeout_s: float) -> float | None:
@@ -183,7 +199,7 @@ async def run(args: argparse.Namespace) -> int:
             report = await storm(twin, size, args.ramp, tok, path)
             print(format_summary(report))
             if "twinCpu" in report.meta:
-                print(format_twin_cpu(report.meta["twinCpu"]))
+                print(format_twin_cpu(report.meta["twinCpu"], args.ramp, size))
             print(f"load average after: {load()}", flush=True)
             # the next storm must not queue behind this one's disconnects on chat's shards
             report.meta["leaveDrainS"] = await drained(twin, report)

@@ -60,6 +60,12 @@ def test_the_bench_reports_the_twins_cpu_per_member_and_how_busy_its_process_was
         "twin CPU per member: 3.00 ms in its process, 1.50 ms in its function workers; its "
         "process 75 % busy (of one core) over the storm's 4 s, 97 % in its busiest 1 s")
     assert twin_cpu((1.0, 0.0), 10, 0.0)["serverBusy"] == 0.0  # no wall time: no ratio
+    with_client = {**cpu, "serverPeakBusy": 0.97, "clientMsPerMember": 1.5}
+    assert format_twin_cpu(with_client, 500, 10).endswith(
+        "+ 1.50 ms in the load generator = 6.00 ms per member")  # fixed costs: no pace
+    assert format_twin_cpu(with_client, 500, 1000).endswith(
+        f"+ 1.50 ms in the load generator = 6.00 ms per member: 3.0 cores at 500 members/s, on "
+        f"a machine of {os.cpu_count() or 1}")
 
     if not sys.platform.startswith("linux"):
         pytest.skip("the CPU is read from /proc")
