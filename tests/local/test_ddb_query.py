@@ -171,3 +171,80 @@ def test_only_a_plain_moto_table_is_converted(ddb: Any) -> None:
     assert index_queries(table) is table  # twice is harmless
     with pytest.raises(TypeError):
         index_queries(object())  # type: ignore[arg-type]
+
+
+def test_queries_between_writes_answer_as_moto_does(ddb: Any) -> None:
+    """Puts (new and replacing), deletes, transactions (kept and rolled back) between queries:
+    the partitions' kept order follows every write."""
+    _twin_tables(ddb, range_key=True, seed=5)
+    rng = random.Random(6)
+    queries = [q for q in _queries() if "IndexName" not in q]
+    for step in range(60):
+        room = f"ROOM#{rng.choice(ROOMS)}"
+        sk = {"S": f"CONN#{rng.randrange(10_000):05d}"}
+        kind = rng.choice(["put", "put", "replace", "delete", "transact", "transact-fails"])
+        for name in (PLAIN, INDEXED):
+            if kind in ("put", "replace"):
+                existing = ddb.query(TableName=name, KeyConditionExpression="pk = :p",
+                                     ExpressionAttributeValues={":p": {"S": room}}, Limit=1)
+                key = existing["Items"][0]["sk"] if kind == "replace" and existing["Items"] else sk
+                ddb.put_item(TableName=name, Item={"pk": {"S": room}, "sk": key,
+                                                   "text": {"S": f"v{step}"}})
+            elif kind == "delete":
+                page = ddb.query(TableName=name, KeyConditionExpression="pk = :p",
+                                 ExpressionAttributeValues={":p": {"S": room}},
+                                 ScanIndexForward=False, Limit=2)["Items"]
+                for item in page[:1]:
+                    ddb.delete_item(TableName=name, Key={"pk": item["pk"], "sk": item["sk"]})
+            else:
+                fails = kind == "transact-fails"
+                items = [{"Put": {"TableName": name, "Item": {"pk": {"S": room}, "sk": sk}}},
+                         {"ConditionCheck": {"TableName": name, "ConditionExpression":
+                                             "attribute_exists(pk)" if fails else
+                                             "attribute_not_exists(pk)",
+                                             "Key": {"pk": {"S": "ROOM#none"}, "sk": sk}}}]
+                try:
+                    ddb.transact_write_items(TransactItems=items)
+                except ddb.exceptions.TransactionCanceledException:
+                    assert fails
+        query = rng.choice(queries)
+        assert _pages(ddb, INDEXED, query) == _pages(ddb, PLAIN, query), (step, kind, query)
+
+
+def test_a_query_with_a_limit_reads_about_the_limit_not_the_partition(
+        ddb: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    for name in (PLAIN, INDEXED):
+        ddb.create_table(**_schema(name))
+    backend = get_backend("dynamodb")[ACCOUNT_ID][REGION]
+    index_queries(backend.get_table(INDEXED))
+    for name in (PLAIN, INDEXED):
+        for i in range(2000):
+            backend.put_item(name, {"pk": {"S": "ROOM#big"}, "sk": {"S": f"CONN#{i:05d}"}})
+    room = {":p": {"S": "ROOM#big"}}
+    ddb.query(TableName=INDEXED, KeyConditionExpression="pk = :p", ExpressionAttributeValues=room)
+    compared = []
+    original = DynamoType.__lt__
+
+    def counted(self: DynamoType, other: DynamoType) -> bool:
+        compared.append(1)
+        return original(self, other)
+
+    monkeypatch.setattr(DynamoType, "__lt__", counted)
+    pages = {}
+    for name in (PLAIN, INDEXED):
+        compared.clear()
+        pages[name] = [ddb.query(TableName=name, KeyConditionExpression="pk = :p", Limit=101,
+                                 ExpressionAttributeValues=room, ScanIndexForward=forward)
+                       for forward in (True, False)]
+        pages[name] += [ddb.query(TableName=name, KeyConditionExpression="pk = :p", Limit=101,
+                                  ExpressionAttributeValues=room,
+                                  ExclusiveStartKey=pages[name][0]["LastEvaluatedKey"])]
+        pages[name].append(len(compared))
+    plain_compared, indexed_compared = pages[PLAIN].pop(), pages[INDEXED].pop()
+    for ours, theirs in zip(pages[INDEXED], pages[PLAIN], strict=True):
+        assert {k: ours.get(k) for k in ("Items", "Count", "LastEvaluatedKey")} == {
+            k: theirs.get(k) for k in ("Items", "Count", "LastEvaluatedKey")}
+    assert plain_compared > 3 * 2000  # moto sorts the partition, each time
+    assert indexed_compared < 3 * 2 * 102  # the window of each page, not the partition
