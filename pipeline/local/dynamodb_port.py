@@ -24,14 +24,18 @@ twice leaves what once does. ``tests/local/test_dynamodb_port.py`` compares both
 Where moto's handlers fail rather than answer, the port answers as DynamoDB does: a body that is
 not a JSON object gets 400 ``SerializationException`` (moto raised a ``KeyError``, which its
 server turned into a 500 page), an operation DynamoDB does not have 400
-``UnknownOperationException``, and any other failure of moto a JSON 500 ``InternalServerError``.
+``UnknownOperationException``, a Query's or Scan's ``Limit`` below 1 DynamoDB's 400
+``ValidationException`` (moto: an ``IndexError``), and any other failure of moto a JSON 500
+``InternalServerError``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
+import re
 import string
 import zlib
 from collections.abc import Callable, Iterable
@@ -45,6 +49,7 @@ from botocore.model import OperationNotFoundError
 from moto.backends import get_backend
 from moto.core.request import normalize_request
 from moto.dynamodb import responses as dynamodb_responses
+from moto.dynamodb.parsing.reserved_keywords import ReservedKeywords
 
 from pipeline.aws.errors import SERIALIZATION, UNKNOWN_OPERATION
 from pipeline.aws.limits import ACCOUNT_ID, REGION
@@ -81,8 +86,12 @@ class DynamoDbPort:
             # moto's handlers fail on it (a KeyError: a 500 from its server); DynamoDB answers
             return _error(start_response, 400, SERIALIZATION,
                           "The request body is not a JSON object")
-        if target == TARGET_PREFIX + "BatchWriteItem":
-            answer = plain_batch_write(body)
+        refusal = _limit_refusal(target, body)
+        if refusal is not None:  # moto fails on it (an IndexError: a 500 from its server)
+            return _error(start_response, 400, "ValidationException", refusal)
+        direct = _DIRECT.get(target[len(TARGET_PREFIX):])
+        if direct is not None:
+            answer = direct(body)
             if answer is not None:
                 start_response("200 OK", _headers(answer, "application/x-amz-json-1.0"))
                 return [answer]
@@ -178,6 +187,116 @@ def plain_batch_write(body: bytes) -> bytes | None:
         "ConsumedCapacity": [{"TableName": name, "CapacityUnits": 1.0,
                               "Table": {"CapacityUnits": 1.0}} for name in batches],
     }).encode()
+
+
+_QUERY_FIELDS = frozenset({"TableName", "KeyConditionExpression", "ExpressionAttributeValues",
+                           "ConsistentRead", "ProjectionExpression", "Limit", "ExclusiveStartKey",
+                           "ScanIndexForward"})
+_KEY_CONDITION = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(:[A-Za-z0-9_]+)\s*")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SCALARS = frozenset({"S", "N", "BOOL", "NULL"})
+
+
+def plain_query(body: bytes) -> bytes | None:
+    """Answer a plain Query from moto's backend; its answer's body, or None (the request path
+    then answers). Plain: the partition key's equality (``name = :value``, no placeholder
+    names), at most a ``ProjectionExpression`` of top-level names, ``Limit``,
+    ``ExclusiveStartKey`` (the table's key, in the queried partition), ``ScanIndexForward`` and
+    ``ConsistentRead``, on the table (not an index), and answered items of string, number,
+    boolean and null attributes. What moto's handler would pass its backend, the backend gets;
+    the answer is what its serializer writes of the result (a read: nothing to undo)."""
+    try:
+        req = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if (not isinstance(req, dict) or not req.keys() <= _QUERY_FIELDS
+            or not {"TableName", "KeyConditionExpression", "ExpressionAttributeValues"}
+            <= req.keys()):
+        return None
+    backend: Any = get_backend("dynamodb")[ACCOUNT_ID][REGION]
+    try:
+        table = backend.get_table(req["TableName"])
+    except Exception:
+        return None
+    condition = req["KeyConditionExpression"]
+    match = _KEY_CONDITION.fullmatch(condition) if isinstance(condition, str) else None
+    reserved = _reserved()
+    if match is None or match[1] != table.hash_key_attr or match[1].upper() in reserved:
+        return None
+    values = req["ExpressionAttributeValues"]
+    value = values.get(match[2]) if isinstance(values, dict) and len(values) == 1 else None
+    if (not isinstance(value, dict) or len(value) != 1 or table.hash_key_type not in value
+            or not plain_value(table.hash_key_type, value[table.hash_key_type])):
+        return None
+    projection: list[list[str]] | None = None
+    if "ProjectionExpression" in req:
+        text = req["ProjectionExpression"]
+        names = [n.strip() for n in text.split(",")] if isinstance(text, str) else []
+        if (not names or len(set(names)) != len(names) or not all(
+                _NAME.fullmatch(n) and n.upper() not in reserved for n in names)):
+            return None
+        projection = [[n] for n in names]
+    limit = req.get("Limit")
+    forward = req.get("ScanIndexForward", True)
+    consistent = req.get("ConsistentRead", False)
+    if ((limit is not None and (type(limit) is not int or limit < 1))
+            or type(forward) is not bool or type(consistent) is not bool):
+        return None
+    start = req.get("ExclusiveStartKey")
+    if start is not None and not _start_key(start, table, value):
+        return None
+    try:
+        items, scanned, last = backend.query(
+            table.name, value, None, [], limit, start, forward, projection or [],
+            index_name=None, consistent_read=consistent, expr_names={}, expr_values=values,
+            filter_expression=None, hash_key_conditions=[(match[1], value)],
+            range_key_conditions=[])
+    except Exception:  # moto refused it: the request path answers
+        return None
+    answer: dict[str, Any] = {"Items": [], "Count": len(items), "ScannedCount": scanned}
+    for item in items:
+        attrs = {}
+        for name, attr in item.attrs.items():
+            if attr.type not in _SCALARS:
+                return None  # a list, a map, a set, binary: moto's serializer writes them
+            attrs[name] = {attr.type: attr.value}
+        answer["Items"].append(attrs)
+    if last is not None:
+        answer["LastEvaluatedKey"] = {name: {key.type: key.value} for name, key in last.items()}
+    return json.dumps(answer).encode()
+
+
+def _start_key(start: Any, table: Any, value: dict[str, Any]) -> bool:
+    """A start key the plain path takes: the table's key attributes exactly, of their types,
+    in the queried partition."""
+    types = {table.hash_key_attr: table.hash_key_type}
+    if table.range_key_attr:
+        types[table.range_key_attr] = table.range_key_type
+    return (isinstance(start, dict) and start.keys() == types.keys()
+            and start[table.hash_key_attr] == value and all(
+                isinstance(v, dict) and len(v) == 1 and types[k] in v
+                and plain_value(types[k], v[types[k]]) for k, v in start.items()))
+
+
+@functools.cache
+def _reserved() -> frozenset[str]:
+    """DynamoDB's reserved words (moto's list): a name among them needs a placeholder."""
+    return frozenset(w.upper() for w in ReservedKeywords.get_reserved_keywords())
+
+
+_DIRECT: dict[str, Callable[[bytes], bytes | None]] = {
+    "BatchWriteItem": plain_batch_write, "Query": plain_query}
+
+
+def _limit_refusal(target: str, body: bytes) -> str | None:
+    """DynamoDB's message for a Query's or Scan's ``Limit`` below 1, which moto fails on."""
+    if target not in (TARGET_PREFIX + "Query", TARGET_PREFIX + "Scan") or b"Limit" not in body:
+        return None
+    limit = orjson.loads(body).get("Limit")
+    if type(limit) is int and limit < 1:
+        return (f"1 validation error detected: Value '{limit}' at 'limit' failed to satisfy "
+                "constraint: Member must have value greater than or equal to 1")
+    return None
 
 
 def _json_object(body: bytes) -> bool:
