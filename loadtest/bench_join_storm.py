@@ -27,7 +27,7 @@ from pathlib import Path
 
 from loadtest.config import NEW_CONNECTIONS_PER_S, parse_run_args
 from loadtest.join_storm import failed, run_join_storm
-from loadtest.proc_cpu import TreeCpu
+from loadtest.proc_cpu import TreeCpu, process_cpu
 from loadtest.report import Report, format_summary
 from pipeline.local.harness import TwinProcess, launch_twin, stop_twin
 
@@ -104,9 +104,9 @@ async def sample_cpu(pid: int, out: list[tuple[float, float]]) -> None:
     """Append ``(monotonic s, the twin process's CPU s)`` every :data:`CPU_SAMPLE_S` until
     cancelled (the storm's end)."""
     while True:
-        sample = TreeCpu.sample(pid)
-        if sample is not None:
-            out.append((time.monotonic(), sample.server))
+        cpu = process_cpu(pid)  # the process only: walking its children is this process's CPU
+        if cpu is not None:
+            out.append((time.monotonic(), cpu))
         await asyncio.sleep(CPU_SAMPLE_S)  # a sampling period, not a wait for work
 
 

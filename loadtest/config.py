@@ -220,3 +220,14 @@ def parse_run_args(argv: list[str]) -> RunConfig:
         master_host=ns.master_host,
         master_port=ns.master_port,
     )
+
+
+def system_proxy(url: str) -> str | None:
+    """The proxy a WebSocket connection to ``url`` goes through (the environment's
+    ``https_proxy``/``http_proxy``/``all_proxy`` and ``no_proxy``, as ``websockets`` reads them),
+    found once for a run: ``websockets`` reads the whole environment again on every connect
+    unless given the answer (5 % of the load generator's CPU in a 1,000-connection storm)."""
+    from websockets.proxy import get_proxy
+    from websockets.uri import parse_uri
+
+    return get_proxy(parse_uri(url))

@@ -36,7 +36,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 
 from loadtest import histo
 from loadtest.acks import backoff_s
-from loadtest.config import RunConfig
+from loadtest.config import RunConfig, system_proxy
 from loadtest.machine import machine
 from loadtest.report import Report
 from loadtest.runner import Clock, Publish, raise_fd_limit
@@ -75,6 +75,7 @@ class JoinStorm:
                  out: TextIO = sys.stdout) -> None:
         self.cfg = cfg
         self.url = cfg.target_url(url)
+        self.proxy = system_proxy(self.url)
         self.base_url = url
         self.run_id = secrets.token_hex(4)
         self.room = f"js-{self.run_id}"
@@ -155,7 +156,8 @@ class JoinStorm:
             try:
                 return await connect(self.url, additional_headers=list(self.cfg.headers),
                                      open_timeout=self.cfg.connect_timeout, ping_interval=None,
-                                     compression=None, close_timeout=5, max_size=2**20)
+                                     compression=None, close_timeout=5, max_size=2**20,
+                                     proxy=self.proxy)
             except InvalidStatus as exc:
                 reason = f"connect:http{exc.response.status_code}"
                 if exc.response.status_code != 429:

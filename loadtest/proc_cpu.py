@@ -26,6 +26,13 @@ def _ticks(pid: int) -> int | None:
     return int(fields[11]) + int(fields[12])
 
 
+def process_cpu(pid: int) -> float | None:
+    """CPU seconds of ``pid`` alone (not its children): one /proc read, for sampling often."""
+    ticks = _ticks(pid)
+    hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    return None if ticks is None else ticks / hz
+
+
 def _children(pid: int) -> list[int]:
     out: list[int] = []
     try:

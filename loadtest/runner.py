@@ -24,7 +24,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 from loadtest import stages
 from loadtest.accounting import Ledger, SeqOutcome
 from loadtest.acks import AckTracker, Pending, backoff_s
-from loadtest.config import RunConfig
+from loadtest.config import RunConfig, system_proxy
 from loadtest.machine import machine
 from loadtest.progress import progress_loop
 from loadtest.report import Report
@@ -84,6 +84,7 @@ class LoadRun:
         self.cfg = cfg
         self.base_url = url
         self.url = cfg.target_url(url)
+        self.proxy = system_proxy(self.url)
         self.publish = publish
         self.out = out
         self.same_clock = (urllib.parse.urlsplit(url).hostname or "") in LOCAL_HOSTS
@@ -198,6 +199,7 @@ class LoadRun:
                 compression=None,
                 close_timeout=5,
                 max_size=2**20,
+                proxy=self.proxy,
             )
         except InvalidStatus as exc:
             reason = f"connect:http{exc.response.status_code}"

@@ -54,3 +54,18 @@ def test_unknown_scenario_is_an_argparse_error() -> None:
     with pytest.raises(SystemExit) as info:
         parse_run_args(["--scenario", "nope"])
     assert info.value.code == 2
+
+
+def test_the_system_proxy_is_read_from_the_environment_once_per_run(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from loadtest.config import system_proxy
+
+    for name in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "all_proxy",
+                 "ALL_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    assert system_proxy("ws://127.0.0.1:8080/dev") is None
+    monkeypatch.setenv("https_proxy", "http://proxy.example:3128")
+    assert system_proxy("wss://abc.execute-api.us-east-1.amazonaws.com/prod") == (
+        "http://proxy.example:3128")
+    monkeypatch.setenv("no_proxy", "amazonaws.com")
+    assert system_proxy("wss://abc.execute-api.us-east-1.amazonaws.com/prod") is None
