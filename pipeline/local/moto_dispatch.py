@@ -63,7 +63,7 @@ def service_endpoint(service: str) -> str:
     return f"https://{service}.{REGION}.amazonaws.com/"
 
 
-_INTEGER = re.compile(r"-?(0|[1-9][0-9]{0,37})")
+INTEGER = re.compile(r"-?(0|[1-9][0-9]{0,37})")
 
 
 def plain_value(kind: str, value: Any) -> bool:
@@ -72,7 +72,7 @@ def plain_value(kind: str, value: Any) -> bool:
     if kind == "S":
         return isinstance(value, str)
     if kind == "N":
-        return isinstance(value, str) and _INTEGER.fullmatch(value) is not None
+        return isinstance(value, str) and INTEGER.fullmatch(value) is not None
     if kind == "BOOL":
         return isinstance(value, bool)
     return kind == "NULL" and value is True
