@@ -195,6 +195,10 @@ class ConnectionsClient:
             future.result()
         return [r for r in results if r is not None]
 
+    def lane_width(self, priority: bool) -> int:
+        """Threads of the reply lane (``priority``) or of the fan-out lane."""
+        return REPLY_WORKERS if priority else self.workers
+
     def submit(self, fn: Callable[[], None], *, priority: bool = False) -> Future[None]:
         """Run ``fn`` on the client's thread pool (``workers`` threads, made on first use), or
         with ``priority`` on the reply lane (its own ``REPLY_WORKERS`` threads)."""
