@@ -74,6 +74,7 @@ def host_header(scheme: str, host: str, port: int | None) -> str:
     return f"{host}:{port}"
 
 
+@functools.lru_cache(maxsize=4096)
 def canonical_uri(path: str) -> str:
     """The canonical URI botocore signs for ``path``: dot segments and empty segments removed
     (``botocore.utils.normalize_url_path``), then percent-encoded again (``/`` and ``~`` kept)."""
@@ -341,7 +342,7 @@ class SignedPoster:
     def post_once(self, connection_id: str, data: bytes) -> tuple[int, str]:
         if not connection_id:
             return 400, "BadRequestException"  # boto3 refuses it too (min length 1)
-        path = self._base + quote(connection_id, safe="-._~")
+        path = _connection_path(self._base, connection_id)
         try:
             headers = self.signer.sign(self._host, path, data)
         except NoCredentials:
@@ -381,6 +382,14 @@ class SignedPoster:
 
     def close(self) -> None:
         self.pool.close()
+
+
+# A connection is posted to many times (each of its frames' replies, each room message): its
+# path and canonical path (two ``quote`` calls, ~4 µs of a post's ~40 µs) are kept for the
+# connections posted to most recently.
+@functools.lru_cache(maxsize=4096)
+def _connection_path(base: str, connection_id: str) -> str:
+    return base + quote(connection_id, safe="-._~")
 
 
 def error_code(status: int, header: str | None, body: bytes) -> str:
