@@ -385,8 +385,8 @@ class SignedPoster:
 
 
 # A connection is posted to many times (each of its frames' replies, each room message): its
-# path and canonical path (two ``quote`` calls, ~4 µs of a post's ~40 µs) are kept for the
-# connections posted to most recently.
+# path and canonical path are kept for the connections posted to most recently (signing and
+# framing a post measured ~5 µs with them kept, ~10 µs with the two ``quote`` calls, same run).
 @functools.lru_cache(maxsize=4096)
 def _connection_path(base: str, connection_id: str) -> str:
     return base + quote(connection_id, safe="-._~")
