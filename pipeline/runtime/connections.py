@@ -57,6 +57,8 @@ DEFAULT_WORKERS = 48
 # replies go out in one wave: each post waits an in-Region round trip (~10-15 ms), so 12 threads
 # answered a join storm's batches of ~30 in three waves (python -m loadtest.bench_join_storm:
 # room of 1,000, join p99 128-136 ms with 12, 110-164 ms with 32, same box, alternate runs).
+# A batch runs at most this many drain tasks on the lane, each taking the next connection
+# (:mod:`.replies`), so a batch to fewer connections wakes fewer threads.
 REPLY_WORKERS = 32
 RETRYABLE_CODES = frozenset(
     {"LimitExceededException", "TooManyRequestsException", "ThrottlingException",
@@ -194,6 +196,10 @@ class ConnectionsClient:
         for future in futures:
             future.result()
         return [r for r in results if r is not None]
+
+    def lane_width(self, priority: bool) -> int:
+        """Threads of the reply lane (``priority``) or of the fan-out lane."""
+        return REPLY_WORKERS if priority else self.workers
 
     def submit(self, fn: Callable[[], None], *, priority: bool = False) -> Future[None]:
         """Run ``fn`` on the client's thread pool (``workers`` threads, made on first use), or

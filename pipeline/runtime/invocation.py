@@ -112,8 +112,9 @@ class Invocation:
     def reply(self, record: Envelope, payload: Mapping[str, Any]) -> None:
         """Queue ``payload`` to the record's sender (settled when the batch ends)."""
         self._check_open()
-        for observer in list(self._observers):
-            observer(record, payload)
+        if self._observers:
+            for observer in list(self._observers):
+                observer(record, payload)
         self.sink.put(Post(record.connection_id, orjson.dumps(payload), record, self._tag,
                            is_error=payload.get("action") == "error"))
 
@@ -210,7 +211,8 @@ class Invocation:
 
     def _account(self, result: PostResult, record: Envelope | None) -> None:
         """Metrics of one post; prune a gone connection."""
-        obs.count(obs.POST_RETRIES, max(0, result.attempts - 1))
+        if result.attempts > 1:
+            obs.count(obs.POST_RETRIES, result.attempts - 1)
         if result.outcome is Outcome.DELIVERED:
             obs.count(obs.POSTS_DELIVERED)
             obs.latency(obs.CONSUMER_TO_POST_MS, result.done_ms - self.started_ms)

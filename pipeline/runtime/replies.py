@@ -2,8 +2,11 @@
 
 Each connection has one queue, drained by one task on the :class:`~.connections.ConnectionsClient`
 pool at a time, so a connection gets its posts in the order they were queued (the stream's
-order) while different connections are posted to concurrently. Per connection, within the
-invocation:
+order) while different connections are posted to concurrently. A lane runs at most as many drain
+tasks as it has threads, each taking the next waiting connection until none is left (as
+``ConnectionsClient.post_many`` does), and the invocation's own thread drains the connections
+still waiting when it waits: a batch of 100 replies to 100 connections submits ~32 tasks, not
+100 (one ``Future`` and one thread wake-up each). Per connection, within the invocation:
 
 - a reply that fails for good (after the client's bounded retries, or at the deadline) holds
   back that connection's later replies: they are not sent (``skipped = HELD``), so nothing
@@ -82,28 +85,68 @@ class ReplySink:
         self._failed: set[str] = set()
         self._gone: set[str] = set()
         self._lock = threading.Lock()
-        self._futures: list[tuple[Future[None], Callable[[], None]]] = []
+        # Per lane (True: the reply lane): connections waiting for a drain, drain tasks
+        # submitted and not finished, and those of them no pool thread has started yet.
+        self._ready: dict[bool, deque[str]] = {True: deque(), False: deque()}
+        self._running = {True: 0, False: 0}
+        self._starting = {True: 0, False: 0}
+        self._tasks: list[tuple[Future[None], bool]] = []
 
     def put(self, post: Post) -> None:
         """Queue ``post`` behind the earlier posts to its connection."""
         client = self._client()
         self._posts.append(post)
+        cid = post.connection_id
         with self._lock:
-            queue = self._queues.get(post.connection_id)
-            start = queue is None
-            if queue is None:
-                queue = self._queues[post.connection_id] = deque()
-            queue.append(post)
+            queue = self._queues.get(cid)
+            if queue is not None:
+                queue.append(post)
+                return
+            self._queues[cid] = deque((post,))
+            start = self._ready_locked(client, cid, priority=not post.in_fanout)
         if start:
-            self._start(client, post.connection_id, priority=not post.in_fanout)
+            self._submit(client, priority=not post.in_fanout)
 
-    def _start(self, client: ConnectionsClient, cid: str, *, priority: bool) -> None:
-        def drain() -> None:
-            self._drain(client, cid, priority)
+    def _ready_locked(self, client: ConnectionsClient, cid: str, *, priority: bool) -> bool:
+        """Make ``cid`` wait for a drain on its lane; whether a new drain task must start.
 
-        future = client.submit(drain, priority=priority)
+        A lane runs at most ``client.lane_width`` drain tasks, each taking the next waiting
+        connection until none is left, so a batch costs a task per pool thread, not one per
+        connection; a new one starts only when the waiting connections outnumber the tasks
+        no pool thread has started yet (a started task is posting: a new connection would
+        wait for its round trip)."""
+        ready = self._ready[priority]
+        ready.append(cid)
+        if (self._running[priority] >= client.lane_width(priority)
+                or self._starting[priority] >= len(ready)):
+            return False
+        self._running[priority] += 1
+        self._starting[priority] += 1
+        return True
+
+    def _submit(self, client: ConnectionsClient, *, priority: bool) -> None:
+        future = client.submit(lambda: self._run(client, priority), priority=priority)
         with self._lock:
-            self._futures.append((future, drain))
+            self._tasks.append((future, priority))
+
+    def _run(self, client: ConnectionsClient, priority: bool) -> None:
+        """A drain task: drain waiting connections of its lane until none is left."""
+        with self._lock:
+            self._starting[priority] -= 1
+        try:
+            self._drain_lane(client, priority)
+        finally:
+            with self._lock:
+                self._running[priority] -= 1
+
+    def _drain_lane(self, client: ConnectionsClient, priority: bool) -> None:
+        ready = self._ready[priority]
+        while True:
+            with self._lock:
+                if not ready:
+                    return
+                cid = ready.popleft()
+            self._drain(client, cid, priority)
 
     def send(self, connection_id: str, data: bytes) -> PostResult:
         """Post now, on the caller's thread, outside the queues (with the deadline)."""
@@ -112,25 +155,32 @@ class ReplySink:
     def wait(self) -> list[Post]:
         """Wait for every queued post; all of them, in the order they were queued.
 
-        A drain no pool thread has started yet is taken back (``Future.cancel`` succeeds only
-        before it runs) and run here: the waiting thread would be idle anyway, and a batch's
-        last reply is sent without two thread hand-offs (to a pool thread and back), ~0.1 ms
-        of a one-record batch's ~0.35 ms.
+        The waiting thread drains the connections still waiting (reply lane first) itself,
+        and takes back the drain tasks no pool thread has started yet (``Future.cancel``
+        succeeds only before one runs): it would be idle anyway, and every post it makes
+        saves two thread hand-offs (to a pool thread and back), ~0.1 ms of a one-record
+        batch's ~0.35 ms.
         """
-        done = 0
-        while True:  # a drain may hand its connection over to the other lane meanwhile
+        while True:
+            if self._posts:
+                client = self._client()
+                self._drain_lane(client, True)
+                self._drain_lane(client, False)
             with self._lock:
-                pending = self._futures[done:]
-            if not pending:
+                tasks, self._tasks = self._tasks, []
+                idle = not tasks and not self._ready[True] and not self._ready[False]
+            if idle:
                 break
-            for future, drain in pending:
+            for future, priority in tasks:
                 if future.cancel():
-                    drain()
-                else:
+                    with self._lock:
+                        self._running[priority] -= 1
+                        self._starting[priority] -= 1
+            for future, _ in tasks:
+                if not future.cancelled():
                     future.result()
-            done += len(pending)
         with self._lock:
-            posts, self._posts, self._futures = self._posts, [], []
+            posts, self._posts = self._posts, []
         return posts
 
     def _drain(self, client: ConnectionsClient, connection_id: str, priority: bool) -> None:
@@ -148,7 +198,10 @@ class ReplySink:
                     handover = False
                     post = queue.popleft()
             if handover:  # the queue stays registered, so no other drain starts meanwhile
-                self._start(client, connection_id, priority=not priority)
+                with self._lock:
+                    start = self._ready_locked(client, connection_id, priority=not priority)
+                if start:
+                    self._submit(client, priority=not priority)
                 return
             if connection_id in self._gone:
                 post.skipped = GONE

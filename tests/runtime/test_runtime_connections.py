@@ -22,6 +22,7 @@ from pipeline import DEFAULT_REGION
 from pipeline.local.harness import TwinProcess
 from pipeline.runtime import ConnectionsClient, Outcome, RetryPolicy
 from pipeline.runtime.signed_http import (
+    Connection,
     SignedPoster,
     SigV4Signer,
     ca_bundle,
@@ -155,6 +156,84 @@ def test_a_keep_alive_connection_closed_by_the_server_is_replaced_without_a_retr
     result = connections.post("second", b"{}")
     assert (result.outcome, result.attempts) == (Outcome.DELIVERED, 1)
     assert atconn.delivered_to() == ["first", "second"] and atconn.tcp_connections == 2
+
+
+def test_an_endpoint_that_never_answers_times_out_with_timeout_error() -> None:
+    """Each send and recv is bounded (by the kernel on Linux): an accepted connection that
+    never answers raises ``TimeoutError``, as a Python socket timeout does, so the post fails
+    with the code ``TimeoutError`` (a retryable no-answer), whatever bounds the wait."""
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        conn = Connection("127.0.0.1", port, None, timeouts=(2.0, 0.2))
+        try:
+            with pytest.raises(TimeoutError):
+                conn.exchange(b"POST /prod/@connections/x HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+        finally:
+            conn.close()
+        poster = SignedPoster(f"http://127.0.0.1:{port}/prod", region="us-east-1",
+                              credentials=lambda: Credentials("AKID", "SECRET"))
+        poster.pool.timeouts = (2.0, 0.2)
+        try:
+            assert poster.post_once("abc=", b"{}") == (0, "TimeoutError")
+        finally:
+            poster.close()
+
+
+def test_a_tls_endpoint_that_never_answers_times_out_too(tmp_path: Path) -> None:
+    """Over TLS the socket keeps Python's timeout (a blocking ``SSLSocket`` would retry a
+    timed-out read for ever): the same ``TimeoutError``, after the read timeout."""
+    import socket
+    import ssl
+    import threading
+
+    cert, key = _self_signed(tmp_path)
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+    accepted: list[ssl.SSLSocket] = []
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        def handshake_then_silence() -> None:
+            sock, _ = server.accept()
+            accepted.append(server_ctx.wrap_socket(sock, server_side=True))
+
+        thread = threading.Thread(target=handshake_then_silence, daemon=True)
+        thread.start()
+        conn = Connection("localhost", server.getsockname()[1], client_ctx, timeouts=(5.0, 0.2))
+        try:
+            with pytest.raises(TimeoutError):
+                conn.exchange(b"POST /prod/@connections/x HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+        finally:
+            conn.close()
+            thread.join(5)
+            for sock in accepted:
+                sock.close()
+
+
+def _self_signed(where: Path) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = where / "cert.pem", where / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
 
 
 def test_an_empty_connection_id_fails_at_once_without_a_request(

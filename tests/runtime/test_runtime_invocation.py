@@ -281,3 +281,55 @@ def test_a_reply_no_pool_thread_has_started_is_sent_by_the_waiting_invocation(
         release.set()
     for b in blockers:
         b.result(timeout=10)
+
+
+def test_a_batch_to_many_connections_runs_at_most_a_drain_task_per_lane_thread(
+    atconn: AtConnections, ctx: HandlerContext, connections: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each drain task takes the next waiting connection until none is left: a batch to
+    three times as many connections as the reply lane has threads (queued well within one
+    post's round trip) submits at most one task per thread, not one per connection, and
+    every connection still gets its replies in order."""
+    from pipeline.runtime.connections import REPLY_WORKERS
+
+    submitted: list[bool] = []
+    submit = connections.submit
+
+    def counted(fn: Any, *, priority: bool = False) -> Any:
+        submitted.append(priority)
+        return submit(fn, priority=priority)
+
+    monkeypatch.setattr(connections, "submit", counted)
+    many = [f"M{i:03d}aaaaaaaaaa=" for i in range(3 * REPLY_WORKERS)]
+    atconn.delay_s = 0.05
+    assert failures(batch(2, many), ctx) == []
+    assert 1 <= len(submitted) <= REPLY_WORKERS and all(submitted)
+    for cid in many:
+        assert [m["data"] for m in atconn.received(cid)] == [0, 1]
+
+
+def test_replies_and_fanouts_to_one_connection_keep_their_order_across_the_lanes(
+    atconn: AtConnections, ctx: HandlerContext
+) -> None:
+    """A connection's posts alternate between the reply lane and the fan-out lane: it is
+    handed from one lane's drain to the other's and still gets them in the queued order."""
+    def talk(record: Envelope, ctx: HandlerContext) -> None:
+        n = (record.body_object() or {}).get("data")
+        ctx.reply(record, {"kind": "reply", "n": n})
+        others = [c for c in C[:3] if c != record.connection_id]
+        ctx.fanout(others, {"kind": "fanout", "from": record.connection_id, "n": n}, record)
+
+    atconn.delay_s = 0.002
+    evt = batch(3, C[:3])
+    assert process_batch(evt, None, talk, ctx=ctx) == {"batchItemFailures": []}
+    for cid in C[:3]:
+        expected = []
+        for n in range(3):
+            for sender in C[:3]:
+                if sender == cid:
+                    expected.append(("reply", cid, n))
+                else:
+                    expected.append(("fanout", sender, n))
+        got = [(m["kind"], m.get("from", cid), m["n"]) for m in atconn.received(cid)]
+        assert got == expected
