@@ -23,7 +23,7 @@ import ipaddress
 import json
 import re
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -116,6 +116,36 @@ def record_matches(
         )
     return False
 
+
+
+def record_filter(filters: Iterable[Mapping[str, Any]], *, fan_out: bool = False
+                  ) -> Callable[[Record], bool]:
+    """:func:`record_matches` for one mapping's ``filters``, read once: the check its readers
+    make on every record put to the stream. The usual filter, one plain pattern on one field of
+    ``data`` (``{"data": {"routeKey": ["echo"]}}``), is a dict lookup and a set membership for a
+    record whose data is a JSON object with a string there; anything else asks
+    :func:`record_matches`, which answers the same for every record (tests compare the two)."""
+    patterns = list(filters)
+    if not patterns:
+        return _keep
+    plain = _plain_patterns(patterns)
+    if plain is None or len(plain) != 1 or len(plain[0]) != 1 or len(plain[0][0][0]) != 1:
+        return lambda record: record_matches(patterns, record, fan_out=fan_out)
+    (((key,), allowed),) = plain[0]
+
+    def check(record: Record) -> bool:
+        data = parsed_data(record.data)
+        if type(data) is dict:
+            value = data.get(key)
+            if type(value) is str:
+                return value in allowed
+        return record_matches(patterns, record, fan_out=fan_out)
+
+    return check
+
+
+def _keep(record: Record) -> bool:
+    return True
 
 
 def user_records(record: Record) -> list[Record]:

@@ -167,3 +167,25 @@ def test_plain_string_patterns_answer_as_the_general_matcher(patterns: list[Any]
         general = any(matches(p, filter_document(record)) for p in patterns)
         assert record_matches(patterns, record) is general, value
     assert record_matches(patterns, rec(b"not json")) is False
+
+
+@pytest.mark.parametrize("fan_out", [False, True])
+@pytest.mark.parametrize("patterns", [
+    *PLAIN_PATTERNS, [],
+    [{"data": {"routeKey": [{"prefix": "ec"}]}}], [{"partitionKey": ["pk-1"]}],
+    [{"data": {"routeKey": ["echo"], "eventType": ["MESSAGE"]}}],
+])
+def test_a_mappings_filter_read_once_answers_as_record_matches(
+        patterns: list[Any], fan_out: bool) -> None:
+    from pipeline.aws.filters import record_filter
+    from pipeline.aws.kpl import RecordAggregator
+
+    aggregator = RecordAggregator()  # a real KPL-aggregated record (aws-kinesis-agg)
+    aggregator.add_user_record("pk-1", json.dumps({"routeKey": "echo"}).encode())
+    _, _, aggregated = aggregator.clear_and_get().get_contents()
+    check = record_filter(patterns, fan_out=fan_out)
+    records = [rec(json.dumps(value).encode()) for value in DATA]
+    records += [rec(b"not json"), rec(b"\xff"), rec(json.dumps(ENVELOPE).encode()),
+                rec(aggregated)]
+    for record in records:
+        assert check(record) is record_matches(patterns, record, fan_out=fan_out), record.data

@@ -23,7 +23,7 @@ from pipeline.aws.events import (
     function_arn,
     kinesis_event,
 )
-from pipeline.aws.filters import metadata_keys, record_matches
+from pipeline.aws.filters import metadata_keys, record_filter
 from pipeline.aws.limits import KINESIS_GET_RECORDS_MAX, REGION
 
 from .batching import Batcher, lane_of
@@ -226,6 +226,8 @@ class _Shard:
         self.after: str | None = None
         self.at_timestamp: float | None = None
         self.fan_out = KinesisSourceArn.parse(cfg.event_source_arn).enhanced_fan_out
+        self._filter_of: object = None  # the filter list _filter was read from
+        self._filter: Callable[[StoredRecord], bool] = record_filter([])
         self.failures = 0  # consecutive failed reads or waits (logged once)
 
     def position_at_start(self) -> None:
@@ -310,7 +312,10 @@ class _Shard:
         canary = self.runner.canary
         if canary is not None and canary.is_canary(record.partition_key):
             return True
-        return record_matches(self.runner.config.filters, record, fan_out=self.fan_out)
+        filters = self.runner.config.filters
+        if self._filter_of is not filters:  # read once per filter list (an update replaces it)
+            self._filter, self._filter_of = record_filter(filters, fan_out=self.fan_out), filters
+        return self._filter(record)
 
     def _route(self, records: list[StoredRecord]) -> None:
         """Filter the records read and hand each to its lane by partition key."""
