@@ -40,3 +40,16 @@ def aws_services(stack: Stack | None = None) -> Iterator[AwsServices]:
         yield svc
     finally:
         svc.stop()
+
+
+# A roster-shaped table (pk/sk strings, a KEYS_ONLY byPrincipal index), for DynamoDB tests.
+ROSTER_KEYS: dict[str, Any] = {
+    "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"},
+                  {"AttributeName": "sk", "KeyType": "RANGE"}],
+    "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"},
+                             {"AttributeName": "sk", "AttributeType": "S"},
+                             {"AttributeName": "principalKey", "AttributeType": "S"}],
+    "GlobalSecondaryIndexes": [{
+        "IndexName": "byPrincipal", "Projection": {"ProjectionType": "KEYS_ONLY"},
+        "KeySchema": [{"AttributeName": "principalKey", "KeyType": "HASH"}]}],
+    "BillingMode": "PAY_PER_REQUEST"}

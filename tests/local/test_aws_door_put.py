@@ -9,21 +9,13 @@ from typing import Any
 
 import orjson
 import pytest
-from stacks import aws_services
+from stacks import ROSTER_KEYS, aws_services
 
 from pipeline.local.aws_door import AwsDoor
 from pipeline.local.cfn import resolve_stack
 from pipeline.local.services import AwsServices
 
-KEYS = {"KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"},
-                      {"AttributeName": "sk", "KeyType": "RANGE"}],
-        "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"},
-                                 {"AttributeName": "sk", "AttributeType": "S"},
-                                 {"AttributeName": "principalKey", "AttributeType": "S"}],
-        "GlobalSecondaryIndexes": [{
-            "IndexName": "byPrincipal", "Projection": {"ProjectionType": "KEYS_ONLY"},
-            "KeySchema": [{"AttributeName": "principalKey", "KeyType": "HASH"}]}],
-        "BillingMode": "PAY_PER_REQUEST"}
+KEYS = ROSTER_KEYS
 TEMPLATE = {"Resources": {name: {"Type": "AWS::DynamoDB::Table", "Properties": KEYS}
                           for name in ("Fast", "Moto")}}
 META = {"pk": {"S": "CONN#a"}, "sk": {"S": "META"}, "connectionId": {"S": "a"},

@@ -13,7 +13,7 @@ import boto3
 import orjson
 import pytest
 from moto.backends import get_backend
-from stacks import aws_services
+from stacks import ROSTER_KEYS, aws_services
 
 from pipeline.aws.limits import ACCOUNT_ID, REGION
 from pipeline.local import dynamodb_port
@@ -23,15 +23,7 @@ from pipeline.local.dynamodb_port import DynamoDbPort
 from pipeline.local.moto_dispatch import RememberingDispatcher
 from pipeline.local.services import AwsServices
 
-KEYS = {"KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"},
-                      {"AttributeName": "sk", "KeyType": "RANGE"}],
-        "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"},
-                                 {"AttributeName": "sk", "AttributeType": "S"},
-                                 {"AttributeName": "principalKey", "AttributeType": "S"}],
-        "GlobalSecondaryIndexes": [{
-            "IndexName": "byPrincipal", "Projection": {"ProjectionType": "KEYS_ONLY"},
-            "KeySchema": [{"AttributeName": "principalKey", "KeyType": "HASH"}]}],
-        "BillingMode": "PAY_PER_REQUEST"}
+KEYS = ROSTER_KEYS
 TABLES = ("Port", "Port2", "Moto", "Moto2")
 HASH_ONLY = {"KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
              "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
@@ -208,6 +200,19 @@ def empty(app: Any, names: dict[str, str]) -> None:
                 {"TableName": name, "Key": {"pk": item["pk"], "sk": item["sk"]}}))
 
 
+def request_paths(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The bodies of the requests that take moto's request path from now on."""
+    taken: list[bytes] = []
+    original = dynamodb_port._request_path
+
+    def counted(env: dict[str, Any], body: bytes) -> Any:
+        taken.append(body)
+        return original(env, body)
+
+    monkeypatch.setattr(dynamodb_port, "_request_path", counted)
+    return taken
+
+
 def same_answer(ours: tuple[int, dict[str, str], bytes], theirs: tuple[int, dict[str, str], bytes],
                 names: dict[str, str]) -> None:
     assert ours[0] == theirs[0]
@@ -269,14 +274,7 @@ def test_only_a_plain_batch_write_or_query_skips_the_request_path(
         services: tuple[AwsServices, dict[str, str]], monkeypatch: pytest.MonkeyPatch) -> None:
     _, names = services
     port = DynamoDbPort(RememberingDispatcher())
-    taken: list[bytes] = []
-    original = dynamodb_port._request_path
-
-    def counted(env: dict[str, Any], body: bytes) -> Any:
-        taken.append(body)
-        return original(env, body)
-
-    monkeypatch.setattr(dynamodb_port, "_request_path", counted)
+    taken = request_paths(monkeypatch)
     table = names["Port"]
     assert call(port, "BatchWriteItem", orjson.dumps(
         {"RequestItems": {table: [put(A), delete(B)]}}))[0] == 200
@@ -363,14 +361,7 @@ def test_a_plain_query_skips_the_request_path_and_pages_as_moto_does(
     for table in ("Port", "Moto"):
         for item in PARTITION:
             call(moto, "PutItem", orjson.dumps({"TableName": names[table], "Item": item}))
-    taken: list[bytes] = []
-    original = dynamodb_port._request_path
-
-    def counted(env: dict[str, Any], body: bytes) -> Any:
-        taken.append(body)
-        return original(env, body)
-
-    monkeypatch.setattr(dynamodb_port, "_request_path", counted)
+    taken = request_paths(monkeypatch)
     port = DynamoDbPort(moto)
     pages: dict[str, list[Any]] = {"Port": [], "Moto": []}
     for table, app in (("Port", port), ("Moto", moto)):
