@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -145,22 +145,19 @@ def test_access_control_takes_a_new_stacks_roles_and_functions(cloud_assembly: P
 @pytest.mark.synth
 @pytest.mark.twin
 @pytest.mark.timeout(300)
-def _synthesized_copy(tmp_path: Path) -> Path:
-    """A copy of the project (its consumers the test's to change) with its cdk.out."""
+def _synthesized_copy(tmp_path: Path, assembly: Path) -> Path:
+    """A copy of the project (its consumers the test's to change) with the session's cdk.out
+    (the same sources synthesized: the copy's own synth took 10-25 s per test)."""
     project = copy_project(tmp_path / "project")
     if (PROJECT_ROOT / ".build").is_dir():  # the layer cache is keyed by content: share it
         (project / ".build").symlink_to(PROJECT_ROOT / ".build")
-    code = ("import sys; from pathlib import Path; from pipeline.infrastructure.synth import "
-            "synthesize; synthesize(Path(sys.argv[1]), {'stage': 'dev'})")
-    env = {**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
-    synth = subprocess.run([sys.executable, "-c", code, str(project / "cdk.out")], cwd=project,
-                           env=env, capture_output=True, text=True, timeout=180)
-    assert synth.returncode == 0, synth.stderr[-3000:]
+    shutil.copytree(assembly, project / "cdk.out", symlinks=True)
     return project
 
 
-async def test_a_new_route_in_settings_answers_without_a_restart(tmp_path: Path) -> None:
-    project = _synthesized_copy(tmp_path)
+async def test_a_new_route_in_settings_answers_without_a_restart(
+        tmp_path: Path, cloud_assembly: Path) -> None:
+    project = _synthesized_copy(tmp_path, cloud_assembly)
     twin = start_twin(project / "cdk.out", cwd=project)
     try:
         kinesis: Any = boto3.client("kinesis", endpoint_url=twin.aws, region_name=REGION,
@@ -214,8 +211,9 @@ def _lines(output: Any, text: str) -> list[str]:
 @pytest.mark.synth
 @pytest.mark.twin
 @pytest.mark.timeout(420)
-async def test_a_new_consumer_folder_answers_and_a_removed_one_is_gone(tmp_path: Path) -> None:
-    project = _synthesized_copy(tmp_path)
+async def test_a_new_consumer_folder_answers_and_a_removed_one_is_gone(
+        tmp_path: Path, cloud_assembly: Path) -> None:
+    project = _synthesized_copy(tmp_path, cloud_assembly)
     twin = start_twin(project / "cdk.out", cwd=project)
     try:
         async with websockets.connect(twin.ws, open_timeout=TIMEOUT_S) as ws:
