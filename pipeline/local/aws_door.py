@@ -34,7 +34,7 @@ from pipeline.local.content_types import KINESIS_JSON, kinesis_refusal, media_ty
 from pipeline.local.iam.access import AccessControl
 from pipeline.local.iam.integration import integration_denied
 from pipeline.local.kinesis import KinesisBackend, KinesisError, KinesisResponses
-from pipeline.local.moto_dispatch import moto_handler, plain_value, service_endpoint
+from pipeline.local.moto_dispatch import moto_handler, plain_item, service_endpoint
 
 # AWS JSON protocol target prefixes for the moto services the integrations may call.
 _TARGETS = {
@@ -104,9 +104,7 @@ class AwsDoor:
         if not isinstance(req, dict) or req.keys() != {"TableName", "Item"}:
             return False
         name, item = req["TableName"], req["Item"]
-        if not isinstance(name, str) or not isinstance(item, dict) or not item or not all(
-                isinstance(k, str) and k and isinstance(v, dict) and len(v) == 1
-                and plain_value(*next(iter(v.items()))) for k, v in item.items()):
+        if not isinstance(name, str) or not plain_item(item):
             return False
         backend: Any = get_backend("dynamodb")[ACCOUNT_ID][REGION]
         try:

@@ -102,41 +102,23 @@ class IndexedQueryTable(Table):
             return []
         if not self.range_key_attr:
             return [group]
-        with self._lock():
-            order = self._orders().get(hash_key)
-            if order is None or len(order.items) != len(group):
-                order = self._orders()[hash_key] = _Order(group.values())
-            return self._window(order, bound)
-
-    def _window(self, order: _Order, bound: dict[str, Any]) -> list[Any]:
-        """The partition in order, or only the part moto's loop can reach: with a ``Limit`` and
-        nothing that skips items inside it (a range key condition, a legacy filter), the
-        ``Limit`` + 1 items after the ``ExclusiveStartKey`` in the query's direction (the
-        extra one is what makes moto set ``LastEvaluatedKey``, as it would on the whole)."""
         limit = bound.get("limit")
         if (type(limit) is not int or limit < 1 or bound.get("range_comparison")
                 or bound.get("range_key_conditions") or bound.get("filter_kwargs")):
-            return list(order.items)
-        forward = bound.get("scan_index_forward") is not False
-        start, end = 0, len(order.items)
+            limit = None  # moto's loop may skip items: it gets the whole partition
         esk = bound.get("exclusive_start_key")
-        if esk:
-            after = self._start_key(esk, order)
-            if after is None:
-                return list(order.items)  # a start key moto compares its own way
-            if forward:  # moto skips what is at or before the key
-                start = bisect_right(order.keys, after)
-            else:
-                end = bisect_left(order.keys, after)
-        if forward:
-            return order.items[start:start + limit + 1]
-        return order.items[max(start, end - limit - 1):end]
+        after = self.start_value(esk) if esk and limit is not None else None
+        if esk and after is None:
+            limit = None  # a start key moto compares its own way
+        with self._lock():
+            return _span(self._order_of(hash_key, group), limit, after,
+                         bound.get("scan_index_forward") is not False)
 
     def plain_read(self, hash_key: Any, limit: int | None, start: Any, forward: bool
                    ) -> list[Any]:
         """The items moto's query loop walks for a query of the partition with no range key
         condition and no filter, in the query's direction: after the start key (``start``: its
-        range value as :meth:`_start_key` gives it; ``...``: a start key of a table without a
+        range value as :meth:`start_value` gives it; ``...``: a start key of a table without a
         range key, which skips the partition's one item) and at most ``limit`` + 1 of them."""
         group = self.items.get(hash_key)
         if group is None:
@@ -144,23 +126,13 @@ class IndexedQueryTable(Table):
         if not self.range_key_attr:
             return [] if start is not None else [group]
         with self._lock():
-            order = self._orders().get(hash_key)
-            if order is None or len(order.items) != len(group):
-                order = self._orders()[hash_key] = _Order(group.values())
-            lo, hi = 0, len(order.items)
-            if start is not None:
-                if forward:
-                    lo = bisect_right(order.keys, start)
-                else:
-                    hi = bisect_left(order.keys, start)
-            if forward:
-                return order.items[lo:hi if limit is None else min(hi, lo + limit + 1)]
-            window = order.items[lo if limit is None else max(lo, hi - limit - 1):hi]
+            window = _span(self._order_of(hash_key, group), limit, start, forward)
+        if not forward:
             window.reverse()
-            return window
+        return window
 
-    def _start_key(self, esk: Any, order: _Order | None = None) -> Any:
-        """The start key's range value as the order's keys hold it, or None when it is not a
+    def start_value(self, esk: Any) -> Any:
+        """The start key's range value as the orders' keys hold it, or None when it is not a
         value of the range key's type (moto then compares as it does)."""
         value = esk.get(self.range_key_attr) if isinstance(esk, dict) else None
         if not isinstance(value, dict) or len(value) != 1:
@@ -172,6 +144,14 @@ class IndexedQueryTable(Table):
             return DynamoType(value).cast_value
         except Exception:  # a malformed number: moto answers it
             return None
+
+    def _order_of(self, hash_key: Any, group: Any) -> _Order:
+        """The partition's kept order (the caller holds the lock), built when it has none or
+        holds another number of items than the partition (a write in between)."""
+        order = self._orders().get(hash_key)
+        if order is None or len(order.items) != len(group):
+            order = self._orders()[hash_key] = _Order(group.values())
+        return order
 
     # --- keeping the orders: every write of moto's table goes through these two --------------
     def put_item(self, *args: Any, **kwargs: Any) -> Any:
@@ -226,6 +206,24 @@ class IndexedQueryTable(Table):
             with _orders_lock:
                 lock = self.__dict__.setdefault("_twin_lock", threading.RLock())
         return lock
+
+
+def _span(order: _Order, limit: int | None, after: Any, forward: bool) -> list[Any]:
+    """The partition in ascending order after the start value ``after`` (None: from the
+    start) in the query's direction, and with a ``limit`` only the ``limit`` + 1 items nearest
+    it: the extra one is what makes moto set ``LastEvaluatedKey``, as it would on the whole.
+    moto skips what is at or before the start key, whichever the direction."""
+    lo, hi = 0, len(order.items)
+    if after is not None:
+        if forward:
+            lo = bisect_right(order.keys, after)
+        else:
+            hi = bisect_left(order.keys, after)
+    if limit is None:
+        return order.items[lo:hi]
+    if forward:
+        return order.items[lo:min(hi, lo + limit + 1)]
+    return order.items[max(lo, hi - limit - 1):hi]
 
 
 def index_queries(table: Table) -> IndexedQueryTable:

@@ -1,5 +1,5 @@
 """DynamoDB on the twin's AWS port without Flask: moto's in-process request path, and a plain
-BatchWriteItem straight to its backend.
+BatchWriteItem or Query straight to its tables.
 
 The port's other services go through moto's server app (:mod:`.moto_dispatch`: werkzeug and
 Flask in front of each service's handler). For DynamoDB, the functions' roster calls, that front
@@ -57,7 +57,8 @@ from pipeline.aws.limits import ACCOUNT_ID, REGION
 from pipeline.local.ddb_query import IndexedQueryTable
 from pipeline.local.kinesis.wsgi import read_body
 from pipeline.local.moto_dispatch import INTEGER as _INTEGER
-from pipeline.local.moto_dispatch import moto_handler, plain_value
+from pipeline.local.moto_dispatch import moto_handler, plain_item, plain_value
+from pipeline.local.wsgi_server import environ_headers
 
 log = logging.getLogger(__name__)
 
@@ -85,16 +86,17 @@ class DynamoDbPort:
         if not target.startswith(TARGET_PREFIX) or environ.get("REQUEST_METHOD") != "POST":
             return self.other(environ, start_response)
         body = read_body(environ)
-        if body.strip() and not _json_object(body):
+        req = _json_object(body) if body.strip() else {}
+        if req is None:
             # moto's handlers fail on it (a KeyError: a 500 from its server); DynamoDB answers
             return _error(start_response, 400, SERIALIZATION,
                           "The request body is not a JSON object")
-        refusal = _limit_refusal(target, body)
+        refusal = _limit_refusal(target, req)
         if refusal is not None:  # moto fails on it (an IndexError: a 500 from its server)
             return _error(start_response, 400, "ValidationException", refusal)
         direct = _DIRECT.get(target[len(TARGET_PREFIX):])
         if direct is not None:
-            answer = direct(body)
+            answer = direct(req)
             if answer is not None:
                 start_response("200 OK", _headers(answer, "application/x-amz-json-1.0"))
                 return [answer]
@@ -116,11 +118,8 @@ class DynamoDbPort:
 def _request_path(environ: dict[str, Any], body: bytes) -> tuple[int, Any, bytes]:
     """moto's answer through its in-process request path: ``(status, headers, body)``."""
     headers = HTTPHeaders()
-    for key, value in environ.items():
-        if key.startswith("HTTP_"):
-            headers[key[5:].replace("_", "-").title()] = str(value)
-    if environ.get("CONTENT_TYPE"):
-        headers["Content-Type"] = str(environ["CONTENT_TYPE"])
+    for name, value in environ_headers(environ).items():
+        headers[name] = value
     host = str(environ.get("HTTP_HOST") or
                f"{environ.get('SERVER_NAME', '127.0.0.1')}:{environ.get('SERVER_PORT', '80')}")
     query = str(environ.get("QUERY_STRING", ""))
@@ -132,14 +131,11 @@ def _request_path(environ: dict[str, Any], body: bytes) -> tuple[int, Any, bytes
     return int(status), answer_headers, data
 
 
-def plain_batch_write(body: bytes) -> bytes | None:
-    """Write a plain BatchWriteItem straight to moto's backend; its answer's body, or None
-    (nothing written, or a refusal: the request path then answers, as moto does)."""
-    try:
-        req = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(req, dict) or req.keys() != {"RequestItems"}:
+def plain_batch_write(req: dict[str, Any]) -> bytes | None:
+    """Write a plain BatchWriteItem (``req``: the parsed request) straight to moto's backend;
+    its answer's body, or None (nothing written, or a refusal: the request path then answers,
+    as moto does)."""
+    if req.keys() != {"RequestItems"}:
         return None
     batches = req["RequestItems"]
     if not isinstance(batches, dict) or not batches:
@@ -162,7 +158,7 @@ def plain_batch_write(body: bytes) -> bytes | None:
                 if field is None or not isinstance(inner, dict) or inner.keys() != {field}:
                     return None
                 attrs = inner[field]
-                if not _plain_item(attrs) or not keys <= attrs.keys() or (
+                if not plain_item(attrs) or not keys <= attrs.keys() or (
                         kind == "DeleteRequest" and attrs.keys() != keys):
                     return None
                 # a repeated key: moto's duplicate check answers (it compares whole items)
@@ -200,23 +196,18 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SCALARS = frozenset({"S", "N", "BOOL", "NULL"})
 
 
-def plain_query(body: bytes) -> bytes | None:
-    """Answer a plain Query from moto's backend; its answer's body, or None (the request path
-    then answers). Plain: the partition key's equality (``name = :value``, no placeholder
-    names), at most a ``ProjectionExpression`` of top-level names, ``Limit``,
+def plain_query(req: dict[str, Any]) -> bytes | None:
+    """Answer a plain Query (``req``: the parsed request) of one of the template's tables
+    (:class:`~.ddb_query.IndexedQueryTable`) from the partition's kept order, walked as moto
+    walks it (:func:`_read_partition`); its answer's body, or None (the request path then
+    answers: a read, nothing to undo). Plain: the partition key's equality (``name = :value``,
+    no placeholder names), at most a ``ProjectionExpression`` of top-level names, ``Limit``,
     ``ExclusiveStartKey`` (the table's key, in the queried partition), ``ScanIndexForward`` and
     ``ConsistentRead``, on the table (not an index), and answered items of string, number,
-    boolean and null attributes. What moto's handler would pass its backend, the backend gets;
-    the answer is what its serializer writes of the result (a read: nothing to undo). On the
-    template's tables (:class:`~.ddb_query.IndexedQueryTable`) the partition's kept order is
-    walked as moto walks it (:func:`_read_partition`); measured on the port, the twin's CPU for
-    an empty partition 1.24 -> 0.16 ms, a ``Limit`` 101 read of 10,000 members 71 -> 0.9 ms, a
-    10,000-member room's paginated read 1.48 s -> 30 ms."""
-    try:
-        req = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    if (not isinstance(req, dict) or not req.keys() <= _QUERY_FIELDS
+    boolean and null attributes. Measured on the port, the twin's CPU for an empty partition
+    1.24 -> 0.16 ms, a ``Limit`` 101 read of 10,000 members 71 -> 0.9 ms, a 10,000-member
+    room's paginated read 1.48 s -> 30 ms."""
+    if (not req.keys() <= _QUERY_FIELDS
             or not {"TableName", "KeyConditionExpression", "ExpressionAttributeValues"}
             <= req.keys()):
         return None
@@ -224,6 +215,8 @@ def plain_query(body: bytes) -> bytes | None:
     try:
         table = backend.get_table(req["TableName"])
     except Exception:
+        return None
+    if not isinstance(table, IndexedQueryTable):  # a table made at run time: moto's path
         return None
     condition = req["KeyConditionExpression"]
     match = _KEY_CONDITION.fullmatch(condition) if isinstance(condition, str) else None
@@ -252,27 +245,7 @@ def plain_query(body: bytes) -> bytes | None:
     start = req.get("ExclusiveStartKey")
     if start is not None and not _start_key(start, table, value):
         return None
-    if isinstance(table, IndexedQueryTable):
-        return _read_partition(table, value, limit, start, forward, projection)
-    try:
-        items, scanned, last = backend.query(
-            table.name, value, None, [], limit, start, forward, projection or [],
-            index_name=None, consistent_read=consistent, expr_names={}, expr_values=values,
-            filter_expression=None, hash_key_conditions=[(match[1], value)],
-            range_key_conditions=[])
-    except Exception:  # moto refused it: the request path answers
-        return None
-    answer: dict[str, Any] = {"Items": [], "Count": len(items), "ScannedCount": scanned}
-    for item in items:
-        attrs = {}
-        for name, attr in item.attrs.items():
-            if attr.type not in _SCALARS:
-                return None  # a list, a map, a set, binary: moto's serializer writes them
-            attrs[name] = {attr.type: attr.value}
-        answer["Items"].append(attrs)
-    if last is not None:
-        answer["LastEvaluatedKey"] = {name: {key.type: key.value} for name, key in last.items()}
-    return json.dumps(answer).encode()
+    return _read_partition(table, value, limit, start, forward, projection)
 
 
 RESULT_SIZE_LIMIT = 1_000_000  # moto's page size: what its items' ``size()`` add up to
@@ -292,7 +265,7 @@ def _read_partition(table: IndexedQueryTable, value: dict[str, Any], limit: int 
     hash_key = DynamoType({kind: raw})
     after = None
     if start is not None:
-        after = table._start_key(start) if table.range_key_attr else ...
+        after = table.start_value(start) if table.range_key_attr else ...
     names = [path[0] for path in projection] if projection else None
     items: list[dict[str, Any]] = []
     read: list[Any] = []  # the items answered, for the last one's key
@@ -355,26 +328,28 @@ def _reserved() -> frozenset[str]:
     return frozenset(w.upper() for w in ReservedKeywords.get_reserved_keywords())
 
 
-_DIRECT: dict[str, Callable[[bytes], bytes | None]] = {
+_DIRECT: dict[str, Callable[[dict[str, Any]], bytes | None]] = {
     "BatchWriteItem": plain_batch_write, "Query": plain_query}
 
 
-def _limit_refusal(target: str, body: bytes) -> str | None:
+def _limit_refusal(target: str, req: dict[str, Any]) -> str | None:
     """DynamoDB's message for a Query's or Scan's ``Limit`` below 1, which moto fails on."""
-    if target not in (TARGET_PREFIX + "Query", TARGET_PREFIX + "Scan") or b"Limit" not in body:
+    if target not in (TARGET_PREFIX + "Query", TARGET_PREFIX + "Scan"):
         return None
-    limit = orjson.loads(body).get("Limit")
+    limit = req.get("Limit")
     if type(limit) is int and limit < 1:
         return (f"1 validation error detected: Value '{limit}' at 'limit' failed to satisfy "
                 "constraint: Member must have value greater than or equal to 1")
     return None
 
 
-def _json_object(body: bytes) -> bool:
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    """The request body parsed, once for every check and path here; None if not an object."""
     try:
-        return isinstance(orjson.loads(body), dict)
+        req = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return False
+        return None
+    return req if isinstance(req, dict) else None
 
 
 def _error(start_response: Callable[..., Any], status: int, code: str, message: str
@@ -386,12 +361,6 @@ def _error(start_response: Callable[..., Any], status: int, code: str, message: 
     headers.insert(1, ("X-Amzn-ErrorType", code))
     start_response(f"{status} {_REASONS.get(status, 'ERROR')}", headers)
     return [body]
-
-
-def _plain_item(attrs: Any) -> bool:
-    return isinstance(attrs, dict) and bool(attrs) and all(
-        isinstance(k, str) and k and isinstance(v, dict) and len(v) == 1
-        and plain_value(*next(iter(v.items()))) for k, v in attrs.items())
 
 
 def _headers(body: bytes, content_type: str) -> list[tuple[str, str]]:

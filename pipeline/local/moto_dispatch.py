@@ -76,3 +76,10 @@ def plain_value(kind: str, value: Any) -> bool:
     if kind == "BOOL":
         return isinstance(value, bool)
     return kind == "NULL" and value is True
+
+
+def plain_item(attrs: Any) -> bool:
+    """An item (or key) of the twin's direct writes: named attributes, each one plain value."""
+    return isinstance(attrs, dict) and bool(attrs) and all(
+        isinstance(k, str) and k and isinstance(v, dict) and len(v) == 1
+        and plain_value(*next(iter(v.items()))) for k, v in attrs.items())

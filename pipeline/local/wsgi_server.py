@@ -164,6 +164,16 @@ def wsgi_environ(request: web.BaseRequest, body: bytes, server: tuple[str, int]
     return environ
 
 
+def environ_headers(environ: Mapping[str, Any]) -> dict[str, str]:
+    """A WSGI request's headers by name (``HTTP_X_AMZ_TARGET`` -> ``X-Amz-Target``), its
+    ``Content-Type`` among them: what :func:`wsgi_environ` made of them, back."""
+    out = {k[5:].replace("_", "-").title(): str(v) for k, v in environ.items()
+           if k.startswith("HTTP_")}
+    if environ.get("CONTENT_TYPE"):
+        out["Content-Type"] = str(environ["CONTENT_TYPE"])
+    return out
+
+
 def call_wsgi(app: WsgiApp, environ: dict[str, Any]) -> Answer:
     """Call ``app``: its status line, its headers and its whole body (the iterable closed)."""
     started: list[tuple[str, list[tuple[str, str]]]] = []

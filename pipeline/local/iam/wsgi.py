@@ -28,22 +28,11 @@ from pipeline.local.iam.errors import denied_message
 from pipeline.local.iam.requests import credential_of, denied_body, iam_request
 from pipeline.local.kinesis.wsgi import MAX_BODY, KinesisRouter, read_body
 from pipeline.local.moto_dispatch import RememberingDispatcher
-from pipeline.local.wsgi_server import WsgiServer
+from pipeline.local.wsgi_server import WsgiServer, environ_headers
 
 log = logging.getLogger(__name__)
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-
-def _headers(environ: Mapping[str, Any]) -> dict[str, str]:
-    out = {k[5:].replace("_", "-").title(): str(v) for k, v in environ.items()
-           if k.startswith("HTTP_")}
-    if environ.get("CONTENT_TYPE"):
-        out["Content-Type"] = str(environ["CONTENT_TYPE"])
-    # Title-casing spells X-Amz-Target as expected; keep the canonical spelling for the others.
-    if "Authorization" not in out and "HTTP_AUTHORIZATION" in environ:
-        out["Authorization"] = str(environ["HTTP_AUTHORIZATION"])
-    return out
 
 
 def _read_body(environ: dict[str, Any]) -> bytes:
@@ -65,7 +54,7 @@ class IamMiddleware:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
                  ) -> Iterable[bytes]:
-        headers = _headers(environ)
+        headers = environ_headers(environ)
         query = str(environ.get("QUERY_STRING", ""))
         credential = credential_of(headers, query)
         caller = self._access.caller(credential.access_key) if credential else None
