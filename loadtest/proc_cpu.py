@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _PROC = Path("/proc")
+_HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100  # clock ticks per second
 
 
 def _ticks(pid: int) -> int | None:
@@ -29,8 +30,7 @@ def _ticks(pid: int) -> int | None:
 def process_cpu(pid: int) -> float | None:
     """CPU seconds of ``pid`` alone (not its children): one /proc read, for sampling often."""
     ticks = _ticks(pid)
-    hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    return None if ticks is None else ticks / hz
+    return None if ticks is None else ticks / _HZ
 
 
 def _children(pid: int) -> list[int]:
@@ -57,19 +57,18 @@ class TreeCpu:
 
     @classmethod
     def sample(cls, pid: int) -> TreeCpu | None:
-        hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-        own = _ticks(pid)
+        own = process_cpu(pid)
         if own is None:
             return None
         kids: dict[int, float] = {}
         todo = _children(pid)
         while todo:
             child = todo.pop()
-            ticks = _ticks(child)
-            if ticks is not None:
-                kids[child] = ticks / hz
+            cpu = process_cpu(child)
+            if cpu is not None:
+                kids[child] = cpu
                 todo += _children(child)
-        return cls(own / hz, kids)
+        return cls(own, kids)
 
     def since(self, before: TreeCpu) -> tuple[float, float]:
         """(server CPU s, children CPU s) spent between ``before`` and this sample."""

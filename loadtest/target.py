@@ -71,4 +71,3 @@ def resolve(cfg: RunConfig, log: bool = True) -> Target:
     if log:
         print(f"twin ready in {time.perf_counter() - t0:.1f} s: {target.ws}", flush=True)
     return target
-
