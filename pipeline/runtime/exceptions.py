@@ -12,6 +12,8 @@ One base, :class:`PipelineRuntimeError`::
 
 from __future__ import annotations
 
+import sys
+
 
 class PipelineRuntimeError(Exception):
     """Base of every error the runtime raises on purpose."""
@@ -55,6 +57,17 @@ class AwsCallError(PipelineRuntimeError):
         self.code = code
         self.status = status
         self.message = message
+
+
+def aws_call_errors(*botocore_names: str) -> tuple[type[Exception], ...]:
+    """What a call through the runtime's AWS client or an injected boto3 client raises on
+    failure: :class:`AwsCallError`, and the named ``botocore.exceptions`` classes (e.g.
+    ``"ClientError"``) once botocore is loaded. It is not imported for this: a botocore error
+    can only come from a boto3 client, which loaded it (~7 ms of a cold start otherwise)."""
+    errors = sys.modules.get("botocore.exceptions")
+    if errors is None:
+        return (AwsCallError,)
+    return (AwsCallError, *(getattr(errors, name) for name in botocore_names))
 
 
 class SkippedAfterFailure(PipelineRuntimeError):

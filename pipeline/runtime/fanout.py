@@ -37,13 +37,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from pipeline.aws.limits import KINESIS_PUT_RECORDS_MAX, KINESIS_PUT_RECORDS_MAX_BYTES
 from pipeline.names import FANOUT_ROUTE
 
 from .container import container
-from .exceptions import AwsCallError, PipelineRuntimeError
+from .exceptions import PipelineRuntimeError, aws_call_errors
 
 PAGE_ROUTE_KEY = FANOUT_ROUTE
 DEFAULT_PAGE_SIZE = 500
@@ -175,7 +173,7 @@ class PageWriter:
             try:
                 answer = self._kinesis.put_records(StreamName=self.stream_name, Records=[
                     {"Data": data, "PartitionKey": key} for key, data in pending])
-            except (AwsCallError, ClientError, BotoCoreError) as exc:
+            except aws_call_errors("ClientError", "BotoCoreError") as exc:
                 raise FanoutError(f"PutRecords failed: {exc}") from exc
             if not answer.get("FailedRecordCount"):
                 return attempt + 1

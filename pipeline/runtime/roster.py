@@ -16,12 +16,13 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ParamSpec, TypeVar
-
-from botocore.exceptions import ClientError
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from .container import container
-from .exceptions import AwsCallError, PipelineRuntimeError, RosterError
+from .exceptions import AwsCallError, PipelineRuntimeError, RosterError, aws_call_errors
+
+if TYPE_CHECKING:
+    from botocore.exceptions import ClientError
 
 # Longer than the 2 h connection limit, like the $connect item (contracts: connect + 3 h).
 MEMBERSHIP_TTL_SECONDS = 3 * 3600
@@ -132,7 +133,7 @@ def _guard(operation: str) -> Callable[[Callable[P, T]], Callable[P, T]]:
         def call(*args: P.args, **kwargs: P.kwargs) -> T:
             try:
                 return fn(*args, **kwargs)
-            except (AwsCallError, ClientError) as exc:
+            except aws_call_errors("ClientError") as exc:
                 raise _roster_error(operation, exc) from exc
 
         return call
@@ -313,7 +314,7 @@ class Roster:
         for attempt in range(_UNPROCESSED_ATTEMPTS):
             try:
                 answer = self._ddb.batch_write_item(RequestItems={self.table_name: requests})
-            except (AwsCallError, ClientError) as exc:
+            except aws_call_errors("ClientError") as exc:
                 error = _roster_error("BatchWriteItem", exc)
                 error.__cause__ = exc
                 return [(request, error) for request in requests]
@@ -331,7 +332,7 @@ class Roster:
             pages = self._ddb.get_paginator(operation).paginate(TableName=self.table_name, **kwargs)
             for page in pages:
                 yield from page.get("Items", [])
-        except (AwsCallError, ClientError) as exc:
+        except aws_call_errors("ClientError") as exc:
             raise _roster_error(operation, exc) from exc
 
 
