@@ -1,31 +1,39 @@
-"""Structured JSON logs and CloudWatch metrics (EMF) through Powertools, one pair per container.
+"""Structured JSON logs and CloudWatch metrics (EMF), one logger and one metric set per container.
 
-The runtime's own per-record metrics (counts and stage latencies, several per record) are kept
-in :data:`pending` and written once per invocation by :func:`flush`: Powertools' ``add_metric``
-validates and logs on every call (~8 µs each here, six per echo record, a third of the worker's
-CPU per record). What reaches CloudWatch is the same metrics, dimensions and namespace: a count
-is one value per invocation (its sum: the dashboards read Sum), a latency keeps every sample
-(percentiles need them), at most 100 values per metric in one EMF document, as EMF allows.
+The logs are Powertools Logger's lines (:mod:`.logs`); the metrics are CloudWatch's embedded
+metric format, written as Powertools' ``Metrics`` writes it (namespace, a ``service`` dimension,
+``Timestamp`` in epoch ms; a test compares the two). Neither imports Powertools: its package
+costs ~85 ms of a container's cold start here before any of its utilities.
+https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html
+
+The runtime's per-record metrics (counts and stage latencies, several per record) are kept in
+:data:`pending` and written once per invocation by :func:`flush` (a validated call per value
+was ~8 µs each, six per echo record). A count is one value per invocation (its sum: the
+dashboards read Sum), a latency keeps every sample (percentiles need them), a gauge every
+value set, at most 100 values per metric in one EMF document, as EMF allows. Nothing is
+written when ``POWERTOOLS_METRICS_DISABLED`` is true, or ``POWERTOOLS_DEV`` is true and
+``POWERTOOLS_METRICS_DISABLED`` unset (Powertools' rule).
 """
 
 from __future__ import annotations
 
 import json
 import os
-
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+import time
+from collections.abc import Mapping
 
 from pipeline.names import METRICS_NAMESPACE
 
-__all__ = ["MetricUnit", "flush", "logger", "metrics", "pending"]
+from .logs import StructuredLogger
 
-logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "consumer"))
-metrics = Metrics(
-    namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", METRICS_NAMESPACE),
-    service=os.environ.get("POWERTOOLS_SERVICE_NAME", "consumer"),
-)
+__all__ = ["COUNT", "MILLISECONDS", "count", "flush", "gauge", "latency", "logger", "pending"]
+
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "consumer")
+NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", METRICS_NAMESPACE)
+logger = StructuredLogger(SERVICE)
+
+COUNT = "Count"
+MILLISECONDS = "Milliseconds"
 
 # Metric names (one place, so dashboards and tests agree).
 RECORDS_IN = "RecordsIn"
@@ -50,31 +58,32 @@ EMF_MAX_VALUES = 100  # values of one metric in one EMF document (CloudWatch's l
 class PendingMetrics:
     """The invocation's counts (summed) and latency samples, until :func:`flush`."""
 
-    __slots__ = ("counts", "samples")
+    __slots__ = ("counts", "gauges", "samples")
 
     def __init__(self) -> None:
         self.counts: dict[str, float] = {}
         self.samples: dict[str, list[float]] = {}
+        self.gauges: dict[str, list[float]] = {}
 
     def documents(self) -> list[dict[str, dict[str, object]]]:
-        """Metric sets in Powertools' shape, each metric with at most 100 values per set."""
+        """Metric sets (name -> ``Unit`` and ``Value``, Powertools' shape), each metric with at
+        most 100 values per set."""
         sets: list[dict[str, dict[str, object]]] = [{}]
         for name, total in self.counts.items():
-            sets[0][name] = {"Unit": MetricUnit.Count.value, "StorageResolution": 60,
-                             "Value": [total]}
-        for name, values in self.samples.items():
-            for i in range(0, len(values), EMF_MAX_VALUES):
-                n = i // EMF_MAX_VALUES
-                if n == len(sets):
-                    sets.append({})
-                sets[n][name] = {"Unit": MetricUnit.Milliseconds.value,
-                                 "StorageResolution": 60,
-                                 "Value": values[i:i + EMF_MAX_VALUES]}
+            sets[0][name] = {"Unit": COUNT, "Value": [total]}
+        for unit, series in ((MILLISECONDS, self.samples), (COUNT, self.gauges)):
+            for name, values in series.items():
+                for i in range(0, len(values), EMF_MAX_VALUES):
+                    n = i // EMF_MAX_VALUES
+                    if n == len(sets):
+                        sets.append({})
+                    sets[n][name] = {"Unit": unit, "Value": values[i:i + EMF_MAX_VALUES]}
         return [s for s in sets if s]
 
     def clear(self) -> None:
         self.counts.clear()
         self.samples.clear()
+        self.gauges.clear()
 
 
 pending = PendingMetrics()
@@ -95,14 +104,51 @@ def latency(name: str, ms: float) -> None:
     samples.append(float(ms) if ms > 0 else 0.0)
 
 
+def gauge(name: str, value: float) -> None:
+    """Record a value of a gauge (a count at a moment, e.g. open connections), kept as set."""
+    gauges = pending.gauges.get(name)
+    if gauges is None:
+        gauges = pending.gauges[name] = []
+    gauges.append(float(value))
+
+
+def emf(metric_set: dict[str, dict[str, object]], *, timestamp_ms: int | None = None,
+        namespace: str | None = None, service: str | None = None) -> dict[str, object]:
+    """One EMF document of ``metric_set`` (Powertools' ``serialize_metric_set``: the
+    ``service`` dimension, standard resolution)."""
+    service = SERVICE if service is None else service
+    return {
+        "_aws": {
+            "Timestamp": int(time.time() * 1000) if timestamp_ms is None else timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE if namespace is None else namespace,
+                "Dimensions": [["service"]],
+                "Metrics": [{"Name": name, "Unit": metric["Unit"]}
+                            for name, metric in metric_set.items()],
+            }],
+        },
+        "service": service,
+        **{name: metric["Value"] for name, metric in metric_set.items()},
+    }
+
+
+def metrics_disabled(environ: Mapping[str, str] = os.environ) -> bool:
+    """Powertools' rule: disabled when ``POWERTOOLS_METRICS_DISABLED`` is true, or when
+    ``POWERTOOLS_DEV`` is true and ``POWERTOOLS_METRICS_DISABLED`` is not set."""
+    disabled = environ.get("POWERTOOLS_METRICS_DISABLED")
+    if disabled is not None:
+        return _true(disabled)
+    return _true(environ.get("POWERTOOLS_DEV", "false"))
+
+
+def _true(value: str) -> bool:
+    return value.strip().lower() in ("1", "y", "yes", "t", "true", "on")
+
+
 def flush() -> None:
-    """Write the invocation's metrics as EMF lines (what Powertools' ``flush_metrics`` prints,
-    for the metrics handlers added through Powertools too), then start afresh."""
+    """Write the invocation's metrics as EMF lines on stdout, then start afresh."""
     documents = pending.documents()
     pending.clear()
-    if not is_metrics_disabled():
+    if documents and not metrics_disabled():
         for document in documents:
-            print(json.dumps(metrics.serialize_metric_set(metrics=document),
-                             separators=(",", ":")))
-    if metrics.metric_set:
-        metrics.flush_metrics()
+            print(json.dumps(emf(document), separators=(",", ":")))

@@ -109,5 +109,5 @@ def publish_open_connections(roster: Any, *, now: float | None = None,
     except PipelineRuntimeError as exc:  # a gauge is best effort: never fail a record for it
         obs.logger.warning("OpenConnections not published", extra={"error": str(exc)})
         return None
-    obs.metrics.add_metric(name=OPEN_CONNECTIONS, unit=obs.MetricUnit.Count, value=count)
+    obs.gauge(OPEN_CONNECTIONS, count)
     return count

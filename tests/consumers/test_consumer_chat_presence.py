@@ -13,7 +13,7 @@ from stream_kit import pump
 
 from pipeline.runtime import HandlerContext
 from pipeline.runtime.container import reset
-from pipeline.runtime.observability import metrics
+from pipeline.runtime.observability import pending
 from pipeline.runtime.presence import publish_open_connections
 
 chat = load_handler("chat")
@@ -143,9 +143,9 @@ def test_open_connections_are_published_at_most_once_a_minute(ctx: HandlerContex
                                                               ddb: Any) -> None:
     connect_all(ddb)
     reset()
-    metrics.clear_metrics()
+    pending.clear()
     assert publish_open_connections(ctx.roster, now=1000.0) == 4
-    assert metrics.metric_set["OpenConnections"]["Value"] == [4.0]
+    assert pending.gauges["OpenConnections"] == [4.0]
     assert publish_open_connections(ctx.roster, now=1030.0) is None
     assert publish_open_connections(ctx.roster, now=1061.0) == 4
     reset()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -73,13 +74,16 @@ def test_an_entirely_failed_batch_is_reported_not_raised() -> None:
     assert run(evt, Recorder(fail_when="x")) == seqs(evt)
 
 
-def test_undecodable_record_is_logged_in_full_at_error(caplog: pytest.LogCaptureFixture) -> None:
+def test_undecodable_record_is_logged_in_full_at_error(
+        capsys: pytest.CaptureFixture[str]) -> None:
     evt = load("kinesis_undecodable")
     run({"Records": evt["Records"][:1]}, Recorder())
-    (logged,) = [r for r in caplog.records if r.getMessage() == "undecodable record"]
-    assert logged.levelname == "ERROR"
-    assert getattr(logged, "sequenceNumber", None) == seqs(evt)[0]
-    assert getattr(logged, "record", None) == evt["Records"][0]
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+             if line.startswith('{"level"')]
+    (logged,) = [line for line in lines if line["message"] == "undecodable record"]
+    assert logged["level"] == "ERROR"
+    assert logged["sequenceNumber"] == seqs(evt)[0]
+    assert logged["record"] == evt["Records"][0]
 
 
 def test_an_event_without_records_is_answered_not_crashed() -> None:

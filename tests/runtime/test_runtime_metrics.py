@@ -93,9 +93,9 @@ def test_a_batch_sums_its_counts_and_keeps_every_latency_sample(
 def test_nothing_pending_after_an_invocation(
     atconn: AtConnections, ctx: HandlerContext, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pipeline.runtime.observability import metrics, pending
+    from pipeline.runtime.observability import pending
 
     process_batch(load("kinesis_echo"), None, reply, ctx=ctx)
-    assert not pending.counts and not pending.samples and not metrics.metric_set
+    assert not pending.counts and not pending.samples and not pending.gauges
     process_batch(load("kinesis_echo"), None, reply, ctx=ctx)
     assert emf(capsys.readouterr().out)["RecordsIn"] == [1.0, 1.0]  # one document each

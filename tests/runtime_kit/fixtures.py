@@ -74,11 +74,10 @@ def ctx(connections: ConnectionsClient, roster: Roster) -> Iterator[HandlerConte
     from pipeline.runtime import HandlerContext
     from pipeline.runtime.container import reset
     from pipeline.runtime.fanout import FanoutShape, PageWriter
-    from pipeline.runtime.observability import metrics, pending
+    from pipeline.runtime.observability import pending
 
     reset()
-    metrics.clear_metrics()  # metrics are per container: start each test with none pending
-    pending.clear()
+    pending.clear()  # metrics are per container: start each test with none pending
     # What handlers put on the stream (presence deltas, fan-out pages) lands in moto's Kinesis.
     kinesis = boto3.client("kinesis", region_name=DEFAULT_REGION)
     kinesis.create_stream(StreamName=STREAM, ShardCount=1)
