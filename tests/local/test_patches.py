@@ -108,31 +108,6 @@ def test_moto_serves_each_service_in_process_through_its_own_request_path() -> N
     assert secret.status >= 400 and secret.error_type == "ResourceNotFoundException"
 
 
-def test_powertools_calls_the_batch_processors_prepare_and_record_hooks() -> None:
-    """OrderedKinesisProcessor overrides _prepare and _process_record (private in Powertools)."""
-    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
-
-    calls: list[str] = []
-
-    class Probe(BatchProcessor):
-        def _prepare(self) -> None:
-            calls.append("prepare")
-            super()._prepare()  # type: ignore[no-untyped-call]
-
-        def _process_record(self, record: dict[str, object]) -> object:
-            calls.append("record")
-            return super()._process_record(record)
-
-    event = {"Records": [{"kinesis": {"partitionKey": "k", "sequenceNumber": "1",
-                                      "data": "e30=", "kinesisSchemaVersion": "1.0",
-                                      "approximateArrivalTimestamp": 1.0},
-                          "eventID": "shardId-000000000000:1", "eventSource": "aws:kinesis"}]}
-    processor = Probe(EventType.KinesisDataStreams)
-    with processor(records=event["Records"], handler=lambda record: None):
-        processor.process()
-    assert calls == ["prepare", "record"]
-
-
 def test_no_module_of_the_twin_assigns_to_an_attribute_of_a_moto_class() -> None:
     """The twin owns its Kinesis; moto is used as shipped (no patch of its private model)."""
     import ast
