@@ -29,6 +29,7 @@ from pipeline.runtime.signed_http import (
     error_code,
     host_header,
     region_of,
+    request_bytes,
 )
 
 
@@ -301,6 +302,56 @@ def test_the_signature_is_the_one_botocore_computes(
     assert ours["X-Amz-Date"] == theirs["X-Amz-Date"] == "20240517T134530Z"
     assert ours["Authorization"] == theirs["Authorization"]
     assert ours.get("X-Amz-Security-Token") == theirs.get("X-Amz-Security-Token") == token
+    # the poster's own request (its per-second plan, not ``sign``) carries the same signature
+    sent = _headers_of(poster.request(cid, body))
+    assert sent["Authorization"] == theirs["Authorization"]
+    assert sent["X-Amz-Date"] == theirs["X-Amz-Date"]
+    assert sent.get("X-Amz-Security-Token") == token
+
+
+def _headers_of(request: bytes) -> dict[str, str]:
+    head = request.split(b"\r\n\r\n", 1)[0].decode()
+    return dict(line.split(": ", 1) for line in head.split("\r\n")[1:])
+
+
+@pytest.mark.parametrize("token", [None, "FwoGZXIvYXdzEJr//session+token=="])
+@pytest.mark.parametrize("cid", ["L0SM9cOFvHcCIhw=", "Ab1+/x=", "a b~c%d", "é"])
+@pytest.mark.parametrize("body", [b"", b'{"action":"message","text":"h\xc3\xa9"}',
+                                  bytes(range(256)) * 600])
+def test_the_poster_s_request_is_request_bytes_of_sign_s_headers(
+    token: str | None, cid: str, body: bytes
+) -> None:
+    """Byte for byte what ``request_bytes(path, signer.sign(...), body)`` makes, in each second
+    (the per-second plan is rebuilt when the clock moves on, and for new credentials)."""
+    now = [FROZEN.timestamp()]
+    creds = [Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token)]
+    endpoint = "https://abc123.execute-api.eu-west-3.amazonaws.com/prod"
+    poster = SignedPoster(endpoint, region="eu-west-3", credentials=lambda: creds[0],
+                          clock=lambda: now[0])
+    path = "/prod/@connections/" + quote(cid, safe="-._~")
+    for step in range(3):
+        expected = request_bytes(path, poster.signer.sign(poster._host, path, body), body)
+        assert poster.request(cid, body) == expected
+        now[0] += 86_400 if step == 1 else 1.5  # the next second, then the next day
+        creds[0] = Credentials(f"AKID{step}", f"secret{step}", token and f"{token}{step}")
+
+
+def test_a_poster_without_credentials_answers_no_credentials_until_there_are_some(
+    atconn: AtConnections,
+) -> None:
+    now = [FROZEN.timestamp()]
+    creds: list[Credentials | None] = [None]
+    poster = SignedPoster(atconn.url, region="us-east-1", credentials=lambda: creds[0],
+                          clock=lambda: now[0])
+    try:
+        assert poster.post_once("x", b"{}") == (0, "NoCredentialsError")
+        creds[0] = Credentials("AKID", "SECRET")
+        assert poster.post_once("x", b"{}") == (0, "NoCredentialsError")  # cached this second
+        now[0] += 1
+        assert poster.post_once("x", b"{}") == (200, "")
+    finally:
+        poster.close()
+    assert atconn.posts == [("x", b"{}")]
 
 
 def test_https_verifies_with_botocore_s_ca_bundle_without_loading_its_http_session(
