@@ -41,7 +41,7 @@ from urllib.parse import quote, urlsplit
 from pipeline import DEFAULT_REGION
 
 from .exceptions import PipelineRuntimeError
-from .http_response import read_response
+from .http_response import RECV_SIZE, read_answer
 
 SERVICE = "execute-api"
 CONNECT_TIMEOUT_S = 3.0
@@ -283,12 +283,12 @@ class Connection:
 
     def exchange(self, request: bytes) -> tuple[int, bytes, str | None, bool]:
         """Send one request; ``(status, body, x-amzn-ErrorType, reusable)``."""
+        sock = self.sock
         try:
-            self.sock.sendall(request)
-            response = read_response(self.sock.recv)
+            sock.sendall(request)
+            return read_answer(sock.recv, sock.recv(RECV_SIZE))
         except _KERNEL_TIMEOUT as exc:  # io_timeout's: what a Python timeout raises
             raise TimeoutError("timed out") from exc
-        return response.status, response.body, response.error_type, response.reusable
 
     def close(self) -> None:
         self.sock.close()

@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from pipeline.runtime.http_response import Response, read_response
+from pipeline.runtime import http_response
+from pipeline.runtime.http_response import Response, read_answer, read_response
 
 GONE = (b"HTTP/1.1 410 Gone\r\nDate: Mon, 01 Jan 2024 00:00:00 GMT\r\n"
         b"Content-Type: application/json\r\nContent-Length: 32\r\nConnection: keep-alive\r\n"
@@ -90,3 +91,98 @@ def test_an_endless_head_is_refused() -> None:
     endless = b"HTTP/1.1 200 OK\r\n" + b"X: " + b"a" * 200_000
     with pytest.raises(http.client.LineTooLong):
         read(endless, 4096)
+
+
+# --- the quick path (an answer whole in the first read) and the full reader agree --------------
+
+APIGW_200 = (b"HTTP/1.1 200 OK\r\nDate: Mon, 07 Dec 2026 20:00:00 GMT\r\n"
+             b"Content-Type: application/json\r\nContent-Length: 0\r\nConnection: keep-alive\r\n"
+             b"x-amzn-RequestId: 2f1c5a3e-8d7b-4c1a-9e0f-3b2a1c0d9e8f\r\n"
+             b"x-amz-apigw-id: AbCdEfGhIjKlMnO=\r\n\r\n")
+
+ANSWERS = [
+    APIGW_200,
+    GONE,
+    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 200\r\nContent-Length: 2\r\n\r\nok",  # no reason phrase
+    b"HTTP/1.1 200 OK\r\n\r\n",  # no header at all: read until closed
+    b"HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n",
+    b"HTTP/1.1 204 No Content\r\n\r\nleft",  # bytes past a 204
+    b"HTTP/1.1 304 Not Modified\r\nConnection: close\r\n\r\n",
+    b"HTTP/1.1 413 Too Large\r\nCONTENT-LENGTH: 4\r\nCONNECTION: Close\r\n\r\nbig!",
+    b"HTTP/1.1 429 Slow\r\ncontent-length:2\r\nconnection:keep-alive, close\r\n\r\n{}",
+    b"HTTP/1.1 500 Oops\r\nContent-Length: 3\r\nConnection: Keep-Alive\r\n\r\nabc",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok",  # repeated
+    b"HTTP/1.1 200 OK\r\nContent-Length: x\r\nContent-Length: 2\r\n\r\nok",  # one bad
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: x\r\n\r\nok",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 2\r\n\r\nokok!",  # the last
+    b"HTTP/1.1 200 OK\r\nConnection: close\r\nConnection: keep-alive\r\n"
+    b"Content-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 200 OK\r\nContent-Length : 2\r\nConnection : close\r\n\r\nok",  # space, colon
+    b"HTTP/1.1 200 OK\r\n Content-Length: 2\r\n\r\nok",  # leading whitespace
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\nX: y\r\n\r\nok",  # a bare LF inside a line
+    b"HTTP/1.1 200 OK\r\nX-Note: a\rb\r\nContent-Length: 2\r\n\r\nok",  # a bare CR
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 1_0\r\n\r\n0123456789",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nno colon\r\n\r\nok",
+    b"HTTP/1.1 200 OK\r\n: empty name\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 410 Gone\r\nx-amzn-ErrorType: GoneException:http://x/\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n",
+    b"http/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 099 Low\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 200\rOK\r\nContent-Length: 0\r\n\r\n",
+]
+
+
+def outcome(read_with: Callable[[Callable[[int], bytes], bytes], object], data: bytes) -> object:
+    try:
+        return read_with(feeder(b"", 1), data)  # all of it in the first read, nothing after
+    except http.client.HTTPException as exc:
+        return type(exc)
+
+
+@pytest.mark.parametrize("answer", ANSWERS)
+def test_an_answer_whole_in_one_read_is_read_as_the_full_reader_reads_it(answer: bytes) -> None:
+    """From the same first read, the quick path (which hands anything unusual to the full
+    reader) and the full reader give the same status, body, error type and reuse, or error."""
+    assert outcome(read_answer, answer) == outcome(http_response._read_all, answer)
+
+
+def test_the_usual_answers_take_the_quick_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no(*_: object) -> object:
+        raise AssertionError("the full reader")
+
+    monkeypatch.setattr(http_response, "_read_all", no)
+    assert read_answer(feeder(b"", 1), APIGW_200) == (200, b"", None, True)
+    assert read_answer(feeder(b"", 1), APIGW_200.replace(b"keep-alive", b"close")) == (
+        200, b"", None, False)
+    large = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\n\r\n{\"a\":\"b\"}"
+    assert read_answer(feeder(b"", 1), large) == (413, b'{"a":"b"}', None, True)
+
+
+@pytest.mark.parametrize("split", [len(APIGW_200) - 5, len(GONE) - 40, len(GONE) - 1])
+def test_a_head_or_body_split_across_reads_is_read_whole(split: int) -> None:
+    for answer in (APIGW_200, GONE):
+        cut = min(split, len(answer) - 1)
+        r = read_answer(feeder(answer[cut:], 1 << 20), answer[:cut])
+        assert r == http_response._read_all(feeder(b"", 1), answer)
+
+
+def test_a_body_larger_than_one_read_comes_over_a_socket_whole() -> None:
+    import socket
+    import threading
+
+    body = bytes(range(256)) * 1024  # 256 KiB: four reads of RECV_SIZE at least
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    a, b = socket.socketpair()
+    with a, b:
+        writer = threading.Thread(target=b.sendall, args=(answer,))
+        writer.start()
+        status, got, _, reusable = read_answer(a.recv)
+        writer.join()
+    assert (status, got == body, reusable) == (200, True, True)
