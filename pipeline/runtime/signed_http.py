@@ -280,6 +280,7 @@ class Connection:
             sock.close()
             raise
         self.sock = sock
+        self.idle_since = 0.0  # time.monotonic() when last put back in its pool
 
     def exchange(self, request: bytes) -> tuple[int, bytes, str | None, bool]:
         """Send one request; ``(status, body, x-amzn-ErrorType, reusable)``."""
@@ -356,20 +357,28 @@ class ConnectionPool:
         self.host, self.maxsize, self.timeouts = host, maxsize, timeouts
         self.port = port or (443 if scheme == "https" else 80)
         self.opened = 0  # connections ever created (tests, diagnostics)
-        self._idle: list[tuple[Connection, float]] = []
+        self._idle: list[Connection] = []
         self._lock = threading.Lock()
         self._tls = scheme == "https"
 
     def get(self) -> tuple[Connection | None, bool]:
         """An idle connection (``reused``) or ``None``, ``False``: the caller calls :meth:`new`."""
+        conn = self.take()
+        return conn, conn is not None
+
+    def take(self) -> Connection | None:
+        """The connection used last, unless idle too long (closed then), else ``None``."""
+        idle = self._idle
+        if not idle:
+            return None
         now = time.monotonic()
         with self._lock:
-            while self._idle:
-                conn, since = self._idle.pop()
-                if now - since < IDLE_LIMIT_S:
-                    return conn, True
+            while idle:
+                conn = idle.pop()
+                if now - conn.idle_since < IDLE_LIMIT_S:
+                    return conn
                 conn.close()
-        return None, False
+        return None
 
     def new(self) -> Connection:
         """A new connection (raises ``OSError`` when the endpoint cannot be reached)."""
@@ -379,16 +388,17 @@ class ConnectionPool:
                           self.timeouts)
 
     def put(self, conn: Connection) -> None:
+        conn.idle_since = time.monotonic()
         with self._lock:
             if len(self._idle) < self.maxsize:
-                self._idle.append((conn, time.monotonic()))
+                self._idle.append(conn)
                 return
         conn.close()
 
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
-        for conn, _ in idle:
+        for conn in idle:
             conn.close()
 
 
@@ -444,9 +454,8 @@ class SignedPoster:
             request = self.request(connection_id, data)
         except NoCredentials:
             return 0, "NoCredentialsError"
-        conn, reused = self.pool.get()
-        if reused:
-            assert conn is not None
+        conn = self.pool.take()
+        if conn is not None:
             try:
                 return self._exchange(conn, request)
             except _STALE:
