@@ -457,26 +457,26 @@ class SignedPoster:
         conn = self.pool.take()
         if conn is not None:
             try:
-                return self._exchange(conn, request)
+                answer = conn.exchange(request)
             except _STALE:
                 # The server closed an idle keep-alive connection before reading the request:
                 # once more on a fresh connection (not an attempt of the caller's retries).
                 conn.close()
+                conn = None
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
                 return 0, type(exc).__name__
-        try:
-            conn = self.pool.new()
-        except OSError as exc:
-            return 0, type(exc).__name__
-        try:
-            return self._exchange(conn, request)
-        except (OSError, http.client.HTTPException) as exc:
-            conn.close()
-            return 0, type(exc).__name__
-
-    def _exchange(self, conn: Connection, request: bytes) -> tuple[int, str]:
-        status, body, code, reusable = conn.exchange(request)
+        if conn is None:
+            try:
+                conn = self.pool.new()
+            except OSError as exc:
+                return 0, type(exc).__name__
+            try:
+                answer = conn.exchange(request)
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                return 0, type(exc).__name__
+        status, body, code, reusable = answer
         if reusable:
             self.pool.put(conn)
         else:
