@@ -90,9 +90,13 @@ class _Reader:
 
 Answer = tuple[int, bytes, str | None, bool]  # status, body, x-amzn-ErrorType, reusable
 
-# A header line the quick path leaves to the full reader: a name that is not an RFC 9110 token
-# right before its colon (no whitespace around it, which the full reader would strip).
-_ODD_LINE = re.compile(rb"\r\n(?![!#$%&'*+.^_`|~0-9a-z-]+:)")
+# What the quick path leaves to the full reader (in the lowercased head, after each CRLF): a
+# header name that is not an RFC 9110 token right before its colon (whitespace around it, which
+# the full reader strips; no colon at all), a chunked body, an error type (kept in its own case).
+_ODD_LINE = re.compile(
+    rb"\r\n(?:(?![!#$%&'*+.^_`|~0-9a-z-]+:)|transfer-encoding:|x-amzn-errortype:)")
+_CONTENT_LENGTH = b"\r\ncontent-length:"
+_CONNECTION = b"\r\nconnection:"
 
 
 def read_response(recv: Callable[[int], bytes]) -> Response:
@@ -106,47 +110,46 @@ def read_answer(recv: Callable[[int], bytes], first: bytes | None = None) -> Ans
 
     The answers of @connections come whole in one read: a final status, header lines with
     token names, no chunked body, no error type, and a ``Content-Length`` body. Those are read
-    here in a few C calls (the header lines lowercased at once, their names checked by one
-    regular expression, Content-Length and Connection found by ``find``); any other answer, or
-    anything unusual in one (a repeated Content-Length or Connection...), is read by the full
-    reader from the same bytes, so both give the same answer for everything."""
+    here in a few C calls that take their argument as it is (``partition``, ``split``, one
+    regular expression over the lowercased head: ``bytes.find`` and ``startswith`` parse a
+    format string for theirs); any other answer, or anything unusual in one (a repeated
+    Content-Length or Connection...), is read by the full reader from the same bytes, so both
+    give the same answer for everything."""
     if first is None:
         first = recv(RECV_SIZE)
-    end = first.find(b"\r\n\r\n")
-    if (end < 0 or not first.startswith(b"HTTP/1.1 ") or not first[9:12].isdigit()
-            or first[9] < 50  # "2": an interim 1xx (or a bad status) is the full reader's
-            or (first[12:13] != b" " and first[12:14] != b"\r\n")):
+    head, blank, rest = first.partition(b"\r\n\r\n")
+    if (not blank or head[:9] != b"HTTP/1.1 " or not head[9:12].isdigit()
+            or head[9] < 50  # "2": an interim 1xx (or a bad status) is the full reader's
+            or (head[12:13] != b" " and head[12:14] != b"\r\n" and len(head) != 12)):
         return _read_all(recv, first)
-    # "\r\n" + the header lines + "\r\n": each line between a CRLF and the next
-    head = first[first.find(b"\r\n", 12):end + 2].lower()
-    if (_ODD_LINE.search(head, 0, len(head) - 2) or head.find(b"\r\ntransfer-encoding:") >= 0
-            or head.find(b"\r\nx-amzn-errortype:") >= 0):
+    lowered = head.lower()
+    if _ODD_LINE.search(lowered):
         return _read_all(recv, first)
     length: int | None = None
-    at = head.find(b"\r\ncontent-length:")
-    if at >= 0:
-        stop = head.find(b"\r\n", at + 17)
+    found = lowered.split(_CONTENT_LENGTH)
+    if len(found) == 2:
         try:
-            length = int(head[at + 17:stop])
+            length = int(found[1].partition(b"\r\n")[0])
         except ValueError:
             return _read_all(recv, first)
-        if length < 0 or length > MAX_BODY or head.find(b"\r\ncontent-length:", stop) >= 0:
+        if length < 0 or length > MAX_BODY:
             return _read_all(recv, first)
-    close = False
-    at = head.find(b"\r\nconnection:")
-    if at >= 0:
-        stop = head.find(b"\r\n", at + 13)
-        if head.find(b"\r\nconnection:", stop) >= 0:
-            return _read_all(recv, first)
-        close = head.find(b"close", at + 13, stop) >= 0  # else keep-alive, or nothing said
-    status = int(first[9:12])
-    start = end + 4
-    if status == 204 or status == 304:
-        return status, b"", None, not close and start == len(first)
-    if length is None or len(first) < start + length:  # read until closed, or not all here
+    elif len(found) > 2:
         return _read_all(recv, first)
-    stop = start + length
-    return status, first[start:stop], None, not close and stop == len(first)
+    close = False
+    found = lowered.split(_CONNECTION)
+    if len(found) == 2:  # "close" in the value (else keep-alive, or nothing said)
+        close = bool(found[1].partition(b"\r\n")[0].partition(b"close")[1])
+    elif len(found) > 2:
+        return _read_all(recv, first)
+    status = int(head[9:12])
+    if status == 204 or status == 304:
+        return status, b"", None, not close and not rest
+    if length is None or len(rest) < length:  # read until closed, or not all here
+        return _read_all(recv, first)
+    if len(rest) == length:
+        return status, rest, None, not close
+    return status, rest[:length], None, False  # bytes past the body
 
 
 def _read_all(recv: Callable[[int], bytes], first: bytes) -> Answer:
