@@ -348,7 +348,11 @@ def _tls_context() -> ssl.SSLContext:
 
 
 class ConnectionPool:
-    """Keep-alive connections to one host, reused LIFO; at most ``maxsize`` kept idle."""
+    """Keep-alive connections to one host, reused LIFO; at most ``maxsize`` kept idle.
+
+    The idle list is used without a lock: ``list.pop`` and ``list.append`` are atomic, and a
+    put that finds one connection too many closes one (the pool may hold one more per thread
+    putting one back at the same instant, for that instant)."""
 
     def __init__(self, scheme: str, host: str, port: int | None, maxsize: int,
                  timeouts: tuple[float, float] = (CONNECT_TIMEOUT_S, READ_TIMEOUT_S)) -> None:
@@ -358,7 +362,7 @@ class ConnectionPool:
         self.port = port or (443 if scheme == "https" else 80)
         self.opened = 0  # connections ever created (tests, diagnostics)
         self._idle: list[Connection] = []
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # for ``opened``
         self._tls = scheme == "https"
 
     def get(self) -> tuple[Connection | None, bool]:
@@ -369,15 +373,14 @@ class ConnectionPool:
     def take(self) -> Connection | None:
         """The connection used last, unless idle too long (closed then), else ``None``."""
         idle = self._idle
-        if not idle:
-            return None
-        now = time.monotonic()
-        with self._lock:
-            while idle:
+        while idle:
+            try:
                 conn = idle.pop()
-                if now - conn.idle_since < IDLE_LIMIT_S:
-                    return conn
-                conn.close()
+            except IndexError:  # another thread took the last one
+                return None
+            if time.monotonic() - conn.idle_since < IDLE_LIMIT_S:
+                return conn
+            conn.close()
         return None
 
     def new(self) -> Connection:
@@ -389,16 +392,21 @@ class ConnectionPool:
 
     def put(self, conn: Connection) -> None:
         conn.idle_since = time.monotonic()
-        with self._lock:
-            if len(self._idle) < self.maxsize:
-                self._idle.append(conn)
-                return
-        conn.close()
+        idle = self._idle
+        idle.append(conn)
+        if len(idle) > self.maxsize:
+            try:
+                idle.pop().close()  # this one, or one put back at the same instant
+            except IndexError:
+                pass
 
     def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
+        idle = self._idle
+        while idle:
+            try:
+                conn = idle.pop()
+            except IndexError:
+                return
             conn.close()
 
 

@@ -471,3 +471,74 @@ def test_the_invocation_deadline_is_the_remaining_time_less_a_margin() -> None:
     short = invocation_deadline(Context(5_000))
     assert short is not None and now + 3.5 < short < now + 4.5  # at least 1 s margin
     assert invocation_deadline(None) is None
+
+
+# --- the keep-alive pool ------------------------------------------------------------------------
+
+class _FakeConnection:
+    def __init__(self) -> None:
+        self.idle_since = 0.0
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_the_pool_reuses_the_last_connection_keeps_at_most_maxsize_and_drops_stale_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pipeline.runtime.signed_http as signed_http
+
+    pool = signed_http.ConnectionPool("http", "127.0.0.1", 9, maxsize=2)
+    conns = [_FakeConnection() for _ in range(3)]
+    for conn in conns:
+        pool.put(conn)  # type: ignore[arg-type]
+    assert conns[2].closed and not conns[0].closed and not conns[1].closed  # over maxsize
+    assert pool.take() is conns[1] and pool.get() == (conns[0], True)  # LIFO
+    assert pool.take() is None and pool.get() == (None, False)
+    pool.put(conns[0])  # type: ignore[arg-type]
+    pool.put(conns[1])  # type: ignore[arg-type]
+    monkeypatch.setattr(signed_http, "IDLE_LIMIT_S", 0.0)  # both idle too long now
+    assert pool.take() is None and conns[0].closed and conns[1].closed
+    monkeypatch.setattr(signed_http, "IDLE_LIMIT_S", 50.0)
+    fresh = [_FakeConnection(), _FakeConnection()]
+    for conn in fresh:
+        pool.put(conn)  # type: ignore[arg-type]
+    pool.close()
+    assert all(c.closed for c in fresh) and pool.take() is None
+
+
+def test_the_pool_shared_by_threads_hands_each_connection_to_one_thread_at_a_time() -> None:
+    import threading
+
+    import pipeline.runtime.signed_http as signed_http
+
+    pool = signed_http.ConnectionPool("http", "127.0.0.1", 9, maxsize=4)
+    seed = [_FakeConnection() for _ in range(4)]
+    for conn in seed:
+        pool.put(conn)  # type: ignore[arg-type]
+    in_use: set[int] = set()
+    lock = threading.Lock()
+    clashes: list[int] = []
+
+    def worker() -> None:
+        for _ in range(2000):
+            conn = pool.take() or _FakeConnection()
+            with lock:
+                if id(conn) in in_use:
+                    clashes.append(id(conn))
+                in_use.add(id(conn))
+            with lock:
+                in_use.discard(id(conn))
+            pool.put(conn)  # type: ignore[arg-type]
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not clashes
+    assert len(pool._idle) <= 4  # what is over maxsize was closed
+    kept = pool._idle[:]
+    pool.close()
+    assert all(c.closed for c in kept)
