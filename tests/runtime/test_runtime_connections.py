@@ -213,6 +213,57 @@ def test_a_tls_endpoint_that_never_answers_times_out_too(tmp_path: Path) -> None
                 sock.close()
 
 
+def test_posts_over_tls_reuse_their_connection_and_reconnect_when_it_is_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The https path: answers read off an ``SSLSocket`` (one whole, one in pieces), the
+    connection kept for the next post, a new one made once the server has closed it."""
+    import socket
+    import ssl
+    import threading
+
+    import pipeline.runtime.signed_http as signed_http
+
+    cert, key = _self_signed(tmp_path)
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    monkeypatch.setattr(signed_http, "_tls_context",
+                        lambda: ssl.create_default_context(cafile=str(cert)))
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n"
+    gone = (b"HTTP/1.1 410 Gone\r\nx-amzn-ErrorType: GoneException\r\nContent-Length: 2"
+            b"\r\n\r\n{}")
+    seen: list[bytes] = []
+
+    def serve(server: socket.socket) -> None:
+        for answers in ([ok, gone], [ok]):  # two posts on the first connection, then one
+            sock = server_ctx.wrap_socket(server.accept()[0], server_side=True)
+            with sock:
+                for answer in answers:
+                    request = b""
+                    while b"\r\n\r\n" not in request:
+                        request += sock.recv(65536)
+                    seen.append(request.split(b"\r\n", 1)[0])
+                    for i in range(0, len(answer), 7 if answer is gone else len(answer)):
+                        sock.sendall(answer[i:i + 7 if answer is gone else len(answer)])
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        thread = threading.Thread(target=serve, args=(server,), daemon=True)
+        thread.start()
+        poster = SignedPoster(f"https://localhost:{server.getsockname()[1]}/prod",
+                              region="us-east-1",
+                              credentials=lambda: Credentials("AKID", "SECRET"))
+        try:
+            assert poster.post_once("a", b"{}") == (200, "")
+            assert poster.post_once("b", b"{}") == (410, "GoneException")
+            time.sleep(0.2)  # the server has closed the first connection
+            assert poster.post_once("c", b"{}") == (200, "")
+        finally:
+            poster.close()
+            thread.join(5)
+    assert seen == [b"POST /prod/@connections/%s HTTP/1.1" % c for c in (b"a", b"b", b"c")]
+    assert poster.pool.opened == 2
+
+
 def _self_signed(where: Path) -> tuple[Path, Path]:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
