@@ -96,10 +96,11 @@ def canonical_uri(path: str) -> str:
     return quote(path or "/", safe="/~")
 
 
-# A new ``hashlib.sha256()`` looks the digest up in OpenSSL (~0.1 µs and a lock): a copy of an
-# empty one does not. The HMAC is two SHA-256 over the key's inner and outer pads (RFC 2104),
-# the pads hashed once per signing key: ``hmac.new(key, msg, sha256)`` takes ~1.8 µs per
-# signature here, copying the pads ~0.75 µs.
+# A new ``hashlib.sha256()`` looks the digest up in OpenSSL's provider store: a copy of an
+# empty one does not (0.43 against 0.48 µs for a 220-byte body here). The HMAC is two SHA-256
+# over the key's inner and outer pads (RFC 2104), the pads hashed once per signing key:
+# ``hmac.new(key, msg, sha256).hexdigest()`` takes ~1.8 µs per signature here, the pads' copies
+# ~0.75 µs (both warm, ``timeit``).
 _SHA256 = hashlib.sha256()
 _IPAD = bytes(x ^ 0x36 for x in range(256))
 _OPAD = bytes(x ^ 0x5C for x in range(256))
