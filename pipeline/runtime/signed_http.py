@@ -20,7 +20,7 @@ A sequential post is two system calls (``sendto``, ``recvfrom``); on this 2-core
 ``loadtest.bench_post``'s local endpoint about half of its CPU is the kernel's (the loopback
 delivery and the wake-up of the endpoint on send, the sleep and wake-up on recv), the rest is
 this module's Python: building and signing the request (~2.4 µs warm), reading the answer
-(~1.8 µs), the pool.
+(~1.5 µs), the pool.
 
 Why not botocore's signer: ``python -m loadtest.bench_signing`` (CPU per signature of the same
 ``POST /prod/@connections/<id>`` with a session token, one process, same run) measured 2.8 µs
