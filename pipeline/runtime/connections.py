@@ -3,7 +3,7 @@
 One client per container and endpoint, with two thread pools (each created on first use, shared
 by every invocation): the ``post`` pool for fan-outs and a small ``reply`` pool, so a reply is
 never queued behind a room's fan-out. Posts go out on the pools' threads over pooled
-keep-alive connections (:mod:`.signed_http`: keep-alive ``http.client`` connections and a cached
+keep-alive connections (:mod:`.signed_http`: keep-alive sockets and a cached
 SigV4 signer, ~10x less CPU per post than boto3's ``post_to_connection``, whose ~1 ms per call is
 paid under the GIL). The signer's credentials are the keys Lambda puts in the environment
 (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``: the execution role's,
