@@ -167,15 +167,29 @@ class ShardWatch:
     def look(self) -> bool:
         """True when the reader should wake: a wanted record after its position (any record
         without a filter), or more unexamined records than :attr:`LOOK_LIMIT`."""
-        if self.wanted is None:
+        wanted = self.wanted
+        if wanted is None:
             return self.shard.last > self.after
+        keys = self.shard._keys
+        last = len(keys) - 1
+        if last >= 1 and keys[last - 1] == self.after:
+            # the usual put: one record after the position (no bisect, no slice, no int())
+            record = self.shard._records[last]
+            try:
+                if wanted(record):
+                    return True
+            except Exception:  # the reader filters again, and logs what goes wrong
+                return True
+            self.after = keys[last]
+            self.skipped += 1
+            return False
         records = self.shard.after(self.after, self.LOOK_LIMIT)
         for record in records:
             try:
-                wanted = self.wanted(record)
+                verdict = wanted(record)
             except Exception:  # the reader filters again, and logs what goes wrong
-                wanted = True
-            if wanted:
+                verdict = True
+            if verdict:
                 return True
             self.after = int(record.sequence_number)
             self.skipped += 1

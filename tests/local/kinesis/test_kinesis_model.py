@@ -280,6 +280,55 @@ def test_listeners_hear_every_put_and_a_watch_sleeps_through_rejected_records(
     assert not ShardWatch(shard, shard.last).look()
 
 
+def _reference_look(shard: Any, after: int, wanted: Any, limit: int) -> tuple[bool, int, int]:
+    """What a watch decides, by the general loop: (wake, position, records skipped)."""
+    skipped = 0
+    records = shard.after(after, limit)
+    for record in records:
+        try:
+            verdict = wanted(record)
+        except ValueError:
+            verdict = True
+        if verdict:
+            return True, after, skipped
+        after, skipped = int(record.sequence_number), skipped + 1
+    return len(records) >= limit, after, skipped
+
+
+def test_a_watch_decides_each_put_as_the_general_loop_does(backend: KinesisBackend) -> None:
+    """One new record (the usual put) takes the watch's short path; several, or a position
+    behind, take the loop: position, skipped count and wake-up are the same either way."""
+    import random
+
+    rng = random.Random(26)
+    stream = backend.create_stream("s", 1)
+    shard = stream.shards["shardId-000000000000"]
+
+    def wanted(record: Any) -> bool:
+        if record.data == b"boom":
+            raise ValueError("a filter that fails wakes the reader")
+        return bool(record.data.startswith(b"yes"))
+
+    watch = ShardWatch(shard, shard.last, wanted)
+    ref_after, ref_skipped, woken = shard.last, 0, 0
+    for _ in range(400):
+        for _ in range(rng.choice((1, 1, 1, 1, 2, 3))):
+            data = rng.choice((b"no", b"no", b"no", b"yes", b"boom"))
+            backend.put_record(stream, "k", data)
+        if rng.random() < 0.2:
+            continue  # this put's wake-up is missed: the next look sees several records
+        expected = _reference_look(shard, ref_after, wanted, ShardWatch.LOOK_LIMIT)
+        wake = watch.look()
+        assert (wake, watch.after, watch.skipped) == (
+            expected[0], expected[1], ref_skipped + expected[2])
+        ref_after, ref_skipped = expected[1], ref_skipped + expected[2]
+        if wake:  # the reader reads everything, then waits again from the end
+            woken += 1
+            watch = ShardWatch(shard, shard.last, wanted)
+            ref_after, ref_skipped = shard.last, 0
+    assert woken > 50 and ref_skipped >= 0
+
+
 def test_split_shard_closes_the_parent(backend: KinesisBackend) -> None:
     stream = backend.create_stream("s", 1)
     backend.put_record(stream, "k", b"old")
