@@ -39,7 +39,6 @@ PutRecords' ``Data`` as bytes), and raise :class:`~.exceptions.AwsCallError` whe
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import os
 import random
@@ -49,6 +48,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .exceptions import AwsCallError, PipelineRuntimeError
+from .http_response import HTTPException
 from .signed_http import (
     _STALE,
     Connection,
@@ -149,7 +149,7 @@ class JsonApi:
         request = request_bytes(self.path, headers, body)
         try:
             status, answer, error_type = self._exchange(request)
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, HTTPException) as exc:
             raise AwsCallError(operation, type(exc).__name__, 0, str(exc)) from exc
         if not 200 <= status < 300:
             raise AwsCallError(operation, error_code(status, error_type, answer), status,

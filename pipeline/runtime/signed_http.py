@@ -35,7 +35,6 @@ import contextlib
 import functools
 import hashlib
 import hmac
-import http.client
 import importlib.util
 import os
 import socket
@@ -51,13 +50,13 @@ from urllib.parse import quote, urlsplit
 from pipeline import DEFAULT_REGION
 
 from .exceptions import PipelineRuntimeError
-from .http_response import RECV_SIZE, read_answer
+from .http_response import RECV_SIZE, HTTPException, RemoteDisconnected, read_answer
 
 SERVICE = "execute-api"
 CONNECT_TIMEOUT_S = 3.0
 READ_TIMEOUT_S = 10.0
 IDLE_LIMIT_S = 50.0  # a pooled connection idle longer than this is not reused
-_STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+_STALE = (RemoteDisconnected, BrokenPipeError, ConnectionResetError)
 _ALGORITHM = "AWS4-HMAC-SHA256"
 
 def region_of(endpoint_url: str, default: str | None = None) -> str:
@@ -480,7 +479,7 @@ class SignedPoster:
                 # once more on a fresh connection (not an attempt of the caller's retries).
                 conn.close()
                 conn = None
-            except (OSError, http.client.HTTPException) as exc:
+            except (OSError, HTTPException) as exc:
                 conn.close()
                 return 0, type(exc).__name__
         if conn is None:
@@ -490,7 +489,7 @@ class SignedPoster:
                 return 0, type(exc).__name__
             try:
                 answer = conn.exchange(request)
-            except (OSError, http.client.HTTPException) as exc:
+            except (OSError, HTTPException) as exc:
                 conn.close()
                 return 0, type(exc).__name__
         status, body, code, reusable = answer

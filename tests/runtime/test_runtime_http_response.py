@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 from collections.abc import Callable
 
 import pytest
@@ -69,7 +68,7 @@ def test_http_1_0_with_keep_alive_is_reusable() -> None:
 
 
 def test_a_closed_connection_before_any_byte_is_remote_disconnected() -> None:
-    with pytest.raises(http.client.RemoteDisconnected):
+    with pytest.raises(http_response.RemoteDisconnected):
         read(b"")
 
 
@@ -83,13 +82,13 @@ def test_a_closed_connection_before_any_byte_is_remote_disconnected() -> None:
     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabXX0\r\n\r\n",
 ])
 def test_malformed_answers_raise_http_exceptions(answer: bytes) -> None:
-    with pytest.raises(http.client.HTTPException):
+    with pytest.raises(http_response.HTTPException):
         read(answer)
 
 
 def test_an_endless_head_is_refused() -> None:
     endless = b"HTTP/1.1 200 OK\r\n" + b"X: " + b"a" * 200_000
-    with pytest.raises(http.client.LineTooLong):
+    with pytest.raises(http_response.LineTooLong):
         read(endless, 4096)
 
 
@@ -142,7 +141,7 @@ ANSWERS = [
 def outcome(read_with: Callable[[Callable[[int], bytes], bytes], object], data: bytes) -> object:
     try:
         return read_with(feeder(b"", 1), data)  # all of it in the first read, nothing after
-    except http.client.HTTPException as exc:
+    except http_response.HTTPException as exc:
         return type(exc)
 
 
@@ -186,3 +185,16 @@ def test_a_body_larger_than_one_read_comes_over_a_socket_whole() -> None:
         status, got, _, reusable = read_answer(a.recv)
         writer.join()
     assert (status, got == body, reusable) == (200, True, True)
+
+
+def test_the_errors_are_related_as_http_clients_are() -> None:
+    """Callers catch ``HTTPException`` for a bad answer and ``ConnectionResetError`` (or
+    ``RemoteDisconnected``) for a stale keep-alive, as with ``http.client``'s classes."""
+    closed = http_response.RemoteDisconnected("closed")
+    assert isinstance(closed, ConnectionResetError) and isinstance(closed, OSError)
+    assert isinstance(closed, http_response.BadStatusLine)
+    assert isinstance(closed, http_response.HTTPException)
+    partial = http_response.IncompleteRead(b"abc", 7)
+    assert (partial.partial, partial.expected) == (b"abc", 7)
+    assert isinstance(partial, http_response.HTTPException)
+    assert issubclass(http_response.LineTooLong, http_response.HTTPException)

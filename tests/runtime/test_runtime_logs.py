@@ -149,15 +149,16 @@ def test_a_disabled_flush_writes_nothing_and_clears(
 
 
 def test_a_handler_import_and_batch_load_no_powertools() -> None:
-    """The echo consumer's import and a batch without an ``id``: nothing of Powertools, and
-    nothing of botocore (its errors are caught by name once a boto3 client loaded them)."""
+    """The echo consumer's import and a batch without an ``id``: nothing of Powertools, nothing
+    of botocore (its errors are caught by name once a boto3 client loaded them), and neither
+    ``http.client`` nor its ``email`` parser (the runtime's HTTP errors are its own)."""
     probe = (
         "import sys, json\n"
         "import consumers.echo.handler\n"
         "from pipeline.runtime import process_batch\n"
         "process_batch({'Records': []}, None, consumers.echo.handler.record_handler)\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in\n"
-        "      ('aws_lambda_powertools', 'botocore', 'boto3', 'jmespath', 'asyncio'))))\n")
+        "print(json.dumps(sorted(m for m in sys.modules if m == 'http.client' or m.split('.')[0]\n"
+        "      in ('aws_lambda_powertools', 'botocore', 'boto3', 'jmespath', 'asyncio', 'email'))))\n")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           cwd=PROJECT_ROOT, timeout=60, check=False,
                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PROJECT_ROOT)})
