@@ -50,8 +50,6 @@ from urllib.parse import urlsplit
 from .exceptions import AwsCallError, PipelineRuntimeError
 from .http_response import HTTPException
 from .signed_http import (
-    _STALE,
-    Connection,
     ConnectionPool,
     NoCredentials,
     SigV4Signer,
@@ -148,7 +146,7 @@ class JsonApi:
             raise AwsCallError(operation, "NoCredentialsError", 0, str(exc)) from exc
         request = request_bytes(self.path, headers, body)
         try:
-            status, answer, error_type = self._exchange(request)
+            status, answer, error_type, _ = self.pool.exchange(request)
         except (OSError, HTTPException) as exc:
             raise AwsCallError(operation, type(exc).__name__, 0, str(exc)) from exc
         if not 200 <= status < 300:
@@ -162,31 +160,6 @@ class JsonApi:
             raise AwsCallError(operation, "InvalidResponse", status, repr(answer[:80]))
         return output
 
-
-    def _exchange(self, request: bytes) -> tuple[int, bytes, str | None]:
-        conn, reused = self.pool.get()
-        if conn is not None and reused:
-            try:
-                return self._answer(conn, request)
-            except _STALE:  # the server closed an idle connection: once more on a new one
-                conn.close()
-            except BaseException:
-                conn.close()
-                raise
-        conn = self.pool.new()
-        try:
-            return self._answer(conn, request)
-        except BaseException:
-            conn.close()
-            raise
-
-    def _answer(self, conn: Connection, request: bytes) -> tuple[int, bytes, str | None]:
-        status, answer, error_type, reusable = conn.exchange(request)
-        if reusable and self.pool.maxsize:
-            self.pool.put(conn)
-        else:
-            conn.close()
-        return status, answer, error_type
 
     def close(self) -> None:
         """Close the idle connections (tests; a container keeps them)."""

@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 
 class HTTPException(Exception):
-    """A malformed or unreadable answer (``HTTPException``'s role)."""
+    """A malformed or unreadable answer (``http.client.HTTPException``'s role)."""
 
 
 class IncompleteRead(HTTPException):
@@ -48,7 +48,7 @@ class BadStatusLine(HTTPException):
 
 class RemoteDisconnected(ConnectionResetError, BadStatusLine):
     """Closed before any byte of the answer: the stale keep-alive signal (a
-    ``ConnectionResetError``, as ``RemoteDisconnected`` is)."""
+    ``ConnectionResetError``, as ``http.client.RemoteDisconnected`` is)."""
 
 RECV_SIZE = 65536
 MAX_HEAD = 65536  # bytes of status line and headers

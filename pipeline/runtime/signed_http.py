@@ -375,11 +375,6 @@ class ConnectionPool:
         self._lock = threading.Lock()  # for ``opened``
         self._tls = scheme == "https"
 
-    def get(self) -> tuple[Connection | None, bool]:
-        """An idle connection (``reused``) or ``None``, ``False``: the caller calls :meth:`new`."""
-        conn = self.take()
-        return conn, conn is not None
-
     def take(self) -> Connection | None:
         """The connection used last, unless idle too long (closed then), else ``None``."""
         idle = self._idle
@@ -399,6 +394,35 @@ class ConnectionPool:
             self.opened += 1
         return Connection(self.host, self.port, _tls_context() if self._tls else None,
                           self.timeouts)
+
+    def exchange(self, request: bytes) -> tuple[int, bytes, str | None, bool]:
+        """Send ``request`` on the connection used last, else on a new one; the connection goes
+        back to the pool when the answer allows it. An idle connection the server has closed
+        meanwhile (:data:`_STALE`) is replaced by a new one once, which is not an attempt of
+        the caller's retries. Raises ``OSError`` or :class:`HTTPException` (the connection
+        closed) when there is no answer."""
+        conn = self.take()
+        if conn is not None:
+            try:
+                answer = conn.exchange(request)
+            except _STALE:
+                conn.close()
+                conn = None
+            except BaseException:
+                conn.close()
+                raise
+        if conn is None:
+            conn = self.new()
+            try:
+                answer = conn.exchange(request)
+            except BaseException:
+                conn.close()
+                raise
+        if answer[3]:
+            self.put(conn)
+        else:
+            conn.close()
+        return answer
 
     def put(self, conn: Connection) -> None:
         conn.idle_since = time.monotonic()
@@ -453,15 +477,9 @@ class SignedPoster:
         if pads is None:
             raise NoCredentials("no AWS credentials to sign the execute-api request")
         line, canonical_prefix = _post_prefixes(self._base, connection_id)
-        body_hash = _SHA256.copy()
-        body_hash.update(data)
-        canonical = _SHA256.copy()
-        canonical.update(f"{canonical_prefix}{canonical_headers}{body_hash.hexdigest()}".encode())
-        inner = pads[0].copy()
-        inner.update(f"{to_sign}{canonical.hexdigest()}".encode())
-        outer = pads[1].copy()
-        outer.update(inner.digest())
-        return f"{line}{len(data)}\r\n{head}{outer.hexdigest()}{tail}".encode() + data
+        canonical = f"{canonical_prefix}{canonical_headers}{sha256_hex(data)}"
+        signature = hmac_hex(pads, f"{to_sign}{sha256_hex(canonical.encode())}".encode())
+        return f"{line}{len(data)}\r\n{head}{signature}{tail}".encode() + data
 
     def post_once(self, connection_id: str, data: bytes) -> tuple[int, str]:
         if not connection_id:
@@ -470,33 +488,10 @@ class SignedPoster:
             request = self.request(connection_id, data)
         except NoCredentials:
             return 0, "NoCredentialsError"
-        conn = self.pool.take()
-        if conn is not None:
-            try:
-                answer = conn.exchange(request)
-            except _STALE:
-                # The server closed an idle keep-alive connection before reading the request:
-                # once more on a fresh connection (not an attempt of the caller's retries).
-                conn.close()
-                conn = None
-            except (OSError, HTTPException) as exc:
-                conn.close()
-                return 0, type(exc).__name__
-        if conn is None:
-            try:
-                conn = self.pool.new()
-            except OSError as exc:
-                return 0, type(exc).__name__
-            try:
-                answer = conn.exchange(request)
-            except (OSError, HTTPException) as exc:
-                conn.close()
-                return 0, type(exc).__name__
-        status, body, code, reusable = answer
-        if reusable:
-            self.pool.put(conn)
-        else:
-            conn.close()
+        try:
+            status, body, code, _ = self.pool.exchange(request)
+        except (OSError, HTTPException) as exc:
+            return 0, type(exc).__name__
         if 200 <= status < 300:
             return status, ""
         return status, error_code(status, code, body)

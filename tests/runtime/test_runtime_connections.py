@@ -545,8 +545,8 @@ def test_the_pool_reuses_the_last_connection_keeps_at_most_maxsize_and_drops_sta
     for conn in conns:
         pool.put(conn)  # type: ignore[arg-type]
     assert conns[2].closed and not conns[0].closed and not conns[1].closed  # over maxsize
-    assert pool.take() is conns[1] and pool.get() == (conns[0], True)  # LIFO
-    assert pool.take() is None and pool.get() == (None, False)
+    assert pool.take() is conns[1] and pool.take() is conns[0]  # LIFO
+    assert pool.take() is None and pool.take() is None
     pool.put(conns[0])  # type: ignore[arg-type]
     pool.put(conns[1])  # type: ignore[arg-type]
     monkeypatch.setattr(signed_http, "IDLE_LIMIT_S", 0.0)  # both idle too long now
