@@ -122,10 +122,9 @@ def record_filter(filters: Iterable[Mapping[str, Any]], *, fan_out: bool = False
                   ) -> Callable[[Record], bool]:
     """:func:`record_matches` for one mapping's ``filters``, read once: the check its readers
     make on every record put to the stream. The usual filter, one plain pattern on one field of
-    ``data`` (``{"data": {"routeKey": ["echo"]}}``), is a :class:`FieldFilter`: a dict lookup
-    and a set membership for a record whose data is a JSON object with a string there; anything
-    else asks :func:`record_matches`, which answers the same for every record (tests compare
-    the two)."""
+    ``data`` (``{"data": {"routeKey": ["echo"]}}``), is a dict lookup and a set membership for a
+    record whose data is a JSON object with a string there; anything else asks
+    :func:`record_matches`, which answers the same for every record (tests compare the two)."""
     patterns = list(filters)
     if not patterns:
         return _keep
@@ -133,29 +132,16 @@ def record_filter(filters: Iterable[Mapping[str, Any]], *, fan_out: bool = False
     if plain is None or len(plain) != 1 or len(plain[0]) != 1 or len(plain[0][0][0]) != 1:
         return lambda record: record_matches(patterns, record, fan_out=fan_out)
     (((key,), allowed),) = plain[0]
-    return FieldFilter(key, allowed, patterns, fan_out)
 
-
-class FieldFilter:
-    """One plain pattern on one top-level field of ``data``: ``key``'s string value is one of
-    ``allowed``. A caller that has the record's parsed data decides with :meth:`verdict`."""
-
-    __slots__ = ("allowed", "fan_out", "key", "patterns")
-
-    def __init__(self, key: str, allowed: frozenset[str], patterns: list[Any],
-                 fan_out: bool) -> None:
-        self.key, self.allowed, self.patterns, self.fan_out = key, allowed, patterns, fan_out
-
-    def __call__(self, record: Record) -> bool:
-        return self.verdict(record, parsed_data(record.data))
-
-    def verdict(self, record: Record, data: Any) -> bool:
-        """Whether ``record`` (whose data parses to ``data``: :func:`parsed_data`) matches."""
+    def check(record: Record) -> bool:
+        data = parsed_data(record.data)
         if type(data) is dict:
-            value = data.get(self.key)
+            value = data.get(key)
             if type(value) is str:
-                return value in self.allowed
-        return record_matches(self.patterns, record, fan_out=self.fan_out)
+                return value in allowed
+        return record_matches(patterns, record, fan_out=fan_out)
+
+    return check
 
 
 def _keep(record: Record) -> bool:

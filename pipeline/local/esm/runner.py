@@ -23,7 +23,7 @@ from pipeline.aws.events import (
     function_arn,
     kinesis_event,
 )
-from pipeline.aws.filters import FieldFilter, metadata_keys, parsed_data, record_filter
+from pipeline.aws.filters import metadata_keys, record_filter
 from pipeline.aws.limits import KINESIS_GET_RECORDS_MAX, REGION
 
 from .batching import Batcher, lane_of
@@ -308,20 +308,14 @@ class _Shard:
             self.failures = 0
 
     def _wanted(self, record: StoredRecord) -> bool:
-        """The mapping's filter criteria (no criteria: every record); a canary wakes the reader.
-
-        Called for every record put to the shard, by each mapping's waiting reader: the usual
-        one-field filter is decided here, from the record's shared parse, without further calls."""
+        """The mapping's filter criteria (no criteria: every record); a canary wakes the reader."""
         canary = self.runner.canary
-        if canary is not None and record.partition_key == canary.key:
+        if canary is not None and canary.is_canary(record.partition_key):
             return True
         filters = self.runner.config.filters
         if self._filter_of is not filters:  # read once per filter list (an update replaces it)
             self._filter, self._filter_of = record_filter(filters, fan_out=self.fan_out), filters
-        check = self._filter
-        if type(check) is FieldFilter:
-            return check.verdict(record, parsed_data(record.data))
-        return check(record)
+        return self._filter(record)
 
     def _route(self, records: list[StoredRecord]) -> None:
         """Filter the records read and hand each to its lane by partition key."""
