@@ -225,8 +225,7 @@ def plain_query(req: dict[str, Any]) -> bytes | None:
         return None
     values = req["ExpressionAttributeValues"]
     value = values.get(match[2]) if isinstance(values, dict) and len(values) == 1 else None
-    if (not isinstance(value, dict) or len(value) != 1 or table.hash_key_type not in value
-            or not plain_value(table.hash_key_type, value[table.hash_key_type])):
+    if not _typed_plain(value, table.hash_key_type):
         return None
     projection: list[list[str]] | None = None
     if "ProjectionExpression" in req:
@@ -317,9 +316,14 @@ def _start_key(start: Any, table: Any, value: dict[str, Any]) -> bool:
     if table.range_key_attr:
         types[table.range_key_attr] = table.range_key_type
     return (isinstance(start, dict) and start.keys() == types.keys()
-            and start[table.hash_key_attr] == value and all(
-                isinstance(v, dict) and len(v) == 1 and types[k] in v
-                and plain_value(types[k], v[types[k]]) for k, v in start.items()))
+            and start[table.hash_key_attr] == value
+            and all(_typed_plain(v, types[k]) for k, v in start.items()))
+
+
+def _typed_plain(value: Any, kind: str) -> bool:
+    """``value`` is one attribute value of type ``kind`` (``{"S": "..."}``), a plain one."""
+    return (isinstance(value, dict) and len(value) == 1 and kind in value
+            and plain_value(kind, value[kind]))
 
 
 @functools.cache
