@@ -40,7 +40,7 @@ import string
 import zlib
 from collections.abc import Callable, Iterable
 from email.utils import formatdate
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 from botocore.awsrequest import AWSPreparedRequest
@@ -320,7 +320,7 @@ def _start_key(start: Any, table: Any, value: dict[str, Any]) -> bool:
             and all(_typed_plain(v, types[k]) for k, v in start.items()))
 
 
-def _typed_plain(value: Any, kind: str) -> bool:
+def _typed_plain(value: Any, kind: str) -> TypeGuard[dict[str, Any]]:
     """``value`` is one attribute value of type ``kind`` (``{"S": "..."}``), a plain one."""
     return (isinstance(value, dict) and len(value) == 1 and kind in value
             and plain_value(kind, value[kind]))
